@@ -1,0 +1,56 @@
+"""Shared fixtures: a workspace with an approved sender and a live API key, and an authenticated client."""
+
+import pytest
+from rest_framework.test import APIClient
+
+from senders.gateways import locmem
+from senders.tests.factories import SenderNameFactory
+from workspaces.tests.factories import WorkspaceFactory, issue_key
+
+DEST = "+233202007745"  # a valid Ghanaian mobile number
+
+
+@pytest.fixture(autouse=True)
+def _empty_sms_outbox():
+    locmem.outbox.clear()
+    yield
+    locmem.outbox.clear()
+
+
+@pytest.fixture
+def sms_outbox():
+    return locmem.outbox
+
+
+@pytest.fixture
+def workspace(db):
+    return WorkspaceFactory(name="Acme", slug="acme")
+
+
+@pytest.fixture
+def sender(workspace):
+    return SenderNameFactory(workspace=workspace, sender="ZECKTA")
+
+
+@pytest.fixture
+def issued_key(workspace):
+    return issue_key(workspace, name="test")
+
+
+@pytest.fixture
+def raw_key(issued_key):
+    return issued_key[1]
+
+
+@pytest.fixture
+def api(raw_key, sender):
+    """An APIClient authenticated as `workspace`, whose sender ZECKTA is approved."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+    return client
+
+
+def make_api(raw_key: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+    return client

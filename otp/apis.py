@@ -1,0 +1,76 @@
+import uuid
+
+from django.utils import timezone
+from rest_framework import status
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from otp import selectors, services
+from otp.serializers import (
+    OtpRequestInputSerializer,
+    OtpVerifyInputSerializer,
+    request_data,
+    session_data,
+    verify_data,
+)
+from otp.services import VerifyStatus
+from zeckta.api.errors import ApplicationError
+from zeckta.api.responses import envelope
+from zeckta.api.viewsets import ApiViewSet
+
+MESSAGE_SENT = "OTP sent successfully"
+MESSAGE_REUSED = "Active OTP already exists. No new SMS sent."
+
+# Verify outcome -> (HTTP status, message). A failed verify's error `code` equals its status.
+VERIFY_OUTCOMES = {
+    VerifyStatus.APPROVED: (status.HTTP_200_OK, "OTP verified successfully"),
+    VerifyStatus.INVALID: (status.HTTP_400_BAD_REQUEST, "Invalid OTP code."),
+    VerifyStatus.EXPIRED: (status.HTTP_410_GONE, "OTP has expired."),
+    VerifyStatus.MAX_ATTEMPTS_REACHED: (status.HTTP_423_LOCKED, "Maximum verification attempts reached."),
+    VerifyStatus.ALREADY_USED: (status.HTTP_409_CONFLICT, "OTP has already been used."),
+}
+
+
+class OtpVerifyFailed(ApplicationError):
+    def __init__(self, outcome: str, data: dict) -> None:
+        self.status_code, message = VERIFY_OUTCOMES[outcome]
+        self.code = outcome
+        super().__init__(message, data=data)
+
+
+def _validated(serializer_class, request: Request) -> dict:
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class OtpViewSet(ApiViewSet):
+    """POST request, POST verify, GET one session: validate, call one service or selector, serialize."""
+
+    @action(detail=False, methods=["post"], url_path="request")
+    def request_otp(self, request: Request) -> Response:
+        data = _validated(OtpRequestInputSerializer, request)
+        result = services.otp_request(
+            workspace=self.workspace,
+            dest=data["dest"],
+            src=data["src"],
+            purpose=data["purpose"],
+            message_template=data.get("messageTemplate"),
+        )
+        message = MESSAGE_REUSED if result.reused else MESSAGE_SENT
+        return Response(envelope(message, request_data(result.session, reused=result.reused, now=timezone.now())))
+
+    @action(detail=False, methods=["post"], url_path="verify")
+    def verify(self, request: Request) -> Response:
+        data = _validated(OtpVerifyInputSerializer, request)
+        result = services.otp_verify(workspace=self.workspace, session_id=data["sessionId"], code=data["code"])
+        body = verify_data(result.session, status=result.status, verified=result.verified)
+        if not result.verified:
+            raise OtpVerifyFailed(result.status, body)
+        return Response(envelope(VERIFY_OUTCOMES[VerifyStatus.APPROVED][1], body))
+
+    def retrieve(self, request: Request, session_id: uuid.UUID) -> Response:
+        session = selectors.otp_session_get(workspace=self.workspace, session_id=session_id)
+        return Response(envelope("OTP session retrieved", session_data(session, now=timezone.now())))
+

@@ -1,0 +1,135 @@
+import uuid
+
+from django.db import models
+from django.db.models import F, Q
+
+
+class Purpose(models.TextChoices):
+    LOGIN = "LOGIN"
+    PASSWORD_RESET = "PASSWORD_RESET"
+    TRANSACTION = "TRANSACTION"
+    DEVICE_VERIFICATION = "DEVICE_VERIFICATION"
+    EMAIL_VERIFICATION = "EMAIL_VERIFICATION"
+    ACCOUNT_RECOVERY = "ACCOUNT_RECOVERY"
+    KYC_VERIFICATION = "KYC_VERIFICATION"
+
+
+class OtpSession(models.Model):
+    """One issued code. The code itself is never stored: only HMAC(OTP_HASH_KEY, session id + code)."""
+
+    class Status(models.TextChoices):
+        PENDING = "PENDING"
+        APPROVED = "APPROVED"
+        # Validity elapsed, or a newer session replaced this one (reuse disabled).
+        EXPIRED = "EXPIRED"
+        MAX_ATTEMPTS_REACHED = "MAX_ATTEMPTS_REACHED"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    workspace = models.ForeignKey("workspaces.Workspace", on_delete=models.CASCADE, related_name="otp_sessions")
+    sender = models.ForeignKey("senders.SenderName", on_delete=models.PROTECT, related_name="otp_sessions")
+    dest = models.CharField(max_length=16)  # E.164
+    country = models.CharField(max_length=2, blank=True)  # ISO 3166 region of dest
+    src = models.CharField(max_length=16)  # the sender name as it was when the SMS went out
+    purpose = models.CharField(max_length=32, choices=Purpose.choices)
+    code_digest = models.CharField(max_length=64, editable=False)  # hex HMAC-SHA256
+    status = models.CharField(max_length=24, choices=Status.choices, default=Status.PENDING)
+    attempts_used = models.PositiveSmallIntegerField(default=0)
+    max_attempts = models.PositiveSmallIntegerField()
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    verified_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "OTP session"
+        constraints = [
+            # At most one live session per destination and purpose: concurrent identical requests
+            # cannot both create one. Expiry is a status change because index predicates cannot use now().
+            models.UniqueConstraint(
+                fields=["workspace", "dest", "purpose"],
+                condition=Q(status="PENDING"),
+                name="otp_otpsession_one_pending_per_destination",
+            ),
+            models.CheckConstraint(
+                condition=Q(attempts_used__lte=F("max_attempts")), name="otp_otpsession_attempts_within_limit"
+            ),
+            models.CheckConstraint(
+                condition=Q(status="APPROVED", verified_at__isnull=False) | ~Q(status="APPROVED"),
+                name="otp_otpsession_approved_has_time",
+            ),
+        ]
+        indexes = [
+            # The per-destination send limit counts a workspace's sessions to one dest in a window.
+            models.Index(fields=["workspace", "dest", "created_at"], name="otp_session_dest_window_idx"),
+            # The per-country hourly ceiling counts a workspace's sessions to one country.
+            models.Index(fields=["workspace", "country", "created_at"], name="otp_session_country_window_idx"),
+            # Purging old sessions.
+            models.Index(fields=["created_at"], name="otp_session_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} {self.purpose} → {self.dest} [{self.status}]"
+
+    @property
+    def attempts_left(self) -> int:
+        return max(self.max_attempts - self.attempts_used, 0)
+
+
+class SmsMessage(models.Model):
+    """The outbox: one row per OTP SMS, written with its session, the source of truth for delivery.
+
+    `encrypted_text` is the rendered SMS encrypted with a key from settings, so a retry delivers the
+    same code; it is wiped as soon as delivery ends either way.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        PROCESSING = "processing"
+        SUBMITTED = "submitted"
+        SENT = "sent"
+        DELIVERED = "delivered"
+        FAILED = "failed"
+        UNDELIVERABLE = "undeliverable"
+        EXPIRED = "expired"
+        REJECTED = "rejected"
+
+    TERMINAL = frozenset({Status.SENT, Status.DELIVERED, Status.FAILED, Status.UNDELIVERABLE, Status.EXPIRED,
+                          Status.REJECTED})
+
+    # Sent to the gateway as `reference`: its idempotency key, the same on every retry.
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    session = models.OneToOneField(OtpSession, on_delete=models.CASCADE, related_name="sms")
+    workspace = models.ForeignKey("workspaces.Workspace", on_delete=models.CASCADE, related_name="sms_messages")
+    to = models.CharField(max_length=16)
+    sender = models.CharField(max_length=16)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    encrypted_text = models.BinaryField(null=True, editable=False)
+    encoding = models.CharField(max_length=8)  # GSM-7 or UCS-2
+    segments = models.PositiveSmallIntegerField()
+    units = models.PositiveSmallIntegerField()
+    attempts = models.PositiveSmallIntegerField(default=0)  # calls made to the gateway
+    provider_message_id = models.CharField(max_length=200, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    next_attempt_at = models.DateTimeField()  # when a queued row is due (now, or after a retry backoff)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "SMS message"
+        constraints = [
+            models.CheckConstraint(condition=Q(units=F("segments")), name="otp_smsmessage_units_equal_segments"),
+        ]
+        indexes = [
+            # The sweeper looks for rows still queued or processing long after they were due.
+            models.Index(
+                fields=["status", "next_attempt_at"],
+                condition=Q(status__in=["queued", "processing"]),
+                name="otp_sms_pending_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"SMS {self.public_id} → {self.to} [{self.status}]"

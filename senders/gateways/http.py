@@ -1,0 +1,63 @@
+import json
+import socket
+import urllib.error
+import urllib.request
+
+from django.conf import settings
+
+from senders.gateways.base import (
+    GatewayResult,
+    OutgoingSms,
+    PermanentGatewayError,
+    SmsGateway,
+    TransientGatewayError,
+)
+
+# Bodies longer than this from the gateway are not ours to read (bytes).
+MAX_RESPONSE_BYTES = 64 * 1024
+
+
+class HttpGateway(SmsGateway):
+    """POSTs {"to", "from", "text", "reference"} as JSON to settings.SMS_HTTP_URL.
+
+    2xx: accepted (an `id` in the JSON answer is kept); 4xx: permanent failure; 5xx, timeout or a
+    connection error: transient, retried by the caller with the same `reference`.
+    """
+
+    def __init__(self) -> None:
+        if not settings.SMS_HTTP_URL:
+            raise PermanentGatewayError("SMS_HTTP_URL is not set")
+        self.url = settings.SMS_HTTP_URL
+        self.token = settings.SMS_HTTP_TOKEN
+        self.timeout = settings.SMS_HTTP_TIMEOUT  # seconds
+
+    def send(self, message: OutgoingSms) -> GatewayResult:
+        body = json.dumps(
+            {"to": message.to, "from": message.sender, "text": message.text, "reference": message.reference}
+        ).encode()
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                payload = response.read(MAX_RESPONSE_BYTES)
+        except urllib.error.HTTPError as exc:
+            if 400 <= exc.code < 500:
+                raise PermanentGatewayError(f"gateway refused the message: HTTP {exc.code}") from None
+            raise TransientGatewayError(f"gateway error: HTTP {exc.code}") from None
+        except (TimeoutError, socket.timeout):
+            raise TransientGatewayError(f"gateway timed out after {self.timeout}s") from None
+        except (urllib.error.URLError, ConnectionError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise TransientGatewayError(f"gateway unreachable: {reason}") from None
+        return GatewayResult(provider_message_id=_message_id(payload))
+
+
+def _message_id(payload: bytes) -> str:
+    try:
+        data = json.loads(payload or b"{}")
+    except ValueError:
+        return ""
+    value = data.get("id") if isinstance(data, dict) else None
+    return str(value)[:200] if value is not None else ""

@@ -1,0 +1,43 @@
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+
+class SenderName(models.Model):
+    """A sender name ("ZECKTA", a number or a shortcode) a workspace may send from once staff approve it."""
+
+    class Type(models.TextChoices):
+        ALPHANUMERIC = "alphanumeric"
+        MSISDN = "msisdn"
+        SHORTCODE = "shortcode"
+
+    class Status(models.TextChoices):
+        PENDING = "PENDING"
+        APPROVED = "APPROVED"
+        REJECTED = "REJECTED"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    workspace = models.ForeignKey("workspaces.Workspace", on_delete=models.CASCADE, related_name="sender_names")
+    sender = models.CharField(max_length=16)
+    sender_type = models.CharField(max_length=16, choices=Type.choices, default=Type.ALPHANUMERIC)
+    purpose = models.CharField(max_length=500, blank=True, help_text="What the workspace says it sends with it.")
+    country_code = models.CharField(max_length=2, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    status_reason = models.CharField(max_length=500, blank=True)
+    submitted_at = models.DateTimeField(auto_now_add=True)
+    approved_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["sender"]
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "sender"], name="senders_sendername_unique_per_workspace"),
+            models.CheckConstraint(
+                condition=Q(status="APPROVED", approved_at__isnull=False) | ~Q(status="APPROVED"),
+                name="senders_sendername_approved_has_time",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sender} [{self.status}]"

@@ -1,0 +1,16 @@
+import factory
+from django.utils import timezone
+
+from senders.models import SenderName
+from workspaces.tests.factories import WorkspaceFactory
+
+
+class SenderNameFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = SenderName
+
+    workspace = factory.SubFactory(WorkspaceFactory)
+    sender = "ZECKTA"
+    sender_type = SenderName.Type.ALPHANUMERIC
+    status = SenderName.Status.APPROVED
+    approved_at = factory.LazyFunction(timezone.now)

@@ -1,0 +1,155 @@
+import uuid
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+
+class Workspace(models.Model):
+    """A tenant: its API keys, sender names and OTP sessions are invisible to every other workspace."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=64, unique=True)
+    is_active = models.BooleanField(default=True, help_text="Suspended workspaces get 403 on every call.")
+
+    # OTP policy.
+    otp_reuse_enabled = models.BooleanField(
+        default=True, help_text="Answer a repeated request with the still-valid session instead of a new SMS."
+    )
+    otp_validity_seconds = models.PositiveIntegerField(
+        default=settings.OTP_DEFAULT_VALIDITY_SECONDS,
+        validators=[MinValueValidator(10), MaxValueValidator(86_400)],
+    )
+    otp_max_attempts = models.PositiveSmallIntegerField(
+        default=settings.OTP_DEFAULT_MAX_ATTEMPTS, validators=[MinValueValidator(1), MaxValueValidator(10)]
+    )
+    otp_code_length = models.PositiveSmallIntegerField(
+        default=settings.OTP_DEFAULT_CODE_LENGTH, validators=[MinValueValidator(4), MaxValueValidator(10)]
+    )
+    default_message_template = models.CharField(
+        max_length=160,
+        blank=True,
+        help_text="Used when a request has no messageTemplate. Must contain <OTP> once; may contain <MINUTES>.",
+    )
+    allowed_countries = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Comma-separated ISO 3166 alpha-2 codes (GH,NG). Empty: every country.",
+    )
+    destination_limit = models.PositiveIntegerField(
+        default=settings.OTP_DEFAULT_DESTINATION_LIMIT,
+        validators=[MinValueValidator(1)],
+        help_text="New OTP SMS allowed to one destination per window.",
+    )
+    destination_window_seconds = models.PositiveIntegerField(
+        default=settings.OTP_DEFAULT_DESTINATION_WINDOW_SECONDS, validators=[MinValueValidator(1)]
+    )
+
+    refuse_fixed_line_and_voip = models.BooleanField(
+        default=False, help_text="Also refuse fixed-line and VoIP numbers (premium-rate and the like always are)."
+    )
+    country_hourly_limit = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Most new OTP SMS to any one country per hour. Empty: no ceiling.",
+    )
+
+    # Billing: postpaid workspaces are counted, never refused; prepaid ones pay from balance_units.
+    is_prepaid = models.BooleanField(default=False)
+    balance_units = models.BigIntegerField(default=0)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(otp_validity_seconds__gte=10) & Q(otp_validity_seconds__lte=86_400),
+                name="workspaces_workspace_validity_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(otp_max_attempts__gte=1) & Q(otp_max_attempts__lte=10),
+                name="workspaces_workspace_attempts_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(otp_code_length__gte=4) & Q(otp_code_length__lte=10),
+                name="workspaces_workspace_code_length_range",
+            ),
+            # A prepaid workspace never goes below zero: debits are conditional updates.
+            models.CheckConstraint(
+                condition=Q(is_prepaid=False) | Q(balance_units__gte=0),
+                name="workspaces_workspace_prepaid_balance_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.slug})"
+
+    @property
+    def allowed_country_codes(self) -> frozenset[str]:
+        return frozenset(code.strip().upper() for code in self.allowed_countries.split(",") if code.strip())
+
+
+class ApiKey(models.Model):
+    """A workspace credential. The raw key is shown once at issue; only its SHA-256 digest is kept."""
+
+    PREFIX = "zk_live_"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100, blank=True)
+    # "zk_live_" plus the first characters of the secret: unique, shown in lists, used for lookup.
+    prefix = models.CharField(max_length=32, unique=True, editable=False)
+    digest = models.CharField(max_length=64, unique=True, editable=False)  # hex SHA-256 of the raw key
+    tps = models.PositiveIntegerField(default=10, validators=[MinValueValidator(1)], help_text="Requests per second.")
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+        constraints = [
+            models.CheckConstraint(condition=Q(tps__gte=1), name="workspaces_apikey_tps_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.name or 'unnamed'})"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+class LedgerEntry(models.Model):
+    """One change of a prepaid workspace's balance: who or what changed it, why, and the balance after."""
+
+    class Reason(models.TextChoices):
+        OPENING = "opening", "Opening balance"
+        CREDIT = "credit", "Top-up"
+        OTP_SMS = "otp_sms", "OTP SMS"
+        REFUND = "refund", "Refund of a failed SMS"
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="ledger_entries")
+    delta_units = models.BigIntegerField()  # positive: credit; negative: debit
+    balance_after = models.BigIntegerField()
+    reason = models.CharField(max_length=16, choices=Reason.choices)
+    reference = models.CharField(max_length=100, blank=True)  # the SMS message id, for OTP debits and refunds
+    actor = models.CharField(max_length=150, blank=True)  # staff user or "command" for credits
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "ledger entries"
+        constraints = [
+            models.CheckConstraint(condition=~Q(delta_units=0), name="workspaces_ledgerentry_delta_not_zero"),
+        ]
+        indexes = [models.Index(fields=["workspace", "created_at"], name="workspaces_ledger_ws_time_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.workspace_id} {self.delta_units:+d} → {self.balance_after} ({self.reason})"

@@ -1,0 +1,23 @@
+import hmac
+from datetime import datetime, timedelta
+
+from workspaces.models import ApiKey
+from workspaces.services import key_digest, key_prefix
+
+# last_used_at is written at most this often per key, so it costs no query on most requests (seconds).
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+def api_key_authenticate(*, raw_key: str, now: datetime) -> ApiKey | None:
+    """The live key for a raw key, with its workspace; None for unknown, revoked or expired keys."""
+    if not raw_key.startswith(ApiKey.PREFIX) or len(raw_key) > 100:
+        return None
+    api_key = ApiKey.objects.select_related("workspace").filter(prefix=key_prefix(raw_key)).first()
+    if api_key is None or not hmac.compare_digest(api_key.digest, key_digest(raw_key)):
+        return None
+    if api_key.revoked_at is not None or (api_key.expires_at is not None and api_key.expires_at <= now):
+        return None
+    if api_key.last_used_at is None or now - api_key.last_used_at >= LAST_USED_RESOLUTION:
+        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        api_key.last_used_at = now
+    return api_key

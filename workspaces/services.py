@@ -1,0 +1,148 @@
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from workspaces.models import ApiKey, Workspace
+
+# Characters of the secret shown after "zk_live_" in lists and used to find the key (8 of base64url).
+KEY_PREFIX_SECRET_CHARS = 8
+
+
+class WorkspaceError(Exception):
+    """An operator mistake (unknown slug, bad value): its message is one line, fit for a terminal."""
+
+
+def key_digest(raw_key: str) -> str:
+    # A key carries 256 random bits, so a fast hash is enough; a password hasher would cost ~250 ms.
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+def key_prefix(raw_key: str) -> str:
+    return raw_key[: len(ApiKey.PREFIX) + KEY_PREFIX_SECRET_CHARS]
+
+
+def parse_countries(value: str | list[str] | None) -> str:
+    if not value:
+        return ""
+    codes = value.split(",") if isinstance(value, str) else value
+    normalized = sorted({code.strip().upper() for code in codes if code.strip()})
+    from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
+
+    known = {region for regions in COUNTRY_CODE_TO_REGION_CODE.values() for region in regions}
+    unknown = [code for code in normalized if code not in known]
+    if unknown:
+        raise WorkspaceError(f"unknown country code(s): {', '.join(unknown)}")
+    return ",".join(normalized)
+
+
+def workspace_create(
+    *,
+    name: str,
+    slug: str | None = None,
+    otp_reuse_enabled: bool = True,
+    otp_validity_seconds: int | None = None,
+    otp_max_attempts: int | None = None,
+    otp_code_length: int | None = None,
+    prepaid_units: int | None = None,
+    countries: str | list[str] | None = None,
+) -> Workspace:
+    name = name.strip()
+    if not name:
+        raise WorkspaceError("the workspace name must not be empty")
+    slug = slugify(slug or name)
+    if not slug:
+        raise WorkspaceError("cannot make a slug from that name; pass --slug")
+    if prepaid_units is not None and prepaid_units < 0:
+        raise WorkspaceError("prepaid units must be zero or more")
+    workspace = Workspace(
+        name=name,
+        slug=slug,
+        otp_reuse_enabled=otp_reuse_enabled,
+        allowed_countries=parse_countries(countries),
+        is_prepaid=prepaid_units is not None,
+        balance_units=prepaid_units or 0,
+    )
+    for field, value in [
+        ("otp_validity_seconds", otp_validity_seconds),
+        ("otp_max_attempts", otp_max_attempts),
+        ("otp_code_length", otp_code_length),
+    ]:
+        if value is not None:
+            setattr(workspace, field, value)
+    try:
+        workspace.full_clean()
+    except ValidationError as exc:
+        raise WorkspaceError(_one_line(exc)) from None
+    try:
+        with transaction.atomic():
+            workspace.save()
+            if prepaid_units:
+                from workspaces.billing import ledger_record_opening
+
+                ledger_record_opening(workspace=workspace, units=prepaid_units)
+    except IntegrityError:
+        raise WorkspaceError(f"a workspace with slug {slug!r} already exists") from None
+    return workspace
+
+
+def workspace_get_by_slug(slug: str) -> Workspace:
+    try:
+        return Workspace.objects.get(slug=slug)
+    except Workspace.DoesNotExist:
+        raise WorkspaceError(f"no workspace with slug {slug!r}") from None
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    api_key: ApiKey
+    raw_key: str  # shown to the operator once; it is not stored
+
+
+def api_key_issue(
+    *, workspace: Workspace, name: str = "", tps: int = 10, expires_in_days: int | None = None
+) -> IssuedKey:
+    """Creates a key and returns it with the raw key, which exists nowhere else after this call."""
+    if tps < 1:
+        raise WorkspaceError("tps must be at least 1")
+    if expires_in_days is not None and expires_in_days < 1:
+        raise WorkspaceError("expires-in-days must be at least 1")
+    expires_at = timezone.now() + timedelta(days=expires_in_days) if expires_in_days else None
+    while True:
+        raw_key = ApiKey.PREFIX + secrets.token_urlsafe(32)  # 256 random bits
+        try:
+            with transaction.atomic():
+                api_key = ApiKey.objects.create(
+                    workspace=workspace,
+                    name=name,
+                    prefix=key_prefix(raw_key),
+                    digest=key_digest(raw_key),
+                    tps=tps,
+                    expires_at=expires_at,
+                )
+        except IntegrityError:
+            continue  # a 48-bit prefix collided: draw another key
+        return IssuedKey(api_key=api_key, raw_key=raw_key)
+
+
+def api_key_revoke(*, prefix: str) -> ApiKey:
+    now = timezone.now()
+    try:
+        api_key = ApiKey.objects.get(prefix=prefix)
+    except ApiKey.DoesNotExist:
+        raise WorkspaceError(f"no API key with prefix {prefix!r}") from None
+    # Conditional: revoking twice keeps the first revocation time.
+    ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=now)
+    api_key.refresh_from_db(fields=["revoked_at"])
+    return api_key
+
+
+def _one_line(exc: ValidationError) -> str:
+    if hasattr(exc, "message_dict"):
+        return "; ".join(f"{field}: {' '.join(messages)}" for field, messages in exc.message_dict.items())
+    return " ".join(exc.messages)

@@ -1,0 +1,29 @@
+import json
+from typing import Any
+
+from django.conf import settings
+from rest_framework.parsers import JSONParser
+
+from zeckta.api.errors import MalformedJson, PayloadTooLarge
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+class JsonObjectParser(JSONParser):
+    """Strict JSON: a size-capped body that must decode to an object (no NaN/Infinity)."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict | None = None) -> dict:
+        limit = settings.API_MAX_BODY_BYTES
+        # Read one byte past the cap: enough to know it is too large without buffering it all.
+        raw = stream.read(limit + 1) if stream is not None else b""
+        if len(raw) > limit:
+            raise PayloadTooLarge(f"The request body must be at most {limit} bytes.")
+        try:
+            data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        except (UnicodeDecodeError, ValueError):
+            raise MalformedJson() from None
+        if not isinstance(data, dict):
+            raise MalformedJson("The request body must be a JSON object.")
+        return data

@@ -1,0 +1,213 @@
+"""Settings for Zeckta OTP, read from the environment (or a `.env` file) with django-environ.
+
+With no environment at all the service runs on embedded defaults: SQLite, tasks run in-process,
+SMS printed on the console. Outside DEBUG, SECRET_KEY, OTP_HASH_KEY and ALLOWED_HOSTS are required.
+"""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DEBUG", default=False)
+
+# Development-only fallbacks: never used when DEBUG is off (see the check below).
+_DEV_SECRET_KEY = "dev-insecure-secret-key-change-me"
+_DEV_OTP_HASH_KEY = "dev-insecure-otp-hash-key-change-me"
+
+SECRET_KEY = env.str("SECRET_KEY", default=_DEV_SECRET_KEY if DEBUG else "")
+OTP_HASH_KEY = env.str("OTP_HASH_KEY", default=_DEV_OTP_HASH_KEY if DEBUG else "")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"] if DEBUG else [])
+
+if not DEBUG:
+    _missing = [name for name, value in [("SECRET_KEY", SECRET_KEY), ("OTP_HASH_KEY", OTP_HASH_KEY)] if not value]
+    if not ALLOWED_HOSTS:
+        _missing.append("ALLOWED_HOSTS")
+    if _missing:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(f"set {', '.join(_missing)} in the environment (required when DEBUG is off)")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "workspaces",
+    "senders",
+    "otp",
+]
+
+MIDDLEWARE = [
+    "zeckta.api.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "zeckta.api.middleware.ApiErrorMiddleware",
+]
+
+ROOT_URLCONF = "zeckta.urls"
+WSGI_APPLICATION = "zeckta.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+# Keep connections open between requests: reconnecting costs more than the whole OTP request.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Served by whitenoise from the service itself, so the admin works under gunicorn without a CDN.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+# Serve straight from the app directories when collectstatic has not run (development, tests).
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+# The admin's URL prefix, configurable so it is not where scanners look first.
+ADMIN_URL = env.str("ADMIN_URL", default="admin/").strip("/") + "/"
+
+# Bodies of API requests are small JSON objects; anything larger is refused with 413.
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=16 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+
+# --- Security (production values unless DEBUG) -------------------------------------------------
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_PRELOAD = not DEBUG
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+# --- Redis and Celery --------------------------------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
+# With no broker configured, tasks run in-process so `make run` needs no services.
+CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+CELERY_TASK_EAGER_PROPAGATES = False
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+# Publishing must never hang a request when the broker is down: a short, bounded retry, then the
+# outbox row waits for the sweeper.
+CELERY_TASK_PUBLISH_RETRY = True
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+CELERY_BROKER_CONNECTION_TIMEOUT = 1.0
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "socket_timeout": 2.0,  # seconds
+    "socket_connect_timeout": 1.0,  # seconds
+    # Above the longest task runtime plus its countdown, or Redis redelivers a task still running.
+    "visibility_timeout": 3600,  # seconds
+    "max_retries": 1,
+}
+CELERY_BEAT_SCHEDULE = {
+    "requeue-stale-outbox": {"task": "otp.tasks.requeue_stale_sms", "schedule": 30.0},
+    "purge-old-sessions": {"task": "otp.tasks.purge_old_sessions", "schedule": 3600.0},
+}
+
+# --- OTP policy defaults (each workspace can change its own in the admin) ----------------------
+OTP_DEFAULT_VALIDITY_SECONDS = 300
+OTP_DEFAULT_MAX_ATTEMPTS = 5
+OTP_DEFAULT_CODE_LENGTH = 6
+OTP_DEFAULT_DESTINATION_LIMIT = 3  # new OTP SMS to one destination ...
+OTP_DEFAULT_DESTINATION_WINDOW_SECONDS = 600  # ... per this many seconds
+OTP_SESSION_RETENTION_DAYS = env.int("OTP_SESSION_RETENTION_DAYS", default=30)
+
+# --- SMS delivery ------------------------------------------------------------------------------
+SMS_BACKEND = env.str("SMS_BACKEND", default="console")
+SMS_FILE_PATH = env.str("SMS_FILE_PATH", default=str(BASE_DIR / "sms-outbox.jsonl"))
+SMS_HTTP_URL = env.str("SMS_HTTP_URL", default="")
+SMS_HTTP_TOKEN = env.str("SMS_HTTP_TOKEN", default="")
+SMS_HTTP_TIMEOUT = env.float("SMS_HTTP_TIMEOUT", default=5.0)  # seconds
+SMS_MAX_SEND_ATTEMPTS = env.int("SMS_MAX_SEND_ATTEMPTS", default=6)  # gateway calls per message
+SMS_RETRY_BACKOFF_SECONDS = env.float("SMS_RETRY_BACKOFF_SECONDS", default=2.0)  # first retry delay
+SMS_RETRY_BACKOFF_MAX_SECONDS = env.float("SMS_RETRY_BACKOFF_MAX_SECONDS", default=60.0)
+# An outbox row still `queued` this long after its due time was never picked up (broker down,
+# lost publish): the sweeper enqueues it again.
+SMS_STALE_AFTER_SECONDS = env.int("SMS_STALE_AFTER_SECONDS", default=30)
+# A row left `processing` this long belongs to a worker that died mid-send: it may be claimed again.
+SMS_PROCESSING_LEASE_SECONDS = env.int("SMS_PROCESSING_LEASE_SECONDS", default=120)
+# Key for the encrypted retry copy of the SMS text; derived from SECRET_KEY/OTP_HASH_KEY when unset.
+SMS_ENCRYPTION_KEY = env.str("SMS_ENCRYPTION_KEY", default="")
+
+# --- REST framework and OpenAPI ----------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["workspaces.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["workspaces.authentication.HasWorkspace"],
+    "DEFAULT_PARSER_CLASSES": ["zeckta.api.parsers.JsonObjectParser"],
+    "DEFAULT_RENDERER_CLASSES": ["zeckta.api.renderers.EnvelopeJSONRenderer"],
+    "EXCEPTION_HANDLER": "zeckta.api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Zeckta OTP API",
+    "DESCRIPTION": "One-time passwords over SMS: request, verify and inspect OTP sessions.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Logging: every line of a request carries its requestId ------------------------------------
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"request_id": {"()": "zeckta.api.logging.RequestIdFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [requestId=%(request_id)s] %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "filters": ["request_id"], "formatter": "plain"},
+    },
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+    },
+}

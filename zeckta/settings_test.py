@@ -1,0 +1,18 @@
+"""Test settings: the real PostgreSQL and Redis of this machine unless the environment says otherwise."""
+
+import os
+
+os.environ.setdefault("DEBUG", "False")
+os.environ.setdefault("SECRET_KEY", "test-secret-key")
+os.environ.setdefault("OTP_HASH_KEY", "test-otp-hash-key")
+os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/zeckta")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("SMS_BACKEND", "locmem")
+os.environ.setdefault("SECURE_SSL_REDIRECT", "False")
+
+from zeckta.settings import *  # noqa: E402,F403
+
+# Hashing test users' passwords slowly buys nothing.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405

@@ -1,0 +1,21 @@
+from django.conf import settings
+from django.contrib import admin
+from django.http import HttpRequest, JsonResponse
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from zeckta.api.responses import json_error_response
+
+
+def api_not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
+    """Unknown routes under /v1/ answer in the envelope, whatever DEBUG says."""
+    return json_error_response(status=404, message="The requested resource was not found.", code="NOT_FOUND")
+
+
+urlpatterns = [
+    path("v1/messaging/", include("otp.urls")),
+    re_path(r"^v1/(?P<rest>.*)$", api_not_found),
+    path("openapi.json", SpectacularAPIView.as_view(), name="openapi-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="api-docs"),
+    path(settings.ADMIN_URL, admin.site.urls),
+]
