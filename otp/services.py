@@ -227,8 +227,8 @@ def otp_verify(*, workspace: Workspace, session_id: uuid.UUID, code: str) -> Ver
     if session.attempts_used >= session.max_attempts:
         session.status = Status.MAX_ATTEMPTS_REACHED
     session.save(update_fields=["attempts_used", "status"])
-    outcome = VerifyStatus.MAX_ATTEMPTS_REACHED if session.status == Status.MAX_ATTEMPTS_REACHED else VerifyStatus.INVALID
-    return VerifyResult(outcome, session)
+    locked = session.status == Status.MAX_ATTEMPTS_REACHED
+    return VerifyResult(VerifyStatus.MAX_ATTEMPTS_REACHED if locked else VerifyStatus.INVALID, session)
 
 
 # --- Delivery ----------------------------------------------------------------------------------
@@ -258,10 +258,16 @@ def sms_deliver(*, message_id: int) -> str:
     now = timezone.now()
     Status = SmsMessage.Status
     stale_claim = now - timedelta(seconds=settings.SMS_PROCESSING_LEASE_SECONDS)
+    # The session condition is a subquery on session_id, not a join: with a join Django writes
+    # `WHERE id IN (SELECT ... status = 'queued')`, and a second worker blocked on this row's lock would
+    # re-check only `id IN (...)` against its old snapshot and claim a row already sent (double SMS).
+    # Here the status, lease and attempts are conditions on the updated row itself, which PostgreSQL
+    # re-evaluates against the committed version after the lock is released.
+    live_sessions = OtpSession.objects.filter(status=OtpSession.Status.PENDING, expires_at__gt=now).values("pk")
     claimed = (
         SmsMessage.objects.filter(pk=message_id, attempts__lt=settings.SMS_MAX_SEND_ATTEMPTS)
         .filter(Q(status=Status.QUEUED) | Q(status=Status.PROCESSING, claimed_at__lt=stale_claim))
-        .filter(session__status=OtpSession.Status.PENDING, session__expires_at__gt=now)
+        .filter(session_id__in=live_sessions)
         .update(status=Status.PROCESSING, claimed_at=now, attempts=F("attempts") + 1, updated_at=now)
     )
     message = SmsMessage.objects.select_related("session", "workspace").filter(pk=message_id).first()
@@ -314,8 +320,12 @@ def _settle_unclaimable(message: SmsMessage, *, now: datetime, stale_claim: date
     if session.status != OtpSession.Status.PENDING or session.expires_at <= now:
         _finish(row, message, Status.EXPIRED, error="the OTP was no longer valid; nothing was sent")
         return Status.EXPIRED
-    _finish(row, message, Status.FAILED, error=f"gave up after {message.attempts} attempts")
-    return Status.FAILED
+    if message.attempts >= settings.SMS_MAX_SEND_ATTEMPTS:
+        _finish(row, message, Status.FAILED, error=f"gave up after {message.attempts} attempts")
+        return Status.FAILED
+    # Claimable after all: another worker's claim ended (a retry put it back in the queue) between our
+    # UPDATE and this read. Its own retry sends it; failing it here would drop a good message.
+    return message.status
 
 
 def _finish(row, message: SmsMessage, status: str, *, error: str) -> None:

@@ -3,10 +3,14 @@ import uuid
 
 import phonenumbers
 from django.db import IntegrityError, transaction
+from django.db.models import ProtectedError
 from django.utils import timezone
+from rest_framework import status
 
 from senders.models import SenderName
+from senders.selectors import SenderNameNotFound, sender_name_get
 from workspaces.models import Workspace
+from zeckta.api.errors import ApplicationError
 
 _ALPHANUMERIC_RE = re.compile(r"[A-Za-z0-9 .\-]{3,11}")
 _SHORTCODE_RE = re.compile(r"[0-9]{3,8}")
@@ -14,6 +18,34 @@ _SHORTCODE_RE = re.compile(r"[0-9]{3,8}")
 
 class SenderError(Exception):
     """An invalid sender or transition; one line, fit for a terminal or an `errors` entry."""
+
+
+class SenderNameExists(ApplicationError, SenderError):
+    """Also a SenderError, so operator commands that catch SenderError print it as one line."""
+
+    status_code = status.HTTP_409_CONFLICT
+    code = "SENDER_NAME_EXISTS"
+    default_message = "This workspace already has this sender name."
+
+    def __init__(self, sender: str) -> None:
+        message = f"This workspace already has the sender name {sender!r}."
+        super().__init__(message, errors={"sender": [message]})
+
+
+class SenderNameNotEditable(ApplicationError):
+    status_code = status.HTTP_409_CONFLICT
+    code = "SENDER_NAME_NOT_EDITABLE"
+    default_message = "Only a PENDING or REJECTED sender name can be changed."
+
+
+class SenderNameInUse(ApplicationError):
+    status_code = status.HTTP_409_CONFLICT
+    code = "SENDER_NAME_IN_USE"
+    default_message = "This sender name was used for OTP requests that are still kept, so it cannot be deleted yet."
+
+
+# An APPROVED sender is what OTP requests send from: changing it would need a new approval first.
+EDITABLE_STATUSES = (SenderName.Status.PENDING, SenderName.Status.REJECTED)
 
 
 def sender_validation_error(sender: str, sender_type: str) -> str | None:
@@ -67,7 +99,66 @@ def sender_create(
                 approved_at=now if approve else None,
             )
     except IntegrityError:
-        raise SenderError(f"workspace {workspace.slug!r} already has the sender {sender!r}") from None
+        raise SenderNameExists(sender) from None
+
+
+def sender_update(
+    *,
+    workspace: Workspace,
+    sender_name_id: uuid.UUID,
+    sender: str,
+    sender_type: str,
+    purpose: str,
+    country_code: str = "",
+) -> SenderName:
+    """Replaces a PENDING or REJECTED request and submits it again: PENDING, no reason, a new submittedAt."""
+    problem = sender_validation_error(sender, sender_type)
+    if problem:
+        raise SenderError(problem)
+    now = timezone.now()
+    try:
+        # One conditional UPDATE: a sender staff approve meanwhile is never changed behind their back.
+        with transaction.atomic():
+            updated = SenderName.objects.filter(
+                workspace=workspace, public_id=sender_name_id, status__in=EDITABLE_STATUSES
+            ).update(
+                sender=sender,
+                sender_type=sender_type,
+                purpose=purpose,
+                country_code=country_code.upper(),
+                status=SenderName.Status.PENDING,
+                status_reason="",
+                approved_at=None,
+                submitted_at=now,
+                updated_at=now,
+            )
+    except IntegrityError:
+        raise SenderNameExists(sender) from None
+    sender_name = sender_name_get(workspace=workspace, sender_name_id=sender_name_id)  # 404 if not ours
+    if not updated:
+        raise SenderNameNotEditable()
+    return sender_name
+
+
+def sender_delete(*, workspace: Workspace, sender_name_id: uuid.UUID) -> None:
+    """Deletes the workspace's sender name, whatever its status, unless OTP sessions still refer to it.
+
+    Sessions keep their sender (on_delete=PROTECT) until the purge removes them; the sender can go after that.
+    """
+    try:
+        with transaction.atomic():
+            # The row lock orders this against a concurrent update; the PROTECT check runs under it.
+            sender_name = (
+                SenderName.objects.select_for_update()
+                .filter(workspace=workspace, public_id=sender_name_id)
+                .first()
+            )
+            if sender_name is None:
+                raise SenderNameNotFound()
+            sender_name.delete()
+    except (ProtectedError, IntegrityError):
+        # IntegrityError: an OTP session inserted concurrently made the (deferred) foreign key check fail.
+        raise SenderNameInUse() from None
 
 
 def sender_get(*, public_id: str) -> SenderName:

@@ -1,5 +1,4 @@
 import json
-import socket
 import urllib.error
 import urllib.request
 
@@ -27,6 +26,8 @@ class HttpGateway(SmsGateway):
     def __init__(self) -> None:
         if not settings.SMS_HTTP_URL:
             raise PermanentGatewayError("SMS_HTTP_URL is not set")
+        if not settings.SMS_HTTP_URL.startswith(("http://", "https://")):
+            raise PermanentGatewayError("SMS_HTTP_URL must be an http:// or https:// URL")
         self.url = settings.SMS_HTTP_URL
         self.token = settings.SMS_HTTP_TOKEN
         self.timeout = settings.SMS_HTTP_TIMEOUT  # seconds
@@ -38,15 +39,16 @@ class HttpGateway(SmsGateway):
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        # The scheme was checked in __init__: only http(s), never file: or custom handlers.
+        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")  # noqa: S310
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
                 payload = response.read(MAX_RESPONSE_BYTES)
         except urllib.error.HTTPError as exc:
             if 400 <= exc.code < 500:
                 raise PermanentGatewayError(f"gateway refused the message: HTTP {exc.code}") from None
             raise TransientGatewayError(f"gateway error: HTTP {exc.code}") from None
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise TransientGatewayError(f"gateway timed out after {self.timeout}s") from None
         except (urllib.error.URLError, ConnectionError, OSError) as exc:
             reason = getattr(exc, "reason", exc)

@@ -1,0 +1,35 @@
+"""Small helpers for OTP tests: request a code and read it back from the fake SMS gateway."""
+
+import re
+
+from otp.models import SmsMessage
+from otp.services import sms_deliver
+from senders.gateways import locmem
+
+REQUEST_URL = "/v1/messaging/otp/request"
+VERIFY_URL = "/v1/messaging/otp/verify"
+
+
+def session_url(session_id: str) -> str:
+    return f"/v1/messaging/otp/{session_id}"
+
+
+def request_otp(api, dest: str, *, src: str = "ZECKTA", purpose: str = "LOGIN", **extra):
+    return api.post(REQUEST_URL, {"dest": dest, "src": src, "purpose": purpose, **extra}, format="json")
+
+
+def deliver_and_read_code(session_id: str, *, length: int = 6) -> str:
+    """Runs the send task for a session's SMS (as the worker would) and returns the code it carried."""
+    message = SmsMessage.objects.get(session__public_id=session_id)
+    sms_deliver(message_id=message.pk)
+    sent = [sms for sms in locmem.outbox if sms.reference == str(message.public_id)]
+    assert len(sent) == 1
+    return re.search(rf"\b\d{{{length}}}\b", sent[0].text).group()
+
+
+def verify(api, session_id: str, code: str):
+    return api.post(VERIFY_URL, {"sessionId": session_id, "code": code}, format="json")
+
+
+def wrong_code(code: str) -> str:
+    return str((int(code) + 1) % 10 ** len(code)).zfill(len(code))

@@ -1,0 +1,115 @@
+"""Races, tested for real: threads with their own PostgreSQL connections released together by a Barrier."""
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+from django.db import connection
+from django.db.models import Sum
+
+from conftest import DEST, make_api
+from otp.models import OtpSession, SmsMessage
+from otp.tests.helpers import deliver_and_read_code, request_otp, verify, wrong_code
+from senders.tests.factories import SenderNameFactory
+from workspaces.models import LedgerEntry, Workspace
+from workspaces.tests.factories import WorkspaceFactory, issue_key
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def run_together(count: int, action: Callable[[int], object]) -> list:
+    """Runs action(i) in `count` threads that all start at the same moment; returns the results."""
+    barrier = threading.Barrier(count)
+    results: list = [None] * count
+    errors: list[BaseException] = []
+
+    def worker(index: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            results[index] = action(index)
+        except BaseException as exc:  # surfaced below: a thread's failure must fail the test
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    return results
+
+
+@pytest.fixture
+def tenant():
+    workspace = WorkspaceFactory(name="Race", slug="race")
+    SenderNameFactory(workspace=workspace, sender="ZECKTA")
+    return workspace, issue_key(workspace)[1]
+
+
+def test_concurrent_wrong_codes_use_exactly_the_allowed_attempts(tenant):
+    workspace, raw_key = tenant
+    session_id = request_otp(make_api(raw_key), DEST).json()["data"]["sessionId"]
+    code = deliver_and_read_code(session_id)
+
+    responses = run_together(20, lambda i: verify(make_api(raw_key), session_id, wrong_code(code)))
+
+    statuses = Counter(r.status_code for r in responses)
+    assert statuses == {400: 4, 423: 16}
+    session = OtpSession.objects.get(public_id=session_id)
+    assert session.attempts_used == 5 and session.status == "MAX_ATTEMPTS_REACHED"
+    assert verify(make_api(raw_key), session_id, code).status_code == 423
+
+
+def test_concurrent_right_codes_approve_exactly_once(tenant):
+    workspace, raw_key = tenant
+    session_id = request_otp(make_api(raw_key), DEST).json()["data"]["sessionId"]
+    code = deliver_and_read_code(session_id)
+
+    responses = run_together(10, lambda i: verify(make_api(raw_key), session_id, code))
+
+    assert Counter(r.status_code for r in responses) == {200: 1, 409: 9}
+    assert {r.json()["data"]["status"] for r in responses} == {"APPROVED", "ALREADY_USED"}
+    assert OtpSession.objects.get(public_id=session_id).status == "APPROVED"
+
+
+def test_concurrent_identical_requests_give_one_session_and_one_sms(tenant):
+    workspace, raw_key = tenant
+
+    responses = run_together(10, lambda i: request_otp(make_api(raw_key), DEST))
+
+    assert all(r.status_code == 200 for r in responses)
+    data = [r.json()["data"] for r in responses]
+    assert len({d["sessionId"] for d in data}) == 1
+    assert Counter(d["reused"] for d in data) == {True: 9, False: 1}
+    assert OtpSession.objects.count() == 1 and SmsMessage.objects.count() == 1
+
+
+def test_concurrent_requests_never_pass_the_destination_limit(tenant):
+    workspace, raw_key = tenant
+    Workspace.objects.filter(pk=workspace.pk).update(otp_reuse_enabled=False)
+
+    responses = run_together(10, lambda i: request_otp(make_api(raw_key), DEST))
+
+    assert Counter(r.status_code for r in responses) == {200: 3, 429: 7}
+    assert SmsMessage.objects.count() == 3
+    assert OtpSession.objects.filter(status="PENDING").count() == 1
+
+
+def test_concurrent_requests_never_overdraw_a_prepaid_balance(tenant):
+    workspace, raw_key = tenant
+    Workspace.objects.filter(pk=workspace.pk).update(is_prepaid=True, balance_units=3)
+    LedgerEntry.objects.create(workspace=workspace, delta_units=3, balance_after=3, reason="opening")
+    destinations = [f"+2332020077{i:02d}" for i in range(20)]
+
+    responses = run_together(20, lambda i: request_otp(make_api(raw_key), destinations[i]))
+
+    statuses = Counter(r.status_code for r in responses)
+    assert statuses == {200: 3, 402: 17}
+    assert {r.json()["code"] for r in responses if r.status_code == 402} == {"INSUFFICIENT_BALANCE"}
+    assert SmsMessage.objects.count() == 3
+    workspace.refresh_from_db()
+    assert workspace.balance_units == 0
+    assert LedgerEntry.objects.filter(workspace=workspace).aggregate(total=Sum("delta_units"))["total"] == 0

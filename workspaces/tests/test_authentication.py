@@ -1,0 +1,90 @@
+import datetime
+
+import pytest
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from conftest import DEST
+from otp.models import OtpSession
+from otp.tests.helpers import REQUEST_URL
+from workspaces.models import ApiKey
+from workspaces.services import api_key_revoke
+from workspaces.tests.factories import issue_key
+
+pytestmark = pytest.mark.django_db
+
+BODY = {"dest": DEST, "src": "ZECKTA", "purpose": "LOGIN"}
+
+
+def call(authorization: str | None, url: str = REQUEST_URL):
+    client = APIClient()
+    if authorization is not None:
+        client.credentials(HTTP_AUTHORIZATION=authorization)
+    return client.post(url, BODY, format="json")
+
+
+def comparable(response) -> tuple:
+    body = {key: value for key, value in response.json().items() if key != "requestId"}
+    return response.status_code, response["WWW-Authenticate"], body
+
+
+def test_every_credential_failure_is_one_identical_401(raw_key, issued_key, sender):
+    expired_key = issue_key(sender.workspace, expires_in_days=1)
+    ApiKey.objects.filter(pk=expired_key[0].pk).update(expires_at=timezone.now() - datetime.timedelta(seconds=1))
+    revoked_key = issue_key(sender.workspace)
+    api_key_revoke(prefix=revoked_key[0].prefix)
+    tampered = raw_key[:-2] + ("AA" if not raw_key.endswith("AA") else "BB")
+
+    failures = [
+        call(None),
+        call(""),
+        call(f"Basic {raw_key}"),
+        call(f"Token {raw_key}"),
+        call("Bearer"),
+        call(f"Bearer {raw_key} extra"),
+        call("Bearer zk_live_unknown"),
+        call("Bearer not-even-a-key"),
+        call(f"Bearer {tampered}"),
+        call(f"Bearer {expired_key[1]}"),
+        call(f"Bearer {revoked_key[1]}"),
+        call("Bearer " + "x" * 5000),
+    ]
+    shapes = {str(comparable(r)) for r in failures}
+    assert len(shapes) == 1
+    status, challenge, body = comparable(failures[0])
+    assert status == 401 and challenge == "Bearer"
+    assert body["code"] == "AUTHENTICATION_FAILED" and body["success"] is False and body["data"] is None
+    assert not OtpSession.objects.exists()
+
+
+def test_a_key_in_the_url_is_not_accepted(raw_key, sender):
+    response = APIClient().post(f"{REQUEST_URL}?api_key={raw_key}", BODY, format="json")
+    assert response.status_code == 401
+
+
+def test_a_valid_key_is_accepted_and_marks_last_used(raw_key, issued_key, sender):
+    assert call(f"Bearer {raw_key}").status_code == 200
+    assert call(f"bearer {raw_key}").status_code == 200  # the scheme is case-insensitive (RFC 7235)
+    issued_key[0].refresh_from_db()
+    assert issued_key[0].last_used_at is not None
+
+
+def test_a_key_expiring_in_the_future_still_works(workspace, sender):
+    _, raw = issue_key(workspace, expires_in_days=30)
+    assert call(f"Bearer {raw}").status_code == 200
+
+
+def test_a_suspended_workspace_is_forbidden(raw_key, workspace, sender):
+    workspace.is_active = False
+    workspace.save()
+    response = call(f"Bearer {raw_key}")
+    body = response.json()
+    assert response.status_code == 403 and body["code"] == "WORKSPACE_SUSPENDED" and body["success"] is False
+    assert not OtpSession.objects.exists()
+
+
+def test_the_raw_key_is_never_stored(raw_key, issued_key):
+    row = ApiKey.objects.get(pk=issued_key[0].pk)
+    assert raw_key.startswith("zk_live_") and len(raw_key) >= 8 + 43
+    assert raw_key not in {row.prefix, row.digest, row.name}
+    assert raw_key.startswith(row.prefix) and len(row.digest) == 64
