@@ -1,6 +1,7 @@
 """Shared fixtures: a workspace with an approved sender and a live API key, and an authenticated client."""
 
 import pytest
+import redis
 from rest_framework.test import APIClient
 
 from senders.gateways import locmem
@@ -8,6 +9,14 @@ from senders.tests.factories import SenderNameFactory
 from workspaces.tests.factories import WorkspaceFactory, issue_key
 
 DEST = "+233202007745"  # a valid Ghanaian mobile number
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits(settings):
+    """Rate counters live in the real Redis; keys ids repeat across test runs, so start each test clean."""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    for key in client.scan_iter("zeckta:rl:*"):
+        client.delete(key)
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from otp import selectors, services
+from otp import idempotency, selectors, services
 from otp.serializers import (
     OtpRequestInputSerializer,
     OtpVerifyInputSerializer,
@@ -15,7 +15,7 @@ from otp.serializers import (
     verify_data,
 )
 from otp.services import VerifyStatus
-from zeckta.api.errors import ApplicationError
+from zeckta.api.errors import ApplicationError, ValidationFailed
 from zeckta.api.responses import envelope
 from zeckta.api.viewsets import ApiViewSet
 
@@ -48,18 +48,35 @@ def _validated(serializer_class, request: Request) -> dict:
 class OtpViewSet(ApiViewSet):
     """POST request, POST verify, GET one session: validate, call one service or selector, serialize."""
 
+    # Sending costs money: never without the limiter. Verify is guarded by the attempt counter in the DB.
+    rate_limit_fail_closed = frozenset({"request_otp"})
+
     @action(detail=False, methods=["post"], url_path="request")
     def request_otp(self, request: Request) -> Response:
         data = _validated(OtpRequestInputSerializer, request)
-        result = services.otp_request(
-            workspace=self.workspace,
-            dest=data["dest"],
-            src=data["src"],
-            purpose=data["purpose"],
-            message_template=data.get("messageTemplate"),
+        idempotency_key = request.headers.get("Idempotency-Key")
+
+        def perform() -> tuple[int, dict]:
+            result = services.otp_request(
+                workspace=self.workspace,
+                dest=data["dest"],
+                src=data["src"],
+                purpose=data["purpose"],
+                message_template=data.get("messageTemplate"),
+            )
+            message = MESSAGE_REUSED if result.reused else MESSAGE_SENT
+            return 200, envelope(message, request_data(result.session, reused=result.reused, now=timezone.now()))
+
+        if idempotency_key is None:
+            return Response(perform()[1])
+        problem = idempotency.key_problem(idempotency_key)
+        if problem:
+            raise ValidationFailed.for_field("Idempotency-Key", problem)
+        answer = idempotency.run_idempotent(
+            workspace=self.workspace, key=idempotency_key, payload=dict(data), perform=perform
         )
-        message = MESSAGE_REUSED if result.reused else MESSAGE_SENT
-        return Response(envelope(message, request_data(result.session, reused=result.reused, now=timezone.now())))
+        headers = {"Idempotent-Replayed": "true"} if answer.replayed else {}
+        return Response(answer.body, status=answer.status, headers=headers)
 
     @action(detail=False, methods=["post"], url_path="verify")
     def verify(self, request: Request) -> Response:

@@ -133,3 +133,20 @@ class SmsMessage(models.Model):
 
     def __str__(self) -> str:
         return f"SMS {self.public_id} → {self.to} [{self.status}]"
+
+
+class IdempotencyRecord(models.Model):
+    """The first answer to a POST /otp/request sent with an Idempotency-Key, replayed for 24 hours."""
+
+    workspace = models.ForeignKey("workspaces.Workspace", on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64)  # SHA-256 of the canonical request body
+    response_status = models.PositiveSmallIntegerField()
+    response_body = models.JSONField()  # the envelope without requestId; holds no code or secret
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "key"], name="otp_idempotencyrecord_unique_key"),
+        ]
+        indexes = [models.Index(fields=["created_at"], name="otp_idempotency_created_idx")]  # purging

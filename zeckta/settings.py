@@ -149,6 +149,10 @@ CELERY_BEAT_SCHEDULE = {
     "purge-old-sessions": {"task": "otp.tasks.purge_old_sessions", "schedule": 3600.0},
 }
 
+# --- Rate limits ------------------------------------------------------------------------------
+API_KEY_DEFAULT_TPS = 10  # requests per second per API key
+RATE_LIMIT_MAX_COOLDOWN_SECONDS = env.int("RATE_LIMIT_MAX_COOLDOWN_SECONDS", default=300)
+
 # --- OTP policy defaults (each workspace can change its own in the admin) ----------------------
 OTP_DEFAULT_VALIDITY_SECONDS = 300
 OTP_DEFAULT_MAX_ATTEMPTS = 5

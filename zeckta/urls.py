@@ -14,6 +14,7 @@ def api_not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
 
 urlpatterns = [
     path("v1/messaging/", include("otp.urls")),
+    path("v1/messaging/", include("senders.urls")),
     re_path(r"^v1/(?P<rest>.*)$", api_not_found),
     path("openapi.json", SpectacularAPIView.as_view(), name="openapi-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="api-docs"),

@@ -1,20 +1,55 @@
+import logging
+
 from rest_framework import viewsets
 from rest_framework.request import Request
+from rest_framework.response import Response
 
-from zeckta.api.errors import UnsupportedMediaType
-from zeckta.api.responses import envelope  # noqa: F401  (re-exported for the apps' ViewSets)
+from workspaces.models import ApiKey, Workspace
+from workspaces.ratelimit import RateLimiterUnavailable, check_rate
+from zeckta.api.errors import RateLimited, ServiceUnavailable, UnsupportedMediaType
+
+logger = logging.getLogger(__name__)
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 class ApiViewSet(viewsets.ViewSet):
-    """Base for /v1/ ViewSets: JSON bodies only, a missing Content-Type included."""
+    """Base for /v1/ ViewSets: the per-key rate limit with its headers, and JSON bodies only.
+
+    `rate_limit_fail_closed` names the actions that must not run when the limiter cannot be asked
+    (they spend money); the others carry on without rate headers and log a warning.
+    """
+
+    rate_limit_fail_closed: frozenset[str] = frozenset()
 
     def initial(self, request: Request, *args, **kwargs) -> None:
-        super().initial(request, *args, **kwargs)
+        super().initial(request, *args, **kwargs)  # authentication and permissions first
+        self._check_rate(request)
         if request.method in BODY_METHODS and request.content_type.split(";")[0].strip() != "application/json":
             raise UnsupportedMediaType()
 
+    def _check_rate(self, request: Request) -> None:
+        api_key: ApiKey = request.auth
+        try:
+            decision = check_rate(key_id=api_key.pk, limit=api_key.tps)
+        except RateLimiterUnavailable as exc:
+            if self.action in self.rate_limit_fail_closed:
+                logger.error("rate limiter unavailable, refusing %s: %s", self.action, exc)
+                raise ServiceUnavailable() from None
+            logger.warning("rate limiter unavailable, serving %s without it: %s", self.action, exc)
+            return
+        request.rate_decision = decision
+        if not decision.allowed:
+            raise RateLimited(headers={"Retry-After": str(max(decision.retry_after, 1))})
+
+    def finalize_response(self, request: Request, response: Response, *args, **kwargs) -> Response:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        decision = getattr(request, "rate_decision", None)
+        if decision is not None:
+            for header, value in decision.headers().items():
+                response[header] = value
+        return response
+
     @property
-    def workspace(self):
+    def workspace(self) -> Workspace:
         return self.request.auth.workspace

@@ -1,0 +1,94 @@
+"""OTP sessions and the SMS outbox, for looking things up: read-only, and never the code digest or the SMS text."""
+
+import uuid
+
+from django.contrib import admin
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest
+
+from otp.models import OtpSession, SmsMessage
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows written by the OTP services only; staff may look, not add, edit or delete."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+def _search(queryset: QuerySet, term: str, *, destination_field: str, id_filter) -> QuerySet:
+    """A UUID finds by id (an index lookup); anything else matches part of the destination number."""
+    term = term.strip()
+    if not term:
+        return queryset
+    try:
+        return queryset.filter(id_filter(uuid.UUID(term)))
+    except ValueError:
+        return queryset.filter(**{f"{destination_field}__contains": term})
+
+
+@admin.register(OtpSession)
+class OtpSessionAdmin(ReadOnlyAdmin):
+    list_display = ["public_id", "workspace", "dest", "src", "purpose", "status", "attempts", "created_at",
+                    "expires_at", "verified_at"]
+    list_filter = ["status", "purpose", "workspace"]
+    list_select_related = ["workspace"]
+    search_fields = ["dest"]  # shows the search box; get_search_results decides how a term is matched
+    search_help_text = "A phone number (or part of one), or a session id."
+    date_hierarchy = "created_at"
+    # code_digest is deliberately in no list: not even its HMAC is shown.
+    fields = ["public_id", "workspace", "sender", "dest", "country", "src", "purpose", "status", "attempts_used",
+              "max_attempts", "created_at", "expires_at", "verified_at", "sms_link"]
+    readonly_fields = fields
+    exclude = ["code_digest"]
+
+    @admin.display(description="attempts (used/max)")
+    def attempts(self, obj: OtpSession) -> str:
+        return f"{obj.attempts_used}/{obj.max_attempts}"
+
+    @admin.display(description="SMS")
+    def sms_link(self, obj: OtpSession) -> str:
+        sms = SmsMessage.objects.filter(session=obj).only("public_id", "status").first()
+        return f"{sms.public_id} [{sms.status}]" if sms else "-"
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
+        return _search(queryset, search_term, destination_field="dest",
+                       id_filter=lambda value: Q(public_id=value)), False
+
+
+@admin.register(SmsMessage)
+class SmsMessageAdmin(ReadOnlyAdmin):
+    list_display = ["reference_id", "to", "sender", "status", "segments", "units", "attempts", "provider_message_id",
+                    "updated_at"]
+    list_filter = ["status", "encoding", "workspace"]
+    search_fields = ["to"]  # see get_search_results
+    search_help_text = "A phone number (or part of one), a reference id or a session id."
+    date_hierarchy = "created_at"
+    # encrypted_text (the SMS, with its code) is deliberately in no list.
+    fields = ["reference_id", "session_id_display", "workspace", "to", "sender", "status", "encoding", "segments",
+              "units", "attempts", "provider_message_id", "last_error", "next_attempt_at", "claimed_at",
+              "created_at", "updated_at", "finished_at"]
+    readonly_fields = fields
+    exclude = ["encrypted_text"]
+
+    @admin.display(description="session id")
+    def session_id_display(self, obj: SmsMessage) -> str:
+        return str(obj.session.public_id)
+
+    @admin.display(description="reference id", ordering="public_id")
+    def reference_id(self, obj: SmsMessage) -> str:
+        return str(obj.public_id)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # encrypted_text is never needed here: do not even read it from the database.
+        return super().get_queryset(request).defer("encrypted_text")
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
+        return _search(queryset, search_term, destination_field="to",
+                       id_filter=lambda value: Q(public_id=value) | Q(session__public_id=value)), False

@@ -1,0 +1,72 @@
+"""Idempotent OTP requests: the same Idempotency-Key and body within 24 hours replays the first answer."""
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from otp.models import IdempotencyRecord
+from workspaces.models import Workspace
+from zeckta.api.errors import ApplicationError
+
+IDEMPOTENCY_TTL = timedelta(hours=24)
+KEY_MAX_LENGTH = 255
+
+
+class IdempotencyKeyReused(ApplicationError):
+    status_code = 409
+    code = "IDEMPOTENCY_KEY_REUSED"
+    default_message = "This Idempotency-Key was already used with a different request body."
+
+
+@dataclass(frozen=True)
+class IdempotentAnswer:
+    status: int
+    body: dict
+    replayed: bool
+
+
+def key_problem(key: str) -> str | None:
+    if not 1 <= len(key) <= KEY_MAX_LENGTH or not key.isascii() or not key.isprintable():
+        return f"Use 1 to {KEY_MAX_LENGTH} printable ASCII characters."
+    return None
+
+
+def fingerprint(payload: dict) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+@transaction.atomic
+def run_idempotent(
+    *, workspace: Workspace, key: str, payload: dict, perform: Callable[[], tuple[int, dict]]
+) -> IdempotentAnswer:
+    """Runs `perform` once per (workspace, key); later calls with the same payload get its answer.
+
+    The record is inserted first, in the same transaction as the work: a concurrent duplicate waits on
+    the unique index until this one commits, then replays it. If `perform` raises, everything rolls
+    back and the key stays free, so a client can retry after fixing the cause (balance, limits).
+    """
+    now = timezone.now()
+    digest = fingerprint(payload)
+    # Expired keys are free again.
+    IdempotencyRecord.objects.filter(workspace=workspace, key=key, created_at__lte=now - IDEMPOTENCY_TTL).delete()
+    record, created = IdempotencyRecord.objects.get_or_create(
+        workspace=workspace, key=key,
+        defaults={"fingerprint": digest, "response_status": 0, "response_body": {}, "created_at": now},
+    )
+    if not created:
+        if record.fingerprint != digest:
+            raise IdempotencyKeyReused()
+        return IdempotentAnswer(record.response_status, record.response_body, replayed=True)
+    status, body = perform()
+    IdempotencyRecord.objects.filter(pk=record.pk).update(response_status=status, response_body=body)
+    return IdempotentAnswer(status, body, replayed=False)
+
+
+def idempotency_records_purge() -> int:
+    deleted, _ = IdempotencyRecord.objects.filter(created_at__lte=timezone.now() - IDEMPOTENCY_TTL).delete()
+    return deleted
