@@ -1,6 +1,7 @@
 import uuid
 
 from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -8,7 +9,10 @@ from rest_framework.response import Response
 
 from otp import idempotency, selectors, services
 from otp.serializers import (
+    OtpRequestDataSerializer,
     OtpRequestInputSerializer,
+    OtpSessionDataSerializer,
+    OtpVerifyDataSerializer,
     OtpVerifyInputSerializer,
     request_data,
     session_data,
@@ -17,6 +21,8 @@ from otp.serializers import (
 from otp.services import VerifyStatus
 from zeckta.api.errors import ApplicationError, ValidationFailed
 from zeckta.api.responses import envelope
+from zeckta.api.schema import COMMON_ERRORS, error_envelope, error_responses, example
+from zeckta.api.schema import envelope as envelope_schema
 from zeckta.api.viewsets import ApiViewSet
 
 MESSAGE_SENT = "OTP sent successfully"
@@ -30,6 +36,10 @@ VERIFY_OUTCOMES = {
     VerifyStatus.MAX_ATTEMPTS_REACHED: (status.HTTP_423_LOCKED, "Maximum verification attempts reached."),
     VerifyStatus.ALREADY_USED: (status.HTTP_409_CONFLICT, "OTP has already been used."),
 }
+
+SESSION_ID = "feab6011-2469-4804-ace5-ee9dcb5b9ef2"
+# `data` is the outcome for INVALID/EXPIRED/...; null for VALIDATION_ERROR and MALFORMED_JSON.
+VERIFY_FAILED = error_envelope("VerifyFailedEnvelope", OtpVerifyDataSerializer(allow_null=True))
 
 
 class OtpVerifyFailed(ApplicationError):
@@ -51,6 +61,31 @@ class OtpViewSet(ApiViewSet):
     # Sending costs money: never without the limiter. Verify is guarded by the attempt counter in the DB.
     rate_limit_fail_closed = frozenset({"request_otp"})
 
+    @extend_schema(
+        operation_id="otp_request",
+        summary="Send an OTP by SMS",
+        description="Generates a code and sends it to `dest` from the sender name `src`, or, with reuse on, "
+        "answers with the still-valid session for the same destination and purpose (no new SMS). "
+        "An optional `Idempotency-Key` header makes retries safe for 24 hours.",
+        request=OtpRequestInputSerializer,
+        parameters=[
+            OpenApiParameter("Idempotency-Key", idempotency.KEY_SCHEMA, OpenApiParameter.HEADER, required=False,
+                             description="1 to 255 printable ASCII characters, scoped to the workspace."),
+        ],
+        responses={
+            200: envelope_schema("OtpRequestEnvelope", OtpRequestDataSerializer()),
+            **error_responses(*COMMON_ERRORS, 402, 409, 503),
+        },
+        examples=[
+            example("Request", {"dest": "+233202007745", "src": "ZECKTA", "purpose": "LOGIN"}, request=True),
+            example("New session", {"success": True, "message": MESSAGE_SENT, "data": {
+                "sessionId": SESSION_ID, "expiresInSeconds": 300, "attemptsLeft": 5, "reused": False},
+                "requestId": "0b7c1f9e-0d5a-4c1e-9a57-3c1a2b9d8e01"}),
+            example("Reused session", {"success": True, "message": MESSAGE_REUSED, "data": {
+                "sessionId": SESSION_ID, "expiresInSeconds": 143, "attemptsLeft": 5, "reused": True},
+                "requestId": "4f0e8a52-2b1d-4a8e-8f3c-9d7e6c5b4a32"}),
+        ],
+    )
     @action(detail=False, methods=["post"], url_path="request")
     def request_otp(self, request: Request) -> Response:
         data = _validated(OtpRequestInputSerializer, request)
@@ -64,8 +99,9 @@ class OtpViewSet(ApiViewSet):
                 purpose=data["purpose"],
                 message_template=data.get("messageTemplate"),
             )
+            body = request_data(result.session, reused=result.reused, now=timezone.now())
             message = MESSAGE_REUSED if result.reused else MESSAGE_SENT
-            return 200, envelope(message, request_data(result.session, reused=result.reused, now=timezone.now()))
+            return 200, envelope(message, OtpRequestDataSerializer(body).data)
 
         if idempotency_key is None:
             return Response(perform()[1])
@@ -78,16 +114,53 @@ class OtpViewSet(ApiViewSet):
         headers = {"Idempotent-Replayed": "true"} if answer.replayed else {}
         return Response(answer.body, status=answer.status, headers=headers)
 
+    @extend_schema(
+        operation_id="otp_verify",
+        summary="Verify a code",
+        description="Checks the code for a session. A failed check answers with the outcome as both "
+        "`data.status` and the error `code`: INVALID 400, EXPIRED 410, MAX_ATTEMPTS_REACHED 423, "
+        "ALREADY_USED 409, NOT_FOUND 404.",
+        request=OtpVerifyInputSerializer,
+        responses={
+            200: envelope_schema("OtpVerifyEnvelope", OtpVerifyDataSerializer()),
+            **error_responses(*COMMON_ERRORS, 404, overrides={
+                400: OpenApiResponse(VERIFY_FAILED, description="INVALID (wrong code), VALIDATION_ERROR or "
+                                     "MALFORMED_JSON"),
+                409: OpenApiResponse(VERIFY_FAILED, description="ALREADY_USED"),
+                410: OpenApiResponse(VERIFY_FAILED, description="EXPIRED"),
+                423: OpenApiResponse(VERIFY_FAILED, description="MAX_ATTEMPTS_REACHED"),
+            }),
+        },
+        examples=[
+            example("Request", {"sessionId": SESSION_ID, "code": "123456"}, request=True),
+            example("Approved", {"success": True, "message": "OTP verified successfully", "data": {
+                "sessionId": SESSION_ID, "status": "APPROVED", "verified": True, "attemptsLeft": 5},
+                "requestId": "9a1d2c3b-4e5f-4a6b-8c7d-0e1f2a3b4c5d"}),
+            example("Wrong code", {"success": False, "message": "Invalid OTP code.", "code": "INVALID", "data": {
+                "sessionId": SESSION_ID, "status": "INVALID", "verified": False, "attemptsLeft": 4},
+                "requestId": "1b2c3d4e-5f6a-4b7c-8d9e-0f1a2b3c4d5e"}, status=400),
+        ],
+    )
     @action(detail=False, methods=["post"], url_path="verify")
     def verify(self, request: Request) -> Response:
         data = _validated(OtpVerifyInputSerializer, request)
         result = services.otp_verify(workspace=self.workspace, session_id=data["sessionId"], code=data["code"])
-        body = verify_data(result.session, status=result.status, verified=result.verified)
+        body = OtpVerifyDataSerializer(verify_data(result.session, status=result.status, verified=result.verified)).data
         if not result.verified:
             raise OtpVerifyFailed(result.status, body)
         return Response(envelope(VERIFY_OUTCOMES[VerifyStatus.APPROVED][1], body))
 
+    @extend_schema(
+        operation_id="otp_session_retrieve",
+        summary="Read an OTP session",
+        description="The session as this workspace sees it, with its SMS delivery. Another workspace's "
+        "session answers 404 exactly like a missing one.",
+        responses={
+            200: envelope_schema("OtpSessionEnvelope", OtpSessionDataSerializer()),
+            **error_responses(401, 403, 404, 405, 429, 500),
+        },
+    )
     def retrieve(self, request: Request, session_id: uuid.UUID) -> Response:
         session = selectors.otp_session_get(workspace=self.workspace, session_id=session_id)
-        return Response(envelope("OTP session retrieved", session_data(session, now=timezone.now())))
-
+        data = OtpSessionDataSerializer(session_data(session, now=timezone.now())).data
+        return Response(envelope("OTP session retrieved", data))

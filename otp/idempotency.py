@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -15,6 +16,9 @@ from zeckta.api.errors import ApplicationError
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
 KEY_MAX_LENGTH = 255
+# Printable ASCII, no leading or trailing space (HTTP would strip it anyway).
+KEY_RE = re.compile(r"[!-~]([ -~]{0,253}[!-~])?")
+KEY_SCHEMA = {"type": "string", "minLength": 1, "maxLength": KEY_MAX_LENGTH, "pattern": f"^{KEY_RE.pattern}$"}
 
 
 class IdempotencyKeyReused(ApplicationError):
@@ -31,7 +35,7 @@ class IdempotentAnswer:
 
 
 def key_problem(key: str) -> str | None:
-    if not 1 <= len(key) <= KEY_MAX_LENGTH or not key.isascii() or not key.isprintable():
+    if not KEY_RE.fullmatch(key):
         return f"Use 1 to {KEY_MAX_LENGTH} printable ASCII characters."
     return None
 

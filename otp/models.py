@@ -150,3 +150,6 @@ class IdempotencyRecord(models.Model):
             models.UniqueConstraint(fields=["workspace", "key"], name="otp_idempotencyrecord_unique_key"),
         ]
         indexes = [models.Index(fields=["created_at"], name="otp_idempotency_created_idx")]  # purging
+
+    def __str__(self) -> str:
+        return f"{self.key} → HTTP {self.response_status}"

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from rest_framework import serializers
 
 from otp import templating
-from otp.models import OtpSession, Purpose
+from otp.models import OtpSession, Purpose, SmsMessage
 
 # ASCII digits only: `\d` would also take "123456\n" and Arabic-Indic digits.
 CODE_RE = re.compile(r"[0-9]{4,10}")
@@ -107,3 +107,44 @@ def session_data(session: OtpSession, *, now: datetime) -> dict:
         "verifiedAt": iso(session.verified_at),
         "delivery": delivery,
     }
+
+
+# --- Output shapes (the `data` of each answer). The views fill them from the dicts above, so the
+# OpenAPI document and the real answers come from the same field lists.
+
+
+class OtpRequestDataSerializer(serializers.Serializer):
+    sessionId = serializers.UUIDField()
+    expiresInSeconds = serializers.IntegerField(min_value=0)
+    attemptsLeft = serializers.IntegerField(min_value=0)
+    reused = serializers.BooleanField()
+
+
+class OtpVerifyDataSerializer(serializers.Serializer):
+    sessionId = serializers.UUIDField()
+    status = serializers.ChoiceField(
+        choices=["APPROVED", "INVALID", "EXPIRED", "MAX_ATTEMPTS_REACHED", "ALREADY_USED"]
+    )
+    verified = serializers.BooleanField()
+    attemptsLeft = serializers.IntegerField(min_value=0)
+
+
+class DeliverySerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=SmsMessage.Status.values)
+    segments = serializers.IntegerField(min_value=1)
+    units = serializers.IntegerField(min_value=1)
+    attempts = serializers.IntegerField(min_value=0, help_text="Calls made to the SMS gateway.")
+    updatedAt = serializers.CharField()
+
+
+class OtpSessionDataSerializer(serializers.Serializer):
+    sessionId = serializers.UUIDField()
+    dest = serializers.CharField()
+    src = serializers.CharField()
+    purpose = serializers.ChoiceField(choices=Purpose.values)
+    status = serializers.ChoiceField(choices=OtpSession.Status.values)
+    expiresInSeconds = serializers.IntegerField(min_value=0)
+    attemptsLeft = serializers.IntegerField(min_value=0)
+    createdAt = serializers.CharField()
+    verifiedAt = serializers.CharField(allow_null=True)
+    delivery = DeliverySerializer(allow_null=True)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 
+from cryptography.fernet import InvalidToken
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
@@ -276,11 +277,16 @@ def sms_deliver(*, message_id: int) -> str:
     if not claimed:
         return _settle_unclaimable(message, now=now, stale_claim=stale_claim)
 
-    outgoing = OutgoingSms(
-        to=message.to, sender=message.sender, text=decrypt_text(message.encrypted_text),
-        reference=str(message.public_id),
-    )
     mine = SmsMessage.objects.filter(pk=message.pk, status=Status.PROCESSING, claimed_at=now)
+    try:
+        text = decrypt_text(message.encrypted_text)
+    except InvalidToken:
+        # The encryption key changed since the request: no retry can ever read this text. Without this
+        # the row would sit `processing` and be re-claimed once per lease until its attempts ran out.
+        _finish(mine, message, Status.FAILED, error="the SMS text cannot be decrypted with the current key")
+        logger.error("SMS %s cannot be decrypted (SMS_ENCRYPTION_KEY changed?); not sent", message.public_id)
+        return Status.FAILED
+    outgoing = OutgoingSms(to=message.to, sender=message.sender, text=text, reference=str(message.public_id))
     try:
         result = get_gateway().send(outgoing)
     except PermanentGatewayError as exc:

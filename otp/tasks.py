@@ -13,7 +13,8 @@ def send_sms(self, message_id: int) -> str:
     try:
         return sms_deliver(message_id=message_id)
     except SmsRetryLater as retry:
-        # Full jitter: retries of many messages after one gateway outage do not arrive in step.
+        # Jitter (between half and all of the backoff): retries of many messages after one gateway outage
+        # do not arrive in step.
         countdown = random.uniform(retry.countdown / 2, retry.countdown)
         raise self.retry(countdown=countdown, max_retries=settings.SMS_MAX_SEND_ATTEMPTS) from None
 

@@ -1,10 +1,10 @@
-from django.urls import path, re_path
+from django.urls import path
 
 from otp.apis import OtpViewSet
 
 urlpatterns = [
-    re_path(r"^otp/request/?$", OtpViewSet.as_view({"post": "request_otp"}), name="otp-request"),
-    re_path(r"^otp/verify/?$", OtpViewSet.as_view({"post": "verify"}), name="otp-verify"),
+    path("otp/request", OtpViewSet.as_view({"post": "request_otp"}), name="otp-request"),
+    path("otp/verify", OtpViewSet.as_view({"post": "verify"}), name="otp-verify"),
     # Only UUIDs match: anything else is an unknown route (404), never a lookup.
     path("otp/<uuid:session_id>", OtpViewSet.as_view({"get": "retrieve"}), name="otp-session"),
 ]

@@ -148,11 +148,8 @@ def sender_delete(*, workspace: Workspace, sender_name_id: uuid.UUID) -> None:
     try:
         with transaction.atomic():
             # The row lock orders this against a concurrent update; the PROTECT check runs under it.
-            sender_name = (
-                SenderName.objects.select_for_update()
-                .filter(workspace=workspace, public_id=sender_name_id)
-                .first()
-            )
+            rows = SenderName.objects.select_for_update().filter(workspace=workspace, public_id=sender_name_id)
+            sender_name = rows.first()
             if sender_name is None:
                 raise SenderNameNotFound()
             sender_name.delete()

@@ -16,3 +16,6 @@ from zeckta.settings import *  # noqa: E402,F403
 # Hashing test users' passwords slowly buys nothing.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
+
+# Every 4xx a test provokes would print a django.request warning; tests that read them lower the level.
+LOGGING["loggers"]["django.request"] = {"level": "ERROR"}  # noqa: F405

@@ -2,11 +2,13 @@ from django.conf import settings
 from django.contrib import admin
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 
 from zeckta.api.responses import json_error_response
 
 
+@csrf_exempt  # API clients send no CSRF token; an unknown route must answer 404, not a CSRF 403
 def api_not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
     """Unknown routes under /v1/ answer in the envelope, whatever DEBUG says."""
     return json_error_response(status=404, message="The requested resource was not found.", code="NOT_FOUND")
@@ -15,8 +17,8 @@ def api_not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
 urlpatterns = [
     path("v1/messaging/", include("otp.urls")),
     path("v1/messaging/", include("senders.urls")),
-    re_path(r"^v1/(?P<rest>.*)$", api_not_found),
-    path("openapi.json", SpectacularAPIView.as_view(), name="openapi-schema"),
+    re_path(r"^v1/(?P<rest>[\s\S]*)$", api_not_found),  # any character, newlines included
+    path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="api-docs"),
     path(settings.ADMIN_URL, admin.site.urls),
 ]

@@ -3,6 +3,7 @@
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -121,8 +122,18 @@ class RedisServer:
         client = _redis_for(self.url)
         assert wait_for(lambda: _pings(client), timeout=10), "private redis-server did not start"
 
+    def freeze(self) -> None:
+        """The broker hangs without closing its socket (a stalled host): connects, never answers."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         if self.process is not None:
+            self.thaw()  # a stopped process would not act on SIGTERM
             self.process.terminate()
             try:
                 self.process.wait(timeout=10)
@@ -158,6 +169,7 @@ class WorkerProcess:
 
     def __init__(self, *, broker_url: str, gateway: FakeGateway, extra_env: dict[str, str] | None = None) -> None:
         self.log = tempfile.NamedTemporaryFile(prefix="zeckta-worker-", suffix=".log", delete=False)  # noqa: SIM115
+        self.final_output: str | None = None  # kept once stopped and the log file is gone
         db = settings.DATABASES["default"]
         env = {
             **os.environ,
@@ -184,6 +196,8 @@ class WorkerProcess:
         )
 
     def output(self) -> str:
+        if self.final_output is not None:
+            return self.final_output
         return Path(self.log.name).read_text(errors="replace")
 
     def wait_ready(self, timeout: float = 30.0) -> None:
@@ -191,6 +205,8 @@ class WorkerProcess:
         assert ready and self.process.poll() is None, f"worker did not start:\n{self.output()}"
 
     def stop(self) -> None:
+        if self.final_output is not None:
+            return
         if self.process.poll() is None:
             self.process.terminate()  # warm shutdown
             try:
@@ -199,6 +215,7 @@ class WorkerProcess:
                 self.process.kill()
                 self.process.wait(timeout=5)
         self.log.close()
+        self.final_output = Path(self.log.name).read_text(errors="replace")
         os.unlink(self.log.name)
 
 

@@ -13,6 +13,7 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from cryptography.fernet import Fernet
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -20,7 +21,7 @@ from conftest import DEST
 from otp.crypto import code_matches
 from otp.models import OtpSession, SmsMessage
 from otp.services import SmsRetryLater, otp_request, sms_deliver, sms_requeue_stale
-from otp.tasks import send_sms
+from otp.tasks import purge_old_sessions, send_sms
 from otp.tests.fake_gateway import Answer
 from otp.tests.helpers import request_otp, verify
 from senders.gateways import locmem
@@ -273,6 +274,33 @@ def test_a_session_no_longer_pending_sends_nothing(fake_gateway, workspace, send
 def test_an_unknown_message_id_sends_nothing(fake_gateway, db):
     assert sms_deliver(message_id=987654321) == "missing"
     assert fake_gateway.calls == 0
+
+
+def test_a_text_the_current_key_cannot_decrypt_fails_at_once_and_refunds(fake_gateway, settings, prepaid, sender):
+    message = queue_otp(prepaid)
+    settings.SMS_ENCRYPTION_KEY = Fernet.generate_key().decode()  # rotated after the request
+
+    assert sms_deliver(message_id=message.pk) == "failed"
+
+    message.refresh_from_db()
+    assert (message.status, message.attempts) == ("failed", 1)
+    assert message.encrypted_text is None
+    assert "decrypt" in message.last_error
+    assert fake_gateway.calls == 0
+    prepaid.refresh_from_db()
+    assert prepaid.balance_units == 10
+
+
+def test_purging_removes_old_sessions_with_their_outbox_rows(workspace, sender):
+    old = queue_otp(workspace, DEST)
+    recent = queue_otp(workspace, OTHER_DEST)
+    long_ago = timezone.now() - timedelta(days=31)
+    OtpSession.objects.filter(pk=old.session_id).update(created_at=long_ago, expires_at=long_ago)
+
+    assert purge_old_sessions.apply().get() == 2  # the session and its cascaded SMS row
+
+    assert list(OtpSession.objects.values_list("pk", flat=True)) == [recent.session_id]
+    assert list(SmsMessage.objects.values_list("pk", flat=True)) == [recent.pk]
 
 
 # --- exactly once --------------------------------------------------------------------------------

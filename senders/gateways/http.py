@@ -1,3 +1,4 @@
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -14,6 +15,17 @@ from senders.gateways.base import (
 
 # Bodies longer than this from the gateway are not ours to read (bytes).
 MAX_RESPONSE_BYTES = 64 * 1024
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """urllib would follow a 301/302/303 answer to a POST with a body-less GET, and a 2xx to that GET
+    would count as accepted although no SMS was submitted: here a redirect stays an HTTPError."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirect)
 
 
 class HttpGateway(SmsGateway):
@@ -42,10 +54,11 @@ class HttpGateway(SmsGateway):
         # The scheme was checked in __init__: only http(s), never file: or custom handlers.
         request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")  # noqa: S310
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+            with _opener.open(request, timeout=self.timeout) as response:
                 payload = response.read(MAX_RESPONSE_BYTES)
         except urllib.error.HTTPError as exc:
-            if 400 <= exc.code < 500:
+            if 300 <= exc.code < 500:
+                # 4xx: the gateway refused this message; 3xx: a misconfigured URL. Retrying cannot help.
                 raise PermanentGatewayError(f"gateway refused the message: HTTP {exc.code}") from None
             raise TransientGatewayError(f"gateway error: HTTP {exc.code}") from None
         except TimeoutError:
@@ -53,6 +66,11 @@ class HttpGateway(SmsGateway):
         except (urllib.error.URLError, ConnectionError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise TransientGatewayError(f"gateway unreachable: {reason}") from None
+        except http.client.HTTPException as exc:
+            # A malformed or cut-short answer (BadStatusLine, IncompleteRead): not an OSError, so without
+            # this it would escape and leave the row `processing` until the lease ends. The message may
+            # have been taken; the retry carries the same reference so the gateway can drop a duplicate.
+            raise TransientGatewayError(f"gateway answered badly: {type(exc).__name__}") from None
         return GatewayResult(provider_message_id=_message_id(payload))
 
 

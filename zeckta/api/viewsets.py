@@ -25,7 +25,10 @@ class ApiViewSet(viewsets.ViewSet):
     def initial(self, request: Request, *args, **kwargs) -> None:
         super().initial(request, *args, **kwargs)  # authentication and permissions first
         self._check_rate(request)
-        if request.method in BODY_METHODS and request.content_type.split(";")[0].strip() != "application/json":
+        # Only for a method this route serves: any other gets its 405 from dispatch, not a 415.
+        handled = hasattr(self, request.method.lower())
+        media_type = request.content_type.split(";")[0].strip()
+        if handled and request.method in BODY_METHODS and media_type != "application/json":
             raise UnsupportedMediaType()
 
     def _check_rate(self, request: Request) -> None:

@@ -1,5 +1,6 @@
 """Every response under /v1/ is the envelope, whatever went wrong."""
 
+import logging
 import uuid
 
 import pytest
@@ -91,6 +92,7 @@ def test_an_unexpected_error_is_an_internal_error_envelope_without_internals(api
 
 
 def test_the_request_id_is_in_the_log_lines_of_the_request(api, caplog):
+    caplog.set_level(logging.WARNING, logger="django.request")
     response = api.post(REQUEST_URL, {}, format="json")
     request_id = response["X-Request-ID"]
     lines = [r for r in caplog.records if r.name == "django.request"]

@@ -1,0 +1,111 @@
+"""Sender names: staff approve or reject what workspaces ask to send from, through the sender services."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+
+from senders.models import SenderName
+from senders.services import sender_approve, sender_create, sender_reject, sender_validation_error
+
+
+class SenderNameAddForm(forms.ModelForm):
+    approve = forms.BooleanField(required=False, help_text="Approve it at once.")
+
+    class Meta:
+        model = SenderName
+        fields = ["workspace", "sender", "sender_type", "purpose", "country_code"]
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        sender, sender_type = cleaned.get("sender"), cleaned.get("sender_type")
+        if sender and sender_type:
+            problem = sender_validation_error(sender, sender_type)
+            if problem:
+                self.add_error("sender", problem)
+        return cleaned
+
+
+class RejectForm(forms.Form):
+    reason = forms.CharField(max_length=500, widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+                             help_text="Kept on each sender name and shown to its workspace.")
+
+    def clean_reason(self) -> str:
+        reason = self.cleaned_data["reason"].strip()
+        if not reason:
+            raise forms.ValidationError("A rejection needs a reason.")
+        return reason
+
+
+@admin.register(SenderName)
+class SenderNameAdmin(admin.ModelAdmin):
+    list_display = ["sender", "workspace", "sender_type", "status", "country_code", "submitted_at", "approved_at"]
+    list_filter = ["status", "sender_type", "workspace"]
+    list_select_related = ["workspace"]
+    search_fields = ["sender", "workspace__slug"]
+    fields = ["public_id", "workspace", "sender", "sender_type", "purpose", "country_code", "status",
+              "status_reason", "submitted_at", "approved_at", "updated_at"]
+    # Status changes only through the approve/reject actions; the name itself never changes once submitted.
+    readonly_fields = ["public_id", "workspace", "sender", "sender_type", "status", "status_reason", "submitted_at",
+                       "approved_at", "updated_at"]
+    actions = ["approve_selected", "reject_selected"]
+
+    def get_fields(self, request: HttpRequest, obj: SenderName | None = None) -> list[str]:
+        if obj is None:
+            return ["workspace", "sender", "sender_type", "purpose", "country_code", "approve"]
+        return self.fields
+
+    def get_readonly_fields(self, request: HttpRequest, obj: SenderName | None = None) -> list[str]:
+        return [] if obj is None else self.readonly_fields
+
+    def get_form(self, request: HttpRequest, obj: SenderName | None = None, change: bool = False, **kwargs):
+        if obj is None:
+            kwargs["form"] = SenderNameAddForm
+            kwargs["fields"] = SenderNameAddForm.Meta.fields
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def save_model(self, request: HttpRequest, obj: SenderName, form: forms.ModelForm, change: bool) -> None:
+        if change:
+            fields = [name for name in form.changed_data if name in ("purpose", "country_code")]
+            if fields:
+                obj.save(update_fields=[*fields, "updated_at"])
+            return
+        data = form.cleaned_data
+        created = sender_create(
+            workspace=data["workspace"], sender=data["sender"], sender_type=data["sender_type"],
+            purpose=data["purpose"], country_code=data["country_code"], approve=data["approve"],
+        )
+        # The admin logs and redirects with `obj`: make it the service's row rather than save a second one.
+        for field in SenderName._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(created, field.attname))
+        obj._state.adding = False
+        obj._state.db = created._state.db
+
+    @admin.action(description="Approve selected sender names", permissions=["change"])
+    def approve_selected(self, request: HttpRequest, queryset: QuerySet[SenderName]) -> None:
+        approved = [sender_approve(sender_name=sender_name).sender for sender_name in queryset]
+        self.message_user(request, f"Approved {len(approved)} sender name(s): {', '.join(approved)}.",
+                          messages.SUCCESS)
+
+    @admin.action(description="Reject selected sender names", permissions=["change"])
+    def reject_selected(self, request: HttpRequest, queryset: QuerySet[SenderName]) -> HttpResponse | None:
+        form = RejectForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            rejected = [sender_reject(sender_name=sender_name, reason=form.cleaned_data["reason"]).sender
+                        for sender_name in queryset]
+            self.message_user(request, f"Rejected {len(rejected)} sender name(s): {', '.join(rejected)}.",
+                              messages.SUCCESS)
+            return None
+        return TemplateResponse(request, "admin/action_form.html", {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Reject sender names",
+            "intro": "Reject these sender names. The reason is required and kept on each of them:",
+            "queryset": queryset.select_related("workspace"),
+            "form": form,
+            "action": "reject_selected",
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+            "submit_label": "Reject",
+        })

@@ -1,0 +1,86 @@
+import uuid
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from senders import selectors, services
+from senders.serializers import (
+    PageQuerySerializer,
+    SenderNameInputSerializer,
+    SenderNameOutputSerializer,
+    SenderNamePageOutputSerializer,
+    sender_name_data,
+    sender_name_page_data,
+)
+from zeckta.api.responses import envelope
+from zeckta.api.schema import COMMON_ERRORS, error_responses
+from zeckta.api.schema import envelope as envelope_schema
+from zeckta.api.viewsets import ApiViewSet
+
+SENDER_NAME = envelope_schema("SenderNameEnvelope", SenderNameOutputSerializer())
+SENDER_NAME_PAGE = envelope_schema("SenderNamePageEnvelope", SenderNamePageOutputSerializer())
+DELETED = envelope_schema("SenderNameDeletedEnvelope", serializers.JSONField(allow_null=True))
+
+
+def _validated(serializer_class: type[serializers.Serializer], data) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+@extend_schema(tags=["sender-names"])
+class SenderNameViewSet(ApiViewSet):
+    """Sender name requests of the caller's workspace. Only staff approve or reject them, never this API."""
+
+    @extend_schema(
+        parameters=[PageQuerySerializer], responses={200: SENDER_NAME_PAGE, **error_responses(400, 401, 403, 429, 500)}
+    )
+    def list_page(self, request: Request) -> Response:
+        query = _validated(PageQuerySerializer, request.query_params)
+        page, page_size = query["page"], query["pageSize"]
+        result = selectors.sender_name_page(workspace=self.workspace, page=page, page_size=page_size)
+        return Response(
+            envelope("Sender names retrieved", sender_name_page_data(result, page=page, page_size=page_size))
+        )
+
+    @extend_schema(
+        request=SenderNameInputSerializer, responses={201: SENDER_NAME, **error_responses(*COMMON_ERRORS, 409)}
+    )
+    def create(self, request: Request) -> Response:
+        data = _validated(SenderNameInputSerializer, request.data)
+        sender_name = services.sender_create(
+            workspace=self.workspace,
+            sender=data["sender"],
+            sender_type=data["senderType"],
+            purpose=data["purpose"],
+            country_code=data.get("countryCode", ""),
+        )
+        body = envelope("Sender name submitted for approval", sender_name_data(sender_name))
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={200: SENDER_NAME, **error_responses(401, 403, 404, 405, 429, 500)})
+    def retrieve(self, request: Request, sender_name_id: uuid.UUID) -> Response:
+        sender_name = selectors.sender_name_get(workspace=self.workspace, sender_name_id=sender_name_id)
+        return Response(envelope("Sender name retrieved", sender_name_data(sender_name)))
+
+    @extend_schema(
+        request=SenderNameInputSerializer, responses={200: SENDER_NAME, **error_responses(*COMMON_ERRORS, 404, 409)}
+    )
+    def update(self, request: Request, sender_name_id: uuid.UUID) -> Response:
+        data = _validated(SenderNameInputSerializer, request.data)
+        sender_name = services.sender_update(
+            workspace=self.workspace,
+            sender_name_id=sender_name_id,
+            sender=data["sender"],
+            sender_type=data["senderType"],
+            purpose=data["purpose"],
+            country_code=data.get("countryCode", ""),
+        )
+        return Response(envelope("Sender name updated and resubmitted for approval", sender_name_data(sender_name)))
+
+    @extend_schema(responses={200: DELETED, **error_responses(401, 403, 404, 405, 409, 429, 500)})
+    def destroy(self, request: Request, sender_name_id: uuid.UUID) -> Response:
+        services.sender_delete(workspace=self.workspace, sender_name_id=sender_name_id)
+        return Response(envelope("Sender name deleted"))

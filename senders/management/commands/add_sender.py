@@ -1,0 +1,32 @@
+from argparse import ArgumentParser
+
+from senders.models import SenderName
+from senders.services import SenderError, sender_create
+from workspaces.management.base import OperatorCommand
+from workspaces.services import WorkspaceError, workspace_get_by_slug
+
+
+class Command(OperatorCommand):
+    help = "Register a sender name for a workspace (PENDING unless --approve) and print its senderNameId."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("slug")
+        parser.add_argument("sender")
+        # Not argparse `choices`: the service owns the list and says what is wrong in one line.
+        parser.add_argument(
+            "--type", default=SenderName.Type.ALPHANUMERIC, dest="sender_type",
+            help="alphanumeric, msisdn or shortcode.",
+        )
+        parser.add_argument("--approve", action="store_true", help="Approve it at once.")
+
+    def handle(self, *args, **options) -> None:
+        try:
+            workspace = workspace_get_by_slug(options["slug"])
+            sender_name = sender_create(
+                workspace=workspace, sender=options["sender"], sender_type=options["sender_type"],
+                approve=options["approve"],
+            )
+        except (WorkspaceError, SenderError) as exc:
+            raise self.fail(exc)
+        self.stdout.write(f"Sender {sender_name.sender!r} for {workspace.slug}: {sender_name.status}.")
+        self.result(sender_name.public_id)

@@ -1,0 +1,249 @@
+"""The operators' console for workspaces, API keys and the balance ledger.
+
+Writes that have a service go through it (issuing and revoking keys, crediting a balance); a raw
+key or a key digest is never rendered, and the balance is never written from a form.
+"""
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
+
+from otp.templating import template_errors
+from workspaces.billing import balance_credit
+from workspaces.models import ApiKey, LedgerEntry, Workspace
+from workspaces.services import WorkspaceError, api_key_issue, api_key_revoke, parse_countries
+
+# Fields of a workspace the admin form may write; balance_units is never among them.
+WORKSPACE_POLICY_FIELDS = (
+    "otp_reuse_enabled", "otp_validity_seconds", "otp_max_attempts", "otp_code_length", "default_message_template",
+)
+WORKSPACE_ABUSE_FIELDS = (
+    "allowed_countries", "destination_limit", "destination_window_seconds", "refuse_fixed_line_and_voip",
+    "country_hourly_limit",
+)
+
+
+class WorkspaceAdminForm(forms.ModelForm):
+    class Meta:
+        model = Workspace
+        fields = ["name", "slug", "is_active", *WORKSPACE_POLICY_FIELDS, *WORKSPACE_ABUSE_FIELDS, "is_prepaid"]
+
+    def clean_default_message_template(self) -> str:
+        template = self.cleaned_data["default_message_template"]
+        if template:  # empty: each purpose's default text
+            problems = template_errors(template)
+            if problems:
+                raise forms.ValidationError(problems)
+        return template
+
+    def clean_allowed_countries(self) -> str:
+        try:
+            return parse_countries(self.cleaned_data["allowed_countries"])
+        except WorkspaceError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+
+class ApiKeyInline(admin.TabularInline):
+    model = ApiKey
+    fields = ["prefix", "name", "tps", "created_at", "last_used_at", "revoked_at", "expires_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    ordering = ["-created_at"]
+
+    def has_add_permission(self, request: HttpRequest, obj: Workspace | None = None) -> bool:
+        return False  # keys are issued from the API key page, which shows the raw key once
+
+    def has_change_permission(self, request: HttpRequest, obj: Workspace | None = None) -> bool:
+        return False
+
+
+class CreditForm(forms.Form):
+    units = forms.IntegerField(min_value=1, help_text="Units to add to each selected prepaid workspace.")
+    reference = forms.CharField(max_length=100, required=False, help_text="An invoice or payment reference.")
+
+
+@admin.register(Workspace)
+class WorkspaceAdmin(admin.ModelAdmin):
+    form = WorkspaceAdminForm
+    list_display = [
+        "name", "slug", "is_active", "otp_reuse_enabled", "otp_validity_seconds", "otp_max_attempts", "is_prepaid",
+        "balance_units", "created_at",
+    ]
+    list_display_links = ["name", "slug"]
+    list_filter = ["is_active", "is_prepaid", "otp_reuse_enabled"]
+    search_fields = ["name", "slug"]
+    readonly_fields = ["public_id", "balance_units", "ledger", "created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["name", "slug", "is_active", "public_id"]}),
+        ("OTP policy", {"fields": list(WORKSPACE_POLICY_FIELDS)}),
+        ("Destinations and abuse limits", {"fields": list(WORKSPACE_ABUSE_FIELDS)}),
+        ("Billing", {"fields": ["is_prepaid", "balance_units", "ledger"]}),
+        ("History", {"fields": ["created_at", "updated_at"]}),
+    ]
+    inlines = [ApiKeyInline]
+    actions = ["credit_balance"]
+
+    @admin.display(description="Ledger")
+    def ledger(self, obj: Workspace) -> str:
+        if obj.pk is None:
+            return "-"
+        url = reverse("admin:workspaces_ledgerentry_changelist") + f"?workspace__id__exact={obj.pk}"
+        return format_html('<a href="{}">{} ledger entries</a>', url, obj.ledger_entries.count())
+
+    def save_model(self, request: HttpRequest, obj: Workspace, form: forms.ModelForm, change: bool) -> None:
+        if not change:
+            obj.save()
+            return
+        # Only what the form changed: a whole-row save would write back the balance read at the start of the
+        # request and undo any debit or credit committed since.
+        fields = [name for name in form.changed_data if name != "balance_units"]
+        if fields:
+            obj.save(update_fields=[*fields, "updated_at"])
+
+    @admin.action(description="Credit balance", permissions=["change"])
+    def credit_balance(self, request: HttpRequest, queryset: QuerySet[Workspace]) -> HttpResponse | None:
+        form = CreditForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            actor = request.user.get_username()
+            for workspace in queryset:
+                if not workspace.is_prepaid:
+                    message = f"Skipped {workspace.slug}: it is postpaid and has no balance to credit."
+                    self.message_user(request, message, messages.ERROR)
+                    continue
+                balance = balance_credit(workspace=workspace, units=form.cleaned_data["units"], actor=actor,
+                                         reference=form.cleaned_data["reference"])
+                message = f"Credited {workspace.slug}: the balance is now {balance}."
+                self.message_user(request, message, messages.SUCCESS)
+            return None
+        return TemplateResponse(request, "admin/action_form.html", {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Credit balance",
+            "intro": "Add units to the balance of these workspaces (postpaid ones are skipped):",
+            "queryset": queryset,
+            "form": form,
+            "action": "credit_balance",
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+            "submit_label": "Credit",
+        })
+
+
+class RevokedFilter(admin.SimpleListFilter):
+    title = "revoked"
+    parameter_name = "revoked"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("yes", "Revoked"), ("no", "Live")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> QuerySet[ApiKey]:
+        if self.value() in ("yes", "no"):
+            return queryset.filter(revoked_at__isnull=self.value() == "no")
+        return queryset
+
+
+class ApiKeyAddForm(forms.ModelForm):
+    expires_in_days = forms.IntegerField(min_value=1, required=False, help_text="Empty: the key never expires.")
+
+    class Meta:
+        model = ApiKey
+        fields = ["workspace", "name", "tps"]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ["prefix", "workspace", "name", "tps", "created_at", "last_used_at", "expires_at", "revoked"]
+    list_filter = ["workspace", RevokedFilter]
+    list_select_related = ["workspace"]
+    search_fields = ["prefix", "name", "workspace__slug"]
+    # The digest is in no field list, form or column.
+    exclude = ["digest"]
+    readonly_fields = ["public_id", "prefix", "workspace", "created_at", "last_used_at", "revoked_at"]
+    fields = ["public_id", "prefix", "workspace", "name", "tps", "expires_at", "created_at", "last_used_at",
+              "revoked_at"]
+    actions = ["revoke_selected"]
+
+    @admin.display(boolean=True, description="revoked", ordering="revoked_at")
+    def revoked(self, obj: ApiKey) -> bool:
+        return obj.is_revoked
+
+    def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> list[str]:
+        return ["workspace", "name", "tps", "expires_in_days"] if obj is None else self.fields
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> list[str]:
+        return [] if obj is None else self.readonly_fields
+
+    def get_form(self, request: HttpRequest, obj: ApiKey | None = None, change: bool = False, **kwargs):
+        if obj is None:
+            kwargs["form"] = ApiKeyAddForm
+            kwargs["fields"] = ["workspace", "name", "tps"]
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def has_delete_permission(self, request: HttpRequest, obj: ApiKey | None = None) -> bool:
+        return False  # revoke instead: the row says which key made which calls
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: forms.ModelForm, change: bool) -> None:
+        if change:
+            fields = [name for name in form.changed_data if name in ("name", "tps", "expires_at")]
+            if fields:
+                obj.save(update_fields=fields)
+            return
+        issued = api_key_issue(
+            workspace=form.cleaned_data["workspace"], name=form.cleaned_data["name"], tps=form.cleaned_data["tps"],
+            expires_in_days=form.cleaned_data["expires_in_days"],
+        )
+        # `obj` is the form's unsaved instance and the admin logs and redirects with it: make it the
+        # service's row, so that no second row is written.
+        for field in ApiKey._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(issued.api_key, field.attname))
+        obj._state.adding = False
+        obj._state.db = issued.api_key._state.db
+        # Handed to response_add on the request itself: it lives as long as this one response.
+        request._issued_raw_key = issued.raw_key
+
+    def response_add(self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None) -> HttpResponse:
+        raw_key = getattr(request, "_issued_raw_key", None)
+        if raw_key is None:
+            return super().response_add(request, obj, post_url_continue)
+        # The key is rendered in this response only: not stored in the session or a message cookie.
+        response = TemplateResponse(request, "admin/workspaces/apikey/issued.html", {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "API key issued",
+            "api_key": obj,
+            "raw_key": raw_key,
+        })
+        response["Cache-Control"] = "no-store"
+        return response
+
+    @admin.action(description="Revoke selected keys", permissions=["change"])
+    def revoke_selected(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        prefixes = [api_key_revoke(prefix=prefix).prefix for prefix in queryset.values_list("prefix", flat=True)]
+        self.message_user(request, f"Revoked {len(prefixes)} key(s): {', '.join(prefixes)}.", messages.SUCCESS)
+
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(admin.ModelAdmin):
+    """Read-only: balances change through the billing service, each change leaving one row here."""
+
+    list_display = ["created_at", "workspace", "delta_units", "balance_after", "reason", "reference", "actor"]
+    list_filter = ["workspace", "reason"]
+    list_select_related = ["workspace"]
+    search_fields = ["reference", "actor", "workspace__slug"]
+    fields = ["workspace", "delta_units", "balance_after", "reason", "reference", "actor", "created_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: LedgerEntry | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: LedgerEntry | None = None) -> bool:
+        return False

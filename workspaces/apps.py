@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+
+
+class WorkspacesConfig(AppConfig):
+    name = "workspaces"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Registers the OpenAPI description of the Bearer API-key scheme with drf-spectacular.
+        import zeckta.api.schema  # noqa: F401

@@ -1,0 +1,31 @@
+"""The shared shape of operator commands: the result on the last stdout line, errors on one stderr line."""
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+
+class OneLineCommandParser(CommandParser):
+    """Argument mistakes print one `CommandError: ...` line and exit 2, not argparse's usage block."""
+
+    def error(self, message: str) -> None:
+        if self.called_from_command_line:
+            self.exit(2, f"CommandError: {message} (see {self.prog} --help)\n")
+        raise CommandError(f"Error: {message}")
+
+
+class OperatorCommand(BaseCommand):
+    # Operators read the result, scripts parse the last line: keep the output free of system-check noise.
+    requires_system_checks: list[str] = []
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs) -> CommandParser:
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        # BaseCommand builds a plain CommandParser; this subclass only changes how errors are printed.
+        parser.__class__ = OneLineCommandParser
+        return parser
+
+    def fail(self, error: Exception | str) -> CommandError:
+        """A CommandError whose message is one line whatever the service said."""
+        return CommandError(" ".join(str(error).split()))
+
+    def result(self, value: object) -> None:
+        """Writes the command's result: always the last line of standard output."""
+        self.stdout.write(str(value))

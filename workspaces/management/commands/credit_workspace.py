@@ -1,0 +1,27 @@
+from argparse import ArgumentParser
+
+from workspaces.billing import balance_credit
+from workspaces.management.base import OperatorCommand
+from workspaces.services import WorkspaceError, workspace_get_by_slug
+
+
+class Command(OperatorCommand):
+    help = "Add units to a prepaid workspace's balance and print the new balance."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("slug")
+        parser.add_argument("units", type=int)
+
+    def handle(self, *args, **options) -> None:
+        units = options["units"]
+        if units <= 0:
+            raise self.fail(f"units must be a positive integer, not {units}")
+        try:
+            workspace = workspace_get_by_slug(options["slug"])
+        except WorkspaceError as exc:
+            raise self.fail(exc)
+        # A postpaid workspace is never refused and never debited: a credit would be a number nobody reads.
+        if not workspace.is_prepaid:
+            raise self.fail(f"workspace {workspace.slug!r} is postpaid: it has no balance to credit")
+        balance = balance_credit(workspace=workspace, units=units, actor="credit_workspace")
+        self.result(balance)

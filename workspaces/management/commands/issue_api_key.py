@@ -1,0 +1,29 @@
+from argparse import ArgumentParser
+
+from workspaces.management.base import OperatorCommand
+from workspaces.services import WorkspaceError, api_key_issue, workspace_get_by_slug
+
+
+class Command(OperatorCommand):
+    help = "Issue an API key for a workspace and print it. The key is shown this once: only its digest is kept."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("slug")
+        parser.add_argument("--name", default="", metavar="LABEL")
+        parser.add_argument("--tps", type=int, default=10, metavar="N", help="Requests per second (default 10).")
+        parser.add_argument("--expires-in-days", type=int, metavar="N", help="Default: never expires.")
+
+    def handle(self, *args, **options) -> None:
+        try:
+            workspace = workspace_get_by_slug(options["slug"])
+            issued = api_key_issue(
+                workspace=workspace, name=options["name"], tps=options["tps"],
+                expires_in_days=options["expires_in_days"],
+            )
+        except WorkspaceError as exc:
+            raise self.fail(exc)
+        key = issued.api_key
+        expiry = f"expires {key.expires_at:%Y-%m-%d %H:%M} UTC" if key.expires_at else "never expires"
+        self.stdout.write(f"API key {key.prefix} for {workspace.slug} ({key.tps} tps, {expiry}).")
+        self.stdout.write("Store it now: it is shown this once and cannot be recovered.")
+        self.result(issued.raw_key)

@@ -1,0 +1,78 @@
+"""OpenAPI pieces for drf-spectacular: the envelope around every answer, and the Bearer scheme."""
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, inline_serializer
+from rest_framework import serializers
+
+# What each error status means across the API (the `code` values of API.md section 1).
+ERROR_MEANINGS = {
+    400: "VALIDATION_ERROR (with `errors`) or MALFORMED_JSON",
+    401: "AUTHENTICATION_FAILED: missing, malformed, unknown, revoked or expired key (one identical body)",
+    402: "INSUFFICIENT_BALANCE: a prepaid workspace cannot pay for the SMS",
+    403: "WORKSPACE_SUSPENDED",
+    404: "NOT_FOUND (another workspace's object answers the same)",
+    405: "METHOD_NOT_ALLOWED",
+    409: "Conflict",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE: send application/json",
+    429: "RATE_LIMITED (per key) or DESTINATION_RATE_LIMITED; see Retry-After",
+    500: "INTERNAL_ERROR",
+    503: "SERVICE_UNAVAILABLE: a dependency needed to answer safely is down",
+}
+COMMON_ERRORS = (400, 401, 403, 405, 413, 415, 429, 500)
+
+
+def envelope(name: str, data: serializers.Field | serializers.Serializer) -> serializers.Serializer:
+    return inline_serializer(
+        name=name,
+        fields={
+            "success": serializers.BooleanField(),
+            "message": serializers.CharField(),
+            "data": data,
+            "requestId": serializers.UUIDField(),
+        },
+    )
+
+
+def error_envelope(name: str = "ErrorEnvelope", data: serializers.Field | None = None) -> serializers.Serializer:
+    return inline_serializer(
+        name=name,
+        fields={
+            "success": serializers.BooleanField(),
+            "message": serializers.CharField(),
+            "code": serializers.CharField(help_text="Stable UPPER_SNAKE machine code."),
+            "data": data if data is not None else serializers.JSONField(allow_null=True),
+            "errors": serializers.DictField(
+                child=serializers.ListField(child=serializers.CharField()), required=False,
+                help_text="Field problems: {field: [message, ...]}.",
+            ),
+            "requestId": serializers.UUIDField(),
+        },
+    )
+
+
+ERROR_ENVELOPE = error_envelope()  # one component, shared by every operation
+
+
+def error_responses(*statuses: int, overrides: dict[int, OpenApiResponse] | None = None) -> dict:
+    responses = {status: OpenApiResponse(ERROR_ENVELOPE, description=ERROR_MEANINGS[status]) for status in statuses}
+    responses.update(overrides or {})
+    return responses
+
+
+def example(name: str, value: dict, *, status: int = 200, request: bool = False) -> OpenApiExample:
+    return OpenApiExample(name, value=value, status_codes=[str(status)], request_only=request,
+                          response_only=not request)
+
+
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    target_class = "workspaces.authentication.ApiKeyAuthentication"
+    name = "ApiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "zk_live_<random>",
+            "description": "A workspace API key: `Authorization: Bearer zk_live_...`. Never in the URL.",
+        }
