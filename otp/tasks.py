@@ -28,6 +28,8 @@ def requeue_stale_sms() -> int:
 
 @shared_task(ignore_result=True)
 def purge_old_sessions() -> int:
+    """Hourly: sessions past their retention, and idempotency records past their 24 hours."""
+    from otp.idempotency import idempotency_records_purge
     from otp.services import otp_sessions_purge
 
-    return otp_sessions_purge()
+    return otp_sessions_purge() + idempotency_records_purge()

@@ -76,6 +76,7 @@ class SenderNameAdmin(admin.ModelAdmin):
         created = sender_create(
             workspace=data["workspace"], sender=data["sender"], sender_type=data["sender_type"],
             purpose=data["purpose"], country_code=data["country_code"], approve=data["approve"],
+            actor=request.user.get_username(),
         )
         # The admin logs and redirects with `obj`: make it the service's row rather than save a second one.
         for field in SenderName._meta.concrete_fields:
@@ -85,7 +86,8 @@ class SenderNameAdmin(admin.ModelAdmin):
 
     @admin.action(description="Approve selected sender names", permissions=["change"])
     def approve_selected(self, request: HttpRequest, queryset: QuerySet[SenderName]) -> None:
-        approved = [sender_approve(sender_name=sender_name).sender for sender_name in queryset]
+        actor = request.user.get_username()
+        approved = [sender_approve(sender_name=sender_name, actor=actor).sender for sender_name in queryset]
         self.message_user(request, f"Approved {len(approved)} sender name(s): {', '.join(approved)}.",
                           messages.SUCCESS)
 
@@ -93,7 +95,8 @@ class SenderNameAdmin(admin.ModelAdmin):
     def reject_selected(self, request: HttpRequest, queryset: QuerySet[SenderName]) -> HttpResponse | None:
         form = RejectForm(request.POST if "apply" in request.POST else None)
         if form.is_valid():
-            rejected = [sender_reject(sender_name=sender_name, reason=form.cleaned_data["reason"]).sender
+            actor, reason = request.user.get_username(), form.cleaned_data["reason"]
+            rejected = [sender_reject(sender_name=sender_name, reason=reason, actor=actor).sender
                         for sender_name in queryset]
             self.message_user(request, f"Rejected {len(rejected)} sender name(s): {', '.join(rejected)}.",
                               messages.SUCCESS)

@@ -30,11 +30,17 @@ def _validated(serializer_class: type[serializers.Serializer], data) -> dict:
     return serializer.validated_data
 
 
+def _actor(request: Request) -> str:
+    """The audit trail's name for the caller: its key's display prefix, never the key."""
+    return f"api:{request.auth.prefix}"
+
+
 @extend_schema(tags=["sender-names"])
 class SenderNameViewSet(ApiViewSet):
     """Sender name requests of the caller's workspace. Only staff approve or reject them, never this API."""
 
     @extend_schema(
+        operation_id="sender_names_list",
         parameters=[PageQuerySerializer], responses={200: SENDER_NAME_PAGE, **error_responses(400, 401, 403, 429, 500)}
     )
     def list_page(self, request: Request) -> Response:
@@ -46,6 +52,7 @@ class SenderNameViewSet(ApiViewSet):
         )
 
     @extend_schema(
+        operation_id="sender_names_create",
         request=SenderNameInputSerializer, responses={201: SENDER_NAME, **error_responses(*COMMON_ERRORS, 409)}
     )
     def create(self, request: Request) -> Response:
@@ -56,16 +63,21 @@ class SenderNameViewSet(ApiViewSet):
             sender_type=data["senderType"],
             purpose=data["purpose"],
             country_code=data.get("countryCode", ""),
+            actor=_actor(request),
         )
         body = envelope("Sender name submitted for approval", sender_name_data(sender_name))
         return Response(body, status=status.HTTP_201_CREATED)
 
-    @extend_schema(responses={200: SENDER_NAME, **error_responses(401, 403, 404, 405, 429, 500)})
+    @extend_schema(
+        operation_id="sender_names_retrieve",
+        responses={200: SENDER_NAME, **error_responses(401, 403, 404, 405, 429, 500)},
+    )
     def retrieve(self, request: Request, sender_name_id: uuid.UUID) -> Response:
         sender_name = selectors.sender_name_get(workspace=self.workspace, sender_name_id=sender_name_id)
         return Response(envelope("Sender name retrieved", sender_name_data(sender_name)))
 
     @extend_schema(
+        operation_id="sender_names_update",
         request=SenderNameInputSerializer, responses={200: SENDER_NAME, **error_responses(*COMMON_ERRORS, 404, 409)}
     )
     def update(self, request: Request, sender_name_id: uuid.UUID) -> Response:
@@ -77,10 +89,14 @@ class SenderNameViewSet(ApiViewSet):
             sender_type=data["senderType"],
             purpose=data["purpose"],
             country_code=data.get("countryCode", ""),
+            actor=_actor(request),
         )
         return Response(envelope("Sender name updated and resubmitted for approval", sender_name_data(sender_name)))
 
-    @extend_schema(responses={200: DELETED, **error_responses(401, 403, 404, 405, 409, 429, 500)})
+    @extend_schema(
+        operation_id="sender_names_delete",
+        responses={200: DELETED, **error_responses(401, 403, 404, 405, 409, 429, 500)},
+    )
     def destroy(self, request: Request, sender_name_id: uuid.UUID) -> Response:
-        services.sender_delete(workspace=self.workspace, sender_name_id=sender_name_id)
+        services.sender_delete(workspace=self.workspace, sender_name_id=sender_name_id, actor=_actor(request))
         return Response(envelope("Sender name deleted"))

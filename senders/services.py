@@ -1,5 +1,6 @@
 import re
 import uuid
+from datetime import datetime
 
 import phonenumbers
 from django.db import IntegrityError, transaction
@@ -9,7 +10,8 @@ from rest_framework import status
 
 from senders.models import SenderName
 from senders.selectors import SenderNameNotFound, sender_name_get
-from workspaces.models import Workspace
+from workspaces.audit import SYSTEM_ACTOR, audit_record
+from workspaces.models import AuditEvent, Workspace
 from zeckta.api.errors import ApplicationError
 
 _ALPHANUMERIC_RE = re.compile(r"[A-Za-z0-9 .\-]{3,11}")
@@ -82,14 +84,16 @@ def sender_create(
     purpose: str = "",
     country_code: str = "",
     approve: bool = False,
+    actor: str = SYSTEM_ACTOR,
 ) -> SenderName:
+    """Submits a sender name; `approve` (staff only) approves it at once, audited as a second event."""
     problem = sender_validation_error(sender, sender_type)
     if problem:
         raise SenderError(problem)
     now = timezone.now()
     try:
         with transaction.atomic():
-            return SenderName.objects.create(
+            sender_name = SenderName.objects.create(
                 workspace=workspace,
                 sender=sender,
                 sender_type=sender_type,
@@ -98,6 +102,11 @@ def sender_create(
                 status=SenderName.Status.APPROVED if approve else SenderName.Status.PENDING,
                 approved_at=now if approve else None,
             )
+            _audit(actor=actor, action=AuditEvent.Action.SENDER_SUBMITTED, sender_name=sender_name, at=now)
+            if approve:
+                # Its own event, so that "who approved this sender" has one answer however it was approved.
+                _audit(actor=actor, action=AuditEvent.Action.SENDER_APPROVED, sender_name=sender_name, at=now)
+            return sender_name
     except IntegrityError:
         raise SenderNameExists(sender) from None
 
@@ -110,6 +119,7 @@ def sender_update(
     sender_type: str,
     purpose: str,
     country_code: str = "",
+    actor: str = SYSTEM_ACTOR,
 ) -> SenderName:
     """Replaces a PENDING or REJECTED request and submits it again: PENDING, no reason, a new submittedAt."""
     problem = sender_validation_error(sender, sender_type)
@@ -132,6 +142,12 @@ def sender_update(
                 submitted_at=now,
                 updated_at=now,
             )
+            if updated:
+                audit_record(
+                    actor=actor, action=AuditEvent.Action.SENDER_UPDATED, workspace=workspace,
+                    target=str(sender_name_id), at=now,
+                    detail={"sender": sender, "sender_type": sender_type, "country_code": country_code.upper()},
+                )
     except IntegrityError:
         raise SenderNameExists(sender) from None
     sender_name = sender_name_get(workspace=workspace, sender_name_id=sender_name_id)  # 404 if not ours
@@ -140,7 +156,7 @@ def sender_update(
     return sender_name
 
 
-def sender_delete(*, workspace: Workspace, sender_name_id: uuid.UUID) -> None:
+def sender_delete(*, workspace: Workspace, sender_name_id: uuid.UUID, actor: str = SYSTEM_ACTOR) -> None:
     """Deletes the workspace's sender name, whatever its status, unless OTP sessions still refer to it.
 
     Sessions keep their sender (on_delete=PROTECT) until the purge removes them; the sender can go after that.
@@ -152,7 +168,9 @@ def sender_delete(*, workspace: Workspace, sender_name_id: uuid.UUID) -> None:
             sender_name = rows.first()
             if sender_name is None:
                 raise SenderNameNotFound()
+            sender_name.workspace = workspace  # the filter proved it; saves the audit row a query
             sender_name.delete()
+            _audit(actor=actor, action=AuditEvent.Action.SENDER_DELETED, sender_name=sender_name)
     except (ProtectedError, IntegrityError):
         # IntegrityError: an OTP session inserted concurrently made the (deferred) foreign key check fail.
         raise SenderNameInUse() from None
@@ -165,22 +183,59 @@ def sender_get(*, public_id: str) -> SenderName:
         raise SenderError(f"no sender name with id {public_id!r}") from None
 
 
-def sender_approve(*, sender_name: SenderName) -> SenderName:
+@transaction.atomic
+def sender_approve(*, sender_name: SenderName, actor: str = SYSTEM_ACTOR) -> SenderName:
+    """Approves the sender name; approving an APPROVED one changes nothing and records no audit event."""
     now = timezone.now()
-    SenderName.objects.filter(pk=sender_name.pk).update(
-        status=SenderName.Status.APPROVED, status_reason="", approved_at=now, updated_at=now
-    )
+    # Under the row lock: of two staff approving at once, the second sees APPROVED and does nothing.
+    current = _lock(sender_name)
+    if current.status != SenderName.Status.APPROVED:
+        previous = current.status
+        current.status, current.status_reason, current.approved_at, current.updated_at = (
+            SenderName.Status.APPROVED, "", now, now
+        )
+        current.save(update_fields=["status", "status_reason", "approved_at", "updated_at"])
+        _audit(actor=actor, action=AuditEvent.Action.SENDER_APPROVED, sender_name=current, at=now,
+               previous_status=previous)
     sender_name.refresh_from_db()
     return sender_name
 
 
-def sender_reject(*, sender_name: SenderName, reason: str) -> SenderName:
-    reason = reason.strip()
+@transaction.atomic
+def sender_reject(*, sender_name: SenderName, reason: str, actor: str = SYSTEM_ACTOR) -> SenderName:
+    """Rejects the sender name with a reason; repeating the same rejection changes nothing and is not audited."""
+    reason = reason.strip()[:500]
     if not reason:
         raise SenderError("a rejection needs a reason")
     now = timezone.now()
-    SenderName.objects.filter(pk=sender_name.pk).update(
-        status=SenderName.Status.REJECTED, status_reason=reason[:500], approved_at=None, updated_at=now
-    )
+    current = _lock(sender_name)
+    if (current.status, current.status_reason) != (SenderName.Status.REJECTED, reason):
+        previous = current.status
+        current.status, current.status_reason, current.approved_at, current.updated_at = (
+            SenderName.Status.REJECTED, reason, None, now
+        )
+        current.save(update_fields=["status", "status_reason", "approved_at", "updated_at"])
+        _audit(actor=actor, action=AuditEvent.Action.SENDER_REJECTED, sender_name=current, at=now,
+               previous_status=previous, reason=reason)
     sender_name.refresh_from_db()
     return sender_name
+
+
+def _lock(sender_name: SenderName) -> SenderName:
+    """The row as committed, locked until the end of the transaction; SenderError when it was deleted."""
+    # of=self: lock the sender row only, not the joined workspace row that OTP debits update.
+    rows = SenderName.objects.select_for_update(of=("self",)).select_related("workspace")
+    current = rows.filter(pk=sender_name.pk).first()
+    if current is None:
+        raise SenderError(f"no sender name with id {str(sender_name.public_id)!r}")
+    return current
+
+
+def _audit(
+    *, actor: str, action: AuditEvent.Action, sender_name: SenderName, at: datetime | None = None, **detail: str
+) -> None:
+    audit_record(
+        actor=actor, action=action, workspace=sender_name.workspace, target=str(sender_name.public_id), at=at,
+        detail={"sender": sender_name.sender, "sender_type": sender_name.sender_type, "status": sender_name.status,
+                **detail},
+    )

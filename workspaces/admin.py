@@ -15,8 +15,8 @@ from django.utils.html import format_html
 
 from otp.templating import template_errors
 from workspaces.billing import balance_credit
-from workspaces.models import ApiKey, LedgerEntry, Workspace
-from workspaces.services import WorkspaceError, api_key_issue, api_key_revoke, parse_countries
+from workspaces.models import ApiKey, AuditEvent, LedgerEntry, Workspace
+from workspaces.services import WorkspaceError, api_key_issue, api_key_revoke, parse_countries, workspace_add
 
 # Fields of a workspace the admin form may write; balance_units is never among them.
 WORKSPACE_POLICY_FIELDS = (
@@ -99,7 +99,7 @@ class WorkspaceAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Workspace, form: forms.ModelForm, change: bool) -> None:
         if not change:
-            obj.save()
+            workspace_add(workspace=obj, actor=request.user.get_username())
             return
         # Only what the form changed: a whole-row save would write back the balance read at the start of the
         # request and undo any debit or credit committed since.
@@ -196,7 +196,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             return
         issued = api_key_issue(
             workspace=form.cleaned_data["workspace"], name=form.cleaned_data["name"], tps=form.cleaned_data["tps"],
-            expires_in_days=form.cleaned_data["expires_in_days"],
+            expires_in_days=form.cleaned_data["expires_in_days"], actor=request.user.get_username(),
         )
         # `obj` is the form's unsaved instance and the admin logs and redirects with it: make it the
         # service's row, so that no second row is written.
@@ -224,7 +224,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke_selected(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
-        prefixes = [api_key_revoke(prefix=prefix).prefix for prefix in queryset.values_list("prefix", flat=True)]
+        actor = request.user.get_username()
+        prefixes = [api_key_revoke(prefix=prefix, actor=actor).prefix
+                    for prefix in queryset.values_list("prefix", flat=True)]
         self.message_user(request, f"Revoked {len(prefixes)} key(s): {', '.join(prefixes)}.", messages.SUCCESS)
 
 
@@ -246,4 +248,25 @@ class LedgerEntryAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: LedgerEntry | None = None) -> bool:
+        return False
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """Read-only for everyone, superusers included: audit rows are written by the services, never by hand."""
+
+    list_display = ["created_at", "actor", "action", "workspace_slug", "target"]
+    list_filter = ["action", "workspace"]
+    search_fields = ["actor", "target", "workspace_slug"]
+    fields = ["created_at", "actor", "action", "workspace", "workspace_slug", "target", "detail"]
+    readonly_fields = fields
+    show_full_result_count = False  # the trail only grows: no COUNT(*) over all of it on every page
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: AuditEvent | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: AuditEvent | None = None) -> bool:
         return False

@@ -5,7 +5,8 @@ Postpaid workspaces are never refused: their usage is the `units` of their SMS m
 
 from django.db import connection, transaction
 
-from workspaces.models import LedgerEntry, Workspace
+from workspaces.audit import SYSTEM_ACTOR, audit_record
+from workspaces.models import AuditEvent, LedgerEntry, Workspace
 from zeckta.api.errors import ApplicationError
 
 
@@ -51,18 +52,26 @@ def balance_debit(*, workspace: Workspace, units: int, reference: str) -> int:
 def balance_credit(
     *, workspace: Workspace, units: int, reason: str = LedgerEntry.Reason.CREDIT, actor: str = "", reference: str = ""
 ) -> int:
+    """Adds `units`. A top-up (reason CREDIT) is also audited; refunds of failed SMS are in the ledger only."""
     if units <= 0:
         raise ValueError("units to credit must be positive")
     balance = _apply_delta(workspace_id=workspace.pk, delta=units, require_funds=False)
-    LedgerEntry.objects.create(
+    entry = LedgerEntry.objects.create(
         workspace=workspace, delta_units=units, balance_after=balance, reason=reason, actor=actor, reference=reference
     )
+    if reason == LedgerEntry.Reason.CREDIT:
+        audit_record(
+            actor=actor or SYSTEM_ACTOR, action=AuditEvent.Action.BALANCE_CREDITED, workspace=workspace,
+            target=workspace.slug, at=entry.created_at,
+            detail={"units": units, "balance_after": balance, "reference": reference, "ledger_entry": entry.pk},
+        )
     workspace.balance_units = balance
     return balance
 
 
-def ledger_record_opening(*, workspace: Workspace, units: int) -> None:
+def ledger_record_opening(*, workspace: Workspace, units: int, actor: str) -> None:
+    # Audited as part of the workspace.created event of the same transaction, not as a credit.
     LedgerEntry.objects.create(
         workspace=workspace, delta_units=units, balance_after=workspace.balance_units,
-        reason=LedgerEntry.Reason.OPENING, actor="create_workspace",
+        reason=LedgerEntry.Reason.OPENING, actor=actor,
     )

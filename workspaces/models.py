@@ -4,6 +4,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 class Workspace(models.Model):
@@ -153,3 +154,49 @@ class LedgerEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.workspace_id} {self.delta_units:+d} → {self.balance_after} ({self.reason})"
+
+
+class AuditEvent(models.Model):
+    """Who did what to which object, and when: one row per operator or API change, written by
+    `workspaces.audit.audit_record` in the transaction of the change itself, so a rolled-back change leaves none.
+
+    `detail` is for operators to read: it never holds a raw key, a key digest, an OTP code or any other secret.
+    """
+
+    class Action(models.TextChoices):
+        WORKSPACE_CREATED = "workspace.created", "Workspace created"
+        API_KEY_ISSUED = "api_key.issued", "API key issued"
+        API_KEY_REVOKED = "api_key.revoked", "API key revoked"
+        SENDER_SUBMITTED = "sender.submitted", "Sender name submitted"
+        SENDER_APPROVED = "sender.approved", "Sender name approved"
+        SENDER_REJECTED = "sender.rejected", "Sender name rejected"
+        SENDER_UPDATED = "sender.updated", "Sender name updated"
+        SENDER_DELETED = "sender.deleted", "Sender name deleted"
+        BALANCE_CREDITED = "balance.credited", "Balance credited"
+
+    # SET_NULL and a copy of the slug: the trail outlives a deleted workspace and still says whose it was.
+    workspace = models.ForeignKey(
+        Workspace, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_events"
+    )
+    workspace_slug = models.CharField(max_length=64, blank=True)
+    # A staff username, "command:<name>" for a management command, or "api:<key prefix>" for the public API.
+    actor = models.CharField(max_length=150)
+    action = models.CharField(max_length=32, choices=Action.choices)
+    target = models.CharField(max_length=100, blank=True)  # the key prefix, senderNameId or workspace slug
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(actor=""), name="workspaces_auditevent_actor_not_empty"),
+        ]
+        indexes = [
+            # The admin list filtered by workspace, newest first.
+            models.Index(fields=["workspace", "created_at"], name="workspaces_auditevent_ws_idx"),
+            # The unfiltered admin list, newest first.
+            models.Index(fields=["created_at"], name="workspaces_auditevent_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.target}"

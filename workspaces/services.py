@@ -8,7 +8,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from workspaces.models import ApiKey, Workspace
+from workspaces.audit import SYSTEM_ACTOR, audit_record
+from workspaces.models import ApiKey, AuditEvent, Workspace
 
 # Characters of the secret shown after "zk_live_" in lists and used to find the key (8 of base64url).
 KEY_PREFIX_SECRET_CHARS = 8
@@ -51,6 +52,7 @@ def workspace_create(
     otp_code_length: int | None = None,
     prepaid_units: int | None = None,
     countries: str | list[str] | None = None,
+    actor: str = SYSTEM_ACTOR,
 ) -> Workspace:
     name = name.strip()
     if not name:
@@ -79,15 +81,28 @@ def workspace_create(
         workspace.full_clean()
     except ValidationError as exc:
         raise WorkspaceError(_one_line(exc)) from None
+    return _workspace_insert(workspace=workspace, opening_units=prepaid_units or 0, actor=actor)
+
+
+def workspace_add(*, workspace: Workspace, actor: str = SYSTEM_ACTOR) -> Workspace:
+    """Saves a new workspace built and validated elsewhere (the admin's add form), with its audit row."""
+    return _workspace_insert(workspace=workspace, opening_units=0, actor=actor)
+
+
+def _workspace_insert(*, workspace: Workspace, opening_units: int, actor: str) -> Workspace:
     try:
         with transaction.atomic():
-            workspace.save()
-            if prepaid_units:
+            workspace.save(force_insert=True)
+            if opening_units:
                 from workspaces.billing import ledger_record_opening
 
-                ledger_record_opening(workspace=workspace, units=prepaid_units)
+                ledger_record_opening(workspace=workspace, units=opening_units, actor=actor)
+            audit_record(
+                actor=actor, action=AuditEvent.Action.WORKSPACE_CREATED, workspace=workspace, target=workspace.slug,
+                detail={"name": workspace.name, "prepaid": workspace.is_prepaid, "opening_units": opening_units},
+            )
     except IntegrityError:
-        raise WorkspaceError(f"a workspace with slug {slug!r} already exists") from None
+        raise WorkspaceError(f"a workspace with slug {workspace.slug!r} already exists") from None
     return workspace
 
 
@@ -105,7 +120,12 @@ class IssuedKey:
 
 
 def api_key_issue(
-    *, workspace: Workspace, name: str = "", tps: int = 10, expires_in_days: int | None = None
+    *,
+    workspace: Workspace,
+    name: str = "",
+    tps: int = 10,
+    expires_in_days: int | None = None,
+    actor: str = SYSTEM_ACTOR,
 ) -> IssuedKey:
     """Creates a key and returns it with the raw key, which exists nowhere else after this call."""
     if tps < 1:
@@ -125,19 +145,32 @@ def api_key_issue(
                     tps=tps,
                     expires_at=expires_at,
                 )
+                # The prefix only: the raw key and its digest never reach the audit trail.
+                audit_record(
+                    actor=actor, action=AuditEvent.Action.API_KEY_ISSUED, workspace=workspace,
+                    target=api_key.prefix, at=api_key.created_at,
+                    detail={"name": name, "tps": tps, "expires_at": expires_at.isoformat() if expires_at else None},
+                )
         except IntegrityError:
             continue  # a 48-bit prefix collided: draw another key
         return IssuedKey(api_key=api_key, raw_key=raw_key)
 
 
-def api_key_revoke(*, prefix: str) -> ApiKey:
+@transaction.atomic
+def api_key_revoke(*, prefix: str, actor: str = SYSTEM_ACTOR) -> ApiKey:
+    """Revokes the key; revoking a revoked key changes nothing and records no audit event."""
     now = timezone.now()
     try:
-        api_key = ApiKey.objects.get(prefix=prefix)
+        api_key = ApiKey.objects.select_related("workspace").get(prefix=prefix)
     except ApiKey.DoesNotExist:
         raise WorkspaceError(f"no API key with prefix {prefix!r}") from None
-    # Conditional: revoking twice keeps the first revocation time.
-    ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=now)
+    # Conditional: revoking twice keeps the first revocation time, and only the first revocation is audited.
+    revoked = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=now)
+    if revoked:
+        audit_record(
+            actor=actor, action=AuditEvent.Action.API_KEY_REVOKED, workspace=api_key.workspace, target=api_key.prefix,
+            detail={"name": api_key.name}, at=now,
+        )
     api_key.refresh_from_db(fields=["revoked_at"])
     return api_key
 

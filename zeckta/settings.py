@@ -167,9 +167,10 @@ OTP_DEFAULT_DESTINATION_WINDOW_SECONDS = 600  # ... per this many seconds
 OTP_SESSION_RETENTION_DAYS = env.int("OTP_SESSION_RETENTION_DAYS", default=30)
 
 # --- SMS delivery ------------------------------------------------------------------------------
-SMS_BACKEND = env.str("SMS_BACKEND", default="console")
-SMS_FILE_PATH = env.str("SMS_FILE_PATH", default=str(BASE_DIR / "sms-outbox.jsonl"))
 SMS_HTTP_URL = env.str("SMS_HTTP_URL", default="")
+# `console` in development; a configured gateway URL means `http`. `check --deploy` warns about console.
+SMS_BACKEND = env.str("SMS_BACKEND", default="http" if SMS_HTTP_URL and not DEBUG else "console")
+SMS_FILE_PATH = env.str("SMS_FILE_PATH", default=str(BASE_DIR / "sms-outbox.jsonl"))
 SMS_HTTP_TOKEN = env.str("SMS_HTTP_TOKEN", default="")
 SMS_HTTP_TIMEOUT = env.float("SMS_HTTP_TIMEOUT", default=5.0)  # seconds
 SMS_MAX_SEND_ATTEMPTS = env.int("SMS_MAX_SEND_ATTEMPTS", default=6)  # gateway calls per message

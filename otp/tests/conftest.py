@@ -193,6 +193,7 @@ class WorkerProcess:
              "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
              "--hostname", f"zeckta-test-{os.getpid()}@%h"],
             cwd=BASE_DIR, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so kill() can never reach pytest
         )
 
     def output(self) -> str:
@@ -203,6 +204,12 @@ class WorkerProcess:
     def wait_ready(self, timeout: float = 30.0) -> None:
         ready = wait_for(lambda: " ready." in self.output() or self.process.poll() is not None, timeout=timeout)
         assert ready and self.process.poll() is None, f"worker did not start:\n{self.output()}"
+
+    def kill(self) -> None:
+        """SIGKILL to the worker's process group: a crash, with no chance to ack, retry or clean up."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
 
     def stop(self) -> None:
         if self.final_output is not None:

@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+HOLD_LIMIT_SECONDS = 120  # a held call is let go after this, should a test forget to release it
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -18,6 +20,7 @@ class Answer:
     body: dict | None = None  # None: {"id": "fake-<n>"} for a 2xx, {"error": "..."} otherwise
     delay: float = 0.0  # seconds to wait before answering; longer than the client timeout = a timeout
     raw: bytes | None = None  # written as-is instead of an HTTP answer (a broken gateway)
+    hold: threading.Event | None = None  # the provider hangs mid-call until the test sets it
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,8 @@ class FakeGateway:
                     ReceivedRequest(path=self.path, headers={k.lower(): v for k, v in self.headers.items()},
                                     json=payload)
                 )
+                if answer.hold is not None:
+                    answer.hold.wait(timeout=HOLD_LIMIT_SECONDS)
                 if answer.delay:
                     time.sleep(answer.delay)
                 if answer.raw is not None:

@@ -107,3 +107,14 @@ def test_concurrent_duplicates_give_one_session():
     assert Counter(r.get("Idempotent-Replayed") for r in responses) == {None: 1, "true": 9}
     assert len({r.json()["data"]["sessionId"] for r in responses}) == 1
     assert OtpSession.objects.count() == 1 and SmsMessage.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_the_hourly_purge_drops_records_older_than_a_day(api):
+    from otp.tasks import purge_old_sessions
+
+    post(api, BODY, "old")
+    with time_machine.travel(timezone.now() + timezone.timedelta(hours=25)):
+        post(api, {**BODY, "dest": "+233244123456"}, "new")
+        purge_old_sessions.apply()
+    assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["new"]

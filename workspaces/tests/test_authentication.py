@@ -88,3 +88,13 @@ def test_the_raw_key_is_never_stored(raw_key, issued_key):
     assert raw_key.startswith("zk_live_") and len(raw_key) >= 8 + 43
     assert raw_key not in {row.prefix, row.digest, row.name}
     assert raw_key.startswith(row.prefix) and len(row.digest) == 64
+
+
+def test_keys_rotate_without_downtime(workspace, sender, issued_key, raw_key):
+    """Issue a new key, move clients over, then revoke the old one: both work until the revocation."""
+    _, new_raw = issue_key(workspace, name="rotated")
+    assert call(f"Bearer {raw_key}").status_code == 200
+    assert call(f"Bearer {new_raw}", url="/v1/messaging/otp/verify").status_code == 400  # authenticated
+    api_key_revoke(prefix=issued_key[0].prefix)
+    assert call(f"Bearer {raw_key}").status_code == 401
+    assert call(f"Bearer {new_raw}", url="/v1/messaging/otp/verify").status_code == 400

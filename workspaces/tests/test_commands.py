@@ -157,7 +157,7 @@ def test_credit_workspace_prints_the_new_balance_and_writes_a_ledger_row(db):
     assert workspace.balance_units == 260
     entry = LedgerEntry.objects.filter(workspace=workspace).first()
     assert (entry.delta_units, entry.balance_after, entry.reason, entry.actor) == (
-        250, 260, LedgerEntry.Reason.CREDIT, "credit_workspace")
+        250, 260, LedgerEntry.Reason.CREDIT, "command:credit_workspace")
 
 
 @pytest.mark.parametrize("units", ["0", "-5", "ten"])

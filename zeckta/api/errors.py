@@ -4,6 +4,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import InterfaceError, OperationalError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -99,7 +100,28 @@ class ServiceUnavailable(ApplicationError):
     default_message = "The service is temporarily unavailable. Retry later."
 
 
+class DatabaseUnavailable(ServiceUnavailable):
+    default_message = "The database is temporarily unavailable. Retry later."
+
+
 INTERNAL_ERROR_MESSAGE = "An internal error occurred."
+
+# Connection-level database failures (server restarted, connection killed, network cut, too many
+# clients; also lock/statement timeouts and deadlocks, which psycopg files under OperationalError).
+# The request can be retried as is, so the client gets a 503 instead of a 500.
+DATABASE_UNAVAILABLE_ERRORS = (OperationalError, InterfaceError)
+
+
+def log_database_unavailable(exc: Exception) -> None:
+    """Logs a lost database at error level, with the requestId (added by the log filter).
+
+    Only the class, SQLSTATE and first line of the message: psycopg appends DETAIL/CONTEXT lines that can
+    quote row values, and a traceback would repeat them; the SQL and its parameters are never in it.
+    """
+    cause = exc.__cause__ or exc
+    summary = (str(exc).strip().splitlines() or [""])[0][:200]
+    logger.error("database unavailable: %s (sqlstate %s) %s", type(cause).__name__,
+                 getattr(cause, "sqlstate", None) or "-", summary)
 
 
 def error_body(*, message: str, code: str, data: Any = None, errors: dict | None = None) -> dict[str, Any]:
@@ -130,6 +152,8 @@ def _as_application_error(exc: Exception) -> ApplicationError | None:
     """Maps Django and DRF exceptions onto the contract's codes; None for unknown exceptions."""
     if isinstance(exc, ApplicationError):
         return exc
+    if isinstance(exc, DATABASE_UNAVAILABLE_ERRORS):
+        return DatabaseUnavailable()
     if isinstance(exc, exceptions.ValidationError):
         return ValidationFailed(errors=_field_errors(exc.detail))
     if isinstance(exc, exceptions.ParseError):
@@ -165,6 +189,8 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     error = _as_application_error(exc)
     if error is None:
         return None  # re-raised by DRF; ApiErrorMiddleware logs it and answers INTERNAL_ERROR
+    if isinstance(exc, DATABASE_UNAVAILABLE_ERRORS):
+        log_database_unavailable(exc)
     headers = dict(error.headers)
     if error.status_code == status.HTTP_401_UNAUTHORIZED:
         headers["WWW-Authenticate"] = "Bearer"

@@ -5,7 +5,12 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 
 from zeckta.api.context import request_id_var
-from zeckta.api.errors import INTERNAL_ERROR_MESSAGE
+from zeckta.api.errors import (
+    DATABASE_UNAVAILABLE_ERRORS,
+    INTERNAL_ERROR_MESSAGE,
+    DatabaseUnavailable,
+    log_database_unavailable,
+)
 from zeckta.api.responses import json_error_response
 
 logger = logging.getLogger("zeckta.api")
@@ -36,7 +41,11 @@ class RequestIdMiddleware:
 
 
 class ApiErrorMiddleware:
-    """Turns an unhandled exception under /v1/ into the INTERNAL_ERROR envelope, logged with its requestId."""
+    """Turns an unhandled exception under /v1/ into the INTERNAL_ERROR envelope, logged with its requestId.
+
+    A lost database connection is the one exception with a better answer: 503 SERVICE_UNAVAILABLE,
+    as DRF's exception handler gives for the same error inside a ViewSet.
+    """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -47,5 +56,9 @@ class ApiErrorMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if not request.path.startswith(API_PREFIX):
             return None
+        if isinstance(exception, DATABASE_UNAVAILABLE_ERRORS):
+            log_database_unavailable(exception)
+            error = DatabaseUnavailable()
+            return json_error_response(status=error.status_code, message=error.message, code=error.code)
         logger.exception("unhandled error on %s %s", request.method, request.path)
         return json_error_response(status=500, message=INTERNAL_ERROR_MESSAGE, code="INTERNAL_ERROR")

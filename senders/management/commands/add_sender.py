@@ -24,7 +24,7 @@ class Command(OperatorCommand):
             workspace = workspace_get_by_slug(options["slug"])
             sender_name = sender_create(
                 workspace=workspace, sender=options["sender"], sender_type=options["sender_type"],
-                approve=options["approve"],
+                approve=options["approve"], actor="command:add_sender",
             )
         except (WorkspaceError, SenderError) as exc:
             raise self.fail(exc)

@@ -12,7 +12,9 @@ class Command(OperatorCommand):
 
     def handle(self, *args, **options) -> None:
         try:
-            sender_name = sender_approve(sender_name=sender_get(public_id=options["sender_name_id"]))
+            sender_name = sender_approve(
+                sender_name=sender_get(public_id=options["sender_name_id"]), actor="command:approve_sender"
+            )
         except SenderError as exc:
             raise self.fail(exc)
         self.result(sender_name.status)

@@ -14,7 +14,7 @@ class Command(OperatorCommand):
     def handle(self, *args, **options) -> None:
         try:
             sender_name = sender_reject(sender_name=sender_get(public_id=options["sender_name_id"]),
-                                        reason=options["reason"])
+                                        reason=options["reason"], actor="command:reject_sender")
         except SenderError as exc:
             raise self.fail(exc)
         self.result(sender_name.status)

@@ -32,6 +32,7 @@ class Command(OperatorCommand):
                 otp_code_length=options["otp_length"],
                 prepaid_units=options["prepaid"],
                 countries=options["countries"],
+                actor="command:create_workspace",
             )
         except WorkspaceError as exc:
             raise self.fail(exc)

@@ -23,5 +23,5 @@ class Command(OperatorCommand):
         # A postpaid workspace is never refused and never debited: a credit would be a number nobody reads.
         if not workspace.is_prepaid:
             raise self.fail(f"workspace {workspace.slug!r} is postpaid: it has no balance to credit")
-        balance = balance_credit(workspace=workspace, units=units, actor="credit_workspace")
+        balance = balance_credit(workspace=workspace, units=units, actor="command:credit_workspace")
         self.result(balance)

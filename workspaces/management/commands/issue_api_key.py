@@ -18,7 +18,7 @@ class Command(OperatorCommand):
             workspace = workspace_get_by_slug(options["slug"])
             issued = api_key_issue(
                 workspace=workspace, name=options["name"], tps=options["tps"],
-                expires_in_days=options["expires_in_days"],
+                expires_in_days=options["expires_in_days"], actor="command:issue_api_key",
             )
         except WorkspaceError as exc:
             raise self.fail(exc)

@@ -12,7 +12,7 @@ class Command(OperatorCommand):
 
     def handle(self, *args, **options) -> None:
         try:
-            api_key = api_key_revoke(prefix=options["prefix"])
+            api_key = api_key_revoke(prefix=options["prefix"], actor="command:revoke_api_key")
         except WorkspaceError as exc:
             raise self.fail(exc)
         self.result(f"revoked {api_key.prefix}")

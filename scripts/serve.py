@@ -1,0 +1,134 @@
+"""Runs the service in the foreground: gunicorn, plus a Celery worker with beat when a broker is set.
+
+Used by `make run` / `make serve`. Ctrl-C (or SIGTERM) stops every process it started, children included;
+if one of them exits on its own, the others are stopped too, so a half-running service is never left behind.
+
+Environment: BIND (default 127.0.0.1:8000), WEB_CONCURRENCY and GUNICORN_THREADS (gunicorn workers and
+threads per worker: 2 x 1 with a broker, 1 x 4 without), and the service's own settings (REDIS_URL or
+CELERY_BROKER_URL decides whether a worker is started). `.env` is read the way zeckta/settings.py reads
+it: real environment variables win.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+STOP_GRACE_SECONDS = 20  # how long a process may take to shut down before it is killed
+
+
+def _redacted(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@", 1)
+    return url
+
+
+def main() -> int:
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+    bind = os.environ.get("BIND", "127.0.0.1:8000")
+    broker = os.environ.get("CELERY_BROKER_URL") or os.environ.get("REDIS_URL") or ""
+    # Without Redis the per-key rate limit is counted in process memory and SQLite takes one writer at
+    # a time: one process with a few threads keeps both right. With Redis: sync workers, as deployed.
+    workers = os.environ.get("WEB_CONCURRENCY", "2" if broker else "1")
+    threads = os.environ.get("GUNICORN_THREADS", "1" if broker else "4")
+    database = os.environ.get("DATABASE_URL") or "sqlite (db.sqlite3)"
+
+    child_env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    commands = {
+        "gunicorn": [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "zeckta.wsgi",
+            "--bind",
+            bind,
+            "--workers",
+            workers,
+            "--threads",
+            threads,
+            "--access-logfile",
+            "-",
+            "--timeout",
+            "30",
+            # No shared control socket in ~/.gunicorn: several instances may run on one machine.
+            "--no-control-socket",
+        ],
+    }
+    if broker:
+        # -B embeds beat (stale-outbox sweeper, purge): right for one machine, see README for more.
+        commands["celery"] = [sys.executable, "-m", "celery", "-A", "zeckta", "worker", "-B", "--loglevel=info"]
+
+    print(f"database: {_redacted(database)}", flush=True)
+    if broker:
+        print(f"tasks: Celery worker with beat on {_redacted(broker)}", flush=True)
+    else:
+        print("tasks: in-process (no REDIS_URL / CELERY_BROKER_URL); SMS are sent during the request", flush=True)
+    print(f"serving on http://{bind}  (Ctrl-C stops everything)", flush=True)
+
+    # Fixed argv lists built above (no shell): only the bind address and worker count come from the environment.
+    # Each in its own process group, signalled as a whole: a worker's pool and beat children then stop
+    # with it even when its main process died first.
+    processes = {
+        name: subprocess.Popen(cmd, cwd=BASE_DIR, env=child_env, start_new_session=True)  # noqa: S603
+        for name, cmd in commands.items()
+    }
+    stopping = False
+
+    def request_stop(signum, frame) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+
+    exit_code = 0
+    while not stopping:
+        for name, process in processes.items():
+            code = process.poll()
+            if code is not None:
+                print(f"{name} exited with status {code}; stopping the rest", file=sys.stderr, flush=True)
+                exit_code = code or 1
+                stopping = True
+        time.sleep(0.2)
+
+    # SIGTERM is a graceful stop for both: gunicorn finishes its requests, Celery its running tasks.
+    for process in processes.values():
+        _signal_group(process, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    for process in processes.values():
+        try:
+            process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            pass
+    while time.monotonic() < deadline and any(_group_alive(process) for process in processes.values()):
+        time.sleep(0.2)  # children of a main process that has already exited
+    for process in processes.values():
+        _signal_group(process, signal.SIGKILL)
+        process.wait()
+    return exit_code
+
+
+def _signal_group(process: subprocess.Popen, signum: int) -> None:
+    try:
+        os.killpg(process.pid, signum)  # the group id is the child's pid (start_new_session)
+    except ProcessLookupError:
+        pass  # the whole group is gone already
+
+
+def _group_alive(process: subprocess.Popen) -> bool:
+    try:
+        os.killpg(process.pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+if __name__ == "__main__":
+    sys.exit(main())

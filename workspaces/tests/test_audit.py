@@ -1,0 +1,374 @@
+"""The audit trail: every operator and API change leaves exactly one row, in its own transaction, and no secret."""
+
+import hashlib
+import re
+import threading
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection, transaction
+from django.urls import reverse
+
+from conftest import DEST
+from senders.models import SenderName
+from senders.services import sender_approve
+from senders.tests.factories import SenderNameFactory
+from workspaces.audit import audit_record
+from workspaces.billing import balance_credit
+from workspaces.models import ApiKey, AuditEvent, LedgerEntry, Workspace
+from workspaces.services import api_key_issue
+from workspaces.tests.factories import WorkspaceFactory, issue_key
+from workspaces.tests.test_admin import workspace_form_data
+
+Action = AuditEvent.Action
+SENDERS_URL = "/v1/messaging/sender-names"
+AUDIT_CHANGELIST = reverse("admin:workspaces_auditevent_changelist")
+
+
+def run(*args: str) -> list[str]:
+    stdout, stderr = StringIO(), StringIO()
+    call_command(*args, stdout=stdout, stderr=stderr)
+    return stdout.getvalue().splitlines()
+
+
+def events(*actions: str) -> list[AuditEvent]:
+    """The events of these actions (all when none is named), oldest first."""
+    rows = AuditEvent.objects.order_by("created_at", "id")
+    return list(rows.filter(action__in=actions) if actions else rows)
+
+
+def the_event(action: str) -> AuditEvent:
+    [event] = events(action)  # exactly one
+    return event
+
+
+def all_audit_text() -> str:
+    return str(list(AuditEvent.objects.values()))
+
+
+# --- Workspaces ---------------------------------------------------------------------------------
+
+
+def test_create_workspace_command_records_who_created_it(db):
+    run("create_workspace", "Acme Bank", "--prepaid", "500")
+    workspace = Workspace.objects.get(slug="acme-bank")
+    event = the_event(Action.WORKSPACE_CREATED)
+    assert (event.actor, event.workspace, event.workspace_slug, event.target) == (
+        "command:create_workspace", workspace, "acme-bank", "acme-bank")
+    assert event.detail == {"name": "Acme Bank", "prepaid": True, "opening_units": 500}
+    assert len(events()) == 1  # the opening balance is part of the creation, not a credit
+    assert LedgerEntry.objects.get().actor == "command:create_workspace"
+
+
+def test_a_workspace_that_could_not_be_created_leaves_no_event(db):
+    WorkspaceFactory(slug="acme")
+    with pytest.raises(CommandError, match="already exists"):
+        run("create_workspace", "Acme", "--slug", "acme")
+    with pytest.raises(CommandError):
+        run("create_workspace", "Other", "--otp-validity", "5")
+    assert events() == []
+
+
+def test_adding_a_workspace_in_the_admin_records_the_staff_user(admin_client, admin_user, db):
+    data = workspace_form_data(Workspace(name="New Co", slug="new-co"))
+    assert admin_client.post(reverse("admin:workspaces_workspace_add"), data).status_code == 302
+    event = the_event(Action.WORKSPACE_CREATED)
+    assert (event.actor, event.workspace, event.target) == (admin_user.get_username(),
+                                                            Workspace.objects.get(slug="new-co"), "new-co")
+
+
+def test_the_trail_outlives_a_deleted_workspace(db):
+    workspace = WorkspaceFactory(slug="gone")
+    issue_key(workspace)
+    workspace.delete()
+    event = the_event(Action.API_KEY_ISSUED)
+    assert (event.workspace, event.workspace_slug) == (None, "gone")
+
+
+# --- API keys -----------------------------------------------------------------------------------
+
+
+def test_issue_api_key_command_records_the_prefix_and_never_the_key(workspace):
+    raw_key = run("issue_api_key", "acme", "--name", "backend", "--tps", "7")[-1]
+    api_key = ApiKey.objects.get()
+    event = the_event(Action.API_KEY_ISSUED)
+    assert (event.actor, event.workspace, event.target) == ("command:issue_api_key", workspace, api_key.prefix)
+    assert event.detail == {"name": "backend", "tps": 7, "expires_at": None}
+    assert raw_key not in all_audit_text() and api_key.digest not in all_audit_text()
+
+
+def test_issuing_a_key_in_the_admin_records_the_staff_user_and_never_the_key(admin_client, admin_user, workspace):
+    response = admin_client.post(reverse("admin:workspaces_apikey_add"),
+                                 {"workspace": workspace.pk, "name": "admin-made", "tps": "3"})
+    raw_key = re.search(r'value="(zk_live_[A-Za-z0-9_\-]+)"', response.text).group(1)
+    api_key = ApiKey.objects.get()
+    event = the_event(Action.API_KEY_ISSUED)
+    assert (event.actor, event.target) == (admin_user.get_username(), api_key.prefix)
+    assert raw_key not in all_audit_text()
+    assert hashlib.sha256(raw_key.encode()).hexdigest() not in all_audit_text()
+
+
+def test_revoke_api_key_command_records_the_first_revocation_only(workspace):
+    api_key, _ = issue_key(workspace, name="old")
+    assert run("revoke_api_key", api_key.prefix)[-1] == f"revoked {api_key.prefix}"
+    run("revoke_api_key", api_key.prefix)  # harmless, and nothing changed: no second event
+    event = the_event(Action.API_KEY_REVOKED)
+    assert (event.actor, event.workspace, event.target, event.detail) == (
+        "command:revoke_api_key", workspace, api_key.prefix, {"name": "old"})
+
+
+def test_revoking_an_unknown_prefix_records_nothing(db):
+    with pytest.raises(CommandError, match="no API key"):
+        run("revoke_api_key", "zk_live_nothere")
+    assert events() == []
+
+
+def test_revoking_keys_in_the_admin_records_one_event_per_key(admin_client, admin_user, workspace):
+    first, _ = issue_key(workspace)
+    second, _ = issue_key(workspace)
+    issue_key(workspace)
+    response = admin_client.post(reverse("admin:workspaces_apikey_changelist"),
+                                 {"action": "revoke_selected", "_selected_action": [first.pk, second.pk]})
+    assert response.status_code == 302
+    revoked = events(Action.API_KEY_REVOKED)
+    assert {event.target for event in revoked} == {first.prefix, second.prefix}
+    assert {event.actor for event in revoked} == {admin_user.get_username()}
+
+
+def test_a_rolled_back_transaction_takes_its_event_with_it(workspace):
+    with pytest.raises(RuntimeError), transaction.atomic():
+        api_key_issue(workspace=workspace, name="doomed")
+        raise RuntimeError("the caller's transaction fails after the service returned")
+    assert not ApiKey.objects.exists()
+    assert events() == []
+
+
+# --- Sender names: operators --------------------------------------------------------------------
+
+
+def test_add_sender_command_records_the_submission(workspace):
+    public_id = run("add_sender", "acme", "ACMEPAY")[-1]
+    event = the_event(Action.SENDER_SUBMITTED)
+    assert (event.actor, event.workspace, event.target) == ("command:add_sender", workspace, public_id)
+    assert event.detail == {"sender": "ACMEPAY", "sender_type": "alphanumeric", "status": "PENDING"}
+    assert events(Action.SENDER_APPROVED) == []
+
+
+def test_adding_an_approved_sender_records_the_approval_too(workspace):
+    public_id = run("add_sender", "acme", "ACMEPAY", "--approve")[-1]
+    assert [(event.action, event.target) for event in events()] == [
+        (Action.SENDER_SUBMITTED, public_id), (Action.SENDER_APPROVED, public_id)]
+    assert {event.actor for event in events()} == {"command:add_sender"}
+
+
+def test_a_sender_that_could_not_be_added_records_nothing(sender):
+    with pytest.raises(CommandError):
+        run("add_sender", "acme", "ZECKTA")  # a duplicate
+    with pytest.raises(CommandError):
+        run("add_sender", "acme", "A!")  # invalid
+    assert events() == []
+
+
+def test_approve_sender_command_records_one_approval(workspace):
+    pending = SenderNameFactory(workspace=workspace, sender="ACMEPAY", status="PENDING", approved_at=None)
+    assert run("approve_sender", str(pending.public_id))[-1] == "APPROVED"
+    assert run("approve_sender", str(pending.public_id))[-1] == "APPROVED"  # already approved: a no-op
+    event = the_event(Action.SENDER_APPROVED)
+    assert (event.actor, event.workspace, event.target) == ("command:approve_sender", workspace,
+                                                            str(pending.public_id))
+    assert event.detail["previous_status"] == "PENDING"
+
+
+def test_reject_sender_command_records_the_reason(workspace):
+    pending = SenderNameFactory(workspace=workspace, sender="ACMEPAY", status="PENDING", approved_at=None)
+    assert run("reject_sender", str(pending.public_id), "--reason", "Looks like a bank")[-1] == "REJECTED"
+    event = the_event(Action.SENDER_REJECTED)
+    assert (event.actor, event.target) == ("command:reject_sender", str(pending.public_id))
+    assert (event.detail["reason"], event.detail["previous_status"]) == ("Looks like a bank", "PENDING")
+
+
+def test_approving_an_unknown_sender_records_nothing(db):
+    with pytest.raises(CommandError):
+        run("approve_sender", "6d9f0a55-5f55-4a4e-9d1e-8e7d5f0c1a11")
+    with pytest.raises(CommandError):
+        run("reject_sender", "not-a-uuid", "--reason", "x")
+    assert events() == []
+
+
+def test_admin_sender_actions_record_the_staff_user(admin_client, admin_user, workspace):
+    first = SenderNameFactory(workspace=workspace, sender="FIRST", status="PENDING", approved_at=None)
+    second = SenderNameFactory(workspace=workspace, sender="SECOND", status="PENDING", approved_at=None)
+    url = reverse("admin:senders_sendername_changelist")
+    assert admin_client.post(url, {"action": "approve_selected", "_selected_action": [first.pk]}).status_code == 302
+    assert admin_client.post(url, {"action": "reject_selected", "_selected_action": [second.pk], "apply": "yes",
+                                   "reason": "Too generic"}).status_code == 302
+    add = admin_client.post(reverse("admin:senders_sendername_add"),
+                            {"workspace": workspace.pk, "sender": "THIRD", "sender_type": "alphanumeric"})
+    assert add.status_code == 302
+
+    username = admin_user.get_username()
+    third = SenderName.objects.get(sender="THIRD")
+    assert [(event.action, event.target, event.actor) for event in events()] == [
+        (Action.SENDER_APPROVED, str(first.public_id), username),
+        (Action.SENDER_REJECTED, str(second.public_id), username),
+        (Action.SENDER_SUBMITTED, str(third.public_id), username),
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_approvals_record_exactly_one_event():
+    workspace = WorkspaceFactory(slug="race")
+    pending = SenderNameFactory(workspace=workspace, sender="RACE", status="PENDING", approved_at=None)
+    count = 8
+    barrier = threading.Barrier(count)
+    errors: list[BaseException] = []
+
+    def approve(index: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            sender_approve(sender_name=SenderName.objects.get(pk=pending.pk), actor=f"staff-{index}")
+        except BaseException as exc:  # surfaced below: a thread's failure must fail the test
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=approve, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    event = the_event(Action.SENDER_APPROVED)
+    assert SenderName.objects.get(pk=pending.pk).approved_at == event.created_at
+
+
+# --- Sender names: the public API ---------------------------------------------------------------
+
+
+@pytest.fixture
+def api_only(api):
+    """The `api` client, with the fixture key's own api_key.issued event cleared: these tests watch the API."""
+    AuditEvent.objects.all().delete()
+    return api
+
+
+def test_api_sender_changes_record_the_calling_key(api_only, issued_key, workspace):
+    api = api_only
+    actor = f"api:{issued_key[0].prefix}"
+    created = api.post(SENDERS_URL, {"sender": "MYSHOP", "senderType": "alphanumeric", "purpose": "Logins"},
+                       format="json")
+    assert created.status_code == 201
+    sender_name_id = created.json()["data"]["senderNameId"]
+    updated = api.put(f"{SENDERS_URL}/{sender_name_id}",
+                      {"sender": "MYSHOP2", "senderType": "alphanumeric", "purpose": "Receipts"}, format="json")
+    assert updated.status_code == 200
+    assert api.delete(f"{SENDERS_URL}/{sender_name_id}").status_code == 200
+
+    assert [(event.action, event.target, event.actor, event.workspace) for event in events()] == [
+        (Action.SENDER_SUBMITTED, sender_name_id, actor, workspace),
+        (Action.SENDER_UPDATED, sender_name_id, actor, workspace),
+        (Action.SENDER_DELETED, sender_name_id, actor, workspace),
+    ]
+    assert the_event(Action.SENDER_UPDATED).detail["sender"] == "MYSHOP2"
+    assert the_event(Action.SENDER_DELETED).detail["sender"] == "MYSHOP2"
+
+
+def test_refused_api_sender_changes_record_nothing(api_only, sender, raw_key):
+    api = api_only
+    other = SenderNameFactory(workspace=WorkspaceFactory(slug="other"), sender="OTHERCO", status="PENDING",
+                              approved_at=None)
+    body = {"sender": "ZECKTA", "senderType": "alphanumeric", "purpose": "Logins"}
+    assert api.post(SENDERS_URL, body, format="json").status_code == 409  # a duplicate
+    assert api.post(SENDERS_URL, {**body, "sender": "A!"}, format="json").status_code == 400
+    assert api.put(f"{SENDERS_URL}/{sender.public_id}", {**body, "sender": "NEW"},
+                   format="json").status_code == 409  # APPROVED: not editable
+    assert api.put(f"{SENDERS_URL}/{other.public_id}", body, format="json").status_code == 404  # not ours
+    assert api.delete(f"{SENDERS_URL}/{other.public_id}").status_code == 404
+    otp = api.post("/v1/messaging/otp/request", {"dest": DEST, "src": "ZECKTA", "purpose": "LOGIN"}, format="json")
+    assert otp.status_code == 200
+    assert api.delete(f"{SENDERS_URL}/{sender.public_id}").status_code == 409  # OTP sessions refer to it
+    assert events() == []
+    assert raw_key not in all_audit_text()
+
+
+# --- Balance ------------------------------------------------------------------------------------
+
+
+def test_credit_workspace_command_records_the_credit(db):
+    workspace = WorkspaceFactory(slug="pre", is_prepaid=True)
+    assert run("credit_workspace", "pre", "250")[-1] == "250"
+    event = the_event(Action.BALANCE_CREDITED)
+    entry = LedgerEntry.objects.get()
+    assert (event.actor, event.workspace, event.target) == ("command:credit_workspace", workspace, "pre")
+    assert event.detail == {"units": 250, "balance_after": 250, "reference": "", "ledger_entry": entry.pk}
+
+
+def test_a_refused_credit_records_nothing(db):
+    WorkspaceFactory(slug="post")
+    with pytest.raises(CommandError, match="postpaid"):
+        run("credit_workspace", "post", "10")
+    with pytest.raises(CommandError):
+        run("credit_workspace", "nowhere", "10")
+    assert events() == []
+
+
+def test_refunds_are_in_the_ledger_only(db):
+    workspace = WorkspaceFactory(is_prepaid=True)
+    balance_credit(workspace=workspace, units=1, reason=LedgerEntry.Reason.REFUND, reference="sms-1")
+    assert LedgerEntry.objects.count() == 1
+    assert events() == []
+
+
+def test_crediting_in_the_admin_records_the_staff_user(admin_client, admin_user, db):
+    prepaid = WorkspaceFactory(slug="pre", is_prepaid=True)
+    WorkspaceFactory(slug="post")
+    url = reverse("admin:workspaces_workspace_changelist")
+    selected = {"action": "credit_balance", "_selected_action": list(Workspace.objects.values_list("pk", flat=True))}
+    assert admin_client.post(url, {**selected, "apply": "yes", "units": "75", "reference": "INV-7"}).status_code == 302
+    event = the_event(Action.BALANCE_CREDITED)  # the postpaid one was skipped
+    assert (event.actor, event.workspace, event.detail["reference"]) == (admin_user.get_username(), prepaid, "INV-7")
+
+
+# --- The recorder and the admin page ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("detail", [{"digest": "ab" * 32}, {"code": "123456"}, {"name": "zk_live_" + "x" * 43}])
+def test_the_recorder_refuses_a_detail_that_holds_a_secret(workspace, detail):
+    with pytest.raises(ValueError):
+        audit_record(actor="ops", action=Action.API_KEY_ISSUED, workspace=workspace, target="t", detail=detail)
+    assert events() == []
+
+
+def test_the_admin_lists_filters_and_searches_the_trail_read_only(admin_client, admin_user, workspace):
+    other = WorkspaceFactory(slug="globex")
+    api_key, raw_key = issue_key(workspace, name="backend")
+    run("revoke_api_key", api_key.prefix)
+    issue_key(other)
+
+    page = admin_client.get(AUDIT_CHANGELIST)
+    assert page.status_code == 200
+    assert api_key.prefix in page.text and "command:revoke_api_key" in page.text and "globex" in page.text
+    assert raw_key not in page.text and api_key.digest not in page.text
+
+    def listed(query: dict) -> list[tuple[str, str]]:
+        response = admin_client.get(AUDIT_CHANGELIST, query)
+        assert response.status_code == 200
+        return [(event.action, event.workspace_slug) for event in response.context["cl"].result_list]
+
+    assert listed({"action__exact": Action.API_KEY_REVOKED}) == [(Action.API_KEY_REVOKED, "acme")]
+    assert listed({"workspace__id__exact": other.pk}) == [(Action.API_KEY_ISSUED, "globex")]
+    assert listed({"q": "command:revoke"}) == [(Action.API_KEY_REVOKED, "acme")]
+    assert len(listed({"q": api_key.prefix})) == 2  # issued and revoked
+    assert len(listed({"q": "globex"})) == 1
+
+    event = the_event(Action.API_KEY_REVOKED)
+    change_url = reverse("admin:workspaces_auditevent_change", args=[event.pk])
+    view = admin_client.get(change_url)
+    assert view.status_code == 200 and 'name="actor"' not in view.text
+    assert admin_client.get(reverse("admin:workspaces_auditevent_add")).status_code == 403
+    assert admin_client.post(change_url, {"actor": "someone-else"}).status_code == 403
+    assert admin_client.get(reverse("admin:workspaces_auditevent_delete", args=[event.pk])).status_code == 403
+    assert 'value="delete_selected"' not in page.text
+    admin_client.post(AUDIT_CHANGELIST, {"action": "delete_selected", "_selected_action": [event.pk], "post": "yes"})
+    assert AuditEvent.objects.get(pk=event.pk).actor == "command:revoke_api_key"  # neither changed nor deleted

@@ -1,0 +1,58 @@
+import re
+
+import pytest
+from django.test import Client
+
+pytestmark = pytest.mark.django_db
+
+OPERATIONS = {
+    ("/v1/messaging/otp/request", "post"),
+    ("/v1/messaging/otp/verify", "post"),
+    ("/v1/messaging/otp/{session_id}", "get"),
+    ("/v1/messaging/sender-names", "get"),
+    ("/v1/messaging/sender-names", "post"),
+    ("/v1/messaging/sender-names/{sender_name_id}", "get"),
+    ("/v1/messaging/sender-names/{sender_name_id}", "put"),
+    ("/v1/messaging/sender-names/{sender_name_id}", "delete"),
+}
+
+
+@pytest.fixture
+def document():
+    response = Client().get("/openapi.json")
+    assert response.status_code == 200 and response["Content-Type"].split(";")[0].endswith("json")
+    return response.json()
+
+
+def test_the_document_is_public_and_lists_every_operation(document):
+    found = {(path, method) for path, item in document["paths"].items() for method in item}
+    assert found == OPERATIONS
+    assert len({op["operationId"] for item in document["paths"].values() for op in item.values()}) == len(OPERATIONS)
+
+
+def test_it_describes_the_bearer_scheme_on_every_operation(document):
+    scheme = document["components"]["securitySchemes"]["ApiKey"]
+    assert scheme == {**scheme, "type": "http", "scheme": "bearer"}
+    for item in document["paths"].values():
+        for operation in item.values():
+            assert {"ApiKey": []} in operation["security"]
+            assert "401" in operation["responses"]
+
+
+def test_the_verify_outcomes_and_request_errors_are_documented(document):
+    verify = document["paths"]["/v1/messaging/otp/verify"]["post"]["responses"]
+    assert {"200", "400", "404", "409", "410", "423", "429"} <= set(verify)
+    request = document["paths"]["/v1/messaging/otp/request"]["post"]
+    assert {"200", "400", "401", "402", "403", "413", "415", "429", "503"} <= set(request["responses"])
+    examples = request["requestBody"]["content"]["application/json"]["examples"]
+    assert any(e["value"] == {"dest": "+233202007745", "src": "ZECKTA", "purpose": "LOGIN"} for e in examples.values())
+
+
+def test_the_docs_page_works_offline(client):
+    response = client.get("/docs/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    sources = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert sources and not [s for s in sources if s.startswith(("http://", "https://", "//"))]
+    for asset in (s for s in sources if s.startswith("/static/")):
+        assert client.get(asset).status_code == 200, asset
