@@ -32,6 +32,8 @@ def test_an_unknown_route_is_a_not_found_envelope(api):
 def test_a_wrong_method_is_method_not_allowed(api):
     assert_error(api.get(REQUEST_URL), status=405, code="METHOD_NOT_ALLOWED")
     assert_error(api.delete(VERIFY_URL), status=405, code="METHOD_NOT_ALLOWED")
+    assert_error(api.options(REQUEST_URL), status=405, code="METHOD_NOT_ALLOWED")
+    assert_error(api.put(REQUEST_URL, {}, format="json"), status=405, code="METHOD_NOT_ALLOWED")
 
 
 @pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/plain", "application/xml"])
