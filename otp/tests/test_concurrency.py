@@ -1,11 +1,8 @@
 """Races, tested for real: threads with their own PostgreSQL connections released together by a Barrier."""
 
-import threading
 from collections import Counter
-from collections.abc import Callable
 
 import pytest
-from django.db import connection
 from django.db.models import Sum
 
 from conftest import DEST, make_api
@@ -14,32 +11,9 @@ from otp.tests.helpers import deliver_and_read_code, request_otp, verify, wrong_
 from senders.tests.factories import SenderNameFactory
 from workspaces.models import LedgerEntry, Workspace
 from workspaces.tests.factories import WorkspaceFactory, issue_key
+from zeckta.testing import run_together
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def run_together(count: int, action: Callable[[int], object]) -> list:
-    """Runs action(i) in `count` threads that all start at the same moment; returns the results."""
-    barrier = threading.Barrier(count)
-    results: list = [None] * count
-    errors: list[BaseException] = []
-
-    def worker(index: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            results[index] = action(index)
-        except BaseException as exc:  # surfaced below: a thread's failure must fail the test
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors, errors
-    return results
 
 
 @pytest.fixture

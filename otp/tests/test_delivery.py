@@ -26,6 +26,7 @@ from otp.tests.fake_gateway import Answer
 from otp.tests.helpers import request_otp, verify
 from senders.gateways import locmem
 from workspaces.models import LedgerEntry
+from zeckta.testing import run_together
 
 OTHER_DEST = "+233202007746"
 
@@ -317,35 +318,12 @@ def test_delivering_twice_sends_once(fake_gateway, workspace, sender):
     assert fake_gateway.calls == 1
 
 
-def _in_threads(count: int, action) -> list:
-    barrier = threading.Barrier(count)
-    results: list = [None] * count
-    errors: list[BaseException] = []
-
-    def run(index: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            results[index] = action()
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors, errors
-    return results
-
-
 @pytest.mark.django_db(transaction=True)
 def test_workers_delivering_the_same_message_at_once_send_it_once(fake_gateway, broker_queue, workspace, sender):
     message = queue_otp(workspace)
     fake_gateway.answer(Answer(200, {"id": "only"}, delay=0.2))  # hold the claim while the others try
 
-    results = _in_threads(6, lambda: sms_deliver(message_id=message.pk))
+    results = run_together(6, lambda i: sms_deliver(message_id=message.pk))
 
     assert results.count("sent") >= 1
     assert set(results) <= {"sent", "processing"}

@@ -2,12 +2,11 @@
 
 import hashlib
 import re
-import threading
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection, transaction
+from django.db import transaction
 from django.urls import reverse
 
 from conftest import DEST
@@ -20,6 +19,7 @@ from workspaces.models import ApiKey, AuditEvent, LedgerEntry, Workspace
 from workspaces.services import api_key_issue
 from workspaces.tests.factories import WorkspaceFactory, issue_key
 from workspaces.tests.test_admin import workspace_form_data
+from zeckta.testing import run_together
 
 Action = AuditEvent.Action
 SENDERS_URL = "/v1/messaging/sender-names"
@@ -220,25 +220,7 @@ def test_admin_sender_actions_record_the_staff_user(admin_client, admin_user, wo
 def test_concurrent_approvals_record_exactly_one_event():
     workspace = WorkspaceFactory(slug="race")
     pending = SenderNameFactory(workspace=workspace, sender="RACE", status="PENDING", approved_at=None)
-    count = 8
-    barrier = threading.Barrier(count)
-    errors: list[BaseException] = []
-
-    def approve(index: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            sender_approve(sender_name=SenderName.objects.get(pk=pending.pk), actor=f"staff-{index}")
-        except BaseException as exc:  # surfaced below: a thread's failure must fail the test
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=approve, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors, errors
+    run_together(8, lambda i: sender_approve(sender_name=SenderName.objects.get(pk=pending.pk), actor=f"staff-{i}"))
     event = the_event(Action.SENDER_APPROVED)
     assert SenderName.objects.get(pk=pending.pk).approved_at == event.created_at
 
