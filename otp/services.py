@@ -138,29 +138,32 @@ def _lock_destination(*, workspace_id: int, dest: str) -> None:
 
 
 def _check_send_limits(*, workspace: Workspace, dest: str, country: str, now: datetime) -> None:
+    sessions = OtpSession.objects.filter(workspace=workspace)
     window = timedelta(seconds=workspace.destination_window_seconds)
-    recent = list(
-        OtpSession.objects.filter(workspace=workspace, dest=dest, created_at__gt=now - window)
-        .order_by("-created_at")
-        .values_list("created_at", flat=True)[: workspace.destination_limit]
-    )
-    if len(recent) >= workspace.destination_limit:
-        # The window reopens when the oldest of the counted sends leaves it.
-        reopens_in = (recent[-1] + window - now).total_seconds()
-        raise DestinationRateLimited(retry_after_seconds=math.ceil(reopens_in))
-
+    wait = _window_full_for(sessions.filter(dest=dest), limit=workspace.destination_limit, window=window, now=now)
+    if wait is not None:
+        raise DestinationRateLimited(retry_after_seconds=wait)
     if workspace.country_hourly_limit and country:
-        recent_country = list(
-            OtpSession.objects.filter(workspace=workspace, country=country, created_at__gt=now - COUNTRY_WINDOW)
-            .order_by("-created_at")
-            .values_list("created_at", flat=True)[: workspace.country_hourly_limit]
+        wait = _window_full_for(
+            sessions.filter(country=country), limit=workspace.country_hourly_limit, window=COUNTRY_WINDOW, now=now
         )
-        if len(recent_country) >= workspace.country_hourly_limit:
-            reopens_in = (recent_country[-1] + COUNTRY_WINDOW - now).total_seconds()
+        if wait is not None:
             raise DestinationRateLimited(
-                f"Too many OTP SMS to {country} in the last hour. Retry later.",
-                retry_after_seconds=math.ceil(reopens_in),
+                f"Too many OTP SMS to {country} in the last hour. Retry later.", retry_after_seconds=wait
             )
+
+
+def _window_full_for(sessions, *, limit: int, window: timedelta, now: datetime) -> int | None:
+    """Seconds until `sessions` created within `window` drop below `limit`; None while below it.
+
+    Reads only the newest `limit` creation times (one indexed query): the window reopens when the
+    oldest of them leaves it.
+    """
+    newest_first = sessions.filter(created_at__gt=now - window).order_by("-created_at")
+    recent = list(newest_first.values_list("created_at", flat=True)[:limit])
+    if len(recent) < limit:
+        return None
+    return math.ceil((recent[-1] + window - now).total_seconds())
 
 
 def sms_enqueue(*, message_id: int, expires_at: datetime) -> None:
