@@ -11,7 +11,6 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -21,7 +20,6 @@ from otp.tests.fake_gateway import FakeGateway
 from zeckta.celery import app as celery_app
 
 BASE_DIR = Path(__file__).resolve().parents[2]
-SHARED_REDIS_DB = 15  # other people's default: never cleaned by these fixtures
 HTTP_TOKEN = "test-gateway-token"
 
 
@@ -64,9 +62,7 @@ def _redis_for(url: str) -> redis.Redis:
 
 
 def _clean_queue(url: str) -> None:
-    db = int((urlsplit(url).path or "/0").lstrip("/") or 0)
-    if db == SHARED_REDIS_DB:
-        return
+    """Empties the Celery queue of the test run's own Redis db (REDIS_URL names a db for tests only)."""
     client = _redis_for(url)
     for key in client.scan_iter("celery*"):
         client.delete(key)
