@@ -21,9 +21,9 @@ class ApiViewSet(viewsets.ViewSet):
     """
 
     rate_limit_fail_closed: frozenset[str] = frozenset()
-    # No DRF metadata on OPTIONS: it would answer outside the envelope. OPTIONS is a 405 like any
-    # method a route does not serve; the OpenAPI document describes the API instead.
-    metadata_class = None
+    # No OPTIONS: DRF would answer it with metadata outside the envelope. It is a 405 like any method a
+    # route does not serve (and `Allow` does not list it); the OpenAPI document describes the API instead.
+    http_method_names = ["get", "post", "put", "delete", "head"]
 
     def initial(self, request: Request, *args, **kwargs) -> None:
         super().initial(request, *args, **kwargs)  # authentication and permissions first

@@ -33,6 +33,7 @@ def test_a_wrong_method_is_method_not_allowed(api):
     assert_error(api.get(REQUEST_URL), status=405, code="METHOD_NOT_ALLOWED")
     assert_error(api.delete(VERIFY_URL), status=405, code="METHOD_NOT_ALLOWED")
     assert_error(api.options(REQUEST_URL), status=405, code="METHOD_NOT_ALLOWED")
+    assert api.get(REQUEST_URL)["Allow"] == "POST"
     assert_error(api.put(REQUEST_URL, {}, format="json"), status=405, code="METHOD_NOT_ALLOWED")
 
 
