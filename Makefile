@@ -55,7 +55,7 @@ test: $(INSTALLED) ## Run the whole suite against the real PostgreSQL and Redis 
 FUZZ_MAX_EXAMPLES ?= 500
 fuzz: $(INSTALLED) ## Fuzz the API from its OpenAPI document and the OTP state machine, longer (~10 min)
 	FUZZ_MAX_EXAMPLES=$(FUZZ_MAX_EXAMPLES) FUZZ_RANDOM=1 $(VENV)/bin/pytest -q --create-db -p no:cacheprovider \
-		zeckta/tests/test_fuzz.py otp/tests/test_state_machine.py $(PYTEST_ARGS)
+		otp/tests/test_fuzz.py otp/tests/test_state_machine.py $(PYTEST_ARGS)
 
 lint: $(INSTALLED) ## ruff check, then the dependency audit
 	$(VENV)/bin/ruff check .

@@ -2,13 +2,11 @@
 
 import pytest
 import redis
-from rest_framework.test import APIClient
 
 from senders.gateways import locmem
 from senders.tests.factories import SenderNameFactory
 from workspaces.tests.factories import WorkspaceFactory, issue_key
-
-DEST = "+233202007745"  # a valid Ghanaian mobile number
+from zeckta.testing import api_client
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +36,7 @@ def workspace(db):
 
 @pytest.fixture
 def sender(workspace):
-    return SenderNameFactory(workspace=workspace, sender="ZECKTA")
+    return SenderNameFactory(workspace=workspace, name="ZECKTA")
 
 
 @pytest.fixture
@@ -54,12 +52,4 @@ def raw_key(issued_key):
 @pytest.fixture
 def api(raw_key, sender):
     """An APIClient authenticated as `workspace`, whose sender ZECKTA is approved."""
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
-    return client
-
-
-def make_api(raw_key: str) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
-    return client
+    return api_client(raw_key)

@@ -109,7 +109,7 @@ def create_bench_workspace() -> str:
         destination_limit=1_000_000,
     )
     SenderName.objects.create(
-        workspace=workspace, sender="ZECKTA", status=SenderName.Status.APPROVED, approved_at=timezone.now()
+        workspace=workspace, name="ZECKTA", status=SenderName.Status.APPROVED, approved_at=timezone.now()
     )
     raw_key = api_key_issue(workspace=workspace, name="bench", tps=1_000_000).raw_key
     connections.close_all()

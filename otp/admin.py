@@ -43,7 +43,7 @@ class OtpSessionAdmin(ReadOnlyAdmin):
     search_help_text = "A phone number (or part of one), or a session id."
     date_hierarchy = "created_at"
     # code_digest is deliberately in no list: not even its HMAC is shown.
-    fields = ["public_id", "workspace", "sender", "dest", "country", "src", "purpose", "status", "attempts_used",
+    fields = ["public_id", "workspace", "sender_name", "dest", "country", "src", "purpose", "status", "attempts_used",
               "max_attempts", "created_at", "expires_at", "verified_at", "sms_link"]
     readonly_fields = fields
     exclude = ["code_digest"]
@@ -64,14 +64,14 @@ class OtpSessionAdmin(ReadOnlyAdmin):
 
 @admin.register(SmsMessage)
 class SmsMessageAdmin(ReadOnlyAdmin):
-    list_display = ["reference_id", "to", "sender", "status", "segments", "units", "attempts", "provider_message_id",
+    list_display = ["reference_id", "to", "src", "status", "segments", "units", "attempts", "provider_message_id",
                     "updated_at"]
     list_filter = ["status", "encoding", "workspace"]
     search_fields = ["to"]  # see get_search_results
     search_help_text = "A phone number (or part of one), a reference id or a session id."
     date_hierarchy = "created_at"
     # encrypted_text (the SMS, with its code) is deliberately in no list.
-    fields = ["reference_id", "session_id_display", "workspace", "to", "sender", "status", "encoding", "segments",
+    fields = ["reference_id", "session_id_display", "workspace", "to", "src", "status", "encoding", "segments",
               "units", "attempts", "provider_message_id", "last_error", "next_attempt_at", "claimed_at",
               "created_at", "updated_at", "finished_at"]
     readonly_fields = fields

@@ -14,48 +14,35 @@ from otp.serializers import (
     OtpSessionDataSerializer,
     OtpVerifyDataSerializer,
     OtpVerifyInputSerializer,
-    request_data,
-    session_data,
-    verify_data,
 )
-from otp.services import VerifyStatus
-from zeckta.api.errors import ApplicationError, ValidationFailed
+from otp.services import VerifyOutcome
+from workspaces.viewsets import WorkspaceViewSet
+from zeckta.api.errors import error_body
 from zeckta.api.responses import envelope
 from zeckta.api.schema import COMMON_ERRORS, error_envelope, error_responses, example
 from zeckta.api.schema import envelope as envelope_schema
-from zeckta.api.viewsets import ApiViewSet
+from zeckta.api.utils import validated
+from zeckta.errors import ValidationFailed
 
 MESSAGE_SENT = "OTP sent successfully"
 MESSAGE_REUSED = "Active OTP already exists. No new SMS sent."
 
 # Verify outcome -> (HTTP status, message). A failed verify's error `code` equals its status.
 VERIFY_OUTCOMES = {
-    VerifyStatus.APPROVED: (status.HTTP_200_OK, "OTP verified successfully"),
-    VerifyStatus.INVALID: (status.HTTP_400_BAD_REQUEST, "Invalid OTP code."),
-    VerifyStatus.EXPIRED: (status.HTTP_410_GONE, "OTP has expired."),
-    VerifyStatus.MAX_ATTEMPTS_REACHED: (status.HTTP_423_LOCKED, "Maximum verification attempts reached."),
-    VerifyStatus.ALREADY_USED: (status.HTTP_409_CONFLICT, "OTP has already been used."),
+    VerifyOutcome.APPROVED: (status.HTTP_200_OK, "OTP verified successfully"),
+    VerifyOutcome.INVALID: (status.HTTP_400_BAD_REQUEST, "Invalid OTP code."),
+    VerifyOutcome.EXPIRED: (status.HTTP_410_GONE, "OTP has expired."),
+    VerifyOutcome.MAX_ATTEMPTS_REACHED: (status.HTTP_423_LOCKED, "Maximum verification attempts reached."),
+    VerifyOutcome.ALREADY_USED: (status.HTTP_409_CONFLICT, "OTP has already been used."),
 }
+MESSAGE_VERIFIED = VERIFY_OUTCOMES[VerifyOutcome.APPROVED][1]
 
 SESSION_ID = "feab6011-2469-4804-ace5-ee9dcb5b9ef2"
 # `data` is the outcome for INVALID/EXPIRED/...; null for VALIDATION_ERROR and MALFORMED_JSON.
 VERIFY_FAILED = error_envelope("VerifyFailedEnvelope", OtpVerifyDataSerializer(allow_null=True))
 
 
-class OtpVerifyFailed(ApplicationError):
-    def __init__(self, outcome: str, data: dict) -> None:
-        self.status_code, message = VERIFY_OUTCOMES[outcome]
-        self.code = outcome
-        super().__init__(message, data=data)
-
-
-def _validated(serializer_class, request: Request) -> dict:
-    serializer = serializer_class(data=request.data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
-
-
-class OtpViewSet(ApiViewSet):
+class OtpViewSet(WorkspaceViewSet):
     """POST request, POST verify, GET one session: validate, call one service or selector, serialize."""
 
     # Sending costs money: never without the limiter. Verify is guarded by the attempt counter in the DB.
@@ -88,7 +75,7 @@ class OtpViewSet(ApiViewSet):
     )
     @action(detail=False, methods=["post"], url_path="request")
     def request_otp(self, request: Request) -> Response:
-        data = _validated(OtpRequestInputSerializer, request)
+        data = validated(OtpRequestInputSerializer, request.data)
         idempotency_key = request.headers.get("Idempotency-Key")
 
         def perform() -> tuple[int, dict]:
@@ -99,9 +86,9 @@ class OtpViewSet(ApiViewSet):
                 purpose=data["purpose"],
                 message_template=data.get("messageTemplate"),
             )
-            body = request_data(result.session, reused=result.reused, now=timezone.now())
+            body = OtpRequestDataSerializer(result, context={"now": timezone.now()}).data
             message = MESSAGE_REUSED if result.reused else MESSAGE_SENT
-            return 200, envelope(message, OtpRequestDataSerializer(body).data)
+            return 200, envelope(message, body)
 
         if idempotency_key is None:
             return Response(perform()[1])
@@ -133,7 +120,7 @@ class OtpViewSet(ApiViewSet):
         },
         examples=[
             example("Request", {"sessionId": SESSION_ID, "code": "123456"}, request=True),
-            example("Approved", {"success": True, "message": "OTP verified successfully", "data": {
+            example("Approved", {"success": True, "message": MESSAGE_VERIFIED, "data": {
                 "sessionId": SESSION_ID, "status": "APPROVED", "verified": True, "attemptsLeft": 5},
                 "requestId": "9a1d2c3b-4e5f-4a6b-8c7d-0e1f2a3b4c5d"}),
             example("Wrong code", {"success": False, "message": "Invalid OTP code.", "code": "INVALID", "data": {
@@ -143,12 +130,15 @@ class OtpViewSet(ApiViewSet):
     )
     @action(detail=False, methods=["post"], url_path="verify")
     def verify(self, request: Request) -> Response:
-        data = _validated(OtpVerifyInputSerializer, request)
+        data = validated(OtpVerifyInputSerializer, request.data)
         result = services.otp_verify(workspace=self.workspace, session_id=data["sessionId"], code=data["code"])
-        body = OtpVerifyDataSerializer(verify_data(result.session, status=result.status, verified=result.verified)).data
-        if not result.verified:
-            raise OtpVerifyFailed(result.status, body)
-        return Response(envelope(VERIFY_OUTCOMES[VerifyStatus.APPROVED][1], body))
+        body = OtpVerifyDataSerializer(result).data
+        if result.verified:
+            return Response(envelope(MESSAGE_VERIFIED, body))
+        # A failed verify is an answer, not an exception: its attempt stays committed even if the request
+        # runs in a transaction (ATOMIC_REQUESTS), which an exception would roll back.
+        http_status, message = VERIFY_OUTCOMES[result.outcome]
+        return Response(error_body(message=message, code=result.outcome.value, data=body), status=http_status)
 
     @extend_schema(
         operation_id="otp_session_retrieve",
@@ -162,5 +152,5 @@ class OtpViewSet(ApiViewSet):
     )
     def retrieve(self, request: Request, session_id: uuid.UUID) -> Response:
         session = selectors.otp_session_get(workspace=self.workspace, session_id=session_id)
-        data = OtpSessionDataSerializer(session_data(session, now=timezone.now())).data
+        data = OtpSessionDataSerializer(session, context={"now": timezone.now()}).data
         return Response(envelope("OTP session retrieved", data))

@@ -1,16 +1,18 @@
-from zeckta.api.errors import ApplicationError
+"""OTP failures that end a request with an error. A failed verify is not one: it is an outcome
+(`otp.services.VerifyOutcome`), returned and rendered, because its attempt must stay committed."""
+
+from zeckta.errors import Conflict, NotFound, TooManyRequests
 
 
-class OtpSessionNotFound(ApplicationError):
-    status_code = 404
-    code = "NOT_FOUND"
+class OtpSessionNotFound(NotFound):
     default_message = "OTP session not found."
 
 
-class DestinationRateLimited(ApplicationError):
-    status_code = 429
+class DestinationRateLimited(TooManyRequests):
     code = "DESTINATION_RATE_LIMITED"
     default_message = "Too many OTP SMS to this destination. Retry later."
 
-    def __init__(self, message: str | None = None, *, retry_after_seconds: int) -> None:
-        super().__init__(message, headers={"Retry-After": str(max(retry_after_seconds, 1))})
+
+class IdempotencyKeyReused(Conflict):
+    code = "IDEMPOTENCY_KEY_REUSED"
+    default_message = "This Idempotency-Key was already used with a different request body."

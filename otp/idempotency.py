@@ -10,21 +10,15 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from otp.errors import IdempotencyKeyReused
 from otp.models import IdempotencyRecord
 from workspaces.models import Workspace
-from zeckta.api.errors import ApplicationError
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
 KEY_MAX_LENGTH = 255
 # Printable ASCII, no leading or trailing space (HTTP would strip it anyway).
 KEY_RE = re.compile(r"[!-~]([ -~]{0,253}[!-~])?")
 KEY_SCHEMA = {"type": "string", "minLength": 1, "maxLength": KEY_MAX_LENGTH, "pattern": f"^{KEY_RE.pattern}$"}
-
-
-class IdempotencyKeyReused(ApplicationError):
-    status_code = 409
-    code = "IDEMPOTENCY_KEY_REUSED"
-    default_message = "This Idempotency-Key was already used with a different request body."
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,10 @@ class OtpSession(models.Model):
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     workspace = models.ForeignKey("workspaces.Workspace", on_delete=models.CASCADE, related_name="otp_sessions")
-    sender = models.ForeignKey("senders.SenderName", on_delete=models.PROTECT, related_name="otp_sessions")
+    sender_name = models.ForeignKey("senders.SenderName", on_delete=models.PROTECT, related_name="otp_sessions")
     dest = models.CharField(max_length=16)  # E.164
     country = models.CharField(max_length=2, blank=True)  # ISO 3166 region of dest
-    src = models.CharField(max_length=16)  # the sender name as it was when the SMS went out
+    src = models.CharField(max_length=16)  # sender_name.name as it was when the SMS went out
     purpose = models.CharField(max_length=32, choices=Purpose.choices)
     code_digest = models.CharField(max_length=64, editable=False)  # hex HMAC-SHA256
     status = models.CharField(max_length=24, choices=Status.choices, default=Status.PENDING)
@@ -101,7 +101,7 @@ class SmsMessage(models.Model):
     session = models.OneToOneField(OtpSession, on_delete=models.CASCADE, related_name="sms")
     workspace = models.ForeignKey("workspaces.Workspace", on_delete=models.CASCADE, related_name="sms_messages")
     to = models.CharField(max_length=16)
-    sender = models.CharField(max_length=16)
+    src = models.CharField(max_length=16)  # the sender name the phone shows
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     encrypted_text = models.BinaryField(null=True, editable=False)
     encoding = models.CharField(max_length=8)  # GSM-7 or UCS-2

@@ -1,23 +1,18 @@
 import math
 import re
-from datetime import UTC, datetime
+from datetime import datetime
+from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from otp import templating
 from otp.models import OtpSession, Purpose, SmsMessage
+from otp.services import VerifyOutcome
+from zeckta.api.fields import IsoDateTimeField, StrictCharField
+from zeckta.sms_text import template_errors
 
 # ASCII digits only: `\d` would also take "123456\n" and Arabic-Indic digits.
 CODE_RE = re.compile(r"[0-9]{4,10}")
-
-
-class StrictCharField(serializers.CharField):
-    """A string field that refuses numbers, booleans and other JSON types instead of coercing them."""
-
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
 
 
 class OtpRequestInputSerializer(serializers.Serializer):
@@ -29,7 +24,7 @@ class OtpRequestInputSerializer(serializers.Serializer):
     def validate_messageTemplate(self, value: str | None) -> str | None:
         if value is None:
             return None
-        problems = templating.template_errors(value)
+        problems = template_errors(value)
         if problems:
             raise serializers.ValidationError(problems)
         return value
@@ -39,7 +34,7 @@ class OtpVerifyInputSerializer(serializers.Serializer):
     sessionId = serializers.UUIDField(format="hex_verbose")
     code = StrictCharField(trim_whitespace=False, max_length=10)
 
-    def validate_sessionId(self, value):
+    def validate_sessionId(self, value: Any) -> Any:
         if not isinstance(self.initial_data.get("sessionId"), str):
             raise serializers.ValidationError("Must be a valid UUID.")
         return value
@@ -50,101 +45,67 @@ class OtpVerifyInputSerializer(serializers.Serializer):
         return value
 
 
-def seconds_left(session: OtpSession, now: datetime) -> int:
-    # Rounded up: a session issued this instant reports its full validity (300, not 299).
-    return max(math.ceil((session.expires_at - now).total_seconds()), 0)
+class SecondsUntilField(serializers.IntegerField):
+    """Whole seconds from the context's `now` until a datetime: rounded up (a session issued this instant
+    reports its full validity, 300 and not 299), never negative."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(min_value=0, **kwargs)
+
+    def to_representation(self, value: datetime) -> int:
+        return max(math.ceil((value - self.context["now"]).total_seconds()), 0)
 
 
-def public_status(session: OtpSession, now: datetime) -> str:
-    """A pending session past its expiry is EXPIRED to the client even before anything writes that."""
-    if session.status == OtpSession.Status.PENDING and session.expires_at <= now:
-        return OtpSession.Status.EXPIRED
-    return session.status
-
-
-def iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def request_data(session: OtpSession, *, reused: bool, now: datetime) -> dict:
-    return {
-        "sessionId": str(session.public_id),
-        "expiresInSeconds": seconds_left(session, now),
-        "attemptsLeft": session.attempts_left,
-        "reused": reused,
-    }
-
-
-def verify_data(session: OtpSession, *, status: str, verified: bool) -> dict:
-    return {
-        "sessionId": str(session.public_id),
-        "status": status,
-        "verified": verified,
-        "attemptsLeft": session.attempts_left,
-    }
-
-
-def session_data(session: OtpSession, *, now: datetime) -> dict:
-    sms = getattr(session, "sms", None)
-    delivery = None
-    if sms is not None:
-        delivery = {
-            "status": sms.status,
-            "segments": sms.segments,
-            "units": sms.units,
-            "attempts": sms.attempts,
-            "updatedAt": iso(sms.updated_at),
-        }
-    return {
-        "sessionId": str(session.public_id),
-        "dest": session.dest,
-        "src": session.src,
-        "purpose": session.purpose,
-        "status": public_status(session, now),
-        "expiresInSeconds": seconds_left(session, now),
-        "attemptsLeft": session.attempts_left,
-        "createdAt": iso(session.created_at),
-        "verifiedAt": iso(session.verified_at),
-        "delivery": delivery,
-    }
-
-
-# --- Output shapes (the `data` of each answer). The views fill them from the dicts above, so the
-# OpenAPI document and the real answers come from the same field lists.
+# --- Output shapes (the `data` of each answer), read from the session and the service's results; the
+# OpenAPI document and the real answers come from the same field lists. The views pass {"now": ...}.
 
 
 class OtpRequestDataSerializer(serializers.Serializer):
-    sessionId = serializers.UUIDField()
-    expiresInSeconds = serializers.IntegerField(min_value=0)
-    attemptsLeft = serializers.IntegerField(min_value=0)
+    """An `OtpRequestResult`."""
+
+    sessionId = serializers.UUIDField(source="session.public_id")
+    expiresInSeconds = SecondsUntilField(source="session.expires_at")
+    attemptsLeft = serializers.IntegerField(source="session.attempts_left", min_value=0)
     reused = serializers.BooleanField()
 
 
 class OtpVerifyDataSerializer(serializers.Serializer):
-    sessionId = serializers.UUIDField()
-    status = serializers.ChoiceField(
-        choices=["APPROVED", "INVALID", "EXPIRED", "MAX_ATTEMPTS_REACHED", "ALREADY_USED"]
-    )
+    """A `VerifyResult`."""
+
+    sessionId = serializers.UUIDField(source="session.public_id")
+    status = serializers.ChoiceField(source="outcome", choices=VerifyOutcome.choices)
     verified = serializers.BooleanField()
-    attemptsLeft = serializers.IntegerField(min_value=0)
+    attemptsLeft = serializers.IntegerField(source="session.attempts_left", min_value=0)
 
 
 class DeliverySerializer(serializers.Serializer):
+    """An `SmsMessage`."""
+
     status = serializers.ChoiceField(choices=SmsMessage.Status.values)
     segments = serializers.IntegerField(min_value=1)
     units = serializers.IntegerField(min_value=1)
     attempts = serializers.IntegerField(min_value=0, help_text="Calls made to the SMS gateway.")
-    updatedAt = serializers.CharField()
+    updatedAt = IsoDateTimeField(source="updated_at")
 
 
 class OtpSessionDataSerializer(serializers.Serializer):
-    sessionId = serializers.UUIDField()
+    """An `OtpSession`, with its SMS (`delivery` is null while it has none)."""
+
+    sessionId = serializers.UUIDField(source="public_id")
     dest = serializers.CharField()
     src = serializers.CharField()
     purpose = serializers.ChoiceField(choices=Purpose.values)
-    status = serializers.ChoiceField(choices=OtpSession.Status.values)
-    expiresInSeconds = serializers.IntegerField(min_value=0)
-    attemptsLeft = serializers.IntegerField(min_value=0)
-    createdAt = serializers.CharField()
-    verifiedAt = serializers.CharField(allow_null=True)
-    delivery = DeliverySerializer(allow_null=True)
+    status = serializers.SerializerMethodField()
+    expiresInSeconds = SecondsUntilField(source="expires_at")
+    attemptsLeft = serializers.IntegerField(source="attempts_left", min_value=0)
+    createdAt = IsoDateTimeField(source="created_at")
+    verifiedAt = IsoDateTimeField(source="verified_at", allow_null=True)
+    # DRF reads a missing reverse one-to-one as None.
+    delivery = DeliverySerializer(source="sms", allow_null=True)
+
+    @extend_schema_field(serializers.ChoiceField(choices=OtpSession.Status.values))
+    def get_status(self, session: OtpSession) -> str:
+        """A pending session past its expiry is EXPIRED to the client even before anything writes that."""
+        if session.status == OtpSession.Status.PENDING and session.expires_at <= self.context["now"]:
+            return OtpSession.Status.EXPIRED
+        return session.status

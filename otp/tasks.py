@@ -1,15 +1,29 @@
-"""Celery tasks. They take only ids: the code travels in no task argument and no broker message."""
+"""Celery tasks. They take only ids: the code travels in no task argument and no broker message.
+
+Each task is named after the service it runs, plus `_task`; its registered `name=` is the one the
+broker and the beat schedule hold (`otp.delivery`'s constants), so renaming Python code never strands a
+queued task.
+"""
 
 import random
 
 from celery import shared_task
 from django.conf import settings
 
+from otp.delivery import (
+    OTP_SESSIONS_PURGE_TASK,
+    SMS_DELIVER_TASK,
+    SMS_REQUEUE_STALE_TASK,
+    SmsRetryLater,
+    otp_sessions_purge,
+    sms_deliver,
+    sms_requeue_stale,
+)
+from otp.idempotency import idempotency_records_purge
 
-@shared_task(bind=True, max_retries=None, acks_late=True, ignore_result=True)
-def send_sms(self, message_id: int) -> str:
-    from otp.services import SmsRetryLater, sms_deliver
 
+@shared_task(bind=True, name=SMS_DELIVER_TASK, max_retries=None, acks_late=True, ignore_result=True)
+def sms_deliver_task(self, message_id: int) -> str:
     try:
         return sms_deliver(message_id=message_id)
     except SmsRetryLater as retry:
@@ -19,17 +33,12 @@ def send_sms(self, message_id: int) -> str:
         raise self.retry(countdown=countdown, max_retries=settings.SMS_MAX_SEND_ATTEMPTS) from None
 
 
-@shared_task(ignore_result=True)
-def requeue_stale_sms() -> int:
-    from otp.services import sms_requeue_stale
-
+@shared_task(name=SMS_REQUEUE_STALE_TASK, ignore_result=True)
+def sms_requeue_stale_task() -> int:
     return sms_requeue_stale()
 
 
-@shared_task(ignore_result=True)
-def purge_old_sessions() -> int:
+@shared_task(name=OTP_SESSIONS_PURGE_TASK, ignore_result=True)
+def otp_sessions_purge_task() -> int:
     """Hourly: sessions past their retention, and idempotency records past their 24 hours."""
-    from otp.idempotency import idempotency_records_purge
-    from otp.services import otp_sessions_purge
-
     return otp_sessions_purge() + idempotency_records_purge()

@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from senders.models import SenderName
-from senders.services import sender_approve, sender_create, sender_reject, sender_validation_error
+from senders.services import sender_name_approve, sender_name_create, sender_name_problem, sender_name_reject
 
 
 class SenderNameAddForm(forms.ModelForm):
@@ -16,15 +16,15 @@ class SenderNameAddForm(forms.ModelForm):
 
     class Meta:
         model = SenderName
-        fields = ["workspace", "sender", "sender_type", "purpose", "country_code"]
+        fields = ["workspace", "name", "sender_type", "purpose", "country_code"]
 
     def clean(self) -> dict:
         cleaned = super().clean()
-        sender, sender_type = cleaned.get("sender"), cleaned.get("sender_type")
-        if sender and sender_type:
-            problem = sender_validation_error(sender, sender_type)
+        name, sender_type = cleaned.get("name"), cleaned.get("sender_type")
+        if name and sender_type:
+            problem = sender_name_problem(name, sender_type)
             if problem:
-                self.add_error("sender", problem)
+                self.add_error("name", problem)
         return cleaned
 
 
@@ -41,20 +41,20 @@ class RejectForm(forms.Form):
 
 @admin.register(SenderName)
 class SenderNameAdmin(admin.ModelAdmin):
-    list_display = ["sender", "workspace", "sender_type", "status", "country_code", "submitted_at", "approved_at"]
+    list_display = ["name", "workspace", "sender_type", "status", "country_code", "submitted_at", "approved_at"]
     list_filter = ["status", "sender_type", "workspace"]
     list_select_related = ["workspace"]
-    search_fields = ["sender", "workspace__slug"]
-    fields = ["public_id", "workspace", "sender", "sender_type", "purpose", "country_code", "status",
+    search_fields = ["name", "workspace__slug"]
+    fields = ["public_id", "workspace", "name", "sender_type", "purpose", "country_code", "status",
               "status_reason", "submitted_at", "approved_at", "updated_at"]
     # Status changes only through the approve/reject actions; the name itself never changes once submitted.
-    readonly_fields = ["public_id", "workspace", "sender", "sender_type", "status", "status_reason", "submitted_at",
+    readonly_fields = ["public_id", "workspace", "name", "sender_type", "status", "status_reason", "submitted_at",
                        "approved_at", "updated_at"]
     actions = ["approve_selected", "reject_selected"]
 
     def get_fields(self, request: HttpRequest, obj: SenderName | None = None) -> list[str]:
         if obj is None:
-            return ["workspace", "sender", "sender_type", "purpose", "country_code", "approve"]
+            return ["workspace", "name", "sender_type", "purpose", "country_code", "approve"]
         return self.fields
 
     def get_readonly_fields(self, request: HttpRequest, obj: SenderName | None = None) -> list[str]:
@@ -73,8 +73,8 @@ class SenderNameAdmin(admin.ModelAdmin):
                 obj.save(update_fields=[*fields, "updated_at"])
             return
         data = form.cleaned_data
-        created = sender_create(
-            workspace=data["workspace"], sender=data["sender"], sender_type=data["sender_type"],
+        created = sender_name_create(
+            workspace=data["workspace"], name=data["name"], sender_type=data["sender_type"],
             purpose=data["purpose"], country_code=data["country_code"], approve=data["approve"],
             actor=request.user.get_username(),
         )
@@ -87,7 +87,7 @@ class SenderNameAdmin(admin.ModelAdmin):
     @admin.action(description="Approve selected sender names", permissions=["change"])
     def approve_selected(self, request: HttpRequest, queryset: QuerySet[SenderName]) -> None:
         actor = request.user.get_username()
-        approved = [sender_approve(sender_name=sender_name, actor=actor).sender for sender_name in queryset]
+        approved = [sender_name_approve(sender_name=sender_name, actor=actor).name for sender_name in queryset]
         self.message_user(request, f"Approved {len(approved)} sender name(s): {', '.join(approved)}.",
                           messages.SUCCESS)
 
@@ -96,7 +96,7 @@ class SenderNameAdmin(admin.ModelAdmin):
         form = RejectForm(request.POST if "apply" in request.POST else None)
         if form.is_valid():
             actor, reason = request.user.get_username(), form.cleaned_data["reason"]
-            rejected = [sender_reject(sender_name=sender_name, reason=reason, actor=actor).sender
+            rejected = [sender_name_reject(sender_name=sender_name, reason=reason, actor=actor).name
                         for sender_name in queryset]
             self.message_user(request, f"Rejected {len(rejected)} sender name(s): {', '.join(rejected)}.",
                               messages.SUCCESS)

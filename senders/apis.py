@@ -11,32 +11,21 @@ from senders.serializers import (
     SenderNameInputSerializer,
     SenderNameOutputSerializer,
     SenderNamePageOutputSerializer,
-    sender_name_data,
     sender_name_page_data,
 )
+from workspaces.viewsets import WorkspaceViewSet
 from zeckta.api.responses import envelope
 from zeckta.api.schema import COMMON_ERRORS, error_responses
 from zeckta.api.schema import envelope as envelope_schema
-from zeckta.api.viewsets import ApiViewSet
+from zeckta.api.utils import validated
 
 SENDER_NAME = envelope_schema("SenderNameEnvelope", SenderNameOutputSerializer())
 SENDER_NAME_PAGE = envelope_schema("SenderNamePageEnvelope", SenderNamePageOutputSerializer())
 DELETED = envelope_schema("SenderNameDeletedEnvelope", serializers.JSONField(allow_null=True))
 
 
-def _validated(serializer_class: type[serializers.Serializer], data) -> dict:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
-
-
-def _actor(request: Request) -> str:
-    """The audit trail's name for the caller: its key's display prefix, never the key."""
-    return f"api:{request.auth.prefix}"
-
-
 @extend_schema(tags=["sender-names"])
-class SenderNameViewSet(ApiViewSet):
+class SenderNameViewSet(WorkspaceViewSet):
     """Sender name requests of the caller's workspace. Only staff approve or reject them, never this API."""
 
     @extend_schema(
@@ -44,7 +33,7 @@ class SenderNameViewSet(ApiViewSet):
         parameters=[PageQuerySerializer], responses={200: SENDER_NAME_PAGE, **error_responses(400, 401, 403, 429, 500)}
     )
     def list_page(self, request: Request) -> Response:
-        query = _validated(PageQuerySerializer, request.query_params)
+        query = validated(PageQuerySerializer, request.query_params)
         page, page_size = query["page"], query["pageSize"]
         result = selectors.sender_name_page(workspace=self.workspace, page=page, page_size=page_size)
         return Response(
@@ -56,16 +45,16 @@ class SenderNameViewSet(ApiViewSet):
         request=SenderNameInputSerializer, responses={201: SENDER_NAME, **error_responses(*COMMON_ERRORS, 409)}
     )
     def create(self, request: Request) -> Response:
-        data = _validated(SenderNameInputSerializer, request.data)
-        sender_name = services.sender_create(
+        data = validated(SenderNameInputSerializer, request.data)
+        sender_name = services.sender_name_create(
             workspace=self.workspace,
-            sender=data["sender"],
+            name=data["sender"],
             sender_type=data["senderType"],
             purpose=data["purpose"],
             country_code=data.get("countryCode", ""),
-            actor=_actor(request),
+            actor=self.actor,
         )
-        body = envelope("Sender name submitted for approval", sender_name_data(sender_name))
+        body = envelope("Sender name submitted for approval", SenderNameOutputSerializer(sender_name).data)
         return Response(body, status=status.HTTP_201_CREATED)
 
     @extend_schema(
@@ -74,29 +63,30 @@ class SenderNameViewSet(ApiViewSet):
     )
     def retrieve(self, request: Request, sender_name_id: uuid.UUID) -> Response:
         sender_name = selectors.sender_name_get(workspace=self.workspace, sender_name_id=sender_name_id)
-        return Response(envelope("Sender name retrieved", sender_name_data(sender_name)))
+        return Response(envelope("Sender name retrieved", SenderNameOutputSerializer(sender_name).data))
 
     @extend_schema(
         operation_id="sender_names_update",
         request=SenderNameInputSerializer, responses={200: SENDER_NAME, **error_responses(*COMMON_ERRORS, 404, 409)}
     )
     def update(self, request: Request, sender_name_id: uuid.UUID) -> Response:
-        data = _validated(SenderNameInputSerializer, request.data)
-        sender_name = services.sender_update(
+        data = validated(SenderNameInputSerializer, request.data)
+        sender_name = services.sender_name_update(
             workspace=self.workspace,
             sender_name_id=sender_name_id,
-            sender=data["sender"],
+            name=data["sender"],
             sender_type=data["senderType"],
             purpose=data["purpose"],
             country_code=data.get("countryCode", ""),
-            actor=_actor(request),
+            actor=self.actor,
         )
-        return Response(envelope("Sender name updated and resubmitted for approval", sender_name_data(sender_name)))
+        data = SenderNameOutputSerializer(sender_name).data
+        return Response(envelope("Sender name updated and resubmitted for approval", data))
 
     @extend_schema(
         operation_id="sender_names_delete",
         responses={200: DELETED, **error_responses(401, 403, 404, 405, 409, 429, 500)},
     )
     def destroy(self, request: Request, sender_name_id: uuid.UUID) -> Response:
-        services.sender_delete(workspace=self.workspace, sender_name_id=sender_name_id, actor=_actor(request))
+        services.sender_name_delete(workspace=self.workspace, sender_name_id=sender_name_id, actor=self.actor)
         return Response(envelope("Sender name deleted"))

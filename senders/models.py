@@ -5,7 +5,10 @@ from django.db.models import Q
 
 
 class SenderName(models.Model):
-    """A sender name ("ZECKTA", a number or a shortcode) a workspace may send from once staff approve it."""
+    """A sender name ("ZECKTA", a number or a shortcode) a workspace may send from once staff approve it.
+
+    `name` is the text an SMS shows as its sender: the API's `sender` field, and the `src` of an OTP request.
+    """
 
     class Type(models.TextChoices):
         ALPHANUMERIC = "alphanumeric"
@@ -19,7 +22,7 @@ class SenderName(models.Model):
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     workspace = models.ForeignKey("workspaces.Workspace", on_delete=models.CASCADE, related_name="sender_names")
-    sender = models.CharField(max_length=16)
+    name = models.CharField("sender", max_length=16)
     sender_type = models.CharField(max_length=16, choices=Type.choices, default=Type.ALPHANUMERIC)
     purpose = models.CharField(max_length=500, blank=True, help_text="What the workspace says it sends with it.")
     country_code = models.CharField(max_length=2, blank=True)
@@ -30,9 +33,9 @@ class SenderName(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["sender"]
+        ordering = ["name"]
         constraints = [
-            models.UniqueConstraint(fields=["workspace", "sender"], name="senders_sendername_unique_per_workspace"),
+            models.UniqueConstraint(fields=["workspace", "name"], name="senders_sendername_unique_per_workspace"),
             models.CheckConstraint(
                 condition=Q(status="APPROVED", approved_at__isnull=False) | ~Q(status="APPROVED"),
                 name="senders_sendername_approved_has_time",
@@ -40,4 +43,4 @@ class SenderName(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.sender} [{self.status}]"
+        return f"{self.name} [{self.status}]"

@@ -1,20 +1,13 @@
+"""Reads for sender names, always scoped by workspace except for staff tools (`sender_name_get_by_id`)."""
+
 import uuid
 from dataclasses import dataclass
 
 from django.db.models import QuerySet
-from rest_framework import status
 
+from senders.errors import SenderNameNotFound
 from senders.models import SenderName
 from workspaces.models import Workspace
-from zeckta.api.errors import ApplicationError
-
-
-class SenderNameNotFound(ApplicationError):
-    """Missing and another workspace's sender name answer alike: existence is not leaked."""
-
-    status_code = status.HTTP_404_NOT_FOUND
-    code = "NOT_FOUND"
-    default_message = "Sender name not found."
 
 
 @dataclass(frozen=True)
@@ -23,14 +16,14 @@ class SenderNamePage:
     total: int
 
 
-def sender_get_approved(*, workspace: Workspace, sender: str) -> SenderName | None:
-    """The workspace's APPROVED sender with exactly this name (case-sensitive), if any."""
-    return SenderName.objects.filter(workspace=workspace, sender=sender, status=SenderName.Status.APPROVED).first()
+def sender_name_get_approved(*, workspace: Workspace, name: str) -> SenderName | None:
+    """The workspace's APPROVED sender name with exactly this text (case-sensitive), if any."""
+    return SenderName.objects.filter(workspace=workspace, name=name, status=SenderName.Status.APPROVED).first()
 
 
 def sender_name_list(*, workspace: Workspace) -> QuerySet[SenderName]:
-    # `sender` is unique per workspace, so this order is total and pages never overlap.
-    return SenderName.objects.filter(workspace=workspace).order_by("sender", "pk")
+    # `name` is unique per workspace, so this order is total and pages never overlap.
+    return SenderName.objects.filter(workspace=workspace).order_by("name", "pk")
 
 
 def sender_name_page(*, workspace: Workspace, page: int, page_size: int) -> SenderNamePage:
@@ -47,4 +40,16 @@ def sender_name_get(*, workspace: Workspace, sender_name_id: uuid.UUID) -> Sende
     sender_name = SenderName.objects.filter(workspace=workspace, public_id=sender_name_id).first()
     if sender_name is None:
         raise SenderNameNotFound()
+    return sender_name
+
+
+def sender_name_get_by_id(public_id: str) -> SenderName:
+    """Any workspace's sender name, for staff tools (the commands); the id as an operator typed it."""
+    try:
+        sender_name_id = uuid.UUID(str(public_id))
+    except ValueError:
+        raise SenderNameNotFound(f"no sender name with id {public_id!r}") from None
+    sender_name = SenderName.objects.select_related("workspace").filter(public_id=sender_name_id).first()
+    if sender_name is None:
+        raise SenderNameNotFound(f"no sender name with id {public_id!r}")
     return sender_name

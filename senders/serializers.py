@@ -1,12 +1,12 @@
+from typing import Any
+
 import phonenumbers
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from otp.serializers import StrictCharField, iso
 from senders.models import SenderName
 from senders.selectors import SenderNamePage
-from senders.services import sender_validation_error
+from senders.services import sender_name_problem
+from zeckta.api.fields import BlankAsNullField, IsoDateTimeField, StrictCharField
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100  # a larger pageSize is served as this many items (the answer's pageSize says so)
@@ -31,7 +31,7 @@ class SenderNameInputSerializer(serializers.Serializer):
 
     def validate(self, attrs: dict) -> dict:
         # The service's rule, applied here too so the problem is reported as errors.sender.
-        problem = sender_validation_error(attrs["sender"], attrs["senderType"])
+        problem = sender_name_problem(attrs["sender"], attrs["senderType"])
         if problem:
             raise serializers.ValidationError({"sender": [problem]})
         return attrs
@@ -52,25 +52,9 @@ class PageQuerySerializer(serializers.Serializer):
         return attrs
 
 
-@extend_schema_field(OpenApiTypes.DATETIME)
-class IsoDateTimeField(serializers.Field):
-    """`2026-06-09T18:00:00Z`: UTC, whole seconds, as API.md says."""
-
-    def to_representation(self, value):
-        return iso(value)
-
-
-@extend_schema_field({"type": "string", "nullable": True})
-class BlankAsNullField(serializers.CharField):
-    """An empty text column is `null` to the client: there is no value, not an empty one."""
-
-    def to_representation(self, value):
-        return value or None
-
-
 class SenderNameOutputSerializer(serializers.Serializer):
     senderNameId = serializers.UUIDField(source="public_id")
-    sender = serializers.CharField()
+    sender = serializers.CharField(source="name")
     senderType = serializers.ChoiceField(source="sender_type", choices=SenderName.Type.choices)
     purpose = serializers.CharField()
     countryCode = BlankAsNullField(source="country_code")
@@ -88,15 +72,11 @@ class SenderNamePageOutputSerializer(serializers.Serializer):
     totalPages = serializers.IntegerField()
 
 
-def sender_name_data(sender_name: SenderName) -> dict:
-    return SenderNameOutputSerializer(sender_name).data
-
-
-def sender_name_page_data(result: SenderNamePage, *, page: int, page_size: int) -> dict:
-    return {
-        "items": SenderNameOutputSerializer(result.items, many=True).data,
+def sender_name_page_data(result: SenderNamePage, *, page: int, page_size: int) -> dict[str, Any]:
+    return SenderNamePageOutputSerializer({
+        "items": result.items,
         "page": page,
         "pageSize": page_size,
         "total": result.total,
         "totalPages": -(-result.total // page_size),  # ceiling division
-    }
+    }).data

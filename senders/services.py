@@ -1,3 +1,5 @@
+"""Writes for sender names: workspaces submit them, staff approve or reject them. Each change is audited."""
+
 import re
 import uuid
 from datetime import datetime
@@ -6,60 +8,31 @@ import phonenumbers
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 from django.utils import timezone
-from rest_framework import status
 
+from senders.errors import SenderNameExists, SenderNameInUse, SenderNameNotEditable, SenderNameNotFound
 from senders.models import SenderName
-from senders.selectors import SenderNameNotFound, sender_name_get
+from senders.selectors import sender_name_get
 from workspaces.audit import SYSTEM_ACTOR, audit_record
 from workspaces.models import AuditEvent, Workspace
-from zeckta.api.errors import ApplicationError
+from zeckta.errors import ValidationFailed
 
 _ALPHANUMERIC_RE = re.compile(r"[A-Za-z0-9 .\-]{3,11}")
 _SHORTCODE_RE = re.compile(r"[0-9]{3,8}")
-
-
-class SenderError(Exception):
-    """An invalid sender or transition; one line, fit for a terminal or an `errors` entry."""
-
-
-class SenderNameExists(ApplicationError, SenderError):
-    """Also a SenderError, so operator commands that catch SenderError print it as one line."""
-
-    status_code = status.HTTP_409_CONFLICT
-    code = "SENDER_NAME_EXISTS"
-    default_message = "This workspace already has this sender name."
-
-    def __init__(self, sender: str) -> None:
-        message = f"This workspace already has the sender name {sender!r}."
-        super().__init__(message, errors={"sender": [message]})
-
-
-class SenderNameNotEditable(ApplicationError):
-    status_code = status.HTTP_409_CONFLICT
-    code = "SENDER_NAME_NOT_EDITABLE"
-    default_message = "Only a PENDING or REJECTED sender name can be changed."
-
-
-class SenderNameInUse(ApplicationError):
-    status_code = status.HTTP_409_CONFLICT
-    code = "SENDER_NAME_IN_USE"
-    default_message = "This sender name was used for OTP requests that are still kept, so it cannot be deleted yet."
-
 
 # An APPROVED sender is what OTP requests send from: changing it would need a new approval first.
 EDITABLE_STATUSES = (SenderName.Status.PENDING, SenderName.Status.REJECTED)
 
 
-def sender_validation_error(sender: str, sender_type: str) -> str | None:
-    """Why `sender` is not a valid sender of `sender_type`, or None when it is."""
+def sender_name_problem(name: str, sender_type: str) -> str | None:
+    """Why `name` is not a valid sender name of `sender_type`, or None when it is."""
     if sender_type == SenderName.Type.ALPHANUMERIC:
-        if not _ALPHANUMERIC_RE.fullmatch(sender) or not re.search(r"[A-Za-z]", sender):
+        if not _ALPHANUMERIC_RE.fullmatch(name) or not re.search(r"[A-Za-z]", name):
             return "An alphanumeric sender has 3 to 11 of A-Z a-z 0-9 space . - with at least one letter."
     elif sender_type == SenderName.Type.MSISDN:
-        if not _is_e164(sender):
+        if not _is_e164(name):
             return "An msisdn sender is a valid phone number in E.164 form (+233202007745)."
     elif sender_type == SenderName.Type.SHORTCODE:
-        if not _SHORTCODE_RE.fullmatch(sender):
+        if not _SHORTCODE_RE.fullmatch(name):
             return "A shortcode sender has 3 to 8 digits."
     else:
         return f"Unknown sender type {sender_type!r}: use alphanumeric, msisdn or shortcode."
@@ -76,10 +49,16 @@ def _is_e164(value: str) -> bool:
     ) == value
 
 
-def sender_create(
+def _check(name: str, sender_type: str) -> None:
+    problem = sender_name_problem(name, sender_type)
+    if problem:
+        raise ValidationFailed(problem, errors={"sender": [problem]})
+
+
+def sender_name_create(
     *,
     workspace: Workspace,
-    sender: str,
+    name: str,
     sender_type: str = SenderName.Type.ALPHANUMERIC,
     purpose: str = "",
     country_code: str = "",
@@ -87,15 +66,13 @@ def sender_create(
     actor: str = SYSTEM_ACTOR,
 ) -> SenderName:
     """Submits a sender name; `approve` (staff only) approves it at once, audited as a second event."""
-    problem = sender_validation_error(sender, sender_type)
-    if problem:
-        raise SenderError(problem)
+    _check(name, sender_type)
     now = timezone.now()
     try:
         with transaction.atomic():
             sender_name = SenderName.objects.create(
                 workspace=workspace,
-                sender=sender,
+                name=name,
                 sender_type=sender_type,
                 purpose=purpose,
                 country_code=country_code.upper(),
@@ -108,23 +85,21 @@ def sender_create(
                 _audit(actor=actor, action=AuditEvent.Action.SENDER_APPROVED, sender_name=sender_name, at=now)
             return sender_name
     except IntegrityError:
-        raise SenderNameExists(sender) from None
+        raise SenderNameExists(name) from None
 
 
-def sender_update(
+def sender_name_update(
     *,
     workspace: Workspace,
     sender_name_id: uuid.UUID,
-    sender: str,
+    name: str,
     sender_type: str,
     purpose: str,
     country_code: str = "",
     actor: str = SYSTEM_ACTOR,
 ) -> SenderName:
     """Replaces a PENDING or REJECTED request and submits it again: PENDING, no reason, a new submittedAt."""
-    problem = sender_validation_error(sender, sender_type)
-    if problem:
-        raise SenderError(problem)
+    _check(name, sender_type)
     now = timezone.now()
     try:
         # One conditional UPDATE: a sender staff approve meanwhile is never changed behind their back.
@@ -132,7 +107,7 @@ def sender_update(
             updated = SenderName.objects.filter(
                 workspace=workspace, public_id=sender_name_id, status__in=EDITABLE_STATUSES
             ).update(
-                sender=sender,
+                name=name,
                 sender_type=sender_type,
                 purpose=purpose,
                 country_code=country_code.upper(),
@@ -146,17 +121,17 @@ def sender_update(
                 audit_record(
                     actor=actor, action=AuditEvent.Action.SENDER_UPDATED, workspace=workspace,
                     target=str(sender_name_id), at=now,
-                    detail={"sender": sender, "sender_type": sender_type, "country_code": country_code.upper()},
+                    detail={"sender": name, "sender_type": sender_type, "country_code": country_code.upper()},
                 )
     except IntegrityError:
-        raise SenderNameExists(sender) from None
+        raise SenderNameExists(name) from None
     sender_name = sender_name_get(workspace=workspace, sender_name_id=sender_name_id)  # 404 if not ours
     if not updated:
         raise SenderNameNotEditable()
     return sender_name
 
 
-def sender_delete(*, workspace: Workspace, sender_name_id: uuid.UUID, actor: str = SYSTEM_ACTOR) -> None:
+def sender_name_delete(*, workspace: Workspace, sender_name_id: uuid.UUID, actor: str = SYSTEM_ACTOR) -> None:
     """Deletes the workspace's sender name, whatever its status, unless OTP sessions still refer to it.
 
     Sessions keep their sender (on_delete=PROTECT) until the purge removes them; the sender can go after that.
@@ -176,15 +151,8 @@ def sender_delete(*, workspace: Workspace, sender_name_id: uuid.UUID, actor: str
         raise SenderNameInUse() from None
 
 
-def sender_get(*, public_id: str) -> SenderName:
-    try:
-        return SenderName.objects.select_related("workspace").get(public_id=uuid.UUID(str(public_id)))
-    except (ValueError, SenderName.DoesNotExist):
-        raise SenderError(f"no sender name with id {public_id!r}") from None
-
-
 @transaction.atomic
-def sender_approve(*, sender_name: SenderName, actor: str = SYSTEM_ACTOR) -> SenderName:
+def sender_name_approve(*, sender_name: SenderName, actor: str = SYSTEM_ACTOR) -> SenderName:
     """Approves the sender name; approving an APPROVED one changes nothing and records no audit event."""
     now = timezone.now()
     # Under the row lock: of two staff approving at once, the second sees APPROVED and does nothing.
@@ -202,11 +170,11 @@ def sender_approve(*, sender_name: SenderName, actor: str = SYSTEM_ACTOR) -> Sen
 
 
 @transaction.atomic
-def sender_reject(*, sender_name: SenderName, reason: str, actor: str = SYSTEM_ACTOR) -> SenderName:
+def sender_name_reject(*, sender_name: SenderName, reason: str, actor: str = SYSTEM_ACTOR) -> SenderName:
     """Rejects the sender name with a reason; repeating the same rejection changes nothing and is not audited."""
     reason = reason.strip()[:500]
     if not reason:
-        raise SenderError("a rejection needs a reason")
+        raise ValidationFailed("a rejection needs a reason", errors={"reason": ["a rejection needs a reason"]})
     now = timezone.now()
     current = _lock(sender_name)
     if (current.status, current.status_reason) != (SenderName.Status.REJECTED, reason):
@@ -222,12 +190,12 @@ def sender_reject(*, sender_name: SenderName, reason: str, actor: str = SYSTEM_A
 
 
 def _lock(sender_name: SenderName) -> SenderName:
-    """The row as committed, locked until the end of the transaction; SenderError when it was deleted."""
+    """The row as committed, locked until the end of the transaction; SenderNameNotFound when it was deleted."""
     # of=self: lock the sender row only, not the joined workspace row that OTP debits update.
     rows = SenderName.objects.select_for_update(of=("self",)).select_related("workspace")
     current = rows.filter(pk=sender_name.pk).first()
     if current is None:
-        raise SenderError(f"no sender name with id {str(sender_name.public_id)!r}")
+        raise SenderNameNotFound(f"no sender name with id {str(sender_name.public_id)!r}")
     return current
 
 
@@ -236,6 +204,6 @@ def _audit(
 ) -> None:
     audit_record(
         actor=actor, action=action, workspace=sender_name.workspace, target=str(sender_name.public_id), at=at,
-        detail={"sender": sender_name.sender, "sender_type": sender_name.sender_type, "status": sender_name.status,
+        detail={"sender": sender_name.name, "sender_type": sender_name.sender_type, "status": sender_name.status,
                 **detail},
     )

@@ -13,10 +13,11 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
-from otp.templating import template_errors
 from workspaces.billing import balance_credit
 from workspaces.models import ApiKey, AuditEvent, LedgerEntry, Workspace
-from workspaces.services import WorkspaceError, api_key_issue, api_key_revoke, parse_countries, workspace_add
+from workspaces.services import api_key_issue, api_key_revoke, parse_countries, workspace_add
+from zeckta.errors import ValidationFailed
+from zeckta.sms_text import template_errors
 
 # Fields of a workspace the admin form may write; balance_units is never among them.
 WORKSPACE_POLICY_FIELDS = (
@@ -44,8 +45,8 @@ class WorkspaceAdminForm(forms.ModelForm):
     def clean_allowed_countries(self) -> str:
         try:
             return parse_countries(self.cleaned_data["allowed_countries"])
-        except WorkspaceError as exc:
-            raise forms.ValidationError(str(exc)) from None
+        except ValidationFailed as exc:
+            raise forms.ValidationError(exc.message) from None
 
 
 class ApiKeyInline(admin.TabularInline):

@@ -7,5 +7,4 @@ class WorkspacesConfig(AppConfig):
 
     def ready(self) -> None:
         # Registers the OpenAPI description of the Bearer API-key scheme with drf-spectacular.
-        import zeckta.api.schema  # noqa: F401
-        import zeckta.checks  # noqa: F401  (deployment checks)
+        import workspaces.schema  # noqa: F401

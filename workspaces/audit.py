@@ -7,7 +7,8 @@ The default actor of a service called without one; callers pass the real one (a 
 from datetime import datetime
 from typing import Any
 
-from workspaces.models import ApiKey, AuditEvent, Workspace
+from workspaces.keys import looks_like_raw_key
+from workspaces.models import AuditEvent, Workspace
 
 SYSTEM_ACTOR = "system"
 
@@ -45,11 +46,8 @@ def audit_record(
 
 
 def _refuse_secrets(detail: dict[str, Any]) -> None:
-    # A display prefix is "zk_live_" plus 8 characters (services.KEY_PREFIX_SECRET_CHARS, not imported: services
-    # import this module); anything longer that starts the same way is a raw key.
-    prefix_length = len(ApiKey.PREFIX) + 8
     for name, value in detail.items():
         if name.lower() in FORBIDDEN_DETAIL_KEYS:
             raise ValueError(f"audit detail must not hold {name!r}")
-        if isinstance(value, str) and value.startswith(ApiKey.PREFIX) and len(value) > prefix_length:
+        if isinstance(value, str) and looks_like_raw_key(value):
             raise ValueError(f"audit detail {name!r} looks like a raw API key")

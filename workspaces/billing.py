@@ -6,14 +6,8 @@ Postpaid workspaces are never refused: their usage is the `units` of their SMS m
 from django.db import connection, transaction
 
 from workspaces.audit import SYSTEM_ACTOR, audit_record
+from workspaces.errors import InsufficientBalance
 from workspaces.models import AuditEvent, LedgerEntry, Workspace
-from zeckta.api.errors import ApplicationError
-
-
-class InsufficientBalance(ApplicationError):
-    status_code = 402
-    code = "INSUFFICIENT_BALANCE"
-    default_message = "The workspace balance cannot pay for this SMS."
 
 
 def _apply_delta(*, workspace_id: int, delta: int, require_funds: bool) -> int | None:

@@ -6,6 +6,12 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+# Bounds of each workspace's OTP policy (API.md section 2): the form validators and the database
+# constraints read the same numbers.
+OTP_VALIDITY_SECONDS_MIN, OTP_VALIDITY_SECONDS_MAX = 10, 86_400
+OTP_ATTEMPTS_MIN, OTP_ATTEMPTS_MAX = 1, 10
+OTP_CODE_LENGTH_MIN, OTP_CODE_LENGTH_MAX = 4, 10
+
 
 class Workspace(models.Model):
     """A tenant: its API keys, sender names and OTP sessions are invisible to every other workspace."""
@@ -21,13 +27,15 @@ class Workspace(models.Model):
     )
     otp_validity_seconds = models.PositiveIntegerField(
         default=settings.OTP_DEFAULT_VALIDITY_SECONDS,
-        validators=[MinValueValidator(10), MaxValueValidator(86_400)],
+        validators=[MinValueValidator(OTP_VALIDITY_SECONDS_MIN), MaxValueValidator(OTP_VALIDITY_SECONDS_MAX)],
     )
     otp_max_attempts = models.PositiveSmallIntegerField(
-        default=settings.OTP_DEFAULT_MAX_ATTEMPTS, validators=[MinValueValidator(1), MaxValueValidator(10)]
+        default=settings.OTP_DEFAULT_MAX_ATTEMPTS,
+        validators=[MinValueValidator(OTP_ATTEMPTS_MIN), MaxValueValidator(OTP_ATTEMPTS_MAX)],
     )
     otp_code_length = models.PositiveSmallIntegerField(
-        default=settings.OTP_DEFAULT_CODE_LENGTH, validators=[MinValueValidator(4), MaxValueValidator(10)]
+        default=settings.OTP_DEFAULT_CODE_LENGTH,
+        validators=[MinValueValidator(OTP_CODE_LENGTH_MIN), MaxValueValidator(OTP_CODE_LENGTH_MAX)],
     )
     default_message_template = models.CharField(
         max_length=160,
@@ -69,15 +77,16 @@ class Workspace(models.Model):
         ordering = ["name"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(otp_validity_seconds__gte=10) & Q(otp_validity_seconds__lte=86_400),
+                condition=Q(otp_validity_seconds__gte=OTP_VALIDITY_SECONDS_MIN)
+                & Q(otp_validity_seconds__lte=OTP_VALIDITY_SECONDS_MAX),
                 name="workspaces_workspace_validity_range",
             ),
             models.CheckConstraint(
-                condition=Q(otp_max_attempts__gte=1) & Q(otp_max_attempts__lte=10),
+                condition=Q(otp_max_attempts__gte=OTP_ATTEMPTS_MIN) & Q(otp_max_attempts__lte=OTP_ATTEMPTS_MAX),
                 name="workspaces_workspace_attempts_range",
             ),
             models.CheckConstraint(
-                condition=Q(otp_code_length__gte=4) & Q(otp_code_length__lte=10),
+                condition=Q(otp_code_length__gte=OTP_CODE_LENGTH_MIN) & Q(otp_code_length__lte=OTP_CODE_LENGTH_MAX),
                 name="workspaces_workspace_code_length_range",
             ),
             # A prepaid workspace never goes below zero: debits are conditional updates.
@@ -96,17 +105,18 @@ class Workspace(models.Model):
 
 
 class ApiKey(models.Model):
-    """A workspace credential. The raw key is shown once at issue; only its SHA-256 digest is kept."""
-
-    PREFIX = "zk_live_"
+    """A workspace credential. The raw key is shown once at issue; only its SHA-256 digest is kept
+    (the format is `workspaces.keys`)."""
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="api_keys")
     name = models.CharField(max_length=100, blank=True)
-    # "zk_live_" plus the first characters of the secret: unique, shown in lists, used for lookup.
+    # keys.key_prefix(): unique, shown in lists, used for lookup.
     prefix = models.CharField(max_length=32, unique=True, editable=False)
     digest = models.CharField(max_length=64, unique=True, editable=False)  # hex SHA-256 of the raw key
-    tps = models.PositiveIntegerField(default=10, validators=[MinValueValidator(1)], help_text="Requests per second.")
+    tps = models.PositiveIntegerField(
+        default=settings.API_KEY_DEFAULT_TPS, validators=[MinValueValidator(1)], help_text="Requests per second."
+    )
     expires_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)

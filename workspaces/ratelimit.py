@@ -9,9 +9,11 @@ import threading
 import time
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Protocol
 
 import redis
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 # Refused calls within STRIKE_WINDOW_SECONDS, as a multiple of the key's rate, that start a cool-down.
 STRIKES_PER_TPS = 3
@@ -66,36 +68,36 @@ class RateDecision:
         }
 
 
-@lru_cache(maxsize=4)
-def _client(url: str) -> redis.Redis:
-    # Short timeouts and no retries: a limiter that cannot answer at once must not hold the request.
-    return redis.Redis.from_url(
-        url, socket_connect_timeout=0.5, socket_timeout=0.5, retry_on_timeout=False, health_check_interval=30
-    )
+class RateLimiter(Protocol):
+    def check(self, *, key_id: int, limit: int) -> RateDecision:
+        """Counts one request of API key `key_id` against `limit` requests per second."""
+        ...
 
 
-@lru_cache(maxsize=4)
-def _script(url: str):
-    return _client(url).register_script(_SCRIPT)
+class RedisRateLimiter:
+    """Shared by every process that uses the same Redis: the limit holds across web instances."""
 
-
-def check_rate(*, key_id: int, limit: int) -> RateDecision:
-    """Counts one request of API key `key_id` against `limit` requests per second."""
-    if not settings.REDIS_URL:
-        return _local.check(key_id=key_id, limit=limit)
-    base = f"zeckta:rl:{key_id}"
-    try:
-        allowed, remaining, reset_at, retry_after = _script(settings.REDIS_URL)(
-            keys=[f"{base}:w", f"{base}:strikes", f"{base}:block", f"{base}:level"],
-            args=[limit, STRIKES_PER_TPS, STRIKE_WINDOW_SECONDS, settings.RATE_LIMIT_MAX_COOLDOWN_SECONDS,
-                  LEVEL_MEMORY_SECONDS],
+    def __init__(self, url: str) -> None:
+        # Short timeouts and no retries: a limiter that cannot answer at once must not hold the request.
+        client = redis.Redis.from_url(
+            url, socket_connect_timeout=0.5, socket_timeout=0.5, retry_on_timeout=False, health_check_interval=30
         )
-    except redis.RedisError as exc:
-        raise RateLimiterUnavailable(str(exc)) from None
-    return RateDecision(bool(allowed), limit, int(remaining), int(reset_at), int(retry_after))
+        self._script = client.register_script(_SCRIPT)
+
+    def check(self, *, key_id: int, limit: int) -> RateDecision:
+        base = f"zeckta:rl:{key_id}"
+        try:
+            allowed, remaining, reset_at, retry_after = self._script(
+                keys=[f"{base}:w", f"{base}:strikes", f"{base}:block", f"{base}:level"],
+                args=[limit, STRIKES_PER_TPS, STRIKE_WINDOW_SECONDS, settings.RATE_LIMIT_MAX_COOLDOWN_SECONDS,
+                      LEVEL_MEMORY_SECONDS],
+            )
+        except redis.RedisError as exc:
+            raise RateLimiterUnavailable(str(exc)) from None
+        return RateDecision(bool(allowed), limit, int(remaining), int(reset_at), int(retry_after))
 
 
-class _LocalLimiter:
+class LocmemRateLimiter:
     """The same fixed one-second window, in process memory: only for `make run` with no REDIS_URL,
     where a single process serves everything. Without cool-down."""
 
@@ -113,4 +115,20 @@ class _LocalLimiter:
         return RateDecision(allowed, limit, max(limit - count, 0), second + 1, 0 if allowed else 1)
 
 
-_local = _LocalLimiter()
+@lru_cache(maxsize=4)
+def _limiter(backend: str, redis_url: str) -> RateLimiter:
+    if backend == "redis":
+        return RedisRateLimiter(redis_url)
+    if backend == "locmem":
+        return LocmemRateLimiter()
+    raise ImproperlyConfigured(f"RATE_LIMIT_BACKEND must be 'redis' or 'locmem', not {backend!r}")
+
+
+def get_rate_limiter() -> RateLimiter:
+    """The limiter settings.RATE_LIMIT_BACKEND names, one per process (it holds the Redis connection pool)."""
+    return _limiter(settings.RATE_LIMIT_BACKEND, settings.REDIS_URL)
+
+
+def check_rate(*, key_id: int, limit: int) -> RateDecision:
+    """Counts one request of API key `key_id` against `limit` requests per second."""
+    return get_rate_limiter().check(key_id=key_id, limit=limit)

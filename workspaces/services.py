@@ -1,31 +1,21 @@
-import hashlib
-import secrets
+"""Writes for tenancy: workspaces and their API keys. Each change is audited in its own transaction."""
+
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
+from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
 
 from workspaces.audit import SYSTEM_ACTOR, audit_record
+from workspaces.billing import ledger_record_opening
+from workspaces.errors import ApiKeyNotFound, WorkspaceSlugTaken
+from workspaces.keys import key_digest, key_generate, key_prefix
 from workspaces.models import ApiKey, AuditEvent, Workspace
-
-# Characters of the secret shown after "zk_live_" in lists and used to find the key (8 of base64url).
-KEY_PREFIX_SECRET_CHARS = 8
-
-
-class WorkspaceError(Exception):
-    """An operator mistake (unknown slug, bad value): its message is one line, fit for a terminal."""
-
-
-def key_digest(raw_key: str) -> str:
-    # A key carries 256 random bits, so a fast hash is enough; a password hasher would cost ~250 ms.
-    return hashlib.sha256(raw_key.encode()).hexdigest()
-
-
-def key_prefix(raw_key: str) -> str:
-    return raw_key[: len(ApiKey.PREFIX) + KEY_PREFIX_SECRET_CHARS]
+from zeckta.errors import ValidationFailed
 
 
 def parse_countries(value: str | list[str] | None) -> str:
@@ -33,12 +23,10 @@ def parse_countries(value: str | list[str] | None) -> str:
         return ""
     codes = value.split(",") if isinstance(value, str) else value
     normalized = sorted({code.strip().upper() for code in codes if code.strip()})
-    from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
-
     known = {region for regions in COUNTRY_CODE_TO_REGION_CODE.values() for region in regions}
     unknown = [code for code in normalized if code not in known]
     if unknown:
-        raise WorkspaceError(f"unknown country code(s): {', '.join(unknown)}")
+        raise ValidationFailed(f"unknown country code(s): {', '.join(unknown)}")
     return ",".join(normalized)
 
 
@@ -56,12 +44,12 @@ def workspace_create(
 ) -> Workspace:
     name = name.strip()
     if not name:
-        raise WorkspaceError("the workspace name must not be empty")
+        raise ValidationFailed("the workspace name must not be empty")
     slug = slugify(slug or name)
     if not slug:
-        raise WorkspaceError("cannot make a slug from that name; pass --slug")
+        raise ValidationFailed("cannot make a slug from that name; pass --slug")
     if prepaid_units is not None and prepaid_units < 0:
-        raise WorkspaceError("prepaid units must be zero or more")
+        raise ValidationFailed("prepaid units must be zero or more")
     workspace = Workspace(
         name=name,
         slug=slug,
@@ -80,7 +68,7 @@ def workspace_create(
     try:
         workspace.full_clean()
     except ValidationError as exc:
-        raise WorkspaceError(_one_line(exc)) from None
+        raise ValidationFailed(_one_line(exc)) from None
     return _workspace_insert(workspace=workspace, opening_units=prepaid_units or 0, actor=actor)
 
 
@@ -94,23 +82,14 @@ def _workspace_insert(*, workspace: Workspace, opening_units: int, actor: str) -
         with transaction.atomic():
             workspace.save(force_insert=True)
             if opening_units:
-                from workspaces.billing import ledger_record_opening
-
                 ledger_record_opening(workspace=workspace, units=opening_units, actor=actor)
             audit_record(
                 actor=actor, action=AuditEvent.Action.WORKSPACE_CREATED, workspace=workspace, target=workspace.slug,
                 detail={"name": workspace.name, "prepaid": workspace.is_prepaid, "opening_units": opening_units},
             )
     except IntegrityError:
-        raise WorkspaceError(f"a workspace with slug {workspace.slug!r} already exists") from None
+        raise WorkspaceSlugTaken(f"a workspace with slug {workspace.slug!r} already exists") from None
     return workspace
-
-
-def workspace_get_by_slug(slug: str) -> Workspace:
-    try:
-        return Workspace.objects.get(slug=slug)
-    except Workspace.DoesNotExist:
-        raise WorkspaceError(f"no workspace with slug {slug!r}") from None
 
 
 @dataclass(frozen=True)
@@ -123,18 +102,19 @@ def api_key_issue(
     *,
     workspace: Workspace,
     name: str = "",
-    tps: int = 10,
+    tps: int | None = None,
     expires_in_days: int | None = None,
     actor: str = SYSTEM_ACTOR,
 ) -> IssuedKey:
     """Creates a key and returns it with the raw key, which exists nowhere else after this call."""
+    tps = settings.API_KEY_DEFAULT_TPS if tps is None else tps
     if tps < 1:
-        raise WorkspaceError("tps must be at least 1")
+        raise ValidationFailed("tps must be at least 1")
     if expires_in_days is not None and expires_in_days < 1:
-        raise WorkspaceError("expires-in-days must be at least 1")
+        raise ValidationFailed("expires-in-days must be at least 1")
     expires_at = timezone.now() + timedelta(days=expires_in_days) if expires_in_days else None
     while True:
-        raw_key = ApiKey.PREFIX + secrets.token_urlsafe(32)  # 256 random bits
+        raw_key = key_generate()
         try:
             with transaction.atomic():
                 api_key = ApiKey.objects.create(
@@ -163,7 +143,7 @@ def api_key_revoke(*, prefix: str, actor: str = SYSTEM_ACTOR) -> ApiKey:
     try:
         api_key = ApiKey.objects.select_related("workspace").get(prefix=prefix)
     except ApiKey.DoesNotExist:
-        raise WorkspaceError(f"no API key with prefix {prefix!r}") from None
+        raise ApiKeyNotFound(f"no API key with prefix {prefix!r}") from None
     # Conditional: revoking twice keeps the first revocation time, and only the first revocation is audited.
     revoked = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=now)
     if revoked:

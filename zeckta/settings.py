@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "zeckta",
     "workspaces",
     "senders",
     "otp",
@@ -149,6 +150,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": 3600,  # seconds
     "max_retries": 1,
 }
+# Task names as registered (otp.delivery's constants; not imported: settings load before any app).
 CELERY_BEAT_SCHEDULE = {
     "requeue-stale-outbox": {"task": "otp.tasks.requeue_stale_sms", "schedule": 30.0},
     "purge-old-sessions": {"task": "otp.tasks.purge_old_sessions", "schedule": 3600.0},
@@ -156,6 +158,9 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- Rate limits ------------------------------------------------------------------------------
 API_KEY_DEFAULT_TPS = 10  # requests per second per API key
+# Where per-key request counts live: `redis` (shared by every process) or `locmem` (this process only,
+# for `make run` without Redis).
+RATE_LIMIT_BACKEND = env.str("RATE_LIMIT_BACKEND", default="redis" if REDIS_URL else "locmem")
 RATE_LIMIT_MAX_COOLDOWN_SECONDS = env.int("RATE_LIMIT_MAX_COOLDOWN_SECONDS", default=300)
 
 # --- OTP policy defaults (each workspace can change its own in the admin) ----------------------
@@ -188,9 +193,10 @@ SMS_ENCRYPTION_KEY = env.str("SMS_ENCRYPTION_KEY", default="")
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["workspaces.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["workspaces.authentication.HasWorkspace"],
+    "DEFAULT_THROTTLE_CLASSES": ["workspaces.throttling.ApiKeyRateThrottle"],
     "DEFAULT_PARSER_CLASSES": ["zeckta.api.parsers.JsonObjectParser"],
     "DEFAULT_RENDERER_CLASSES": ["zeckta.api.renderers.EnvelopeJSONRenderer"],
-    "EXCEPTION_HANDLER": "zeckta.api.errors.exception_handler",
+    "EXCEPTION_HANDLER": "zeckta.api.handlers.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }

@@ -1,42 +1,15 @@
 """Fixtures for SMS delivery: the fake HTTP provider, the broker queue, and real worker processes."""
 
-import contextlib
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 import redis
-from django.conf import settings
 
-from otp.tests.fake_gateway import FakeGateway
+from otp.tests.processes import HTTP_TOKEN, RedisServer, WorkerProcess, clean_queue, redis_for
+from senders.tests.fake_gateway import FakeGateway
 from zeckta.celery import app as celery_app
-
-BASE_DIR = Path(__file__).resolve().parents[2]
-HTTP_TOKEN = "test-gateway-token"
-
-
-def wait_for(predicate: Callable[[], object], *, timeout: float = 20.0, interval: float = 0.05) -> bool:
-    """Polls `predicate` until it is truthy or `timeout` seconds pass (a bound, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from zeckta.testing import free_port
 
 
 @pytest.fixture
@@ -56,99 +29,14 @@ def closed_port_url() -> str:
     """A URL nobody listens on: connecting to it is refused."""
     return f"http://127.0.0.1:{free_port()}/sms"
 
-
-def _redis_for(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-
-
-def _clean_queue(url: str) -> None:
-    """Empties the Celery queue of the test run's own Redis db (REDIS_URL names a db for tests only)."""
-    client = _redis_for(url)
-    for key in client.scan_iter("celery*"):
-        client.delete(key)
-    client.delete("unacked", "unacked_index", "unacked_mutex")
-
-
 @pytest.fixture
 def broker_queue() -> Iterator[redis.Redis]:
     """The test's own Redis broker db, with the default `celery` queue emptied before and after."""
     url = celery_app.conf.broker_url
     assert url and url.startswith("redis://"), "these tests need the real Redis broker (REDIS_URL)"
-    _clean_queue(url)
-    yield _redis_for(url)
-    _clean_queue(url)
-
-
-def reset_broker_pools() -> None:
-    """Drops the app's cached broker connections, so a changed broker_url takes effect."""
-    if celery_app._pool is not None:
-        celery_app._pool.force_close_all()
-        celery_app._pool = None
-    celery_app.amqp._producer_pool = None
-
-
-@contextlib.contextmanager
-def broker_pointed_at(url: str) -> Iterator[None]:
-    conf = celery_app.conf
-    saved = conf.broker_url, conf.broker_write_url, conf.broker_read_url
-    reset_broker_pools()
-    conf.broker_url, conf.broker_write_url, conf.broker_read_url = url, None, None
-    try:
-        yield
-    finally:
-        reset_broker_pools()
-        conf.broker_url, conf.broker_write_url, conf.broker_read_url = saved
-
-
-class RedisServer:
-    """A private redis-server on its own port: ours to stop and restart (the shared one never is)."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.dir = tempfile.mkdtemp(prefix="zeckta-redis-")
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--daemonize", "no", "--dir", self.dir],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        client = _redis_for(self.url)
-        assert wait_for(lambda: _pings(client), timeout=10), "private redis-server did not start"
-
-    def freeze(self) -> None:
-        """The broker hangs without closing its socket (a stalled host): connects, never answers."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        if self.process is not None:
-            self.process.send_signal(signal.SIGCONT)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.thaw()  # a stopped process would not act on SIGTERM
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-            self.process = None
-
-    def cleanup(self) -> None:
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-
+    clean_queue(url)
+    yield redis_for(url)
+    clean_queue(url)
 
 @pytest.fixture
 def private_redis() -> Iterator[RedisServer]:
@@ -158,69 +46,6 @@ def private_redis() -> Iterator[RedisServer]:
     server.start()
     yield server
     server.cleanup()
-
-
-class WorkerProcess:
-    """`celery -A zeckta worker` in a subprocess, on the test database and the given broker."""
-
-    def __init__(self, *, broker_url: str, gateway: FakeGateway, extra_env: dict[str, str] | None = None) -> None:
-        self.log = tempfile.NamedTemporaryFile(prefix="zeckta-worker-", suffix=".log", delete=False)  # noqa: SIM115
-        self.final_output: str | None = None  # kept once stopped and the log file is gone
-        db = settings.DATABASES["default"]
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(BASE_DIR),
-            "DJANGO_SETTINGS_MODULE": "zeckta.settings_test",
-            # The test database pytest-django created, where this test's committed rows are.
-            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-            "CONN_MAX_AGE": "0",
-            "REDIS_URL": broker_url,
-            "CELERY_BROKER_URL": broker_url,
-            "SMS_BACKEND": "http",
-            "SMS_HTTP_URL": gateway.url,
-            "SMS_HTTP_TOKEN": HTTP_TOKEN,
-            "SMS_HTTP_TIMEOUT": "2",
-            "SMS_RETRY_BACKOFF_SECONDS": "0.2",
-            "SMS_RETRY_BACKOFF_MAX_SECONDS": "0.5",
-            **(extra_env or {}),
-        }
-        self.process = subprocess.Popen(
-            [str(Path(sys.executable).with_name("celery")), "-A", "zeckta", "worker", "--pool", "solo",
-             "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
-             "--hostname", f"zeckta-test-{os.getpid()}@%h"],
-            cwd=BASE_DIR, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, so kill() can never reach pytest
-        )
-
-    def output(self) -> str:
-        if self.final_output is not None:
-            return self.final_output
-        return Path(self.log.name).read_text(errors="replace")
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        ready = wait_for(lambda: " ready." in self.output() or self.process.poll() is not None, timeout=timeout)
-        assert ready and self.process.poll() is None, f"worker did not start:\n{self.output()}"
-
-    def kill(self) -> None:
-        """SIGKILL to the worker's process group: a crash, with no chance to ack, retry or clean up."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.final_output is not None:
-            return
-        if self.process.poll() is None:
-            self.process.terminate()  # warm shutdown
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-        self.log.close()
-        self.final_output = Path(self.log.name).read_text(errors="replace")
-        os.unlink(self.log.name)
-
 
 @pytest.fixture
 def start_worker(transactional_db) -> Iterator[Callable[..., WorkerProcess]]:

@@ -2,8 +2,8 @@
 
 import re
 
+from otp.delivery import sms_deliver
 from otp.models import SmsMessage
-from otp.services import sms_deliver
 from senders.gateways import locmem
 
 REQUEST_URL = "/v1/messaging/otp/request"

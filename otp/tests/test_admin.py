@@ -3,10 +3,10 @@
 import pytest
 from django.urls import reverse
 
-from conftest import DEST
 from otp.models import OtpSession, SmsMessage
 from otp.services import otp_request
 from workspaces.tests.factories import WorkspaceFactory
+from zeckta.testing import DEST
 
 OTHER_DEST = "+2348031234567"  # a valid Nigerian mobile number
 

@@ -5,13 +5,12 @@ from collections import Counter
 import pytest
 from django.db.models import Sum
 
-from conftest import DEST, make_api
 from otp.models import OtpSession, SmsMessage
 from otp.tests.helpers import deliver_and_read_code, request_otp, verify, wrong_code
 from senders.tests.factories import SenderNameFactory
 from workspaces.models import LedgerEntry, Workspace
 from workspaces.tests.factories import WorkspaceFactory, issue_key
-from zeckta.testing import run_together
+from zeckta.testing import DEST, api_client, run_together
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -19,30 +18,30 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def tenant():
     workspace = WorkspaceFactory(name="Race", slug="race")
-    SenderNameFactory(workspace=workspace, sender="ZECKTA")
+    SenderNameFactory(workspace=workspace, name="ZECKTA")
     return workspace, issue_key(workspace, tps=1000)[1]  # the per-key rate is not what these tests race
 
 
 def test_concurrent_wrong_codes_use_exactly_the_allowed_attempts(tenant):
     workspace, raw_key = tenant
-    session_id = request_otp(make_api(raw_key), DEST).json()["data"]["sessionId"]
+    session_id = request_otp(api_client(raw_key), DEST).json()["data"]["sessionId"]
     code = deliver_and_read_code(session_id)
 
-    responses = run_together(20, lambda i: verify(make_api(raw_key), session_id, wrong_code(code)))
+    responses = run_together(20, lambda i: verify(api_client(raw_key), session_id, wrong_code(code)))
 
     statuses = Counter(r.status_code for r in responses)
     assert statuses == {400: 4, 423: 16}
     session = OtpSession.objects.get(public_id=session_id)
     assert session.attempts_used == 5 and session.status == "MAX_ATTEMPTS_REACHED"
-    assert verify(make_api(raw_key), session_id, code).status_code == 423
+    assert verify(api_client(raw_key), session_id, code).status_code == 423
 
 
 def test_concurrent_right_codes_approve_exactly_once(tenant):
     workspace, raw_key = tenant
-    session_id = request_otp(make_api(raw_key), DEST).json()["data"]["sessionId"]
+    session_id = request_otp(api_client(raw_key), DEST).json()["data"]["sessionId"]
     code = deliver_and_read_code(session_id)
 
-    responses = run_together(10, lambda i: verify(make_api(raw_key), session_id, code))
+    responses = run_together(10, lambda i: verify(api_client(raw_key), session_id, code))
 
     assert Counter(r.status_code for r in responses) == {200: 1, 409: 9}
     assert {r.json()["data"]["status"] for r in responses} == {"APPROVED", "ALREADY_USED"}
@@ -52,7 +51,7 @@ def test_concurrent_right_codes_approve_exactly_once(tenant):
 def test_concurrent_identical_requests_give_one_session_and_one_sms(tenant):
     workspace, raw_key = tenant
 
-    responses = run_together(10, lambda i: request_otp(make_api(raw_key), DEST))
+    responses = run_together(10, lambda i: request_otp(api_client(raw_key), DEST))
 
     assert all(r.status_code == 200 for r in responses)
     data = [r.json()["data"] for r in responses]
@@ -65,7 +64,7 @@ def test_concurrent_requests_never_pass_the_destination_limit(tenant):
     workspace, raw_key = tenant
     Workspace.objects.filter(pk=workspace.pk).update(otp_reuse_enabled=False)
 
-    responses = run_together(10, lambda i: request_otp(make_api(raw_key), DEST))
+    responses = run_together(10, lambda i: request_otp(api_client(raw_key), DEST))
 
     assert Counter(r.status_code for r in responses) == {200: 3, 429: 7}
     assert SmsMessage.objects.count() == 3
@@ -78,7 +77,7 @@ def test_concurrent_requests_never_overdraw_a_prepaid_balance(tenant):
     LedgerEntry.objects.create(workspace=workspace, delta_units=3, balance_after=3, reason="opening")
     destinations = [f"+2332020077{i:02d}" for i in range(20)]
 
-    responses = run_together(20, lambda i: request_otp(make_api(raw_key), destinations[i]))
+    responses = run_together(20, lambda i: request_otp(api_client(raw_key), destinations[i]))
 
     statuses = Counter(r.status_code for r in responses)
     assert statuses == {200: 3, 402: 17}

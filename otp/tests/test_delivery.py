@@ -17,16 +17,16 @@ from cryptography.fernet import Fernet
 from django.db import connection, transaction
 from django.utils import timezone
 
-from conftest import DEST
 from otp.crypto import code_matches
+from otp.delivery import SmsRetryLater, sms_deliver, sms_requeue_stale
 from otp.models import OtpSession, SmsMessage
-from otp.services import SmsRetryLater, otp_request, sms_deliver, sms_requeue_stale
-from otp.tasks import purge_old_sessions, send_sms
-from otp.tests.fake_gateway import Answer
+from otp.services import otp_request
+from otp.tasks import otp_sessions_purge_task, sms_deliver_task
 from otp.tests.helpers import request_otp, verify
 from senders.gateways import locmem
+from senders.tests.fake_gateway import Answer
 from workspaces.models import LedgerEntry
-from zeckta.testing import run_together
+from zeckta.testing import DEST, run_together
 
 OTHER_DEST = "+233202007746"
 
@@ -204,7 +204,7 @@ def test_the_task_retries_transient_errors_until_sent(fake_gateway, workspace, s
     fake_gateway.answer(502, 502, 200)
 
     # Eagerly applied, Celery runs each retry at once (no countdown): the retry wiring, not the timing.
-    send_sms.apply(args=[message.pk])
+    sms_deliver_task.apply(args=[message.pk])
 
     message.refresh_from_db()
     assert (message.status, message.attempts) == ("sent", 3)
@@ -217,7 +217,7 @@ def test_the_task_stops_at_the_attempt_limit(fake_gateway, settings, workspace, 
     message = queue_otp(workspace)
     fake_gateway.answer(*[500] * 10)
 
-    send_sms.apply(args=[message.pk])
+    sms_deliver_task.apply(args=[message.pk])
 
     message.refresh_from_db()
     assert (message.status, message.attempts) == ("failed", 4)
@@ -233,7 +233,7 @@ def test_a_task_for_an_expired_otp_sends_nothing(fake_gateway, prepaid, sender):
     expires_at = OtpSession.objects.get(pk=message.session_id).expires_at
 
     with time_machine.travel(expires_at + timedelta(seconds=1), tick=False):
-        send_sms.apply(args=[message.pk])
+        sms_deliver_task.apply(args=[message.pk])
 
     message.refresh_from_db()
     assert message.status == "expired"
@@ -298,7 +298,7 @@ def test_purging_removes_old_sessions_with_their_outbox_rows(workspace, sender):
     long_ago = timezone.now() - timedelta(days=31)
     OtpSession.objects.filter(pk=old.session_id).update(created_at=long_ago, expires_at=long_ago)
 
-    assert purge_old_sessions.apply().get() == 2  # the session and its cascaded SMS row
+    assert otp_sessions_purge_task.apply().get() == 2  # the session and its cascaded SMS row
 
     assert list(OtpSession.objects.values_list("pk", flat=True)) == [recent.session_id]
     assert list(SmsMessage.objects.values_list("pk", flat=True)) == [recent.pk]
@@ -422,7 +422,7 @@ def test_the_sweeper_requeues_only_stale_rows_then_they_are_sent(fake_gateway, b
     assert stale.next_attempt_at > timezone.now() - timedelta(seconds=5)  # not stale again until a period passes
     assert sms_requeue_stale() == 0  # one outage does not flood the queue
 
-    send_sms.apply(args=tasks[0]["body"][0])
+    sms_deliver_task.apply(args=tasks[0]["body"][0])
 
     stale.refresh_from_db()
     fresh.refresh_from_db()
@@ -440,7 +440,7 @@ def test_the_sweeper_requeues_a_stale_row_of_an_expired_otp_so_it_is_settled(fak
     with time_machine.travel(expires_at + timedelta(seconds=60), tick=False):
         assert sms_requeue_stale() == 1
         [task] = published_tasks(broker_queue)
-        send_sms.apply(args=task["body"][0])
+        sms_deliver_task.apply(args=task["body"][0])
 
     message.refresh_from_db()
     assert message.status == "expired"

@@ -17,14 +17,13 @@ from django.db.utils import OperationalError
 from django.test import RequestFactory
 from django.utils import timezone
 
-from conftest import DEST
+from otp.delivery import sms_requeue_stale
 from otp.models import OtpSession, SmsMessage
-from otp.services import sms_requeue_stale
-from otp.tests.conftest import wait_for
-from otp.tests.fake_gateway import Answer
 from otp.tests.helpers import REQUEST_URL, request_otp, verify
+from senders.tests.fake_gateway import Answer
 from workspaces.models import LedgerEntry, Workspace
 from zeckta.api.middleware import ApiErrorMiddleware
+from zeckta.testing import DEST, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.timeout(90)]
 

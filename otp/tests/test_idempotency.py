@@ -6,12 +6,12 @@ import time_machine
 from django.db import connection
 from django.utils import timezone
 
-from conftest import DEST, make_api
 from otp.models import IdempotencyRecord, OtpSession, SmsMessage
 from otp.tests.helpers import REQUEST_URL
 from senders.tests.factories import SenderNameFactory
 from workspaces.models import Workspace
 from workspaces.tests.factories import WorkspaceFactory, issue_key
+from zeckta.testing import DEST, api_client
 
 BODY = {"dest": DEST, "src": "ZECKTA", "purpose": "LOGIN"}
 
@@ -47,8 +47,8 @@ def test_the_same_key_with_another_body_is_a_conflict(api):
 @pytest.mark.django_db
 def test_keys_are_scoped_per_workspace(api):
     other_ws = WorkspaceFactory()
-    SenderNameFactory(workspace=other_ws, sender="ZECKTA")
-    other = make_api(issue_key(other_ws)[1])
+    SenderNameFactory(workspace=other_ws, name="ZECKTA")
+    other = api_client(issue_key(other_ws)[1])
     assert post(api, BODY, "shared").status_code == 200
     response = post(other, BODY, "shared")
     assert response.status_code == 200 and "Idempotent-Replayed" not in response
@@ -85,7 +85,7 @@ def test_a_malformed_key_is_a_validation_error(api, key):
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_duplicates_give_one_session():
     workspace = WorkspaceFactory(otp_reuse_enabled=False)
-    SenderNameFactory(workspace=workspace, sender="ZECKTA")
+    SenderNameFactory(workspace=workspace, name="ZECKTA")
     raw = issue_key(workspace, tps=1000)[1]
     barrier = threading.Barrier(10)
     responses = []
@@ -93,7 +93,7 @@ def test_concurrent_duplicates_give_one_session():
     def call():
         try:
             barrier.wait()
-            responses.append(post(make_api(raw), BODY, "same"))
+            responses.append(post(api_client(raw), BODY, "same"))
         finally:
             connection.close()
 
@@ -111,10 +111,10 @@ def test_concurrent_duplicates_give_one_session():
 
 @pytest.mark.django_db
 def test_the_hourly_purge_drops_records_older_than_a_day(api):
-    from otp.tasks import purge_old_sessions
+    from otp.tasks import otp_sessions_purge_task
 
     post(api, BODY, "old")
     with time_machine.travel(timezone.now() + timezone.timedelta(hours=25)):
         post(api, {**BODY, "dest": "+233244123456"}, "new")
-        purge_old_sessions.apply()
+        otp_sessions_purge_task.apply()
     assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["new"]

@@ -9,8 +9,8 @@ import redis
 from django.conf import settings
 from django.db import connection
 
-from conftest import DEST
 from otp.tests.helpers import deliver_and_read_code, request_otp, session_url, verify, wrong_code
+from zeckta.testing import DEST
 
 pytestmark = pytest.mark.django_db
 

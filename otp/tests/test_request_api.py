@@ -4,10 +4,10 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from conftest import DEST
 from otp.models import OtpSession, SmsMessage
 from otp.tests.helpers import REQUEST_URL, deliver_and_read_code, request_otp
 from senders.tests.factories import SenderNameFactory
+from zeckta.testing import DEST
 
 pytestmark = pytest.mark.django_db
 
@@ -159,8 +159,8 @@ def test_a_template_of_exactly_160_characters_is_accepted(api):
 
 
 def test_a_pending_or_rejected_sender_cannot_send(api, workspace):
-    SenderNameFactory(workspace=workspace, sender="PENDING1", status="PENDING", approved_at=None)
-    SenderNameFactory(workspace=workspace, sender="REJECTED1", status="REJECTED", approved_at=None)
+    SenderNameFactory(workspace=workspace, name="PENDING1", status="PENDING", approved_at=None)
+    SenderNameFactory(workspace=workspace, name="REJECTED1", status="REJECTED", approved_at=None)
     for src in ("PENDING1", "REJECTED1"):
         response = request_otp(api, DEST, src=src)
         assert response.status_code == 400 and "src" in response.json()["errors"]
@@ -168,7 +168,7 @@ def test_a_pending_or_rejected_sender_cannot_send(api, workspace):
 
 
 def test_another_workspaces_sender_cannot_be_used(api):
-    SenderNameFactory(sender="THEIRS")
+    SenderNameFactory(name="THEIRS")
     response = request_otp(api, DEST, src="THEIRS")
     assert response.status_code == 400 and "src" in response.json()["errors"]
 

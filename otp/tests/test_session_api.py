@@ -4,9 +4,9 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from conftest import DEST, make_api
 from otp.tests.helpers import deliver_and_read_code, request_otp, session_url, verify
 from workspaces.tests.factories import WorkspaceFactory, issue_key
+from zeckta.testing import DEST, api_client
 
 pytestmark = pytest.mark.django_db
 
@@ -45,7 +45,7 @@ def test_a_pending_session_past_its_expiry_reads_expired(api):
 
 def test_another_workspaces_session_is_not_found(api):
     session_id = request_otp(api, DEST).json()["data"]["sessionId"]
-    other = make_api(issue_key(WorkspaceFactory())[1])
+    other = api_client(issue_key(WorkspaceFactory())[1])
 
     foreign = other.get(session_url(session_id))
     missing = other.get(session_url(str(uuid.uuid4())))

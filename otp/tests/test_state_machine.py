@@ -37,14 +37,14 @@ from hypothesis.stateful import (
 )
 from rest_framework.test import APIClient
 
-from conftest import make_api
-from otp import services
+from otp import delivery
 from otp.models import OtpSession, SmsMessage
 from otp.tests.helpers import request_otp, session_url, verify, wrong_code
 from senders.gateways import locmem
 from senders.tests.factories import SenderNameFactory
 from workspaces.models import Workspace
 from workspaces.tests.factories import WorkspaceFactory, issue_key
+from zeckta.testing import api_client
 
 START = datetime(2026, 6, 9, 12, 0, tzinfo=UTC)
 DESTINATIONS = ["+233241234567", "+233244000101", "+233247654321"]  # valid Ghanaian mobiles
@@ -136,13 +136,13 @@ class OtpServiceMachine(RuleBasedStateMachine):
     def create_workspaces(self, policies: tuple[dict, dict]) -> None:
         for policy in policies:
             workspace = WorkspaceFactory(**policy)
-            SenderNameFactory(workspace=workspace, sender="ZECKTA")
+            SenderNameFactory(workspace=workspace, name="ZECKTA")
             # The per-key request rate is not what this machine tests.
             raw_key = issue_key(workspace, tps=100_000)[1]
             self.tenants.append(
                 TenantModel(
                     workspace=workspace,
-                    client=make_api(raw_key),
+                    client=api_client(raw_key),
                     reuse=policy["otp_reuse_enabled"],
                     max_attempts=policy["otp_max_attempts"],
                     validity=timedelta(seconds=policy["otp_validity_seconds"]),
@@ -427,11 +427,11 @@ class OtpServiceMachine(RuleBasedStateMachine):
         """Runs the send task for one session's SMS and checks it sent exactly when the model says so."""
         message = SmsMessage.objects.get(session__public_id=session.session_id)
         already_sent = len(locmem.outbox)
-        result = services.sms_deliver(message_id=message.pk)
+        result = delivery.sms_deliver(message_id=message.pk)
         sent = [sms for sms in locmem.outbox[already_sent:] if sms.reference == str(message.public_id)]
         if session.status == PENDING and self.now < session.expires_at:
             assert result == SmsMessage.Status.SENT
-            assert len(sent) == 1 and (sent[0].to, sent[0].sender) == (session.dest, "ZECKTA")
+            assert len(sent) == 1 and (sent[0].to, sent[0].src) == (session.dest, "ZECKTA")
             match = re.search(rf"\b(\d{{{session.code_length}}})\b", sent[0].text)
             assert match, "the SMS carries no code of the workspace's length"
             session.code = match.group(1)

@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 
 from otp.crypto import generate_code
 from otp.serializers import CODE_RE
-from otp.templating import count_segments, render, template_errors
+from zeckta.sms_text import count_segments, render, template_errors
 
 
 def test_plain_gsm_text_fills_one_segment_up_to_160_characters():

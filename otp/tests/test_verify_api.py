@@ -4,10 +4,10 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from conftest import DEST, make_api
 from otp.models import OtpSession
 from otp.tests.helpers import VERIFY_URL, deliver_and_read_code, request_otp, verify, wrong_code
 from workspaces.tests.factories import WorkspaceFactory, issue_key
+from zeckta.testing import DEST, api_client
 
 pytestmark = pytest.mark.django_db
 
@@ -101,7 +101,7 @@ def test_an_unknown_session_is_not_found(api):
 def test_another_workspaces_session_answers_exactly_like_a_missing_one(api, issued):
     session_id, code = issued
     _, other_key = issue_key(WorkspaceFactory())
-    other = make_api(other_key)
+    other = api_client(other_key)
 
     foreign = other.post(VERIFY_URL, {"sessionId": session_id, "code": code}, format="json")
     missing = other.post(VERIFY_URL, {"sessionId": str(uuid.uuid4()), "code": code}, format="json")

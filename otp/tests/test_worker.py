@@ -15,13 +15,13 @@ import redis
 from django.conf import settings
 from django.utils import timezone
 
-from conftest import DEST
+from otp.delivery import sms_requeue_stale
 from otp.models import SmsMessage
-from otp.services import sms_requeue_stale
-from otp.tests.conftest import broker_pointed_at, wait_for
-from otp.tests.fake_gateway import Answer
 from otp.tests.helpers import request_otp, verify
+from otp.tests.processes import broker_pointed_at
+from senders.tests.fake_gateway import Answer
 from workspaces.models import LedgerEntry
+from zeckta.testing import DEST, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.timeout(90)]
 

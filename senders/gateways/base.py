@@ -4,13 +4,13 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class OutgoingSms:
     to: str  # E.164
-    sender: str
+    src: str  # the sender name the phone shows (SenderName.name)
     text: str
     reference: str  # our message id: the same on every retry, so the gateway can drop duplicates
 
     def __repr__(self) -> str:
         # The text holds the code: keep it out of tracebacks and debug output.
-        return f"OutgoingSms(to={self.to!r}, sender={self.sender!r}, reference={self.reference!r}, text=<hidden>)"
+        return f"OutgoingSms(to={self.to!r}, src={self.src!r}, reference={self.reference!r}, text=<hidden>)"
 
 
 @dataclass(frozen=True)

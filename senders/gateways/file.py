@@ -12,7 +12,7 @@ class FileGateway(SmsGateway):
     """Appends each SMS as one JSON line to settings.SMS_FILE_PATH (for staging and demos)."""
 
     def send(self, message: OutgoingSms) -> GatewayResult:
-        line = json.dumps({"to": message.to, "from": message.sender, "text": message.text,
+        line = json.dumps({"to": message.to, "from": message.src, "text": message.text,
                            "reference": message.reference})
         with _lock, open(settings.SMS_FILE_PATH, "a", encoding="utf-8") as handle:
             handle.write(line + "\n")

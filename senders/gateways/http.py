@@ -46,7 +46,7 @@ class HttpGateway(SmsGateway):
 
     def send(self, message: OutgoingSms) -> GatewayResult:
         body = json.dumps(
-            {"to": message.to, "from": message.sender, "text": message.text, "reference": message.reference}
+            {"to": message.to, "from": message.src, "text": message.text, "reference": message.reference}
         ).encode()
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.token:

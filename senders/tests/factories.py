@@ -10,7 +10,7 @@ class SenderNameFactory(factory.django.DjangoModelFactory):
         model = SenderName
 
     workspace = factory.SubFactory(WorkspaceFactory)
-    sender = "ZECKTA"
+    name = "ZECKTA"
     sender_type = SenderName.Type.ALPHANUMERIC
     status = SenderName.Status.APPROVED
     approved_at = factory.LazyFunction(timezone.now)

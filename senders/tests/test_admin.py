@@ -17,9 +17,9 @@ def changelist_url() -> str:
 def queue(workspace):
     other = WorkspaceFactory(slug="globex")
     return {
-        "approved": SenderNameFactory(workspace=workspace, sender="ZECKTA"),
-        "pending": SenderNameFactory(workspace=workspace, sender="ACMEPAY", status="PENDING", approved_at=None),
-        "shortcode": SenderNameFactory(workspace=other, sender="4040", sender_type="shortcode", status="PENDING",
+        "approved": SenderNameFactory(workspace=workspace, name="ZECKTA"),
+        "pending": SenderNameFactory(workspace=workspace, name="ACMEPAY", status="PENDING", approved_at=None),
+        "shortcode": SenderNameFactory(workspace=other, name="4040", sender_type="shortcode", status="PENDING",
                                        approved_at=None),
     }
 
@@ -27,13 +27,13 @@ def queue(workspace):
 def senders_listed(client, url: str, query: dict) -> set[str]:
     response = client.get(url, query)
     assert response.status_code == 200
-    return {sender_name.sender for sender_name in response.context["cl"].result_list}
+    return {sender_name.name for sender_name in response.context["cl"].result_list}
 
 
 def test_changelist_search_and_filters(admin_client, changelist_url, queue, workspace):
     page = admin_client.get(changelist_url)
     assert page.status_code == 200
-    assert all(sender_name.sender in page.text for sender_name in queue.values())
+    assert all(sender_name.name in page.text for sender_name in queue.values())
     assert senders_listed(admin_client, changelist_url, {"q": "acme"}) == {"ACMEPAY", "ZECKTA"}  # by slug too
     assert senders_listed(admin_client, changelist_url, {"q": "globex"}) == {"4040"}
     assert senders_listed(admin_client, changelist_url, {"q": "zeck"}) == {"ZECKTA"}
@@ -47,17 +47,17 @@ def test_change_page_shows_the_status_read_only(admin_client, queue):
     page = admin_client.get(reverse("admin:senders_sendername_change", args=[queue["pending"].pk]))
     assert page.status_code == 200
     assert "ACMEPAY" in page.text and str(queue["pending"].public_id) in page.text
-    assert 'name="status"' not in page.text and 'name="sender"' not in page.text
+    assert 'name="status"' not in page.text and 'name="name"' not in page.text
 
 
 def test_adding_a_sender_goes_through_the_service(admin_client, workspace):
     url = reverse("admin:senders_sendername_add")
     assert admin_client.get(url).status_code == 200
-    response = admin_client.post(url, {"workspace": workspace.pk, "sender": "ACME", "sender_type": "alphanumeric",
+    response = admin_client.post(url, {"workspace": workspace.pk, "name": "ACME", "sender_type": "alphanumeric",
                                        "purpose": "Logins", "country_code": "gh"})
     assert response.status_code == 302
     sender_name = SenderName.objects.get()
-    assert (sender_name.sender, sender_name.status, sender_name.country_code) == ("ACME", "PENDING", "GH")
+    assert (sender_name.name, sender_name.status, sender_name.country_code) == ("ACME", "PENDING", "GH")
 
 
 @pytest.mark.parametrize(
@@ -66,18 +66,18 @@ def test_adding_a_sender_goes_through_the_service(admin_client, workspace):
 def test_adding_an_invalid_sender_shows_the_service_rule_and_creates_nothing(admin_client, workspace, sender,
                                                                               sender_type):
     response = admin_client.post(reverse("admin:senders_sendername_add"),
-                                 {"workspace": workspace.pk, "sender": sender, "sender_type": sender_type})
+                                 {"workspace": workspace.pk, "name": sender, "sender_type": sender_type})
     assert response.status_code == 200
-    assert "sender" in response.context["adminform"].form.errors
+    assert "name" in response.context["adminform"].form.errors
     assert not SenderName.objects.exists()
 
 
 def test_adding_a_duplicate_sender_is_a_form_error(admin_client, queue, workspace):
     response = admin_client.post(reverse("admin:senders_sendername_add"),
-                                 {"workspace": workspace.pk, "sender": "ZECKTA", "sender_type": "alphanumeric"})
+                                 {"workspace": workspace.pk, "name": "ZECKTA", "sender_type": "alphanumeric"})
     assert response.status_code == 200
     assert response.context["adminform"].form.errors
-    assert SenderName.objects.filter(sender="ZECKTA").count() == 1
+    assert SenderName.objects.filter(name="ZECKTA").count() == 1
 
 
 def test_approve_selected_approves_through_the_service(admin_client, changelist_url, queue):

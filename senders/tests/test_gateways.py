@@ -5,7 +5,6 @@ import socket
 
 import pytest
 
-from otp.tests.fake_gateway import Answer, FakeGateway
 from senders.gateways import (
     GatewayResult,
     OutgoingSms,
@@ -18,8 +17,9 @@ from senders.gateways.console import ConsoleGateway
 from senders.gateways.file import FileGateway
 from senders.gateways.http import HttpGateway
 from senders.gateways.locmem import LocmemGateway
+from senders.tests.fake_gateway import Answer, FakeGateway
 
-SMS = OutgoingSms(to="+233202007745", sender="ZECKTA", text="Your code is 482913", reference="ref-1")
+SMS = OutgoingSms(to="+233202007745", src="ZECKTA", text="Your code is 482913", reference="ref-1")
 
 
 @pytest.fixture

@@ -1,49 +1,15 @@
 """Operator commands for workspaces, keys and balances: the result on the last stdout line, one-line errors."""
 
 import hashlib
-import os
-import subprocess
-import sys
-from io import StringIO
 
 import pytest
-from django.conf import settings
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 
 from workspaces.billing import balance_credit
 from workspaces.models import ApiKey, LedgerEntry, Workspace
 from workspaces.tests.factories import WorkspaceFactory, issue_key
-
-
-def run(*args: str) -> list[str]:
-    """Runs a command in-process and returns its stdout lines."""
-    stdout, stderr = StringIO(), StringIO()
-    call_command(*args, stdout=stdout, stderr=stderr)
-    return stdout.getvalue().splitlines()
-
-
-def manage(*args: str) -> subprocess.CompletedProcess:
-    """Runs `manage.py` as operators do, against the test database."""
-    db = settings.DATABASES["default"]
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "zeckta.settings_test",
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-    }
-    return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=settings.BASE_DIR, env=env, capture_output=True, text=True,
-        timeout=60,
-    )
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, fragment: str) -> None:
-    assert result.returncode != 0
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("CommandError: ")
-    assert fragment in lines[0]
-    assert "Traceback" not in result.stderr
-
+from zeckta.testing import assert_one_line_error, manage
+from zeckta.testing import run_command as run
 
 # --- create_workspace --------------------------------------------------------------------------
 

@@ -5,13 +5,9 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 
 from zeckta.api.context import request_id_var
-from zeckta.api.errors import (
-    DATABASE_UNAVAILABLE_ERRORS,
-    INTERNAL_ERROR_MESSAGE,
-    DatabaseUnavailable,
-    log_database_unavailable,
-)
+from zeckta.api.errors import DATABASE_UNAVAILABLE_ERRORS, INTERNAL_ERROR_MESSAGE, log_database_unavailable
 from zeckta.api.responses import json_error_response
+from zeckta.errors import DatabaseUnavailable
 
 logger = logging.getLogger("zeckta.api")
 

@@ -1,6 +1,5 @@
 """OpenAPI pieces for drf-spectacular: the envelope around every answer, and the Bearer scheme."""
 
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
@@ -63,16 +62,3 @@ def error_responses(*statuses: int, overrides: dict[int, OpenApiResponse] | None
 def example(name: str, value: dict, *, status: int = 200, request: bool = False) -> OpenApiExample:
     return OpenApiExample(name, value=value, status_codes=[str(status)], request_only=request,
                           response_only=not request)
-
-
-class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
-    target_class = "workspaces.authentication.ApiKeyAuthentication"
-    name = "ApiKey"
-
-    def get_security_definition(self, auto_schema):
-        return {
-            "type": "http",
-            "scheme": "bearer",
-            "bearerFormat": "zk_live_<random>",
-            "description": "A workspace API key: `Authorization: Bearer zk_live_...`. Never in the URL.",
-        }

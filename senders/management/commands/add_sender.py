@@ -1,9 +1,9 @@
 from argparse import ArgumentParser
 
 from senders.models import SenderName
-from senders.services import SenderError, sender_create
-from workspaces.management.base import OperatorCommand
-from workspaces.services import WorkspaceError, workspace_get_by_slug
+from senders.services import sender_name_create
+from workspaces.selectors import workspace_get_by_slug
+from zeckta.commands import OperatorCommand
 
 
 class Command(OperatorCommand):
@@ -20,13 +20,10 @@ class Command(OperatorCommand):
         parser.add_argument("--approve", action="store_true", help="Approve it at once.")
 
     def handle(self, *args, **options) -> None:
-        try:
-            workspace = workspace_get_by_slug(options["slug"])
-            sender_name = sender_create(
-                workspace=workspace, sender=options["sender"], sender_type=options["sender_type"],
-                approve=options["approve"], actor="command:add_sender",
-            )
-        except (WorkspaceError, SenderError) as exc:
-            raise self.fail(exc)
-        self.stdout.write(f"Sender {sender_name.sender!r} for {workspace.slug}: {sender_name.status}.")
+        workspace = workspace_get_by_slug(options["slug"])
+        sender_name = sender_name_create(
+            workspace=workspace, name=options["sender"], sender_type=options["sender_type"],
+            approve=options["approve"], actor="command:add_sender",
+        )
+        self.stdout.write(f"Sender {sender_name.name!r} for {workspace.slug}: {sender_name.status}.")
         self.result(sender_name.public_id)

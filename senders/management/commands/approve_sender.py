@@ -1,7 +1,8 @@
 from argparse import ArgumentParser
 
-from senders.services import SenderError, sender_approve, sender_get
-from workspaces.management.base import OperatorCommand
+from senders.selectors import sender_name_get_by_id
+from senders.services import sender_name_approve
+from zeckta.commands import OperatorCommand
 
 
 class Command(OperatorCommand):
@@ -11,10 +12,7 @@ class Command(OperatorCommand):
         parser.add_argument("sender_name_id")
 
     def handle(self, *args, **options) -> None:
-        try:
-            sender_name = sender_approve(
-                sender_name=sender_get(public_id=options["sender_name_id"]), actor="command:approve_sender"
-            )
-        except SenderError as exc:
-            raise self.fail(exc)
+        sender_name = sender_name_approve(
+            sender_name=sender_name_get_by_id(options["sender_name_id"]), actor="command:approve_sender"
+        )
         self.result(sender_name.status)

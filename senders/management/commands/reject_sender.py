@@ -1,7 +1,8 @@
 from argparse import ArgumentParser
 
-from senders.services import SenderError, sender_get, sender_reject
-from workspaces.management.base import OperatorCommand
+from senders.selectors import sender_name_get_by_id
+from senders.services import sender_name_reject
+from zeckta.commands import OperatorCommand
 
 
 class Command(OperatorCommand):
@@ -12,9 +13,6 @@ class Command(OperatorCommand):
         parser.add_argument("--reason", required=True, help="Why: kept on the sender name.")
 
     def handle(self, *args, **options) -> None:
-        try:
-            sender_name = sender_reject(sender_name=sender_get(public_id=options["sender_name_id"]),
-                                        reason=options["reason"], actor="command:reject_sender")
-        except SenderError as exc:
-            raise self.fail(exc)
+        sender_name = sender_name_reject(sender_name=sender_name_get_by_id(options["sender_name_id"]),
+                                    reason=options["reason"], actor="command:reject_sender")
         self.result(sender_name.status)

@@ -1,7 +1,7 @@
 from argparse import ArgumentParser
 
-from workspaces.management.base import OperatorCommand
-from workspaces.services import WorkspaceError, workspace_create
+from workspaces.services import workspace_create
+from zeckta.commands import OperatorCommand
 
 
 class Command(OperatorCommand):
@@ -22,20 +22,17 @@ class Command(OperatorCommand):
         parser.add_argument("--countries", metavar="GH,NG", help="Allowed destination countries (ISO alpha-2).")
 
     def handle(self, *args, **options) -> None:
-        try:
-            workspace = workspace_create(
-                name=options["name"],
-                slug=options["slug"],
-                otp_reuse_enabled=not options["no_otp_reuse"],
-                otp_validity_seconds=options["otp_validity"],
-                otp_max_attempts=options["otp_attempts"],
-                otp_code_length=options["otp_length"],
-                prepaid_units=options["prepaid"],
-                countries=options["countries"],
-                actor="command:create_workspace",
-            )
-        except WorkspaceError as exc:
-            raise self.fail(exc)
+        workspace = workspace_create(
+            name=options["name"],
+            slug=options["slug"],
+            otp_reuse_enabled=not options["no_otp_reuse"],
+            otp_validity_seconds=options["otp_validity"],
+            otp_max_attempts=options["otp_attempts"],
+            otp_code_length=options["otp_length"],
+            prepaid_units=options["prepaid"],
+            countries=options["countries"],
+            actor="command:create_workspace",
+        )
         billing = f"prepaid, balance {workspace.balance_units}" if workspace.is_prepaid else "postpaid"
         self.stdout.write(f"Created workspace {workspace.name!r} ({billing}).")
         self.result(workspace.slug)

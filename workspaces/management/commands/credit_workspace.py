@@ -1,8 +1,8 @@
 from argparse import ArgumentParser
 
 from workspaces.billing import balance_credit
-from workspaces.management.base import OperatorCommand
-from workspaces.services import WorkspaceError, workspace_get_by_slug
+from workspaces.selectors import workspace_get_by_slug
+from zeckta.commands import OperatorCommand
 
 
 class Command(OperatorCommand):
@@ -16,10 +16,7 @@ class Command(OperatorCommand):
         units = options["units"]
         if units <= 0:
             raise self.fail(f"units must be a positive integer, not {units}")
-        try:
-            workspace = workspace_get_by_slug(options["slug"])
-        except WorkspaceError as exc:
-            raise self.fail(exc)
+        workspace = workspace_get_by_slug(options["slug"])
         # A postpaid workspace is never refused and never debited: a credit would be a number nobody reads.
         if not workspace.is_prepaid:
             raise self.fail(f"workspace {workspace.slug!r} is postpaid: it has no balance to credit")

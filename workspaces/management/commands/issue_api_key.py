@@ -1,7 +1,10 @@
 from argparse import ArgumentParser
 
-from workspaces.management.base import OperatorCommand
-from workspaces.services import WorkspaceError, api_key_issue, workspace_get_by_slug
+from django.conf import settings
+
+from workspaces.selectors import workspace_get_by_slug
+from workspaces.services import api_key_issue
+from zeckta.commands import OperatorCommand
 
 
 class Command(OperatorCommand):
@@ -10,18 +13,17 @@ class Command(OperatorCommand):
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("slug")
         parser.add_argument("--name", default="", metavar="LABEL")
-        parser.add_argument("--tps", type=int, default=10, metavar="N", help="Requests per second (default 10).")
+        parser.add_argument(
+            "--tps", type=int, metavar="N", help=f"Requests per second (default {settings.API_KEY_DEFAULT_TPS})."
+        )
         parser.add_argument("--expires-in-days", type=int, metavar="N", help="Default: never expires.")
 
     def handle(self, *args, **options) -> None:
-        try:
-            workspace = workspace_get_by_slug(options["slug"])
-            issued = api_key_issue(
-                workspace=workspace, name=options["name"], tps=options["tps"],
-                expires_in_days=options["expires_in_days"], actor="command:issue_api_key",
-            )
-        except WorkspaceError as exc:
-            raise self.fail(exc)
+        workspace = workspace_get_by_slug(options["slug"])
+        issued = api_key_issue(
+            workspace=workspace, name=options["name"], tps=options["tps"],
+            expires_in_days=options["expires_in_days"], actor="command:issue_api_key",
+        )
         key = issued.api_key
         expiry = f"expires {key.expires_at:%Y-%m-%d %H:%M} UTC" if key.expires_at else "never expires"
         self.stdout.write(f"API key {key.prefix} for {workspace.slug} ({key.tps} tps, {expiry}).")

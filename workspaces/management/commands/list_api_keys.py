@@ -1,8 +1,8 @@
 from argparse import ArgumentParser
 from datetime import datetime
 
-from workspaces.management.base import OperatorCommand
-from workspaces.services import WorkspaceError, workspace_get_by_slug
+from workspaces.selectors import workspace_get_by_slug
+from zeckta.commands import OperatorCommand
 
 COLUMNS = ("prefix", "name", "tps", "created", "last used", "revoked")
 
@@ -18,10 +18,7 @@ class Command(OperatorCommand):
         parser.add_argument("slug")
 
     def handle(self, *args, **options) -> None:
-        try:
-            workspace = workspace_get_by_slug(options["slug"])
-        except WorkspaceError as exc:
-            raise self.fail(exc)
+        workspace = workspace_get_by_slug(options["slug"])
         rows = [COLUMNS] + [
             (key.prefix, key.name or "-", str(key.tps), _when(key.created_at), _when(key.last_used_at),
              _when(key.revoked_at))

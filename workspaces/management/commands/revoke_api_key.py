@@ -1,7 +1,7 @@
 from argparse import ArgumentParser
 
-from workspaces.management.base import OperatorCommand
-from workspaces.services import WorkspaceError, api_key_revoke
+from workspaces.services import api_key_revoke
+from zeckta.commands import OperatorCommand
 
 
 class Command(OperatorCommand):
@@ -11,8 +11,5 @@ class Command(OperatorCommand):
         parser.add_argument("prefix")
 
     def handle(self, *args, **options) -> None:
-        try:
-            api_key = api_key_revoke(prefix=options["prefix"], actor="command:revoke_api_key")
-        except WorkspaceError as exc:
-            raise self.fail(exc)
+        api_key = api_key_revoke(prefix=options["prefix"], actor="command:revoke_api_key")
         self.result(f"revoked {api_key.prefix}")

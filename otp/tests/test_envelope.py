@@ -6,9 +6,9 @@ import uuid
 import pytest
 from rest_framework.test import APIClient
 
-from conftest import DEST
 from otp.models import OtpSession
 from otp.tests.helpers import REQUEST_URL, VERIFY_URL
+from zeckta.testing import DEST
 
 pytestmark = pytest.mark.django_db
 

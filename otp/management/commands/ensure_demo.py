@@ -1,4 +1,7 @@
-"""`manage.py ensure_demo`: the demo workspace `make run` prints a working API key and curl for."""
+"""`manage.py ensure_demo`: the demo workspace `make run` prints a working API key and curl for.
+
+In `otp`, the top app: the demo spans workspaces, sender names and the OTP endpoints it prints.
+"""
 
 import json
 import shlex
@@ -8,9 +11,10 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from senders.models import SenderName
-from senders.services import SenderError, sender_approve, sender_create
+from senders.services import sender_name_approve, sender_name_create
 from workspaces.models import ApiKey, Workspace
-from workspaces.services import WorkspaceError, api_key_issue, api_key_revoke, workspace_create
+from workspaces.services import api_key_issue, api_key_revoke, workspace_create
+from zeckta.errors import ApplicationError
 
 DEMO_SLUG = "demo"
 DEMO_NAME = "Demo"
@@ -40,8 +44,8 @@ class Command(BaseCommand):
                 sender = _demo_sender(workspace)
                 revoked = [] if options["keep_old_keys"] else _revoke_demo_keys(workspace)
                 issued = api_key_issue(workspace=workspace, name=DEMO_KEY_NAME, actor=ACTOR)
-        except (WorkspaceError, SenderError) as exc:
-            raise CommandError(" ".join(str(exc).split())) from None
+        except ApplicationError as exc:
+            raise CommandError(" ".join(exc.message.split())) from None
         if not workspace.is_active:
             self.stderr.write(
                 "warning: the demo workspace is suspended; every call will get 403 until an admin reactivates it"
@@ -49,7 +53,7 @@ class Command(BaseCommand):
 
         base_url = options["base_url"].rstrip("/")
         auth = f"Authorization: Bearer {issued.raw_key}"
-        request_body = json.dumps({"dest": options["dest"], "src": sender.sender, "purpose": "LOGIN"})
+        request_body = json.dumps({"dest": options["dest"], "src": sender.name, "purpose": "LOGIN"})
         verify_body = json.dumps({"sessionId": "SESSION_ID", "code": "CODE"})
         request_curl = _curl("POST", f"{base_url}/v1/messaging/otp/request", auth, request_body)
         verify_curl = _curl("POST", f"{base_url}/v1/messaging/otp/verify", auth, verify_body)
@@ -57,7 +61,7 @@ class Command(BaseCommand):
 
         write = self.stdout.write
         write(
-            f"Demo workspace {workspace.slug!r}: sender {sender.sender} {sender.status}, "
+            f"Demo workspace {workspace.slug!r}: sender {sender.name} {sender.status}, "
             f"{len(revoked)} older demo key(s) revoked."
         )
         write("")
@@ -80,11 +84,11 @@ def _demo_workspace() -> Workspace:
 
 
 def _demo_sender(workspace: Workspace) -> SenderName:
-    sender = SenderName.objects.filter(workspace=workspace, sender=DEMO_SENDER).first()
+    sender = SenderName.objects.filter(workspace=workspace, name=DEMO_SENDER).first()
     if sender is None:
-        return sender_create(workspace=workspace, sender=DEMO_SENDER, approve=True, actor=ACTOR)
+        return sender_name_create(workspace=workspace, name=DEMO_SENDER, approve=True, actor=ACTOR)
     if sender.status != SenderName.Status.APPROVED:
-        sender = sender_approve(sender_name=sender, actor=ACTOR)
+        sender = sender_name_approve(sender_name=sender, actor=ACTOR)
     return sender
 
 

@@ -75,7 +75,7 @@ def test_keep_old_keys_leaves_earlier_demo_keys_live():
 @pytest.mark.django_db
 def test_it_approves_an_existing_pending_demo_sender():
     workspace = Workspace.objects.create(name="Demo", slug="demo")
-    SenderName.objects.create(workspace=workspace, sender="ZECKTA", status=SenderName.Status.PENDING)
+    SenderName.objects.create(workspace=workspace, name="ZECKTA", status=SenderName.Status.PENDING)
 
     run_ensure_demo()
 

@@ -5,11 +5,11 @@ import pytest
 import redis
 from django.conf import settings as django_settings
 
-from conftest import DEST, make_api
 from otp.models import OtpSession, SmsMessage
 from otp.tests.helpers import deliver_and_read_code, request_otp, session_url, verify
 from workspaces.ratelimit import check_rate
 from workspaces.tests.factories import issue_key
+from zeckta.testing import DEST, api_client
 
 pytestmark = pytest.mark.django_db
 
@@ -25,7 +25,7 @@ def burst(api, count: int) -> list:
 
 
 def test_every_authenticated_response_carries_the_rate_headers(workspace, sender):
-    api = make_api(issue_key(workspace, tps=5)[1])
+    api = api_client(issue_key(workspace, tps=5)[1])
     at_the_start_of_a_second()
     ok = request_otp(api, DEST)
     error = api.post("/v1/messaging/otp/verify", {}, format="json")
@@ -37,7 +37,7 @@ def test_every_authenticated_response_carries_the_rate_headers(workspace, sender
 
 
 def test_the_nth_call_passes_and_the_next_is_refused_until_the_window_reopens(workspace, sender):
-    api = make_api(issue_key(workspace, tps=3)[1])
+    api = api_client(issue_key(workspace, tps=3)[1])
     responses = burst(api, 4)
 
     assert [r.status_code for r in responses] == [404, 404, 404, 429]
@@ -50,7 +50,7 @@ def test_the_nth_call_passes_and_the_next_is_refused_until_the_window_reopens(wo
 
 def test_a_key_that_keeps_hammering_gets_a_growing_cool_down(workspace, sender):
     api_key, raw = issue_key(workspace, tps=1)
-    api = make_api(raw)
+    api = api_client(raw)
     responses = burst(api, 5)  # 1 allowed, then 3 refusals start a cool-down
     assert [r.status_code for r in responses] == [404, 429, 429, 429, 429]
     first_cooldown = int(responses[3]["Retry-After"])
@@ -87,8 +87,8 @@ def test_the_limit_holds_under_concurrency_and_counters_always_expire(workspace)
 
 
 def test_each_key_has_its_own_rate(workspace, sender):
-    first = make_api(issue_key(workspace, tps=1)[1])
-    second = make_api(issue_key(workspace, tps=1)[1])
+    first = api_client(issue_key(workspace, tps=1)[1])
+    second = api_client(issue_key(workspace, tps=1)[1])
     at_the_start_of_a_second()
     assert request_otp(first, DEST).status_code == 200
     assert request_otp(second, "+233244123456").status_code == 200

@@ -4,12 +4,12 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from conftest import DEST
 from otp.models import OtpSession
 from otp.tests.helpers import REQUEST_URL
 from workspaces.models import ApiKey
 from workspaces.services import api_key_revoke
 from workspaces.tests.factories import issue_key
+from zeckta.testing import DEST
 
 pytestmark = pytest.mark.django_db
 

@@ -1,6 +1,10 @@
 """The shared shape of operator commands: the result on the last stdout line, errors on one stderr line."""
 
+from typing import Any
+
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from zeckta.errors import ApplicationError
 
 
 class OneLineCommandParser(CommandParser):
@@ -21,6 +25,13 @@ class OperatorCommand(BaseCommand):
         # BaseCommand builds a plain CommandParser; this subclass only changes how errors are printed.
         parser.__class__ = OneLineCommandParser
         return parser
+
+    def execute(self, *args: Any, **options: Any) -> str | None:
+        # The services' errors are the API's errors: here each is its message on one line.
+        try:
+            return super().execute(*args, **options)
+        except ApplicationError as exc:
+            raise self.fail(exc.message) from None
 
     def fail(self, error: Exception | str) -> CommandError:
         """A CommandError whose message is one line whatever the service said."""

@@ -1,0 +1,12 @@
+from django.apps import AppConfig
+
+
+class OtpConfig(AppConfig):
+    name = "otp"
+    verbose_name = "OTP"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Registers the Celery tasks in every process, the web ones included: `otp.delivery` publishes
+        # them by name (it cannot import `otp.tasks`, which imports it).
+        import otp.tasks  # noqa: F401

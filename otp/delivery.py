@@ -1,0 +1,189 @@
+"""Delivering OTP SMS from the outbox: publish, claim, send through the gateway, settle, requeue, purge.
+
+The request path only calls `sms_enqueue_on_commit`; workers run `sms_deliver` (through `otp.tasks`) and
+the beat runs `sms_requeue_stale` and `otp_sessions_purge`.
+"""
+
+import logging
+from datetime import datetime, timedelta
+from functools import partial
+
+from cryptography.fernet import InvalidToken
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q, QuerySet
+from django.utils import timezone
+
+from otp.crypto import decrypt_text
+from otp.models import OtpSession, SmsMessage
+from senders.gateways import OutgoingSms, PermanentGatewayError, TransientGatewayError, get_gateway
+from workspaces.billing import balance_credit
+from workspaces.models import LedgerEntry
+from zeckta.celery import app as celery_app
+
+logger = logging.getLogger(__name__)
+
+SmsStatus = SmsMessage.Status
+SessionStatus = OtpSession.Status
+
+# The registered names of the tasks in `otp.tasks`. They are what the broker and the beat schedule hold,
+# so they stay the same when a Python name changes: a task queued before a deploy still runs after it.
+SMS_DELIVER_TASK = "otp.tasks.send_sms"
+SMS_REQUEUE_STALE_TASK = "otp.tasks.requeue_stale_sms"
+OTP_SESSIONS_PURGE_TASK = "otp.tasks.purge_old_sessions"
+
+
+def sms_enqueue_on_commit(*, message_id: int, expires_at: datetime) -> None:
+    """The request path's only way to publish: never before commit (a worker would find no row), never raises."""
+    transaction.on_commit(partial(sms_enqueue, message_id=message_id, expires_at=expires_at))
+
+
+def sms_enqueue(*, message_id: int, expires_at: datetime) -> None:
+    """Publishes the send task now; never raises. A lost publish is picked up by the outbox sweeper."""
+    try:
+        # By name: `otp.tasks` imports this module (OtpConfig.ready registers it in every process).
+        # `expires`: a task still waiting in the queue when its OTP dies is dropped by the worker.
+        celery_app.tasks[SMS_DELIVER_TASK].apply_async(args=[message_id], expires=expires_at)
+    except Exception:
+        logger.warning("could not publish SMS task for message %s; the outbox sweeper will retry", message_id,
+                       exc_info=True)
+
+
+class SmsRetryLater(Exception):
+    """The gateway failed transiently and attempts remain: the task retries with backoff."""
+
+    def __init__(self, countdown: float) -> None:
+        super().__init__(f"retry in {countdown:.1f}s")
+        self.countdown = countdown
+
+
+def _retry_delay(attempts: int) -> float:
+    """Exponential backoff in seconds before the next gateway call (jitter is added by the task)."""
+    return min(settings.SMS_RETRY_BACKOFF_SECONDS * 2 ** max(attempts - 1, 0), settings.SMS_RETRY_BACKOFF_MAX_SECONDS)
+
+
+def sms_deliver(*, message_id: int) -> str:
+    """Sends one outbox row through the gateway, at most once at a time; returns the row's new status.
+
+    The row is claimed (`queued` -> `processing`, attempts + 1) by one conditional UPDATE before the
+    gateway call, and the outcome is recorded after it. A worker killed mid-send leaves `processing`:
+    the sweeper re-claims it once the lease ends and sends again with the same `reference`, which the
+    gateway uses to drop the duplicate.
+    """
+    now = timezone.now()
+    stale_claim = now - timedelta(seconds=settings.SMS_PROCESSING_LEASE_SECONDS)
+    # The session condition is a subquery on session_id, not a join: with a join Django writes
+    # `WHERE id IN (SELECT ... status = 'queued')`, and a second worker blocked on this row's lock would
+    # re-check only `id IN (...)` against its old snapshot and claim a row already sent (double SMS).
+    # Here the status, lease and attempts are conditions on the updated row itself, which PostgreSQL
+    # re-evaluates against the committed version after the lock is released.
+    live_sessions = OtpSession.objects.filter(status=SessionStatus.PENDING, expires_at__gt=now).values("pk")
+    claimed = (
+        SmsMessage.objects.filter(pk=message_id, attempts__lt=settings.SMS_MAX_SEND_ATTEMPTS)
+        .filter(Q(status=SmsStatus.QUEUED) | Q(status=SmsStatus.PROCESSING, claimed_at__lt=stale_claim))
+        .filter(session_id__in=live_sessions)
+        .update(status=SmsStatus.PROCESSING, claimed_at=now, attempts=F("attempts") + 1, updated_at=now)
+    )
+    message = SmsMessage.objects.select_related("session", "workspace").filter(pk=message_id).first()
+    if message is None:
+        return "missing"
+    if not claimed:
+        return _settle_unclaimable(message, now=now, stale_claim=stale_claim)
+
+    mine = SmsMessage.objects.filter(pk=message.pk, status=SmsStatus.PROCESSING, claimed_at=now)
+    try:
+        text = decrypt_text(message.encrypted_text)
+    except InvalidToken:
+        # The encryption key changed since the request: no retry can ever read this text. Without this
+        # the row would sit `processing` and be re-claimed once per lease until its attempts ran out.
+        _finish(mine, message, SmsStatus.FAILED, error="the SMS text cannot be decrypted with the current key")
+        logger.error("SMS %s cannot be decrypted (SMS_ENCRYPTION_KEY changed?); not sent", message.public_id)
+        return SmsStatus.FAILED
+    outgoing = OutgoingSms(to=message.to, src=message.src, text=text, reference=str(message.public_id))
+    try:
+        result = get_gateway().send(outgoing)
+    except PermanentGatewayError as exc:
+        _finish(mine, message, SmsStatus.FAILED, error=str(exc))
+        logger.warning("SMS %s failed permanently: %s", message.public_id, exc)
+        return SmsStatus.FAILED
+    except TransientGatewayError as exc:
+        if message.attempts >= settings.SMS_MAX_SEND_ATTEMPTS:
+            _finish(mine, message, SmsStatus.FAILED, error=f"gave up after {message.attempts} attempts: {exc}")
+            logger.warning("SMS %s failed after %s attempts: %s", message.public_id, message.attempts, exc)
+            return SmsStatus.FAILED
+        delay = _retry_delay(message.attempts)
+        mine.update(
+            status=SmsStatus.QUEUED, claimed_at=None, last_error=str(exc)[:500],
+            next_attempt_at=timezone.now() + timedelta(seconds=delay), updated_at=timezone.now(),
+        )
+        logger.info("SMS %s attempt %s failed (%s); retrying", message.public_id, message.attempts, exc)
+        raise SmsRetryLater(delay) from None
+    mine.update(
+        status=SmsStatus.SENT, provider_message_id=result.provider_message_id[:200], encrypted_text=None,
+        last_error="", finished_at=timezone.now(), updated_at=timezone.now(),
+    )
+    logger.info("SMS %s sent to the gateway (attempt %s)", message.public_id, message.attempts)
+    return SmsStatus.SENT
+
+
+def _settle_unclaimable(message: SmsMessage, *, now: datetime, stale_claim: datetime) -> str:
+    """Why a row could not be claimed; ends rows that can never be sent (dead OTP, no attempts left)."""
+    claimable_state = message.status == SmsStatus.QUEUED or (
+        message.status == SmsStatus.PROCESSING and message.claimed_at is not None and message.claimed_at < stale_claim
+    )
+    if not claimable_state:
+        return message.status  # done already, or another worker holds a live claim
+    row = SmsMessage.objects.filter(pk=message.pk, status=message.status, claimed_at=message.claimed_at)
+    session = message.session
+    if session.status != SessionStatus.PENDING or session.expires_at <= now:
+        _finish(row, message, SmsStatus.EXPIRED, error="the OTP was no longer valid; nothing was sent")
+        return SmsStatus.EXPIRED
+    if message.attempts >= settings.SMS_MAX_SEND_ATTEMPTS:
+        _finish(row, message, SmsStatus.FAILED, error=f"gave up after {message.attempts} attempts")
+        return SmsStatus.FAILED
+    # Claimable after all: another worker's claim ended (a retry put it back in the queue) between our
+    # UPDATE and this read. Its own retry sends it; failing it here would drop a good message.
+    return message.status
+
+
+def _finish(row: QuerySet[SmsMessage], message: SmsMessage, status: str, *, error: str) -> None:
+    """Ends delivery: wipes the encrypted text and refunds a prepaid workspace for an SMS never sent."""
+    now = timezone.now()
+    with transaction.atomic():
+        if not row.update(status=status, encrypted_text=None, last_error=error[:500], finished_at=now,
+                          updated_at=now):
+            return  # someone else settled it first
+        workspace = message.workspace
+        if workspace.is_prepaid and status in (SmsStatus.FAILED, SmsStatus.EXPIRED):
+            balance_credit(workspace=workspace, units=message.units, reason=LedgerEntry.Reason.REFUND,
+                           actor="delivery", reference=str(message.public_id))
+
+
+def sms_requeue_stale(*, limit: int = 500) -> int:
+    """Enqueues outbox rows that were never picked up (broker down at request time, lost publish) or
+    whose worker died mid-send; returns how many were enqueued."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.SMS_STALE_AFTER_SECONDS)
+    lease_over = now - timedelta(seconds=settings.SMS_PROCESSING_LEASE_SECONDS)
+    rows = list(
+        SmsMessage.objects.filter(
+            Q(status=SmsStatus.QUEUED, next_attempt_at__lt=stale)
+            | Q(status=SmsStatus.PROCESSING, claimed_at__lt=lease_over)
+        )
+        .order_by("next_attempt_at")
+        .values_list("pk", "session__expires_at")[:limit]
+    )
+    if rows:
+        # Not due again until another stale period passes, so one outage does not flood the queue.
+        SmsMessage.objects.filter(pk__in=[pk for pk, _ in rows], status=SmsStatus.QUEUED).update(next_attempt_at=now)
+    for pk, expires_at in rows:
+        sms_enqueue(message_id=pk, expires_at=max(expires_at, now + timedelta(seconds=30)))
+    return len(rows)
+
+
+def otp_sessions_purge(*, older_than_days: int | None = None) -> int:
+    """Deletes sessions (and, by cascade, their SMS rows) past their retention; returns how many rows went."""
+    days = older_than_days if older_than_days is not None else settings.OTP_SESSION_RETENTION_DAYS
+    cutoff = timezone.now() - timedelta(days=days)
+    deleted, _ = OtpSession.objects.filter(created_at__lt=cutoff).delete()
+    return deleted

@@ -1,0 +1,41 @@
+"""What a Zeckta API key looks like. The raw key is shown once; only `key_digest()` of it is stored.
+
+The twin of `otp.crypto`, which owns the OTP code's format: every module that makes, stores, looks up or
+audits a key takes its shape from here.
+"""
+
+import hashlib
+import secrets
+
+PREFIX = "zk_live_"
+SECRET_BYTES = 32  # 256 random bits, base64url-encoded to 43 characters
+# Characters of the secret kept after PREFIX in ApiKey.prefix: shown in lists and used to find the key
+# (8 base64url characters: 48 bits, so a collision at issue is drawn again, never served).
+LOOKUP_CHARS = 8
+DISPLAY_PREFIX_LENGTH = len(PREFIX) + LOOKUP_CHARS
+# Longer input is refused before hashing: no real key comes near it (characters).
+MAX_LENGTH = 100
+
+
+def key_generate() -> str:
+    return PREFIX + secrets.token_urlsafe(SECRET_BYTES)
+
+
+def key_digest(raw_key: str) -> str:
+    # A key carries 256 random bits, so a fast hash is enough; a password hasher would cost ~250 ms.
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+def key_prefix(raw_key: str) -> str:
+    """The display and lookup prefix of a raw key: PREFIX plus the first LOOKUP_CHARS of its secret."""
+    return raw_key[:DISPLAY_PREFIX_LENGTH]
+
+
+def looks_like_raw_key(value: str) -> bool:
+    """True for anything shaped like a raw key (longer than a display prefix): such text is never stored."""
+    return value.startswith(PREFIX) and len(value) > DISPLAY_PREFIX_LENGTH
+
+
+def could_be_key(value: str) -> bool:
+    """Cheap checks before any lookup: the prefix, and a length no real key exceeds."""
+    return value.startswith(PREFIX) and len(value) <= MAX_LENGTH

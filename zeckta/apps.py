@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+
+
+class ZecktaConfig(AppConfig):
+    """The project as an app of its own: its system checks register here. It has no models."""
+
+    name = "zeckta"
+
+    def ready(self) -> None:
+        import zeckta.checks  # noqa: F401  (deployment checks)

@@ -1,0 +1,83 @@
+"""The text of an OTP SMS: template validation, literal rendering and GSM 03.38 / UCS-2 segment counting.
+
+Here, at the bottom of the layers, because both the workspace policy (its default template, checked in
+the admin) and the OTP request (a client's template, the rendered SMS and its cost) need it.
+
+A template is never handed to a template engine or to str.format: placeholders are replaced as
+plain text, so a template can neither read attributes nor evaluate anything.
+"""
+
+import re
+from dataclasses import dataclass
+
+CODE_PLACEHOLDER = "<OTP>"
+MINUTES_PLACEHOLDER = "<MINUTES>"
+KNOWN_PLACEHOLDERS = frozenset({CODE_PLACEHOLDER, MINUTES_PLACEHOLDER})
+TEMPLATE_MAX_CHARS = 160
+_PLACEHOLDER_RE = re.compile(r"<[A-Z][A-Z0-9_]*>")
+# Control characters other than a line feed have no place in an SMS and can hide text.
+_CONTROL_RE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+
+
+def template_errors(template: str) -> list[str]:
+    """Every problem with a client or workspace template; empty when it is usable."""
+    problems = []
+    if len(template) > TEMPLATE_MAX_CHARS:
+        problems.append(f"Ensure this field has no more than {TEMPLATE_MAX_CHARS} characters.")
+    count = template.count(CODE_PLACEHOLDER)
+    if count != 1:
+        problems.append(f"The template must contain the placeholder {CODE_PLACEHOLDER} exactly once (found {count}).")
+    unknown = sorted({p for p in _PLACEHOLDER_RE.findall(template) if p not in KNOWN_PLACEHOLDERS})
+    if unknown:
+        problems.append(f"Unknown placeholder(s): {', '.join(unknown)}. Only <OTP> and <MINUTES> are allowed.")
+    if _CONTROL_RE.search(template):
+        problems.append("The template must not contain control characters.")
+    return problems
+
+
+def render(template: str, *, code: str, validity_seconds: int) -> str:
+    # <MINUTES> first: a code is digits only, so it can never form a placeholder afterwards.
+    minutes = str(validity_seconds // 60)
+    return template.replace(MINUTES_PLACEHOLDER, minutes).replace(CODE_PLACEHOLDER, code)
+
+
+# --- Segments (GSM 03.38 / UCS-2) ---------------------------------------------------------------
+
+GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+# The extension table: each costs two septets (an escape, then the character).
+GSM7_EXTENSION = frozenset("\f^{}\\[~]|€")
+
+GSM7_SINGLE, GSM7_CONCAT = 160, 153  # septets in one SMS / in each part of a longer one
+UCS2_SINGLE, UCS2_CONCAT = 70, 67  # UTF-16 code units likewise
+
+
+@dataclass(frozen=True)
+class SegmentInfo:
+    encoding: str  # "GSM-7" or "UCS-2"
+    segments: int
+
+
+def _pack(costs: list[int], single: int, concat: int) -> int:
+    """Parts needed when a character (of `cost` units) is never split across two parts."""
+    total = sum(costs)
+    if total <= single:
+        return 1
+    parts, used = 1, 0
+    for cost in costs:
+        if used + cost > concat:
+            parts, used = parts + 1, 0
+        used += cost
+    return parts
+
+
+def count_segments(text: str) -> SegmentInfo:
+    if all(ch in GSM7_BASIC or ch in GSM7_EXTENSION for ch in text):
+        costs = [2 if ch in GSM7_EXTENSION else 1 for ch in text]
+        return SegmentInfo("GSM-7", max(_pack(costs, GSM7_SINGLE, GSM7_CONCAT), 1))
+    # Characters outside the BMP take a surrogate pair: two UTF-16 code units.
+    costs = [2 if ord(ch) > 0xFFFF else 1 for ch in text]
+    return SegmentInfo("UCS-2", max(_pack(costs, UCS2_SINGLE, UCS2_CONCAT), 1))
+
