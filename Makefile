@@ -10,7 +10,7 @@ INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run serve migrate demo worker test fuzz lint audit format bench
+.PHONY: help venv run serve migrate demo worker test fuzz lint typecheck audit format bench
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-9s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -57,9 +57,14 @@ fuzz: $(INSTALLED) ## Fuzz the API from its OpenAPI document and the OTP state m
 	FUZZ_MAX_EXAMPLES=$(FUZZ_MAX_EXAMPLES) FUZZ_RANDOM=1 $(VENV)/bin/pytest -q --create-db -p no:cacheprovider \
 		otp/tests/test_fuzz.py otp/tests/test_state_machine.py $(PYTEST_ARGS)
 
-lint: $(INSTALLED) ## ruff check, then the dependency audit
+lint: $(INSTALLED) ## ruff check, mypy (as typecheck), then the dependency audit
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(PY) scripts/audit_dependencies.py
+
+# mypy reads mypy.ini: the files, the django-stubs and DRF plugins and the settings they load.
+typecheck: $(INSTALLED) ## mypy over the four apps
+	$(VENV)/bin/mypy
 
 audit: $(INSTALLED) ## pip-audit over the installed requirements (says so when no vulnerability database is reachable)
 	$(PY) scripts/audit_dependencies.py

@@ -43,8 +43,8 @@ class OtpSessionAdmin(ReadOnlyAdmin):
     search_help_text = "A phone number (or part of one), or a session id."
     date_hierarchy = "created_at"
     # code_digest is deliberately in no list: not even its HMAC is shown.
-    fields = ["public_id", "workspace", "sender_name", "dest", "country", "src", "purpose", "status", "attempts_used",
-              "max_attempts", "created_at", "expires_at", "verified_at", "sms_link"]
+    fields = ("public_id", "workspace", "sender_name", "dest", "country", "src", "purpose", "status", "attempts_used",
+              "max_attempts", "created_at", "expires_at", "verified_at", "sms_link")
     readonly_fields = fields
     exclude = ["code_digest"]
 
@@ -71,9 +71,9 @@ class SmsMessageAdmin(ReadOnlyAdmin):
     search_help_text = "A phone number (or part of one), a reference id or a session id."
     date_hierarchy = "created_at"
     # encrypted_text (the SMS, with its code) is deliberately in no list.
-    fields = ["reference_id", "session_id_display", "workspace", "to", "src", "status", "encoding", "segments",
+    fields = ("reference_id", "session_id_display", "workspace", "to", "src", "status", "encoding", "segments",
               "units", "attempts", "provider_message_id", "last_error", "next_attempt_at", "claimed_at",
-              "created_at", "updated_at", "finished_at"]
+              "created_at", "updated_at", "finished_at")
     readonly_fields = fields
     exclude = ["encrypted_text"]
 

@@ -45,5 +45,5 @@ def encrypt_text(text: str) -> bytes:
     return _current_fernet().encrypt(text.encode())
 
 
-def decrypt_text(token: bytes) -> str:
+def decrypt_text(token: bytes | memoryview) -> str:
     return _current_fernet().decrypt(bytes(token)).decode()

@@ -91,6 +91,9 @@ def sms_deliver(*, message_id: int) -> str:
         return _settle_unclaimable(message, now=now, stale_claim=stale_claim)
 
     mine = SmsMessage.objects.filter(pk=message.pk, status=SmsStatus.PROCESSING, claimed_at=now)
+    if message.encrypted_text is None:
+        # Only settling a row wipes its text, and a settled row cannot be claimed: this is a bug, not a retry.
+        raise RuntimeError(f"SMS {message.public_id} was claimed without its text")
     try:
         text = decrypt_text(message.encrypted_text)
     except InvalidToken:

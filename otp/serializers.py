@@ -52,7 +52,8 @@ class SecondsUntilField(serializers.IntegerField):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(min_value=0, **kwargs)
 
-    def to_representation(self, value: datetime) -> int:
+    # IntegerField's stub expects an int in; this field reads a datetime and writes the int.
+    def to_representation(self, value: datetime) -> int:  # type: ignore[override]
         return max(math.ceil((value - self.context["now"]).total_seconds()), 0)
 
 

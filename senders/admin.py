@@ -19,7 +19,8 @@ class SenderNameAddForm(forms.ModelForm):
         fields = ["workspace", "name", "sender_type", "purpose", "country_code"]
 
     def clean(self) -> dict:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data  # the dict ModelForm.clean returns; its stub allows None
         name, sender_type = cleaned.get("name"), cleaned.get("sender_type")
         if name and sender_type:
             problem = sender_name_problem(name, sender_type)
@@ -45,16 +46,16 @@ class SenderNameAdmin(admin.ModelAdmin):
     list_filter = ["status", "sender_type", "workspace"]
     list_select_related = ["workspace"]
     search_fields = ["name", "workspace__slug"]
-    fields = ["public_id", "workspace", "name", "sender_type", "purpose", "country_code", "status",
-              "status_reason", "submitted_at", "approved_at", "updated_at"]
+    fields = ("public_id", "workspace", "name", "sender_type", "purpose", "country_code", "status",
+              "status_reason", "submitted_at", "approved_at", "updated_at")
     # Status changes only through the approve/reject actions; the name itself never changes once submitted.
     readonly_fields = ["public_id", "workspace", "name", "sender_type", "status", "status_reason", "submitted_at",
                        "approved_at", "updated_at"]
     actions = ["approve_selected", "reject_selected"]
 
-    def get_fields(self, request: HttpRequest, obj: SenderName | None = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: SenderName | None = None) -> tuple[str, ...]:
         if obj is None:
-            return ["workspace", "name", "sender_type", "purpose", "country_code", "approve"]
+            return ("workspace", "name", "sender_type", "purpose", "country_code", "approve")
         return self.fields
 
     def get_readonly_fields(self, request: HttpRequest, obj: SenderName | None = None) -> list[str]:

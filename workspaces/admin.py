@@ -51,7 +51,7 @@ class WorkspaceAdminForm(forms.ModelForm):
 
 class ApiKeyInline(admin.TabularInline):
     model = ApiKey
-    fields = ["prefix", "name", "tps", "created_at", "last_used_at", "revoked_at", "expires_at"]
+    fields = ("prefix", "name", "tps", "created_at", "last_used_at", "revoked_at", "expires_at")
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -166,16 +166,16 @@ class ApiKeyAdmin(admin.ModelAdmin):
     # The digest is in no field list, form or column.
     exclude = ["digest"]
     readonly_fields = ["public_id", "prefix", "workspace", "created_at", "last_used_at", "revoked_at"]
-    fields = ["public_id", "prefix", "workspace", "name", "tps", "expires_at", "created_at", "last_used_at",
-              "revoked_at"]
+    fields = ("public_id", "prefix", "workspace", "name", "tps", "expires_at", "created_at", "last_used_at",
+              "revoked_at")
     actions = ["revoke_selected"]
 
     @admin.display(boolean=True, description="revoked", ordering="revoked_at")
     def revoked(self, obj: ApiKey) -> bool:
         return obj.is_revoked
 
-    def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> list[str]:
-        return ["workspace", "name", "tps", "expires_in_days"] if obj is None else self.fields
+    def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> tuple[str, ...]:
+        return ("workspace", "name", "tps", "expires_in_days") if obj is None else self.fields
 
     def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> list[str]:
         return [] if obj is None else self.readonly_fields
@@ -206,7 +206,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
         obj._state.adding = False
         obj._state.db = issued.api_key._state.db
         # Handed to response_add on the request itself: it lives as long as this one response.
-        request._issued_raw_key = issued.raw_key
+        # HttpRequest declares no such attribute; it is ours, read back with getattr.
+        request._issued_raw_key = issued.raw_key  # type: ignore[attr-defined]
 
     def response_add(self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None) -> HttpResponse:
         raw_key = getattr(request, "_issued_raw_key", None)
@@ -239,7 +240,7 @@ class LedgerEntryAdmin(admin.ModelAdmin):
     list_filter = ["workspace", "reason"]
     list_select_related = ["workspace"]
     search_fields = ["reference", "actor", "workspace__slug"]
-    fields = ["workspace", "delta_units", "balance_after", "reason", "reference", "actor", "created_at"]
+    fields = ("workspace", "delta_units", "balance_after", "reason", "reference", "actor", "created_at")
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -259,7 +260,7 @@ class AuditEventAdmin(admin.ModelAdmin):
     list_display = ["created_at", "actor", "action", "workspace_slug", "target"]
     list_filter = ["action", "workspace"]
     search_fields = ["actor", "target", "workspace_slug"]
-    fields = ["created_at", "actor", "action", "workspace", "workspace_slug", "target", "detail"]
+    fields = ("created_at", "actor", "action", "workspace", "workspace_slug", "target", "detail")
     readonly_fields = fields
     show_full_result_count = False  # the trail only grows: no COUNT(*) over all of it on every page
 

@@ -50,6 +50,8 @@ def balance_credit(
     if units <= 0:
         raise ValueError("units to credit must be positive")
     balance = _apply_delta(workspace_id=workspace.pk, delta=units, require_funds=False)
+    if balance is None:  # a credit has no funds condition: only a deleted workspace updates no row
+        raise Workspace.DoesNotExist(f"workspace {workspace.pk} no longer exists")
     entry = LedgerEntry.objects.create(
         workspace=workspace, delta_units=units, balance_after=balance, reason=reason, actor=actor, reference=reference
     )

@@ -1,3 +1,5 @@
+from typing import cast
+
 from rest_framework.request import Request
 
 from workspaces.models import ApiKey, Workspace
@@ -11,7 +13,7 @@ class WorkspaceViewSet(ApiViewSet):
 
     @property
     def api_key(self) -> ApiKey:
-        return self.request.auth  # HasWorkspace has checked it is an ApiKey
+        return cast(ApiKey, self.request.auth)  # HasWorkspace has checked it is an ApiKey
 
     @property
     def workspace(self) -> Workspace:

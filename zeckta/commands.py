@@ -1,6 +1,6 @@
 """The shared shape of operator commands: the result on the last stdout line, errors on one stderr line."""
 
-from typing import Any
+from typing import Any, NoReturn
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -10,7 +10,7 @@ from zeckta.errors import ApplicationError
 class OneLineCommandParser(CommandParser):
     """Argument mistakes print one `CommandError: ...` line and exit 2, not argparse's usage block."""
 
-    def error(self, message: str) -> None:
+    def error(self, message: str) -> NoReturn:
         if self.called_from_command_line:
             self.exit(2, f"CommandError: {message} (see {self.prog} --help)\n")
         raise CommandError(f"Error: {message}")

@@ -5,6 +5,7 @@ SMS printed on the console. Outside DEBUG, SECRET_KEY, OTP_HASH_KEY and ALLOWED_
 """
 
 from pathlib import Path
+from typing import Any
 
 import environ
 
@@ -216,7 +217,7 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Logging: every line of a request carries its requestId ------------------------------------
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"request_id": {"()": "zeckta.api.logging.RequestIdFilter"}},

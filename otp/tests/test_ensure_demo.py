@@ -6,6 +6,7 @@ import pytest
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
+from otp.apis import MESSAGE_SENT
 from senders.models import SenderName
 from workspaces.models import ApiKey, Workspace
 
@@ -44,7 +45,7 @@ def test_it_creates_the_demo_workspace_an_approved_sender_and_a_working_key(sms_
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
     response = client.post("/v1/messaging/otp/request", body, format="json")
     assert response.status_code == 200, response.json()
-    assert response.json()["message"] == "OTP sent successfully"
+    assert response.json()["message"] == MESSAGE_SENT
 
 
 @pytest.mark.django_db

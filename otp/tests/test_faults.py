@@ -23,12 +23,13 @@ from otp.tests.helpers import REQUEST_URL, request_otp, verify
 from senders.tests.fake_gateway import Answer
 from workspaces.models import LedgerEntry, Workspace
 from zeckta.api.middleware import ApiErrorMiddleware
+from zeckta.errors import DatabaseUnavailable
 from zeckta.testing import DEST, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.timeout(90)]
 
 WAIT_SECONDS = 20  # an upper bound for polling, not a timing assertion
-DB_UNAVAILABLE_MESSAGE = "The database is temporarily unavailable. Retry later."
+DB_UNAVAILABLE_MESSAGE = DatabaseUnavailable.default_message
 
 
 def assert_service_unavailable(response) -> dict:

@@ -4,10 +4,13 @@ import pytest
 import time_machine
 from django.utils import timezone
 
+from otp.apis import MESSAGE_REUSED, MESSAGE_SENT
 from otp.models import OtpSession, SmsMessage
 from otp.tests.helpers import REQUEST_URL, deliver_and_read_code, request_otp
 from senders.tests.factories import SenderNameFactory
-from zeckta.testing import DEST
+from workspaces.models import LedgerEntry
+from workspaces.tests.factories import WorkspaceFactory, issue_key
+from zeckta.testing import DEST, api_client, assert_api_error
 
 pytestmark = pytest.mark.django_db
 
@@ -19,7 +22,7 @@ def test_it_creates_a_session_and_queues_one_sms(api, workspace, django_capture_
     assert response.status_code == 200
     body = response.json()
     assert body["success"] is True
-    assert body["message"] == "OTP sent successfully"
+    assert body["message"] == MESSAGE_SENT
     assert set(body) == {"success", "message", "data", "requestId"}
     assert body["requestId"] == response["X-Request-ID"]
     data = body["data"]
@@ -40,7 +43,7 @@ def test_it_reuses_the_active_session_for_the_same_purpose(api, sms_outbox):
 
     body = response.json()
     assert response.status_code == 200
-    assert body["message"] == "Active OTP already exists. No new SMS sent."
+    assert body["message"] == MESSAGE_REUSED
     assert body["data"]["sessionId"] == first["sessionId"]
     assert body["data"]["reused"] is True
     assert 142 <= body["data"]["expiresInSeconds"] <= 143
@@ -190,8 +193,7 @@ def test_the_fourth_new_sms_to_one_destination_in_the_window_is_limited(api, wor
         assert request_otp(api, DEST).status_code == 200
     response = request_otp(api, DEST)
 
-    assert response.status_code == 429
-    assert response.json()["code"] == "DESTINATION_RATE_LIMITED"
+    assert_api_error(response, status=429, code="DESTINATION_RATE_LIMITED")
     assert 1 <= int(response["Retry-After"]) <= 600
     assert SmsMessage.objects.count() == 3
     with time_machine.travel(timezone.now() + timezone.timedelta(seconds=601)):
@@ -207,3 +209,71 @@ def test_reused_answers_do_not_count_towards_the_destination_limit(api):
 def test_the_session_id_is_a_fresh_uuid4(api):
     data = request_otp(api, DEST).json()["data"]
     assert uuid.UUID(data["sessionId"]).version == 4
+
+
+def test_the_answer_messages_are_the_contracts_words():
+    """API.md section 2 says these strings are exact: the other tests import them, this one pins them."""
+    assert MESSAGE_SENT == "OTP sent successfully"
+    assert MESSAGE_REUSED == "Active OTP already exists. No new SMS sent."
+
+
+def test_a_full_window_for_one_number_still_lets_another_number_through(api, workspace):
+    workspace.otp_reuse_enabled = False
+    workspace.save()
+    for _ in range(3):
+        assert request_otp(api, DEST).status_code == 200
+
+    assert_api_error(request_otp(api, DEST), status=429, code="DESTINATION_RATE_LIMITED")
+    assert request_otp(api, "+233244123456").status_code == 200
+
+
+def test_the_window_counts_per_workspace(api, workspace):
+    other = WorkspaceFactory()
+    SenderNameFactory(workspace=other, name="ZECKTA")
+    other_api = api_client(issue_key(other)[1])
+    workspace.otp_reuse_enabled = other.otp_reuse_enabled = False
+    workspace.save()
+    other.save()
+    for _ in range(3):
+        assert request_otp(other_api, DEST).status_code == 200
+
+    assert request_otp(api, DEST).status_code == 200  # the other workspace's three sends are not ours
+
+
+def test_a_full_window_still_answers_the_live_session_with_reused_true(api):
+    session_id = request_otp(api, DEST).json()["data"]["sessionId"]
+    OtpSession.objects.filter(public_id=session_id).update(status="EXPIRED")  # two more sends fill the window
+    assert request_otp(api, DEST).status_code == 200
+    OtpSession.objects.filter(dest=DEST, status="PENDING").update(status="EXPIRED")
+    live = request_otp(api, DEST).json()["data"]["sessionId"]
+
+    again = request_otp(api, DEST)
+
+    assert again.status_code == 200
+    assert (again.json()["data"]["sessionId"], again.json()["data"]["reused"]) == (live, True)
+    assert SmsMessage.objects.count() == 3
+
+
+def test_a_prepaid_balance_exactly_equal_to_the_units_is_accepted_and_ends_at_zero(api, workspace):
+    workspace.is_prepaid, workspace.balance_units = True, 1
+    workspace.save()
+
+    response = request_otp(api, DEST)
+
+    assert response.status_code == 200
+    workspace.refresh_from_db()
+    assert workspace.balance_units == 0
+    assert LedgerEntry.objects.get().delta_units == -1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_402_leaves_no_session_no_outbox_row_and_no_task_on_the_broker(api, workspace, broker_queue):
+    workspace.is_prepaid, workspace.balance_units = True, 0
+    workspace.save()
+
+    response = request_otp(api, DEST)
+
+    assert_api_error(response, status=402, code="INSUFFICIENT_BALANCE")
+    assert not OtpSession.objects.exists() and not SmsMessage.objects.exists()
+    assert not LedgerEntry.objects.exists()
+    assert broker_queue.llen("celery") == 0

@@ -3,7 +3,7 @@
 from otp.models import OtpSession
 from senders.models import SenderName
 from senders.services import sender_name_approve
-from zeckta.testing import DEST
+from zeckta.testing import DEST, assert_api_error
 
 URL = "/v1/messaging/sender-names"
 
@@ -22,8 +22,7 @@ def test_a_sender_created_through_the_api_cannot_send_otps_until_approved(api, w
 
     refused = api.post("/v1/messaging/otp/request", otp_request, format="json")
 
-    assert refused.status_code == 400
-    assert refused.json()["code"] == "VALIDATION_ERROR"
+    assert_api_error(refused, status=400, code="VALIDATION_ERROR")
     assert set(refused.json()["errors"]) == {"src"}
     assert not OtpSession.objects.exists()
 

@@ -38,6 +38,7 @@ from hypothesis.stateful import (
 from rest_framework.test import APIClient
 
 from otp import delivery
+from otp.apis import MESSAGE_REUSED, MESSAGE_SENT
 from otp.models import OtpSession, SmsMessage
 from otp.tests.helpers import request_otp, session_url, verify, wrong_code
 from senders.gateways import locmem
@@ -169,7 +170,7 @@ class OtpServiceMachine(RuleBasedStateMachine):
         if pending is not None and policy.reuse and self.now < pending.expires_at:
             before = OtpSession.objects.values("expires_at", "attempts_used").get(public_id=pending.session_id)
             assert response.status_code == 200, body
-            assert body["message"] == "Active OTP already exists. No new SMS sent."
+            assert body["message"] == MESSAGE_REUSED
             assert body["data"] == {
                 "sessionId": pending.session_id,
                 "expiresInSeconds": math.ceil((pending.expires_at - self.now).total_seconds()),
@@ -198,7 +199,7 @@ class OtpServiceMachine(RuleBasedStateMachine):
             return multiple()
 
         assert response.status_code == 200, body
-        assert body["message"] == "OTP sent successfully"
+        assert body["message"] == MESSAGE_SENT
         data = body["data"]
         assert data["reused"] is False
         assert data["expiresInSeconds"] == policy.validity.total_seconds()

@@ -2,9 +2,12 @@ import uuid
 
 import pytest
 import time_machine
+from django.db import connection
 from django.utils import timezone
 
+from otp.apis import MESSAGE_VERIFIED, VERIFY_OUTCOMES
 from otp.models import OtpSession
+from otp.services import VerifyOutcome
 from otp.tests.helpers import VERIFY_URL, deliver_and_read_code, request_otp, verify, wrong_code
 from workspaces.tests.factories import WorkspaceFactory, issue_key
 from zeckta.testing import DEST, api_client
@@ -35,9 +38,27 @@ def test_the_right_code_approves_the_session(api, issued):
     response = verify(api, session_id, code)
 
     assert_outcome(response, http=200, status="APPROVED", attempts_left=5, session_id=session_id)
-    assert response.json()["message"] == "OTP verified successfully"
+    assert response.json()["message"] == MESSAGE_VERIFIED
     session = OtpSession.objects.get(public_id=session_id)
     assert session.status == "APPROVED" and session.verified_at is not None
+
+
+def test_wrong_codes_use_their_attempts_even_when_each_request_is_one_transaction(api, issued, monkeypatch):
+    """With ATOMIC_REQUESTS, an exception raised after a wrong code was counted would roll the count back
+    with the request's transaction: unlimited guesses. A failed verify is therefore an answer, not an error."""
+    monkeypatch.setitem(connection.settings_dict, "ATOMIC_REQUESTS", True)
+    session_id, code = issued
+
+    for attempts_left in (4, 3, 2, 1):
+        response = verify(api, session_id, wrong_code(code))
+        assert_outcome(response, http=400, status="INVALID", attempts_left=attempts_left, session_id=session_id)
+    last = verify(api, session_id, wrong_code(code))
+    right = verify(api, session_id, code)
+
+    assert_outcome(last, http=423, status="MAX_ATTEMPTS_REACHED", attempts_left=0, session_id=session_id)
+    assert_outcome(right, http=423, status="MAX_ATTEMPTS_REACHED", attempts_left=0, session_id=session_id)
+    session = OtpSession.objects.get(public_id=session_id)
+    assert (session.attempts_used, session.status) == (5, "MAX_ATTEMPTS_REACHED")
 
 
 def test_a_wrong_code_uses_one_attempt(api, issued):
@@ -82,14 +103,30 @@ def test_the_right_code_just_before_expiry_is_accepted(api, issued):
         assert verify(api, session_id, code).status_code == 200
 
 
-def test_a_code_only_works_for_its_own_session(api, issued):
-    session_id, code = issued
-    other_id = request_otp(api, "+233244123456").json()["data"]["sessionId"]
-    response = verify(api, other_id, code)
-    assert response.status_code in (400, 200)
-    # Codes are random per session: A's code approving B would be a 1-in-a-million coincidence.
-    if response.status_code == 400:
-        assert response.json()["data"]["status"] == "INVALID"
+def test_a_code_only_works_for_its_own_session(api, monkeypatch):
+    codes = iter(["111111", "222222"])
+    monkeypatch.setattr("otp.services.generate_code", lambda length: next(codes))
+    first_id = request_otp(api, DEST).json()["data"]["sessionId"]
+    second_id = request_otp(api, "+233244123456").json()["data"]["sessionId"]
+
+    response = verify(api, second_id, "111111")  # the first session's code
+
+    assert_outcome(response, http=400, status="INVALID", attempts_left=4, session_id=second_id)
+    assert OtpSession.objects.get(public_id=first_id).attempts_used == 0
+
+
+def test_a_digest_copied_to_another_session_does_not_carry_its_code(api, monkeypatch):
+    """The HMAC covers the session id: a code's digest is worthless on any other session."""
+    codes = iter(["111111", "222222"])
+    monkeypatch.setattr("otp.services.generate_code", lambda length: next(codes))
+    first_id = request_otp(api, DEST).json()["data"]["sessionId"]
+    second_id = request_otp(api, "+233244123456").json()["data"]["sessionId"]
+    first_digest = OtpSession.objects.get(public_id=first_id).code_digest
+    OtpSession.objects.filter(public_id=second_id).update(code_digest=first_digest)
+
+    response = verify(api, second_id, "111111")
+
+    assert_outcome(response, http=400, status="INVALID", attempts_left=4, session_id=second_id)
 
 
 def test_an_unknown_session_is_not_found(api):
@@ -134,3 +171,15 @@ def test_a_session_id_that_is_not_a_uuid_string_is_a_validation_error(api, sessi
 def test_verify_requires_both_fields(api):
     response = api.post(VERIFY_URL, {}, format="json")
     assert response.status_code == 400 and set(response.json()["errors"]) == {"sessionId", "code"}
+
+
+def test_each_outcome_has_the_contracts_status_and_message():
+    """API.md section 3's table, pinned once: the other tests import MESSAGE_VERIFIED."""
+    assert {outcome.value: answer for outcome, answer in VERIFY_OUTCOMES.items()} == {
+        "APPROVED": (200, "OTP verified successfully"),
+        "INVALID": (400, "Invalid OTP code."),
+        "EXPIRED": (410, "OTP has expired."),
+        "MAX_ATTEMPTS_REACHED": (423, "Maximum verification attempts reached."),
+        "ALREADY_USED": (409, "OTP has already been used."),
+    }
+    assert MESSAGE_VERIFIED == VERIFY_OUTCOMES[VerifyOutcome.APPROVED][1]

@@ -8,12 +8,13 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from senders.errors import SenderNameNotFound
 from senders.models import SenderName
 from senders.serializers import MAX_PAGE_SIZE
 from senders.services import sender_name_reject
 from senders.tests.factories import SenderNameFactory
 from workspaces.tests.factories import WorkspaceFactory, issue_key
-from zeckta.testing import api_client
+from zeckta.testing import api_client, assert_api_error
 
 URL = "/v1/messaging/sender-names"
 ISO_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
@@ -165,8 +166,7 @@ def test_it_refuses_an_invalid_sender_for_its_type(api, workspace, sender_type, 
 def test_it_reports_each_invalid_field(api, payload, fields):
     response = api.post(URL, payload, format="json")
 
-    assert response.status_code == 400
-    assert response.json()["code"] == "VALIDATION_ERROR"
+    assert_api_error(response, status=400, code="VALIDATION_ERROR")
     assert set(response.json()["errors"]) == fields
 
 
@@ -190,8 +190,7 @@ def test_another_workspace_may_hold_the_same_sender(api, other_api):
 def test_a_body_that_is_not_json_is_refused(api):
     response = api.post(URL, "sender=ABC", content_type="application/x-www-form-urlencoded")
 
-    assert response.status_code == 415
-    assert response.json()["code"] == "UNSUPPORTED_MEDIA_TYPE"
+    assert_api_error(response, status=415, code="UNSUPPORTED_MEDIA_TYPE")
 
 
 # --- GET one and GET the list -------------------------------------------------------------------
@@ -227,8 +226,7 @@ def test_paths_are_exactly_those_of_the_contract(api, sender):
 def test_an_id_that_is_not_a_uuid_is_an_unknown_route(api, path):
     response = api.get(URL + path)
 
-    assert response.status_code == 404
-    assert response.json()["code"] == "NOT_FOUND"
+    assert_api_error(response, status=404, code="NOT_FOUND")
 
 
 def test_it_lists_the_workspace_sender_names_in_pages(api, workspace, pending, other_api):
@@ -278,8 +276,7 @@ def test_the_largest_page_size_is_the_cap(api):
 def test_invalid_paging_is_a_validation_error(api, params, field):
     response = api.get(URL, params)
 
-    assert response.status_code == 400
-    assert response.json()["code"] == "VALIDATION_ERROR"
+    assert_api_error(response, status=400, code="VALIDATION_ERROR")
     assert set(response.json()["errors"]) == {field}
 
 
@@ -363,8 +360,7 @@ def test_a_put_is_validated_like_a_post(api, pending):
 def test_a_put_onto_another_sender_of_the_workspace_is_a_conflict(api, pending):
     response = api.put(detail_url(pending.public_id), body("ZECKTA"), format="json")
 
-    assert response.status_code == 409
-    assert response.json()["code"] == "SENDER_NAME_EXISTS"
+    assert_api_error(response, status=409, code="SENDER_NAME_EXISTS")
     pending.refresh_from_db()
     assert pending.name == "PENDINGCO"
 
@@ -408,7 +404,7 @@ def test_another_workspace_sender_answers_exactly_like_a_missing_one(api, other_
         == without_request_id(missing_response)
         == {
             "success": False,
-            "message": "Sender name not found.",
+            "message": SenderNameNotFound.default_message,
             "code": "NOT_FOUND",
             "data": None,
         }
@@ -441,5 +437,4 @@ def test_every_endpoint_needs_a_key(db, method, path):
 def test_an_unsupported_method_is_refused_in_the_envelope(api, sender):
     response = api.patch(detail_url(sender.public_id), {"purpose": "x"}, format="json")
 
-    assert response.status_code == 405
-    assert response.json()["code"] == "METHOD_NOT_ALLOWED"
+    assert_api_error(response, status=405, code="METHOD_NOT_ALLOWED")

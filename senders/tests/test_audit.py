@@ -146,5 +146,3 @@ def test_refused_api_sender_changes_record_nothing(api_only, sender, raw_key):
     assert api.delete(f"{SENDERS_URL}/{sender.public_id}").status_code == 409  # OTP sessions refer to it
     assert events() == []
     assert raw_key not in all_audit_text()
-
-

@@ -101,7 +101,8 @@ def error_answer(exc: Exception) -> ErrorAnswer | None:
 
 def _with_retry_after(answer: ErrorAnswer, exc: exceptions.Throttled) -> ErrorAnswer:
     # Whole seconds, at least one: a 429 always says when to come back.
-    wait = max(int(exc.wait or 1), 1)
+    # The stubs leave out the `wait` that Throttled.__init__ sets (seconds, or None).
+    wait = max(int(exc.wait or 1), 1)  # type: ignore[attr-defined]
     return ErrorAnswer(answer.status, answer.code, answer.message, headers={"Retry-After": str(wait)})
 
 

@@ -23,7 +23,8 @@ class RequestIdMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         # Always our own id: a client-chosen one could forge or inject into log lines.
         request_id = str(uuid.uuid4())
-        request.request_id = request_id
+        # HttpRequest declares no such attribute; RequestIdFilter reads it back with getattr.
+        request.request_id = request_id  # type: ignore[attr-defined]
         token = request_id_var.set(request_id)
         try:
             response = self.get_response(request)

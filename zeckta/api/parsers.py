@@ -1,4 +1,5 @@
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -14,7 +15,9 @@ def _reject_constant(name: str) -> None:
 class JsonObjectParser(JSONParser):
     """Strict JSON: a size-capped body that must decode to an object (no NaN/Infinity)."""
 
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict | None = None) -> dict:
+    def parse(
+        self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None
+    ) -> dict:
         limit = settings.API_MAX_BODY_BYTES
         # Read one byte past the cap: enough to know it is too large without buffering it all.
         raw = stream.read(limit + 1) if stream is not None else b""

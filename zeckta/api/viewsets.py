@@ -23,7 +23,7 @@ class ApiViewSet(viewsets.ViewSet):
     def initial(self, request: Request, *args, **kwargs) -> None:
         super().initial(request, *args, **kwargs)  # authentication, permissions, then the rate limit
         # Only for a method this route serves: any other gets its 405 from dispatch, not a 415.
-        handled = hasattr(self, request.method.lower())
+        handled = request.method is not None and hasattr(self, request.method.lower())
         media_type = request.content_type.split(";")[0].strip()
         if handled and request.method in BODY_METHODS and media_type != "application/json":
             raise UnsupportedMediaType()
