@@ -34,6 +34,7 @@ VERIFY_OUTCOMES = {
     VerifyOutcome.EXPIRED: (status.HTTP_410_GONE, "OTP has expired."),
     VerifyOutcome.MAX_ATTEMPTS_REACHED: (status.HTTP_423_LOCKED, "Maximum verification attempts reached."),
     VerifyOutcome.ALREADY_USED: (status.HTTP_409_CONFLICT, "OTP has already been used."),
+    VerifyOutcome.NOT_FOUND: (status.HTTP_404_NOT_FOUND, "OTP session not found."),
 }
 MESSAGE_VERIFIED = VERIFY_OUTCOMES[VerifyOutcome.APPROVED][1]
 
@@ -106,11 +107,13 @@ class OtpViewSet(WorkspaceViewSet):
         summary="Verify a code",
         description="Checks the code for a session. A failed check answers with the outcome as both "
         "`data.status` and the error `code`: INVALID 400, EXPIRED 410, MAX_ATTEMPTS_REACHED 423, "
-        "ALREADY_USED 409, NOT_FOUND 404.",
+        "ALREADY_USED 409, NOT_FOUND 404 (also for another workspace's session). `data` holds the outcome "
+        "on every one of them.",
         request=OtpVerifyInputSerializer,
         responses={
             200: envelope_schema("OtpVerifyEnvelope", OtpVerifyDataSerializer()),
-            **error_responses(*COMMON_ERRORS, 404, overrides={
+            **error_responses(*COMMON_ERRORS, overrides={
+                404: OpenApiResponse(VERIFY_FAILED, description="NOT_FOUND"),
                 400: OpenApiResponse(VERIFY_FAILED, description="INVALID (wrong code), VALIDATION_ERROR or "
                                      "MALFORMED_JSON"),
                 409: OpenApiResponse(VERIFY_FAILED, description="ALREADY_USED"),

@@ -15,7 +15,7 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from otp.crypto import decrypt_text
-from otp.models import OtpSession, SmsMessage
+from otp.models import DailySmsCount, OtpSession, SmsMessage, WrongCode
 from senders.gateways import OutgoingSms, PermanentGatewayError, TransientGatewayError, get_gateway
 from workspaces.billing import balance_credit
 from workspaces.models import LedgerEntry
@@ -138,6 +138,11 @@ def _settle_unclaimable(message: SmsMessage, *, now: datetime, stale_claim: date
         return message.status  # done already, or another worker holds a live claim
     row = SmsMessage.objects.filter(pk=message.pk, status=message.status, claimed_at=message.claimed_at)
     session = message.session
+    if session.status == SessionStatus.APPROVED:
+        # The user typed the code, so an earlier attempt delivered it (a gateway time-out that had in fact
+        # gone through): it was sent and is charged; a refund here would give the SMS away.
+        _finish(row, message, SmsStatus.SENT, error="")
+        return SmsStatus.SENT
     if session.status != SessionStatus.PENDING or session.expires_at <= now:
         _finish(row, message, SmsStatus.EXPIRED, error="the OTP was no longer valid; nothing was sent")
         return SmsStatus.EXPIRED
@@ -185,8 +190,11 @@ def sms_requeue_stale(*, limit: int = 500) -> int:
 
 
 def otp_sessions_purge(*, older_than_days: int | None = None) -> int:
-    """Deletes sessions (and, by cascade, their SMS rows) past their retention; returns how many rows went."""
+    """Deletes sessions (and, by cascade, their SMS rows) past their retention, wrong codes past the guess
+    budget's window and daily counters of past days; returns how many sessions went."""
+    now = timezone.now()
     days = older_than_days if older_than_days is not None else settings.OTP_SESSION_RETENTION_DAYS
-    cutoff = timezone.now() - timedelta(days=days)
-    deleted, _ = OtpSession.objects.filter(created_at__lt=cutoff).delete()
+    deleted, _ = OtpSession.objects.filter(created_at__lt=now - timedelta(days=days)).delete()
+    WrongCode.objects.filter(created_at__lt=now - timedelta(seconds=settings.OTP_WRONG_CODE_WINDOW_SECONDS)).delete()
+    DailySmsCount.objects.filter(day__lt=now.date() - timedelta(days=1)).delete()
     return deleted

@@ -3,7 +3,7 @@
 import phonenumbers
 from phonenumbers import PhoneNumberType
 
-from workspaces.models import Workspace
+from workspaces.models import NON_GEOGRAPHIC_REGION, Workspace
 
 # Numbers that cost the sender a premium, or that cannot read an SMS: the classic SMS-pumping targets.
 ALWAYS_REFUSED_TYPES = {
@@ -40,10 +40,16 @@ def destination_parse(dest: str) -> phonenumbers.PhoneNumber:
 
 
 def destination_check(*, workspace: Workspace, dest: str) -> str:
-    """Validates `dest` against the workspace's policy; returns its region (ISO 3166 alpha-2)."""
+    """Validates `dest` against the workspace's policy; returns its region (ISO 3166 alpha-2, or "001")."""
     number = destination_parse(dest)
     region = phonenumbers.region_code_for_number(number) or ""
     allowed = workspace.allowed_country_codes
+    if region == NON_GEOGRAPHIC_REGION and region not in allowed:
+        # Satellite and international networks: costly, rarely anyone's users, a favourite of SMS pumping.
+        raise DestinationRefused(
+            f"Numbers that belong to no country (+{number.country_code}) are refused unless the workspace "
+            f"allows {NON_GEOGRAPHIC_REGION}."
+        )
     if allowed and region not in allowed:
         raise DestinationRefused(f"This workspace does not send to numbers in {region or 'this region'}.")
     number_type = phonenumbers.number_type(number)

@@ -13,6 +13,11 @@ class DestinationRateLimited(TooManyRequests):
     default_message = "Too many OTP SMS to this destination. Retry later."
 
 
+class WorkspaceQuotaExceeded(TooManyRequests):
+    code = "WORKSPACE_QUOTA_EXCEEDED"
+    default_message = "This workspace has sent its OTP SMS allowance for today (UTC). Retry tomorrow."
+
+
 class IdempotencyKeyReused(Conflict):
     code = "IDEMPOTENCY_KEY_REUSED"
     default_message = "This Idempotency-Key was already used with a different request body."

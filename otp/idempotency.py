@@ -35,7 +35,9 @@ def key_problem(key: str) -> str | None:
 
 
 def fingerprint(payload: dict) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    """The body's identity: a field sent as null is the same as the field left out (API.md section 1)."""
+    present = {name: value for name, value in payload.items() if value is not None}
+    return hashlib.sha256(json.dumps(present, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 @transaction.atomic

@@ -28,7 +28,8 @@ class OtpSession(models.Model):
     workspace = models.ForeignKey("workspaces.Workspace", on_delete=models.CASCADE, related_name="otp_sessions")
     sender_name = models.ForeignKey("senders.SenderName", on_delete=models.PROTECT, related_name="otp_sessions")
     dest = models.CharField(max_length=16)  # E.164
-    country = models.CharField(max_length=2, blank=True)  # ISO 3166 region of dest
+    # ISO 3166 region of dest, or "001" for a number of no country (phonenumbers' non-geographic region).
+    country = models.CharField(max_length=3, blank=True)
     src = models.CharField(max_length=16)  # sender_name.name as it was when the SMS went out
     purpose = models.CharField(max_length=32, choices=Purpose.choices)
     code_digest = models.CharField(max_length=64, editable=False)  # hex HMAC-SHA256
@@ -93,6 +94,8 @@ class SmsMessage(models.Model):
         EXPIRED = "expired"
         REJECTED = "rejected"
 
+    # A session whose SMS ended so is never reused: its code can never arrive.
+    FAILED_FOR_GOOD = frozenset({Status.FAILED, Status.UNDELIVERABLE, Status.REJECTED})
     TERMINAL = frozenset({Status.SENT, Status.DELIVERED, Status.FAILED, Status.UNDELIVERABLE, Status.EXPIRED,
                           Status.REJECTED})
 
@@ -153,3 +156,40 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} → HTTP {self.response_status}"
+
+
+class WrongCode(models.Model):
+    """One wrong code entered for a destination: the guess budget counts them over all its sessions.
+
+    Kept apart from the session because a session is replaced by the next request; the budget must not be.
+    """
+
+    workspace = models.ForeignKey("workspaces.Workspace", on_delete=models.CASCADE, related_name="+")
+    dest = models.CharField(max_length=16)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            # The budget check reads a workspace's newest wrong codes to one destination.
+            models.Index(fields=["workspace", "dest", "created_at"], name="otp_wrongcode_dest_window_idx"),
+            models.Index(fields=["created_at"], name="otp_wrongcode_created_idx"),  # purging
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.dest} at {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+class DailySmsCount(models.Model):
+    """New OTP SMS a workspace sent on one UTC day: the daily cap is one conditional upsert of this row."""
+
+    workspace = models.ForeignKey("workspaces.Workspace", on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "day"], name="otp_dailysmscount_one_per_day"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day}: {self.count}"

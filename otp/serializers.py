@@ -73,10 +73,10 @@ class OtpRequestDataSerializer(serializers.Serializer):
 class OtpVerifyDataSerializer(serializers.Serializer):
     """A `VerifyResult`."""
 
-    sessionId = serializers.UUIDField(source="session.public_id")
+    sessionId = serializers.UUIDField(source="session_id")
     status = serializers.ChoiceField(source="outcome", choices=VerifyOutcome.choices)
     verified = serializers.BooleanField()
-    attemptsLeft = serializers.IntegerField(source="session.attempts_left", min_value=0)
+    attemptsLeft = serializers.IntegerField(source="attempts_left", min_value=0)
 
 
 class DeliverySerializer(serializers.Serializer):

@@ -7,8 +7,9 @@ import hashlib
 import math
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, connection, models, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -16,8 +17,8 @@ from django.utils import timezone
 from otp.crypto import code_digest, code_matches, encrypt_text, generate_code
 from otp.delivery import sms_enqueue_on_commit
 from otp.destinations import DestinationRefused, destination_check
-from otp.errors import DestinationRateLimited, OtpSessionNotFound
-from otp.models import OtpSession, SmsMessage
+from otp.errors import DestinationRateLimited, WorkspaceQuotaExceeded
+from otp.models import DailySmsCount, OtpSession, SmsMessage, WrongCode
 from otp.templating import default_template
 from senders.models import SenderName
 from senders.selectors import sender_name_get_approved
@@ -73,16 +74,18 @@ def _request_in_transaction(
     *, workspace: Workspace, sender_name: SenderName, dest: str, country: str, purpose: str, template: str
 ) -> OtpRequestResult:
     now = timezone.now()
-    _lock_destination(workspace_id=workspace.pk, dest=dest)
+    _advisory_lock(f"otp-dest:{workspace.pk}:{dest}")
     pending = (
-        OtpSession.objects.select_for_update()
+        # The session row only: its SMS row is read along (one query), the worker may be updating it.
+        OtpSession.objects.select_for_update(of=("self",))
+        .select_related("sms")
         .filter(workspace=workspace, dest=dest, purpose=purpose, status=SessionStatus.PENDING)
         .first()
     )
     if pending is not None:
-        if workspace.otp_reuse_enabled and pending.expires_at > now:
+        if workspace.otp_reuse_enabled and pending.expires_at > now and not _sms_failed_for_good(pending):
             return OtpRequestResult(session=pending, reused=True)
-        # Expired, or replaced because reuse is off: it can never be approved from now on.
+        # Expired, replaced because reuse is off, or its SMS can never arrive: it can never be approved.
         OtpSession.objects.filter(pk=pending.pk, status=SessionStatus.PENDING).update(status=SessionStatus.EXPIRED)
 
     _check_send_limits(workspace=workspace, dest=dest, country=country, now=now)
@@ -120,22 +123,55 @@ def _request_in_transaction(
     if workspace.is_prepaid:
         # Raises InsufficientBalance (402): the atomic block rolls back, nothing is sent.
         balance_debit(workspace=workspace, units=message.units, reference=str(message.public_id))
+    # Last, as it holds the workspace's counter row until commit: only inserts follow.
+    _count_towards_daily_cap(workspace=workspace, now=now)
     message.save()
     sms_enqueue_on_commit(message_id=message.pk, expires_at=session.expires_at)
     return OtpRequestResult(session=session, reused=False)
 
 
-def _lock_destination(*, workspace_id: int, dest: str) -> None:
-    """Serialises requests to one destination of one workspace until the transaction ends.
+def _advisory_lock(name: str) -> None:
+    """Serialises the transactions that take the lock `name` until each ends.
 
-    Without it, two identical requests could both find no pending session and both send; and the
-    per-destination count could be passed by requests for different purposes racing each other.
+    `otp-dest:<workspace>:<dest>`: without it, two identical requests could both find no pending session
+    and both send, and the per-destination counts could be passed by requests for different purposes.
+    `otp-country:<workspace>:<country>`, taken after it (always in that order, so never a deadlock): the
+    hourly country ceiling, which requests to different numbers would otherwise each pass.
     """
     if connection.vendor != "postgresql":
         return  # SQLite serialises writers itself; the partial unique index catches the rest
-    digest = hashlib.blake2b(f"otp-dest:{workspace_id}:{dest}".encode(), digest_size=8).digest()
+    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [int.from_bytes(digest, "big", signed=True)])
+
+
+def _sms_failed_for_good(session: OtpSession) -> bool:
+    try:
+        return session.sms.status in SmsMessage.FAILED_FOR_GOOD
+    except SmsMessage.DoesNotExist:
+        return False
+
+
+def _count_towards_daily_cap(*, workspace: Workspace, now: datetime) -> None:
+    """One more SMS on the workspace's UTC day, or WorkspaceQuotaExceeded at its cap.
+
+    One upsert whose update is conditional: concurrent requests queue on the counter row and each
+    re-checks the count the previous one committed, so the cap holds exactly.
+    """
+    if not workspace.daily_sms_cap:
+        return
+    table = DailySmsCount._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (workspace_id, day, count) VALUES (%s, %s, 1) "
+            f"ON CONFLICT (workspace_id, day) DO UPDATE SET count = {table}.count + 1 "
+            f"WHERE {table}.count < %s RETURNING count",
+            [workspace.pk, now.date(), workspace.daily_sms_cap],
+        )
+        counted = cursor.fetchone()
+    if counted is None:
+        tomorrow = datetime.combine(now.date() + timedelta(days=1), time.min, tzinfo=UTC)
+        raise WorkspaceQuotaExceeded(retry_after_seconds=math.ceil((tomorrow - now).total_seconds()))
 
 
 def _check_send_limits(*, workspace: Workspace, dest: str, country: str, now: datetime) -> None:
@@ -144,7 +180,15 @@ def _check_send_limits(*, workspace: Workspace, dest: str, country: str, now: da
     wait = _window_full_for(sessions.filter(dest=dest), limit=workspace.destination_limit, window=window, now=now)
     if wait is not None:
         raise DestinationRateLimited(retry_after_seconds=wait)
+    wrong_codes = WrongCode.objects.filter(workspace=workspace, dest=dest)
+    guess_window = timedelta(seconds=settings.OTP_WRONG_CODE_WINDOW_SECONDS)
+    wait = _window_full_for(wrong_codes, limit=workspace.wrong_code_budget, window=guess_window, now=now)
+    if wait is not None:
+        raise DestinationRateLimited(
+            "Too many wrong codes for this destination in the last 24 hours. Retry later.", retry_after_seconds=wait
+        )
     if workspace.country_hourly_limit and country:
+        _advisory_lock(f"otp-country:{workspace.pk}:{country}")
         wait = _window_full_for(
             sessions.filter(country=country), limit=workspace.country_hourly_limit, window=COUNTRY_WINDOW, now=now
         )
@@ -154,13 +198,15 @@ def _check_send_limits(*, workspace: Workspace, dest: str, country: str, now: da
             )
 
 
-def _window_full_for(sessions: QuerySet[OtpSession], *, limit: int, window: timedelta, now: datetime) -> int | None:
-    """Seconds until `sessions` created within `window` drop below `limit`; None while below it.
+def _window_full_for(
+    rows: QuerySet[OtpSession] | QuerySet[WrongCode], *, limit: int, window: timedelta, now: datetime
+) -> int | None:
+    """Seconds until `rows` created within `window` drop below `limit`; None while below it.
 
     Reads only the newest `limit` creation times (one indexed query): the window reopens when the
     oldest of them leaves it.
     """
-    newest_first = sessions.filter(created_at__gt=now - window).order_by("-created_at")
+    newest_first = rows.filter(created_at__gt=now - window).order_by("-created_at")
     recent = list(newest_first.values_list("created_at", flat=True)[:limit])
     if len(recent) < limit:
         return None
@@ -179,16 +225,22 @@ class VerifyOutcome(models.TextChoices):
     EXPIRED = "EXPIRED"
     MAX_ATTEMPTS_REACHED = "MAX_ATTEMPTS_REACHED"
     ALREADY_USED = "ALREADY_USED"
+    NOT_FOUND = "NOT_FOUND"  # no such session in this workspace (another workspace's answers alike)
 
 
 @dataclass(frozen=True)
 class VerifyResult:
     outcome: VerifyOutcome
-    session: OtpSession
+    session_id: uuid.UUID  # as asked, so NOT_FOUND can say which
+    session: OtpSession | None  # None only for NOT_FOUND
 
     @property
     def verified(self) -> bool:
         return self.outcome == VerifyOutcome.APPROVED
+
+    @property
+    def attempts_left(self) -> int:
+        return 0 if self.session is None else self.session.attempts_left
 
 
 @transaction.atomic
@@ -196,33 +248,37 @@ def otp_verify(*, workspace: Workspace, session_id: uuid.UUID, code: str) -> Ver
     """Checks a code as one atomic state change under a row lock.
 
     Concurrent calls queue on the lock and each sees the previous one's outcome, so attempts can never
-    exceed the limit and a session is approved at most once.
+    exceed the limit and a session is approved at most once. A wrong code is also recorded against the
+    destination's guess budget, which outlives the session.
     """
     now = timezone.now()
     session = OtpSession.objects.select_for_update().filter(workspace=workspace, public_id=session_id).first()
+
+    def result(outcome: VerifyOutcome) -> VerifyResult:
+        return VerifyResult(outcome, session_id, session)
+
     if session is None:
-        raise OtpSessionNotFound()
+        return result(VerifyOutcome.NOT_FOUND)
     if session.status == SessionStatus.APPROVED:
-        return VerifyResult(VerifyOutcome.ALREADY_USED, session)
+        return result(VerifyOutcome.ALREADY_USED)
     if session.status == SessionStatus.MAX_ATTEMPTS_REACHED:
-        return VerifyResult(VerifyOutcome.MAX_ATTEMPTS_REACHED, session)
+        return result(VerifyOutcome.MAX_ATTEMPTS_REACHED)
     if session.status == SessionStatus.EXPIRED:
-        return VerifyResult(VerifyOutcome.EXPIRED, session)
+        return result(VerifyOutcome.EXPIRED)
     if session.expires_at <= now:
         session.status = SessionStatus.EXPIRED
         session.save(update_fields=["status"])
-        return VerifyResult(VerifyOutcome.EXPIRED, session)
+        return result(VerifyOutcome.EXPIRED)
 
     if code_matches(session.public_id, code, session.code_digest):
         session.status, session.verified_at = SessionStatus.APPROVED, now
         session.save(update_fields=["status", "verified_at"])
-        return VerifyResult(VerifyOutcome.APPROVED, session)
+        return result(VerifyOutcome.APPROVED)
 
     session.attempts_used += 1
     if session.attempts_used >= session.max_attempts:
         session.status = SessionStatus.MAX_ATTEMPTS_REACHED
     session.save(update_fields=["attempts_used", "status"])
+    WrongCode.objects.create(workspace_id=session.workspace_id, dest=session.dest, created_at=now)
     locked = session.status == SessionStatus.MAX_ATTEMPTS_REACHED
-    return VerifyResult(VerifyOutcome.MAX_ATTEMPTS_REACHED if locked else VerifyOutcome.INVALID, session)
-
-
+    return result(VerifyOutcome.MAX_ATTEMPTS_REACHED if locked else VerifyOutcome.INVALID)

@@ -7,8 +7,16 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
+from senders.errors import SenderNameExists
 from senders.models import SenderName
-from senders.services import sender_name_approve, sender_name_create, sender_name_problem, sender_name_reject
+from senders.selectors import live_sender_names
+from senders.services import (
+    sender_name_approve,
+    sender_name_create,
+    sender_name_describe,
+    sender_name_problem,
+    sender_name_reject,
+)
 
 
 class SenderNameAddForm(forms.ModelForm):
@@ -26,6 +34,11 @@ class SenderNameAddForm(forms.ModelForm):
             problem = sender_name_problem(name, sender_type)
             if problem:
                 self.add_error("name", problem)
+        workspace = cleaned.get("workspace")
+        # The unique constraint covers live names only (a deleted one may be requested again), which
+        # the form's own constraint check cannot see: ask the same question the service's insert will.
+        if name and workspace and live_sender_names(workspace).filter(name=name).exists():
+            self.add_error("name", SenderNameExists(name).message)
         return cleaned
 
 
@@ -42,15 +55,16 @@ class RejectForm(forms.Form):
 
 @admin.register(SenderName)
 class SenderNameAdmin(admin.ModelAdmin):
-    list_display = ["name", "workspace", "sender_type", "status", "country_code", "submitted_at", "approved_at"]
-    list_filter = ["status", "sender_type", "workspace"]
+    list_display = ["name", "workspace", "sender_type", "status", "country_code", "submitted_at", "approved_at",
+                    "deleted_at"]
+    list_filter = ["status", "sender_type", ("deleted_at", admin.EmptyFieldListFilter), "workspace"]
     list_select_related = ["workspace"]
     search_fields = ["name", "workspace__slug"]
     fields = ("public_id", "workspace", "name", "sender_type", "purpose", "country_code", "status",
-              "status_reason", "submitted_at", "approved_at", "updated_at")
+              "status_reason", "submitted_at", "approved_at", "updated_at", "deleted_at")
     # Status changes only through the approve/reject actions; the name itself never changes once submitted.
     readonly_fields = ["public_id", "workspace", "name", "sender_type", "status", "status_reason", "submitted_at",
-                       "approved_at", "updated_at"]
+                       "approved_at", "updated_at", "deleted_at"]
     actions = ["approve_selected", "reject_selected"]
 
     def get_fields(self, request: HttpRequest, obj: SenderName | None = None) -> tuple[str, ...]:
@@ -69,9 +83,10 @@ class SenderNameAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: SenderName, form: forms.ModelForm, change: bool) -> None:
         if change:
-            fields = [name for name in form.changed_data if name in ("purpose", "country_code")]
-            if fields:
-                obj.save(update_fields=[*fields, "updated_at"])
+            if {"purpose", "country_code"} & set(form.changed_data):
+                sender_name_describe(sender_name=obj, purpose=form.cleaned_data["purpose"],
+                                     country_code=form.cleaned_data["country_code"],
+                                     actor=request.user.get_username())
             return
         data = form.cleaned_data
         created = sender_name_create(
@@ -88,7 +103,9 @@ class SenderNameAdmin(admin.ModelAdmin):
     @admin.action(description="Approve selected sender names", permissions=["change"])
     def approve_selected(self, request: HttpRequest, queryset: QuerySet[SenderName]) -> None:
         actor = request.user.get_username()
-        approved = [sender_name_approve(sender_name=sender_name, actor=actor).name for sender_name in queryset]
+        # A name its workspace deleted stays deleted: it is listed for the record, never approved again.
+        approved = [sender_name_approve(sender_name=sender_name, actor=actor).name
+                    for sender_name in queryset.filter(deleted_at__isnull=True)]
         self.message_user(request, f"Approved {len(approved)} sender name(s): {', '.join(approved)}.",
                           messages.SUCCESS)
 
@@ -98,7 +115,7 @@ class SenderNameAdmin(admin.ModelAdmin):
         if form.is_valid():
             actor, reason = request.user.get_username(), form.cleaned_data["reason"]
             rejected = [sender_name_reject(sender_name=sender_name, reason=reason, actor=actor).name
-                        for sender_name in queryset]
+                        for sender_name in queryset.filter(deleted_at__isnull=True)]
             self.message_user(request, f"Rejected {len(rejected)} sender name(s): {', '.join(rejected)}.",
                               messages.SUCCESS)
             return None

@@ -21,8 +21,3 @@ class SenderNameExists(Conflict):
 class SenderNameNotEditable(Conflict):
     code = "SENDER_NAME_NOT_EDITABLE"
     default_message = "Only a PENDING or REJECTED sender name can be changed."
-
-
-class SenderNameInUse(Conflict):
-    code = "SENDER_NAME_IN_USE"
-    default_message = "This sender name was used for OTP requests that are still kept, so it cannot be deleted yet."

@@ -31,11 +31,18 @@ class SenderName(models.Model):
     submitted_at = models.DateTimeField(auto_now_add=True)
     approved_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Deleted by its workspace: hidden from the API and unusable for sending, but kept, because the OTP
+    # sessions that went out under it still refer to it. The same name may be requested again.
+    deleted_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]
         constraints = [
-            models.UniqueConstraint(fields=["workspace", "name"], name="senders_sendername_unique_per_workspace"),
+            models.UniqueConstraint(
+                fields=["workspace", "name"],
+                condition=Q(deleted_at__isnull=True),
+                name="senders_sendername_unique_per_workspace",
+            ),
             models.CheckConstraint(
                 condition=Q(status="APPROVED", approved_at__isnull=False) | ~Q(status="APPROVED"),
                 name="senders_sendername_approved_has_time",

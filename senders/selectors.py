@@ -10,6 +10,11 @@ from senders.models import SenderName
 from workspaces.models import Workspace
 
 
+def live_sender_names(workspace: Workspace) -> QuerySet[SenderName]:
+    """The workspace's sender names that are not deleted: the only ones the API shows or sends from."""
+    return SenderName.objects.filter(workspace=workspace, deleted_at__isnull=True)
+
+
 @dataclass(frozen=True)
 class SenderNamePage:
     items: list[SenderName]
@@ -18,12 +23,12 @@ class SenderNamePage:
 
 def sender_name_get_approved(*, workspace: Workspace, name: str) -> SenderName | None:
     """The workspace's APPROVED sender name with exactly this text (case-sensitive), if any."""
-    return SenderName.objects.filter(workspace=workspace, name=name, status=SenderName.Status.APPROVED).first()
+    return live_sender_names(workspace).filter(name=name, status=SenderName.Status.APPROVED).first()
 
 
 def sender_name_list(*, workspace: Workspace) -> QuerySet[SenderName]:
     # `name` is unique per workspace, so this order is total and pages never overlap.
-    return SenderName.objects.filter(workspace=workspace).order_by("name", "pk")
+    return live_sender_names(workspace).order_by("name", "pk")
 
 
 def sender_name_page(*, workspace: Workspace, page: int, page_size: int) -> SenderNamePage:
@@ -37,7 +42,7 @@ def sender_name_page(*, workspace: Workspace, page: int, page_size: int) -> Send
 
 
 def sender_name_get(*, workspace: Workspace, sender_name_id: uuid.UUID) -> SenderName:
-    sender_name = SenderName.objects.filter(workspace=workspace, public_id=sender_name_id).first()
+    sender_name = live_sender_names(workspace).filter(public_id=sender_name_id).first()
     if sender_name is None:
         raise SenderNameNotFound()
     return sender_name
@@ -49,7 +54,8 @@ def sender_name_get_by_id(public_id: str) -> SenderName:
         sender_name_id = uuid.UUID(str(public_id))
     except ValueError:
         raise SenderNameNotFound(f"no sender name with id {public_id!r}") from None
-    sender_name = SenderName.objects.select_related("workspace").filter(public_id=sender_name_id).first()
+    rows = SenderName.objects.select_related("workspace").filter(deleted_at__isnull=True)
+    sender_name = rows.filter(public_id=sender_name_id).first()
     if sender_name is None:
         raise SenderNameNotFound(f"no sender name with id {public_id!r}")
     return sender_name

@@ -6,13 +6,12 @@ from datetime import datetime
 
 import phonenumbers
 from django.db import IntegrityError, transaction
-from django.db.models import ProtectedError
 from django.utils import timezone
 
-from senders.errors import SenderNameExists, SenderNameInUse, SenderNameNotEditable, SenderNameNotFound
+from senders.errors import SenderNameExists, SenderNameNotEditable, SenderNameNotFound
 from senders.models import SenderName
-from senders.selectors import sender_name_get
-from workspaces.audit import SYSTEM_ACTOR, audit_record
+from senders.selectors import live_sender_names, sender_name_get
+from workspaces.audit import SYSTEM_ACTOR, audit_record, field_changes
 from workspaces.models import AuditEvent, Workspace
 from zeckta.errors import ValidationFailed
 
@@ -104,8 +103,8 @@ def sender_name_update(
     try:
         # One conditional UPDATE: a sender staff approve meanwhile is never changed behind their back.
         with transaction.atomic():
-            updated = SenderName.objects.filter(
-                workspace=workspace, public_id=sender_name_id, status__in=EDITABLE_STATUSES
+            updated = live_sender_names(workspace).filter(
+                public_id=sender_name_id, status__in=EDITABLE_STATUSES
             ).update(
                 name=name,
                 sender_type=sender_type,
@@ -131,24 +130,40 @@ def sender_name_update(
     return sender_name
 
 
+@transaction.atomic
 def sender_name_delete(*, workspace: Workspace, sender_name_id: uuid.UUID, actor: str = SYSTEM_ACTOR) -> None:
-    """Deletes the workspace's sender name, whatever its status, unless OTP sessions still refer to it.
+    """Deletes the workspace's sender name, whatever its status and whatever used it (API.md section 5).
 
-    Sessions keep their sender (on_delete=PROTECT) until the purge removes them; the sender can go after that.
+    A soft delete: the row stays, because the OTP sessions sent under it still refer to it, but it is
+    gone from the API and can send no more; the same name may be requested again.
     """
-    try:
-        with transaction.atomic():
-            # The row lock orders this against a concurrent update; the PROTECT check runs under it.
-            rows = SenderName.objects.select_for_update().filter(workspace=workspace, public_id=sender_name_id)
-            sender_name = rows.first()
-            if sender_name is None:
-                raise SenderNameNotFound()
-            sender_name.workspace = workspace  # the filter proved it; saves the audit row a query
-            sender_name.delete()
-            _audit(actor=actor, action=AuditEvent.Action.SENDER_DELETED, sender_name=sender_name)
-    except (ProtectedError, IntegrityError):
-        # IntegrityError: an OTP session inserted concurrently made the (deferred) foreign key check fail.
-        raise SenderNameInUse() from None
+    now = timezone.now()
+    # One conditional UPDATE: of two concurrent deletes, one is audited; an OTP request that already
+    # holds the name finishes with it, every later one finds no approved name.
+    deleted = live_sender_names(workspace).filter(public_id=sender_name_id).update(deleted_at=now, updated_at=now)
+    if not deleted:
+        raise SenderNameNotFound()
+    sender_name = SenderName.objects.get(workspace=workspace, public_id=sender_name_id)
+    sender_name.workspace = workspace  # the filter proved it; saves the audit row a query
+    _audit(actor=actor, action=AuditEvent.Action.SENDER_DELETED, sender_name=sender_name, at=now)
+
+
+@transaction.atomic
+def sender_name_describe(
+    *, sender_name: SenderName, purpose: str, country_code: str, actor: str = SYSTEM_ACTOR
+) -> SenderName:
+    """Staff's edit of what a name is for and where it sends: no new approval needed, audited with the old
+    and new values."""
+    current = _lock(sender_name)
+    values = {"purpose": purpose, "country_code": country_code.upper()}
+    changes = field_changes(before={name: getattr(current, name) for name in values}, after=values, fields=values)
+    if changes:
+        now = timezone.now()
+        SenderName.objects.filter(pk=current.pk).update(**{name: values[name] for name in changes}, updated_at=now)
+        audit_record(actor=actor, action=AuditEvent.Action.SENDER_UPDATED, workspace=current.workspace,
+                     target=str(current.public_id), detail={"sender": current.name, "changes": changes}, at=now)
+    sender_name.refresh_from_db()
+    return sender_name
 
 
 @transaction.atomic
@@ -193,7 +208,7 @@ def _lock(sender_name: SenderName) -> SenderName:
     """The row as committed, locked until the end of the transaction; SenderNameNotFound when it was deleted."""
     # of=self: lock the sender row only, not the joined workspace row that OTP debits update.
     rows = SenderName.objects.select_for_update(of=("self",)).select_related("workspace")
-    current = rows.filter(pk=sender_name.pk).first()
+    current = rows.filter(pk=sender_name.pk, deleted_at__isnull=True).first()
     if current is None:
         raise SenderNameNotFound(f"no sender name with id {str(sender_name.public_id)!r}")
     return current

@@ -14,8 +14,18 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from workspaces.billing import balance_credit
+from workspaces.keys import EXPIRES_IN_DAYS_MAX
 from workspaces.models import ApiKey, AuditEvent, LedgerEntry, Workspace
-from workspaces.services import api_key_issue, api_key_revoke, parse_countries, workspace_add
+from workspaces.services import (
+    API_KEY_EDITABLE_FIELDS,
+    WORKSPACE_EDITABLE_FIELDS,
+    api_key_issue,
+    api_key_revoke,
+    api_key_update,
+    parse_countries,
+    workspace_add,
+    workspace_update,
+)
 from zeckta.errors import ValidationFailed
 from zeckta.sms_text import template_errors
 
@@ -24,8 +34,8 @@ WORKSPACE_POLICY_FIELDS = (
     "otp_reuse_enabled", "otp_validity_seconds", "otp_max_attempts", "otp_code_length", "default_message_template",
 )
 WORKSPACE_ABUSE_FIELDS = (
-    "allowed_countries", "destination_limit", "destination_window_seconds", "refuse_fixed_line_and_voip",
-    "country_hourly_limit",
+    "allowed_countries", "destination_limit", "destination_window_seconds", "wrong_code_budget", "daily_sms_cap",
+    "refuse_fixed_line_and_voip", "country_hourly_limit",
 )
 
 
@@ -102,13 +112,16 @@ class WorkspaceAdmin(admin.ModelAdmin):
         if not change:
             workspace_add(workspace=obj, actor=request.user.get_username())
             return
-        # Only what the form changed: a whole-row save would write back the balance read at the start of the
-        # request and undo any debit or credit committed since.
-        fields = [name for name in form.changed_data if name != "balance_units"]
-        if fields:
-            obj.save(update_fields=[*fields, "updated_at"])
+        # Through the service: only what the form changed is written (never the balance), and audited.
+        values = {name: form.cleaned_data[name] for name in form.changed_data if name in WORKSPACE_EDITABLE_FIELDS}
+        if values:
+            workspace_update(workspace=obj, values=values, actor=request.user.get_username())
 
-    @admin.action(description="Credit balance", permissions=["change"])
+    def has_credit_permission(self, request: HttpRequest) -> bool:
+        """Adding money is its own permission (workspaces.credit_balance), not part of editing a policy."""
+        return request.user.has_perm("workspaces.credit_balance")
+
+    @admin.action(description="Credit balance", permissions=["credit"])
     def credit_balance(self, request: HttpRequest, queryset: QuerySet[Workspace]) -> HttpResponse | None:
         form = CreditForm(request.POST if "apply" in request.POST else None)
         if form.is_valid():
@@ -150,7 +163,8 @@ class RevokedFilter(admin.SimpleListFilter):
 
 
 class ApiKeyAddForm(forms.ModelForm):
-    expires_in_days = forms.IntegerField(min_value=1, required=False, help_text="Empty: the key never expires.")
+    expires_in_days = forms.IntegerField(min_value=1, max_value=EXPIRES_IN_DAYS_MAX, required=False,
+                                         help_text="Empty: the key never expires.")
 
     class Meta:
         model = ApiKey
@@ -191,9 +205,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: ApiKey, form: forms.ModelForm, change: bool) -> None:
         if change:
-            fields = [name for name in form.changed_data if name in ("name", "tps", "expires_at")]
-            if fields:
-                obj.save(update_fields=fields)
+            values = {name: form.cleaned_data[name] for name in form.changed_data if name in API_KEY_EDITABLE_FIELDS}
+            if values:
+                api_key_update(api_key=obj, values=values, actor=request.user.get_username())
             return
         issued = api_key_issue(
             workspace=form.cleaned_data["workspace"], name=form.cleaned_data["name"], tps=form.cleaned_data["tps"],

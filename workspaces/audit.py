@@ -4,7 +4,8 @@ The default actor of a service called without one; callers pass the real one (a 
 "command:<name>" or "api:<key prefix>").
 """
 
-from datetime import datetime
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
 from typing import Any
 
 from workspaces.keys import looks_like_raw_key
@@ -43,6 +44,23 @@ def audit_record(
         event.created_at = at
     event.save(force_insert=True)
     return event
+
+
+def field_changes(
+    *, before: Mapping[str, Any], after: Mapping[str, Any], fields: Iterable[str]
+) -> dict[str, dict[str, Any]]:
+    """{"field": {"old": ..., "new": ...}} for each of `fields` whose value differs, in JSON's types."""
+    return {
+        name: {"old": _as_json(before.get(name)), "new": _as_json(after.get(name))}
+        for name in fields
+        if before.get(name) != after.get(name)
+    }
+
+
+def _as_json(value: Any) -> Any:
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    return value
 
 
 def _refuse_secrets(detail: dict[str, Any]) -> None:

@@ -1,32 +1,44 @@
+import logging
+
+from django.conf import settings
 from django.utils import timezone
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
-from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 from workspaces.models import ApiKey
+from workspaces.ratelimit import RateLimiterUnavailable, get_rate_limiter
 from workspaces.selectors import api_key_authenticate
-from zeckta.api.errors import WorkspaceSuspended
+from zeckta.api.errors import AuthenticationRateLimited, AuthenticationRequired, WorkspaceSuspended
+
+logger = logging.getLogger(__name__)
 
 
 class ApiKeyAuthentication(BaseAuthentication):
-    """`Authorization: Bearer zk_live_...`. Every failure is the same 401; keys are never read from the URL."""
+    """`Authorization: Bearer zk_live_...`. Every failure is the same 401; keys are never read from the URL.
+
+    Failures are counted per client address: past AUTH_FAILURE_LIMIT_PER_MINUTE in a minute, a request
+    from that address without a valid key gets 429 instead of a free lookup. A valid key is never counted
+    nor held back.
+    """
 
     keyword = b"bearer"
 
     def authenticate(self, request: Request) -> tuple[None, ApiKey] | None:
         header = get_authorization_header(request).split()
         if not header:
+            _count_failure(request)
             return None  # HasWorkspace then answers the same 401
-        if len(header) != 2 or header[0].lower() != self.keyword:
-            raise AuthenticationFailed()
-        try:
-            raw_key = header[1].decode("ascii")
-        except UnicodeDecodeError:
-            raise AuthenticationFailed() from None
-        api_key = api_key_authenticate(raw_key=raw_key, now=timezone.now())
+        api_key = None
+        if len(header) == 2 and header[0].lower() == self.keyword:
+            try:
+                raw_key = header[1].decode("ascii")
+            except UnicodeDecodeError:
+                raw_key = ""
+            api_key = api_key_authenticate(raw_key=raw_key, now=timezone.now()) if raw_key else None
         if api_key is None:
-            raise AuthenticationFailed()
+            _count_failure(request)
+            raise AuthenticationRequired()
         if not api_key.workspace.is_active:
             raise WorkspaceSuspended()
         return (None, api_key)
@@ -35,6 +47,19 @@ class ApiKeyAuthentication(BaseAuthentication):
         return "Bearer"
 
 
+def _count_failure(request: Request) -> None:
+    """Raises AuthenticationRateLimited once the caller's address is past its failures for the minute."""
+    address = request.META.get("REMOTE_ADDR") or "unknown"
+    try:
+        decision = get_rate_limiter().count_auth_failure(address=address, limit=settings.AUTH_FAILURE_LIMIT_PER_MINUTE)
+    except RateLimiterUnavailable as exc:
+        # The 401 still holds every unauthenticated request back; only the lookup cost is unguarded.
+        logger.warning("rate limiter unavailable, not counting a failed authentication: %s", exc)
+        return
+    if decision.blocked:
+        raise AuthenticationRateLimited(wait=decision.retry_after)
+
+
 class HasWorkspace(BasePermission):
-    def has_permission(self, request: Request, view) -> bool:
+    def has_permission(self, request: Request, view: object) -> bool:
         return isinstance(request.auth, ApiKey)

@@ -9,6 +9,9 @@ from workspaces.audit import SYSTEM_ACTOR, audit_record
 from workspaces.errors import InsufficientBalance
 from workspaces.models import AuditEvent, LedgerEntry, Workspace
 
+# The most one credit (or an opening balance) may add: far below the column's range, so a typo cannot
+# overflow it (units).
+CREDIT_UNITS_MAX = 1_000_000_000
 
 def _apply_delta(*, workspace_id: int, delta: int, require_funds: bool) -> int | None:
     """Adds `delta` to the balance in one statement; None when a debit would overdraw.

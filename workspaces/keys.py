@@ -15,6 +15,7 @@ LOOKUP_CHARS = 8
 DISPLAY_PREFIX_LENGTH = len(PREFIX) + LOOKUP_CHARS
 # Longer input is refused before hashing: no real key comes near it (characters).
 MAX_LENGTH = 100
+EXPIRES_IN_DAYS_MAX = 3650  # about ten years: a key meant to last longer should not expire at all
 
 
 def key_generate() -> str:

@@ -1,16 +1,21 @@
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.html import escape
 
 # Bounds of each workspace's OTP policy (API.md section 2): the form validators and the database
 # constraints read the same numbers.
 OTP_VALIDITY_SECONDS_MIN, OTP_VALIDITY_SECONDS_MAX = 10, 86_400
 OTP_ATTEMPTS_MIN, OTP_ATTEMPTS_MAX = 1, 10
 OTP_CODE_LENGTH_MIN, OTP_CODE_LENGTH_MAX = 4, 10
+# The region phonenumbers gives numbers that belong to no country (+870, +881, +882 ...: satellite and
+# international networks). Listed in allowed_countries, it lets a workspace send to them.
+NON_GEOGRAPHIC_REGION = "001"
 
 
 class Workspace(models.Model):
@@ -40,12 +45,16 @@ class Workspace(models.Model):
     default_message_template = models.CharField(
         max_length=160,
         blank=True,
-        help_text="Used when a request has no messageTemplate. Must contain <OTP> once; may contain <MINUTES>.",
+        # Escaped: the admin renders help_text as HTML, where a bare <OTP> would vanish as an unknown tag.
+        help_text=escape(
+            "Used when a request has no messageTemplate. Must contain <OTP> once; may contain <MINUTES>."
+        ),
     )
     allowed_countries = models.CharField(
         max_length=500,
         blank=True,
-        help_text="Comma-separated ISO 3166 alpha-2 codes (GH,NG). Empty: every country.",
+        help_text="Comma-separated ISO 3166 alpha-2 codes (GH,NG); 001 allows numbers of no country (+870, +881, "
+        "+882 ...). Empty: every country but those.",
     )
     destination_limit = models.PositiveIntegerField(
         default=settings.OTP_DEFAULT_DESTINATION_LIMIT,
@@ -56,6 +65,16 @@ class Workspace(models.Model):
         default=settings.OTP_DEFAULT_DESTINATION_WINDOW_SECONDS, validators=[MinValueValidator(1)]
     )
 
+    wrong_code_budget = models.PositiveIntegerField(
+        default=settings.OTP_DEFAULT_WRONG_CODE_BUDGET,
+        validators=[MinValueValidator(1)],
+        help_text="Wrong codes one destination may enter across all its sessions in 24 hours; then new sessions "
+        "for it are refused until the oldest leaves the window.",
+    )
+    daily_sms_cap = models.PositiveIntegerField(
+        default=settings.OTP_DEFAULT_DAILY_SMS_CAP,
+        help_text="New OTP SMS per UTC day for the whole workspace. 0: no cap.",
+    )
     refuse_fixed_line_and_voip = models.BooleanField(
         default=False, help_text="Also refuse fixed-line and VoIP numbers (premium-rate and the like always are)."
     )
@@ -75,6 +94,8 @@ class Workspace(models.Model):
 
     class Meta:
         ordering = ["name"]
+        # Adding money is not the same trust as editing a policy: the admin's credit action needs this.
+        permissions = [("credit_balance", "Can credit a prepaid balance")]
         constraints = [
             models.CheckConstraint(
                 condition=Q(otp_validity_seconds__gte=OTP_VALIDITY_SECONDS_MIN)
@@ -104,6 +125,12 @@ class Workspace(models.Model):
         return frozenset(code.strip().upper() for code in self.allowed_countries.split(",") if code.strip())
 
 
+def tps_within_limit(value: int) -> None:
+    """At most API_KEY_MAX_TPS (a setting, read when validating, so raising it needs no migration)."""
+    if value > settings.API_KEY_MAX_TPS:
+        raise ValidationError(f"Ensure this value is less than or equal to {settings.API_KEY_MAX_TPS}.")
+
+
 class ApiKey(models.Model):
     """A workspace credential. The raw key is shown once at issue; only its SHA-256 digest is kept
     (the format is `workspaces.keys`)."""
@@ -115,7 +142,9 @@ class ApiKey(models.Model):
     prefix = models.CharField(max_length=32, unique=True, editable=False)
     digest = models.CharField(max_length=64, unique=True, editable=False)  # hex SHA-256 of the raw key
     tps = models.PositiveIntegerField(
-        default=settings.API_KEY_DEFAULT_TPS, validators=[MinValueValidator(1)], help_text="Requests per second."
+        default=settings.API_KEY_DEFAULT_TPS,
+        validators=[MinValueValidator(1), tps_within_limit],
+        help_text="Requests per second.",
     )
     expires_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -175,8 +204,10 @@ class AuditEvent(models.Model):
 
     class Action(models.TextChoices):
         WORKSPACE_CREATED = "workspace.created", "Workspace created"
+        WORKSPACE_CHANGED = "workspace.changed", "Workspace policy, status or billing changed"
         API_KEY_ISSUED = "api_key.issued", "API key issued"
         API_KEY_REVOKED = "api_key.revoked", "API key revoked"
+        API_KEY_CHANGED = "api_key.changed", "API key rate or expiry changed"
         SENDER_SUBMITTED = "sender.submitted", "Sender name submitted"
         SENDER_APPROVED = "sender.approved", "Sender name approved"
         SENDER_REJECTED = "sender.rejected", "Sender name rejected"

@@ -20,17 +20,27 @@ STRIKES_PER_TPS = 3
 STRIKE_WINDOW_SECONDS = 60
 LEVEL_MEMORY_SECONDS = 3600  # how long a past cool-down keeps the next one longer
 
-_SCRIPT = """
-local now = redis.call('TIME')
-local second = tonumber(now[1])
+# KEYS: 1 the current one-second window (a hash: s = its second, c = its count), 2 refusals (strikes),
+#       3 the cool-down, 4 the cool-down level. Every key is declared and shares one hash tag, so the script
+#       runs on one Redis Cluster node.
+# ARGV: 1 limit, 2 strikes per unit of limit, 3 strike window (s), 4 longest cool-down (s), 5 level memory (s),
+#       6 now (unix seconds, the service's clock: one clock for the window and the headers it answers).
+# Returns {allowed, remaining, reset_at, retry_after}; during a cool-down reset_at = now + retry_after.
+SCRIPT = """
+local second = tonumber(ARGV[6])
 local limit = tonumber(ARGV[1])
 local blocked = redis.call('TTL', KEYS[3])
 if blocked > 0 then
-  return {0, 0, second + 1, blocked}
+  return {0, 0, second + blocked, blocked}
 end
-local window = KEYS[1] .. ':' .. second
-local count = redis.call('INCR', window)
-if count == 1 then redis.call('EXPIRE', window, 2) end
+local count
+if tonumber(redis.call('HGET', KEYS[1], 's')) == second then
+  count = redis.call('HINCRBY', KEYS[1], 'c', 1)
+else
+  redis.call('HSET', KEYS[1], 's', second, 'c', 1)
+  count = 1
+end
+redis.call('EXPIRE', KEYS[1], 2)
 if count <= limit then
   return {1, limit - count, second + 1, 0}
 end
@@ -42,10 +52,27 @@ if strikes >= limit * tonumber(ARGV[2]) then
   local cooldown = math.min(2 ^ level, tonumber(ARGV[4]))
   redis.call('SET', KEYS[3], '1', 'EX', cooldown)
   redis.call('DEL', KEYS[2])
-  return {0, 0, second + 1, cooldown}
+  return {0, 0, second + cooldown, cooldown}
 end
 return {0, 0, second + 1, 1}
 """
+
+# KEYS: 1 this address's failures in the current minute. ARGV: 1 seconds the counter lives.
+AUTH_FAILURE_SCRIPT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1])) end
+return count
+"""
+
+
+def redis_keys(key_id: int) -> list[str]:
+    """The keys of one API key's limit, in the script's KEYS order: one hash tag, one cluster slot."""
+    base = f"zeckta:rl:{{{key_id}}}"
+    return [f"{base}:w", f"{base}:strikes", f"{base}:block", f"{base}:level"]
+
+
+def auth_failure_key(address: str, minute: int) -> str:
+    return f"zeckta:rl:{{auth:{address}}}:{minute}"
 
 
 class RateLimiterUnavailable(Exception):
@@ -68,10 +95,26 @@ class RateDecision:
         }
 
 
+@dataclass(frozen=True)
+class AuthFailureDecision:
+    blocked: bool
+    retry_after: int  # whole seconds until the address's window ends; 0 when not blocked
+
+
 class RateLimiter(Protocol):
     def check(self, *, key_id: int, limit: int) -> RateDecision:
         """Counts one request of API key `key_id` against `limit` requests per second."""
         ...
+
+    def count_auth_failure(self, *, address: str, limit: int) -> AuthFailureDecision:
+        """Counts one request without a valid key from `address`; blocked past `limit` in its minute."""
+        ...
+
+
+def _auth_failure_decision(count: int, limit: int, now: float) -> AuthFailureDecision:
+    if count <= limit:
+        return AuthFailureDecision(False, 0)
+    return AuthFailureDecision(True, max(60 - int(now) % 60, 1))
 
 
 class RedisRateLimiter:
@@ -82,19 +125,27 @@ class RedisRateLimiter:
         client = redis.Redis.from_url(
             url, socket_connect_timeout=0.5, socket_timeout=0.5, retry_on_timeout=False, health_check_interval=30
         )
-        self._script = client.register_script(_SCRIPT)
+        self._script = client.register_script(SCRIPT)
+        self._auth_failure_script = client.register_script(AUTH_FAILURE_SCRIPT)
 
     def check(self, *, key_id: int, limit: int) -> RateDecision:
-        base = f"zeckta:rl:{key_id}"
         try:
             allowed, remaining, reset_at, retry_after = self._script(
-                keys=[f"{base}:w", f"{base}:strikes", f"{base}:block", f"{base}:level"],
+                keys=redis_keys(key_id),
                 args=[limit, STRIKES_PER_TPS, STRIKE_WINDOW_SECONDS, settings.RATE_LIMIT_MAX_COOLDOWN_SECONDS,
-                      LEVEL_MEMORY_SECONDS],
+                      LEVEL_MEMORY_SECONDS, int(time.time())],
             )
         except redis.RedisError as exc:
             raise RateLimiterUnavailable(str(exc)) from None
         return RateDecision(bool(allowed), limit, int(remaining), int(reset_at), int(retry_after))
+
+    def count_auth_failure(self, *, address: str, limit: int) -> AuthFailureDecision:
+        now = time.time()
+        try:
+            count = self._auth_failure_script(keys=[auth_failure_key(address, int(now) // 60)], args=[120])
+        except redis.RedisError as exc:
+            raise RateLimiterUnavailable(str(exc)) from None
+        return _auth_failure_decision(int(count), limit, now)
 
 
 class LocmemRateLimiter:
@@ -104,6 +155,7 @@ class LocmemRateLimiter:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._windows: dict[int, tuple[int, int]] = {}
+        self._auth_failures: dict[str, tuple[int, int]] = {}
 
     def check(self, *, key_id: int, limit: int) -> RateDecision:
         second = int(time.time())
@@ -113,6 +165,15 @@ class LocmemRateLimiter:
             self._windows[key_id] = (second, count)
         allowed = count <= limit
         return RateDecision(allowed, limit, max(limit - count, 0), second + 1, 0 if allowed else 1)
+
+    def count_auth_failure(self, *, address: str, limit: int) -> AuthFailureDecision:
+        now = time.time()
+        minute = int(now) // 60
+        with self._lock:
+            window, count = self._auth_failures.get(address, (minute, 0))
+            count = count + 1 if window == minute else 1
+            self._auth_failures[address] = (minute, count)
+        return _auth_failure_decision(count, limit, now)
 
 
 @lru_cache(maxsize=4)

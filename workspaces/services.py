@@ -1,7 +1,9 @@
 """Writes for tenancy: workspaces and their API keys. Each change is audited in its own transaction."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -10,10 +12,10 @@ from django.utils import timezone
 from django.utils.text import slugify
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
 
-from workspaces.audit import SYSTEM_ACTOR, audit_record
-from workspaces.billing import ledger_record_opening
+from workspaces.audit import SYSTEM_ACTOR, audit_record, field_changes
+from workspaces.billing import CREDIT_UNITS_MAX, ledger_record_opening
 from workspaces.errors import ApiKeyNotFound, WorkspaceSlugTaken
-from workspaces.keys import key_digest, key_generate, key_prefix
+from workspaces.keys import EXPIRES_IN_DAYS_MAX, key_digest, key_generate, key_prefix
 from workspaces.models import ApiKey, AuditEvent, Workspace
 from zeckta.errors import ValidationFailed
 
@@ -23,6 +25,7 @@ def parse_countries(value: str | list[str] | None) -> str:
         return ""
     codes = value.split(",") if isinstance(value, str) else value
     normalized = sorted({code.strip().upper() for code in codes if code.strip()})
+    # "001" is in it too: phonenumbers' region for numbers of no country, which a workspace may allow.
     known = {region for regions in COUNTRY_CODE_TO_REGION_CODE.values() for region in regions}
     unknown = [code for code in normalized if code not in known]
     if unknown:
@@ -48,8 +51,8 @@ def workspace_create(
     slug = slugify(slug or name)
     if not slug:
         raise ValidationFailed("cannot make a slug from that name; pass --slug")
-    if prepaid_units is not None and prepaid_units < 0:
-        raise ValidationFailed("prepaid units must be zero or more")
+    if prepaid_units is not None and not 0 <= prepaid_units <= CREDIT_UNITS_MAX:
+        raise ValidationFailed(f"prepaid units must be between 0 and {CREDIT_UNITS_MAX}")
     workspace = Workspace(
         name=name,
         slug=slug,
@@ -92,6 +95,52 @@ def _workspace_insert(*, workspace: Workspace, opening_units: int, actor: str) -
     return workspace
 
 
+# What staff may change on a workspace after creation; the balance changes only through billing.
+WORKSPACE_EDITABLE_FIELDS = frozenset({
+    "name", "slug", "is_active", "otp_reuse_enabled", "otp_validity_seconds", "otp_max_attempts", "otp_code_length",
+    "default_message_template", "allowed_countries", "destination_limit", "destination_window_seconds",
+    "wrong_code_budget", "daily_sms_cap", "refuse_fixed_line_and_voip", "country_hourly_limit", "is_prepaid",
+})
+API_KEY_EDITABLE_FIELDS = frozenset({"name", "tps", "expires_at"})
+
+
+@transaction.atomic
+def workspace_update(*, workspace: Workspace, values: Mapping[str, Any], actor: str = SYSTEM_ACTOR) -> Workspace:
+    """Writes validated policy, status or billing-mode values, audited once with their old and new values.
+
+    Only the fields that change are written: a whole-row save would put back the balance read before
+    the edit and undo any debit or credit committed since.
+    """
+    unknown = set(values) - WORKSPACE_EDITABLE_FIELDS
+    if unknown:
+        raise ValueError(f"not editable here: {', '.join(sorted(unknown))}")
+    current = Workspace.objects.select_for_update().get(pk=workspace.pk)
+    changes = field_changes(before={name: getattr(current, name) for name in values}, after=values, fields=values)
+    if changes:
+        now = timezone.now()
+        Workspace.objects.filter(pk=current.pk).update(**{name: values[name] for name in changes}, updated_at=now)
+        audit_record(actor=actor, action=AuditEvent.Action.WORKSPACE_CHANGED, workspace=current,
+                     target=values.get("slug", current.slug), detail={"changes": changes}, at=now)
+    workspace.refresh_from_db()
+    return workspace
+
+
+@transaction.atomic
+def api_key_update(*, api_key: ApiKey, values: Mapping[str, Any], actor: str = SYSTEM_ACTOR) -> ApiKey:
+    """Changes a key's label, rate or expiry, audited once with the old and new values."""
+    unknown = set(values) - API_KEY_EDITABLE_FIELDS
+    if unknown:
+        raise ValueError(f"not editable here: {', '.join(sorted(unknown))}")
+    current = ApiKey.objects.select_for_update(of=("self",)).select_related("workspace").get(pk=api_key.pk)
+    changes = field_changes(before={name: getattr(current, name) for name in values}, after=values, fields=values)
+    if changes:
+        ApiKey.objects.filter(pk=current.pk).update(**{name: values[name] for name in changes})
+        audit_record(actor=actor, action=AuditEvent.Action.API_KEY_CHANGED, workspace=current.workspace,
+                     target=current.prefix, detail={"changes": changes})
+    api_key.refresh_from_db()
+    return api_key
+
+
 @dataclass(frozen=True)
 class IssuedKey:
     api_key: ApiKey
@@ -108,10 +157,10 @@ def api_key_issue(
 ) -> IssuedKey:
     """Creates a key and returns it with the raw key, which exists nowhere else after this call."""
     tps = settings.API_KEY_DEFAULT_TPS if tps is None else tps
-    if tps < 1:
-        raise ValidationFailed("tps must be at least 1")
-    if expires_in_days is not None and expires_in_days < 1:
-        raise ValidationFailed("expires-in-days must be at least 1")
+    if not 1 <= tps <= settings.API_KEY_MAX_TPS:
+        raise ValidationFailed(f"tps must be between 1 and {settings.API_KEY_MAX_TPS}")
+    if expires_in_days is not None and not 1 <= expires_in_days <= EXPIRES_IN_DAYS_MAX:
+        raise ValidationFailed(f"expires-in-days must be between 1 and {EXPIRES_IN_DAYS_MAX}")
     expires_at = timezone.now() + timedelta(days=expires_in_days) if expires_in_days else None
     while True:
         raw_key = key_generate()

@@ -1,10 +1,27 @@
 """The shared shape of operator commands: the result on the last stdout line, errors on one stderr line."""
 
+from argparse import ArgumentTypeError
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from zeckta.errors import ApplicationError
+
+
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """An argparse `type`: a whole number from `low` to `high`, or a one-line error that names the bounds."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = None
+        if number is None or not low <= number <= high:
+            raise ArgumentTypeError(f"must be a whole number between {low} and {high}, not {value!r}")
+        return number
+
+    return parse
 
 
 class OneLineCommandParser(CommandParser):

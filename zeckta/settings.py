@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "zeckta",
     "workspaces",
     "senders",
@@ -51,6 +52,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "zeckta.api.middleware.RequestIdMiddleware",
+    # Before SecurityMiddleware: under /v1/ a bad Host, plain HTTP or an oversized body is answered in the
+    # envelope, never with Django's HTML 400 or an HTTPS redirect that comes after the key crossed the wire.
+    "zeckta.api.middleware.ApiEdgeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -60,6 +64,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "zeckta.api.middleware.ApiErrorMiddleware",
+    "axes.middleware.AxesMiddleware",  # admin login throttling (below)
 ]
 
 ROOT_URLCONF = "zeckta.urls"
@@ -96,21 +101,29 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     # Served by whitenoise from the service itself, so the admin works under gunicorn without a CDN.
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    # Not the manifest storage: that one needs `collectstatic` before any page renders, and without it the
+    # admin and /docs/ would answer 500 with DEBUG=False. These files change only with a release.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
-# Serve straight from the app directories when collectstatic has not run (development, tests).
+# Serve straight from the app directories when collectstatic has not run (development, tests, a bare deploy).
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 
 # The admin's URL prefix, configurable so it is not where scanners look first.
 ADMIN_URL = env.str("ADMIN_URL", default="admin/").strip("/") + "/"
 
-# Bodies of API requests are small JSON objects; anything larger is refused with 413.
-API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=16 * 1024)
+# Bodies of API requests are small JSON objects; anything larger is refused with 413 (API.md section 1),
+# whatever Content-Length says, chunked bodies included. JSON nested deeper than this is MALFORMED_JSON.
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=64 * 1024)
+API_MAX_JSON_DEPTH = 32  # levels of objects and arrays
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 
 # --- Security (production values unless DEBUG) -------------------------------------------------
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Behind a TLS-terminating proxy, `X-Forwarded-Proto: https` counts as TLS. The proxy must overwrite any
+# value a client sent; set TRUST_X_FORWARDED_PROTO=False when the service faces clients directly.
+TRUST_X_FORWARDED_PROTO = env.bool("TRUST_X_FORWARDED_PROTO", default=True)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if TRUST_X_FORWARDED_PROTO else None
+# HTTPS only: the admin and docs are redirected, and /v1/ answers 403 HTTPS_REQUIRED (no redirect).
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
@@ -120,6 +133,17 @@ CSRF_COOKIE_SECURE = not DEBUG
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+
+# Admin logins: django-axes locks a username from one address after 5 failures for 15 minutes. Only
+# REMOTE_ADDR is read for the address: a client can set X-Forwarded-For to anything.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = 5
+AXES_COOLOFF_TIME = 0.25  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_ONLY_ADMIN_SITE = True
+AXES_RESET_ON_SUCCESS = True
+AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
+AXES_VERBOSE = False  # its start-up banner would break the one-line output of operator commands
 
 # --- Redis and Celery --------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -159,10 +183,15 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- Rate limits ------------------------------------------------------------------------------
 API_KEY_DEFAULT_TPS = 10  # requests per second per API key
+# The most a key may be given (API.md section 6: 10,000); a deployment that needs more raises it here.
+API_KEY_MAX_TPS = env.int("API_KEY_MAX_TPS", default=10_000)
 # Where per-key request counts live: `redis` (shared by every process) or `locmem` (this process only,
 # for `make run` without Redis).
 RATE_LIMIT_BACKEND = env.str("RATE_LIMIT_BACKEND", default="redis" if REDIS_URL else "locmem")
 RATE_LIMIT_MAX_COOLDOWN_SECONDS = env.int("RATE_LIMIT_MAX_COOLDOWN_SECONDS", default=300)
+# Requests without a valid key, per client address (REMOTE_ADDR): past this many failures in a fixed
+# one-minute window, that address gets 429 until the window ends. A valid key is never held back by it.
+AUTH_FAILURE_LIMIT_PER_MINUTE = env.int("AUTH_FAILURE_LIMIT_PER_MINUTE", default=60)
 
 # --- OTP policy defaults (each workspace can change its own in the admin) ----------------------
 OTP_DEFAULT_VALIDITY_SECONDS = 300
@@ -170,11 +199,17 @@ OTP_DEFAULT_MAX_ATTEMPTS = 5
 OTP_DEFAULT_CODE_LENGTH = 6
 OTP_DEFAULT_DESTINATION_LIMIT = 3  # new OTP SMS to one destination ...
 OTP_DEFAULT_DESTINATION_WINDOW_SECONDS = 600  # ... per this many seconds
+# Wrong codes one destination may receive across all its sessions in a rolling 24 h: a new session never
+# buys a fresh guess budget.
+OTP_DEFAULT_WRONG_CODE_BUDGET = 20
+OTP_WRONG_CODE_WINDOW_SECONDS = 24 * 3600
+# New OTP SMS per workspace per UTC day for workspaces created from now on; 0 = no cap.
+OTP_DEFAULT_DAILY_SMS_CAP = env.int("OTP_DEFAULT_DAILY_SMS_CAP", default=10_000)
 OTP_SESSION_RETENTION_DAYS = env.int("OTP_SESSION_RETENTION_DAYS", default=30)
 
 # --- SMS delivery ------------------------------------------------------------------------------
 SMS_HTTP_URL = env.str("SMS_HTTP_URL", default="")
-# `console` in development; a configured gateway URL means `http`. `check --deploy` warns about console.
+# `console` in development; a configured gateway URL means `http`. `check --deploy` fails on console, file and locmem.
 SMS_BACKEND = env.str("SMS_BACKEND", default="http" if SMS_HTTP_URL and not DEBUG else "console")
 SMS_FILE_PATH = env.str("SMS_FILE_PATH", default=str(BASE_DIR / "sms-outbox.jsonl"))
 SMS_HTTP_TOKEN = env.str("SMS_HTTP_TOKEN", default="")

@@ -8,6 +8,7 @@ plain text, so a template can neither read attributes nor evaluate anything.
 """
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 CODE_PLACEHOLDER = "<OTP>"
@@ -32,6 +33,9 @@ def template_errors(template: str) -> list[str]:
         problems.append(f"Unknown placeholder(s): {', '.join(unknown)}. Only <OTP> and <MINUTES> are allowed.")
     if _CONTROL_RE.search(template):
         problems.append("The template must not contain control characters.")
+    # Bidi overrides and zero-width characters can show a code reversed or hide text on the phone.
+    if any(unicodedata.category(character) == "Cf" for character in template):
+        problems.append("The template must not contain Unicode format characters (bidi overrides, zero-width).")
     return problems
 
 

@@ -1,6 +1,7 @@
 import datetime
 
 import pytest
+import time_machine
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -9,7 +10,7 @@ from otp.tests.helpers import REQUEST_URL
 from workspaces.models import ApiKey
 from workspaces.services import api_key_revoke
 from workspaces.tests.factories import issue_key
-from zeckta.testing import DEST
+from zeckta.testing import DEST, assert_api_error
 
 pytestmark = pytest.mark.django_db
 
@@ -98,3 +99,34 @@ def test_keys_rotate_without_downtime(workspace, sender, issued_key, raw_key):
     api_key_revoke(prefix=issued_key[0].prefix)
     assert call(f"Bearer {raw_key}").status_code == 401
     assert call(f"Bearer {new_raw}", url="/v1/messaging/otp/verify").status_code == 400
+
+
+# --- Failed authentication is limited per client address (API.md section 1) -----------------------
+
+
+def call_from(address: str, authorization: str | None):
+    client = APIClient(REMOTE_ADDR=address)
+    if authorization is not None:
+        client.credentials(HTTP_AUTHORIZATION=authorization)
+    return client.post(REQUEST_URL, BODY, format="json")
+
+
+def test_after_60_failures_in_a_minute_an_address_gets_429_until_the_window_passes(raw_key, sender):
+    attacker, bystander = "203.0.113.7", "198.51.100.20"
+    with time_machine.travel("2026-12-02T10:00:10Z", tick=False) as clock:
+        failures = [call_from(attacker, "Bearer zk_live_guess" + str(n)).status_code for n in range(60)]
+        limited = call_from(attacker, "Bearer zk_live_another-guess")
+        no_header = call_from(attacker, None)
+        valid_key = call_from(attacker, f"Bearer {raw_key}")
+        other_address = call_from(bystander, "Bearer zk_live_guess")
+
+        assert failures == [401] * 60
+        body = assert_api_error(limited, status=429, code="RATE_LIMITED")
+        assert body["message"]
+        assert 1 <= int(limited["Retry-After"]) <= 60
+        assert no_header.status_code == 429
+        assert valid_key.status_code == 200  # a valid key is never slowed by it
+        assert other_address.status_code == 401
+        clock.shift(datetime.timedelta(seconds=int(limited["Retry-After"])))
+        assert call_from(attacker, "Bearer zk_live_guess-again").status_code == 401
+    assert OtpSession.objects.count() == 1

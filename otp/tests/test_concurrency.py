@@ -86,3 +86,27 @@ def test_concurrent_requests_never_overdraw_a_prepaid_balance(tenant):
     workspace.refresh_from_db()
     assert workspace.balance_units == 0
     assert LedgerEntry.objects.filter(workspace=workspace).aggregate(total=Sum("delta_units"))["total"] == 0
+
+
+def test_concurrent_requests_to_different_numbers_never_pass_the_country_ceiling(tenant):
+    workspace, raw_key = tenant
+    Workspace.objects.filter(pk=workspace.pk).update(country_hourly_limit=3)
+    numbers = [f"+2332020077{index:02d}" for index in range(10)]  # ten Ghanaian mobiles
+
+    responses = run_together(10, lambda i: request_otp(api_client(raw_key), numbers[i]))
+
+    assert Counter(r.status_code for r in responses) == {200: 3, 429: 7}
+    assert {r.json()["code"] for r in responses if r.status_code == 429} == {"DESTINATION_RATE_LIMITED"}
+    assert OtpSession.objects.filter(country="GH").count() == 3 and SmsMessage.objects.count() == 3
+
+
+def test_concurrent_requests_never_pass_the_workspace_daily_cap(tenant):
+    workspace, raw_key = tenant
+    Workspace.objects.filter(pk=workspace.pk).update(daily_sms_cap=4)
+    numbers = [f"+2332020077{index:02d}" for index in range(10)]
+
+    responses = run_together(10, lambda i: request_otp(api_client(raw_key), numbers[i]))
+
+    assert Counter(r.status_code for r in responses) == {200: 4, 429: 6}
+    assert {r.json()["code"] for r in responses if r.status_code == 429} == {"WORKSPACE_QUOTA_EXCEEDED"}
+    assert SmsMessage.objects.count() == 4

@@ -11,7 +11,7 @@ from otp.tests.helpers import REQUEST_URL
 from senders.tests.factories import SenderNameFactory
 from workspaces.models import Workspace
 from workspaces.tests.factories import WorkspaceFactory, issue_key
-from zeckta.testing import DEST, api_client
+from zeckta.testing import DEST, api_client, assert_api_error
 
 BODY = {"dest": DEST, "src": "ZECKTA", "purpose": "LOGIN"}
 
@@ -118,3 +118,27 @@ def test_the_hourly_purge_drops_records_older_than_a_day(api):
         post(api, {**BODY, "dest": "+233244123456"}, "new")
         otp_sessions_purge_task.apply()
     assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["new"]
+
+
+@pytest.mark.django_db
+def test_the_same_key_with_only_dest_changed_is_a_conflict_and_sends_nothing(api):
+    first = post(api, BODY, "order-43")
+    second = post(api, {**BODY, "dest": "+233244123456"}, "order-43")
+
+    assert first.status_code == 200
+    assert_api_error(second, status=409, code="IDEMPOTENCY_KEY_REUSED")
+    assert list(OtpSession.objects.values_list("dest", flat=True)) == [DEST]
+    assert SmsMessage.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_an_optional_field_sent_as_null_fingerprints_like_the_field_left_out(api, workspace):
+    workspace.otp_reuse_enabled = False  # a second real request would send again
+    workspace.save()
+    first = post(api, {**BODY, "messageTemplate": None}, "order-44")
+    second = post(api, BODY, "order-44")
+
+    assert first.status_code == second.status_code == 200
+    assert second["Idempotent-Replayed"] == "true"
+    assert second.json()["data"] == first.json()["data"]
+    assert OtpSession.objects.count() == 1

@@ -16,10 +16,10 @@ def warm_api(api):
     return api
 
 
-def test_a_new_otp_request_costs_nine_queries(warm_api, django_assert_num_queries):
-    # key+workspace, sender, SAVEPOINT, advisory lock, pending lookup FOR UPDATE, destination window,
-    # INSERT session, INSERT sms, RELEASE
-    with django_assert_num_queries(9):
+def test_a_new_otp_request_costs_eleven_queries(warm_api, django_assert_num_queries):
+    # key+workspace, sender, SAVEPOINT, advisory lock, pending lookup (with its SMS) FOR UPDATE, destination
+    # window, wrong-code budget, INSERT session, daily-cap upsert, INSERT sms, RELEASE
+    with django_assert_num_queries(11):
         assert request_otp(warm_api, DEST).status_code == 200
 
 
@@ -30,12 +30,13 @@ def test_a_reused_otp_request_costs_six_queries(warm_api, django_assert_num_quer
         assert request_otp(warm_api, DEST).json()["data"]["reused"] is True
 
 
-def test_a_verify_costs_five_queries(warm_api, django_assert_num_queries):
+def test_a_verify_costs_five_queries_and_a_wrong_code_one_more(warm_api, django_assert_num_queries):
     session_id = request_otp(warm_api, DEST).json()["data"]["sessionId"]
     code = deliver_and_read_code(session_id)
-    # key+workspace, SAVEPOINT, session FOR UPDATE, UPDATE session, RELEASE
-    with django_assert_num_queries(5):
+    # key+workspace, SAVEPOINT, session FOR UPDATE, UPDATE session, INSERT wrong code, RELEASE
+    with django_assert_num_queries(6):
         assert verify(warm_api, session_id, wrong_code(code)).status_code == 400
+    # key+workspace, SAVEPOINT, session FOR UPDATE, UPDATE session, RELEASE
     with django_assert_num_queries(5):
         assert verify(warm_api, session_id, code).status_code == 200
 

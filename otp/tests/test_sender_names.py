@@ -33,17 +33,25 @@ def test_a_sender_created_through_the_api_cannot_send_otps_until_approved(api, w
     assert OtpSession.objects.get().src == "NEWBRAND"
 
 
-def test_a_sender_that_otp_sessions_refer_to_is_not_deleted(api, sender):
-    assert (
-        api.post(
-            "/v1/messaging/otp/request", {"dest": DEST, "src": "ZECKTA", "purpose": "LOGIN"}, format="json"
-        ).status_code
-        == 200
-    )
+def test_a_sender_name_that_sessions_used_is_soft_deleted_and_can_be_requested_again(api, sender):
+    """API.md section 5: delete always works; the sessions keep their `src`; the name can send no more."""
+    session_id = api.post("/v1/messaging/otp/request", {"dest": DEST, "src": "ZECKTA", "purpose": "LOGIN"},
+                          format="json").json()["data"]["sessionId"]
 
-    response = api.delete(detail_url(sender.public_id))
+    deleted = api.delete(detail_url(sender.public_id))
+    gone = api.get(detail_url(sender.public_id))
+    listed = api.get(URL).json()["data"]["items"]
+    cannot_send = api.post("/v1/messaging/otp/request", {"dest": "+233244123456", "src": "ZECKTA",
+                                                         "purpose": "LOGIN"}, format="json")
+    session = api.get(f"/v1/messaging/otp/{session_id}").json()["data"]
+    again = api.post(URL, body("ZECKTA"), format="json")
 
-    assert response.status_code == 409
-    assert response.json()["code"] == "SENDER_NAME_IN_USE"
-    assert SenderName.objects.filter(pk=sender.pk).exists()
-    assert OtpSession.objects.get().sender_name_id == sender.pk
+    assert deleted.status_code == 200
+    assert_api_error(gone, status=404, code="NOT_FOUND")
+    assert [item["sender"] for item in listed] == []
+    assert set(assert_api_error(cannot_send, status=400, code="VALIDATION_ERROR")["errors"]) == {"src"}
+    assert session["src"] == "ZECKTA"
+    assert again.status_code == 201 and again.json()["data"]["status"] == "PENDING"
+    assert again.json()["data"]["senderNameId"] != str(sender.public_id)
+    assert OtpSession.objects.get().sender_name_id == sender.pk  # the session still points at its name
+    assert SenderName.objects.filter(name="ZECKTA").count() == 2

@@ -50,6 +50,8 @@ from zeckta.testing import api_client
 START = datetime(2026, 6, 9, 12, 0, tzinfo=UTC)
 DESTINATIONS = ["+233241234567", "+233244000101", "+233247654321"]  # valid Ghanaian mobiles
 PURPOSES = ["LOGIN", "PASSWORD_RESET"]
+WRONG_CODE_BUDGET = 20  # per destination in a rolling 24 h, every workspace's default (API.md section 2)
+GUESS_WINDOW = timedelta(hours=24)
 PENDING, APPROVED = OtpSession.Status.PENDING, OtpSession.Status.APPROVED
 EXPIRED, MAX_ATTEMPTS = OtpSession.Status.EXPIRED, OtpSession.Status.MAX_ATTEMPTS_REACHED
 
@@ -121,6 +123,7 @@ class OtpServiceMachine(RuleBasedStateMachine):
         self.now = START
         self.tenants: list[TenantModel] = []
         self.model: dict[str, SessionModel] = {}
+        self.wrong_codes: list[tuple[int, str, datetime]] = []  # (tenant, dest, when), across sessions
         locmem.outbox.clear()
 
     def teardown(self) -> None:
@@ -139,7 +142,7 @@ class OtpServiceMachine(RuleBasedStateMachine):
             workspace = WorkspaceFactory(**policy)
             SenderNameFactory(workspace=workspace, name="ZECKTA")
             # The per-key request rate is not what this machine tests.
-            raw_key = issue_key(workspace, tps=100_000)[1]
+            raw_key = issue_key(workspace, tps=10_000)[1]
             self.tenants.append(
                 TenantModel(
                     workspace=workspace,
@@ -196,6 +199,17 @@ class OtpServiceMachine(RuleBasedStateMachine):
             reopens_in = math.ceil((counted[-1] + policy.window - self.now).total_seconds())
             assert response["Retry-After"] == str(max(reopens_in, 1))
             # Refused before anything was written: the pending session (if any) is untouched.
+            return multiple()
+        guesses = sorted(
+            (at for t, d, at in self.wrong_codes if (t, d) == (tenant, dest) and at > self.now - GUESS_WINDOW),
+            reverse=True,
+        )[:WRONG_CODE_BUDGET]
+        if len(guesses) >= WRONG_CODE_BUDGET:
+            # A new session would buy a fresh guess budget: refused until the oldest wrong code leaves.
+            assert response.status_code == 429, body
+            assert body["code"] == "DESTINATION_RATE_LIMITED"
+            assert response["Retry-After"] == str(max(math.ceil((guesses[-1] + GUESS_WINDOW - self.now)
+                                                                 .total_seconds()), 1))
             return multiple()
 
         assert response.status_code == 200, body
@@ -259,6 +273,7 @@ class OtpServiceMachine(RuleBasedStateMachine):
             session.approvals += 1
         else:
             session.attempts_used += 1
+            self.wrong_codes.append((session.tenant, session.dest, self.now))
             if session.attempts_used >= session.max_attempts:
                 outcome = "MAX_ATTEMPTS_REACHED"
                 session.status = MAX_ATTEMPTS
@@ -285,7 +300,8 @@ class OtpServiceMachine(RuleBasedStateMachine):
         response = verify(self._other(session).client, session_id, code)
         body = response.json()
         assert response.status_code == 404, body
-        assert body["code"] == "NOT_FOUND" and body["success"] is False and body["data"] is None
+        assert body["code"] == "NOT_FOUND" and body["success"] is False
+        assert body["data"] == {"sessionId": session_id, "status": "NOT_FOUND", "verified": False, "attemptsLeft": 0}
         assert self._db_snapshot() == before
 
     @rule(session_id=sessions)

@@ -140,11 +140,15 @@ def test_another_workspaces_session_answers_exactly_like_a_missing_one(api, issu
     _, other_key = issue_key(WorkspaceFactory())
     other = api_client(other_key)
 
+    missing_id = str(uuid.uuid4())
     foreign = other.post(VERIFY_URL, {"sessionId": session_id, "code": code}, format="json")
-    missing = other.post(VERIFY_URL, {"sessionId": str(uuid.uuid4()), "code": code}, format="json")
+    missing = other.post(VERIFY_URL, {"sessionId": missing_id, "code": code}, format="json")
 
     assert foreign.status_code == missing.status_code == 404
-    strip = lambda r: {k: v for k, v in r.json().items() if k != "requestId"}  # noqa: E731
+    # Alike but for the id each echoes back (API.md section 3: NOT_FOUND's data names the id as sent).
+    assert (foreign.json()["data"]["sessionId"], missing.json()["data"]["sessionId"]) == (session_id, missing_id)
+    strip = lambda r: {k: v for k, v in r.json().items() if k != "requestId"} | {  # noqa: E731
+        "data": {k: v for k, v in r.json()["data"].items() if k != "sessionId"}}
     assert strip(foreign) == strip(missing)
     assert OtpSession.objects.get(public_id=session_id).status == "PENDING"
 
@@ -181,5 +185,6 @@ def test_each_outcome_has_the_contracts_status_and_message():
         "EXPIRED": (410, "OTP has expired."),
         "MAX_ATTEMPTS_REACHED": (423, "Maximum verification attempts reached."),
         "ALREADY_USED": (409, "OTP has already been used."),
+        "NOT_FOUND": (404, "OTP session not found."),
     }
     assert MESSAGE_VERIFIED == VERIFY_OUTCOMES[VerifyOutcome.APPROVED][1]

@@ -373,13 +373,16 @@ def test_it_deletes_a_sender_name(api, pending):
 
     assert response.status_code == 200
     assert without_request_id(response) == {"success": True, "message": "Sender name deleted", "data": None}
-    assert not SenderName.objects.filter(pk=pending.pk).exists()
+    # A soft delete (API.md section 5): kept for the sessions it sent, gone from the API.
+    assert SenderName.objects.get(pk=pending.pk).deleted_at is not None
     assert api.get(detail_url(pending.public_id)).status_code == 404
+    assert api.delete(detail_url(pending.public_id)).status_code == 404
 
 
 def test_an_unused_approved_sender_can_be_deleted(api, sender):
     assert api.delete(detail_url(sender.public_id)).status_code == 200
-    assert not SenderName.objects.filter(pk=sender.pk).exists()
+    assert SenderName.objects.get(pk=sender.pk).deleted_at is not None
+    assert api.get(URL).json()["data"]["total"] == 0
 
 
 # --- Tenancy and authentication -----------------------------------------------------------------

@@ -10,8 +10,8 @@ from senders.tests.factories import SenderNameFactory
 from workspaces.models import AuditEvent
 from workspaces.tests.factories import WorkspaceFactory
 from workspaces.tests.helpers import all_audit_text, events, the_event
-from zeckta.testing import DEST, run_together
 from zeckta.testing import run_command as run
+from zeckta.testing import run_together
 
 Action = AuditEvent.Action
 SENDERS_URL = "/v1/messaging/sender-names"
@@ -141,8 +141,16 @@ def test_refused_api_sender_changes_record_nothing(api_only, sender, raw_key):
                    format="json").status_code == 409  # APPROVED: not editable
     assert api.put(f"{SENDERS_URL}/{other.public_id}", body, format="json").status_code == 404  # not ours
     assert api.delete(f"{SENDERS_URL}/{other.public_id}").status_code == 404
-    otp = api.post("/v1/messaging/otp/request", {"dest": DEST, "src": "ZECKTA", "purpose": "LOGIN"}, format="json")
-    assert otp.status_code == 200
-    assert api.delete(f"{SENDERS_URL}/{sender.public_id}").status_code == 409  # OTP sessions refer to it
     assert events() == []
     assert raw_key not in all_audit_text()
+
+
+def test_an_admin_change_of_a_sender_purpose_is_audited_with_old_and_new_values(admin_client, admin_user, sender):
+    url = reverse("admin:senders_sendername_change", args=[sender.pk])
+    AuditEvent.objects.all().delete()
+    assert admin_client.post(url, {"purpose": "Bank login codes", "country_code": "GH"}).status_code == 302
+
+    event = the_event(Action.SENDER_UPDATED)
+    assert (event.actor, event.target) == (admin_user.get_username(), str(sender.public_id))
+    assert event.detail["changes"] == {"purpose": {"old": "", "new": "Bank login codes"},
+                                       "country_code": {"old": "", "new": "GH"}}

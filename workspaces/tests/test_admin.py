@@ -23,6 +23,7 @@ def workspace_form_data(workspace: Workspace, **changes) -> dict:
         "otp_code_length": workspace.otp_code_length, "default_message_template": "",
         "allowed_countries": "", "destination_limit": workspace.destination_limit,
         "destination_window_seconds": workspace.destination_window_seconds, "country_hourly_limit": "",
+        "wrong_code_budget": workspace.wrong_code_budget, "daily_sms_cap": workspace.daily_sms_cap,
         "api_keys-TOTAL_FORMS": "0", "api_keys-INITIAL_FORMS": "0", "api_keys-MIN_NUM_FORMS": "0",
         "api_keys-MAX_NUM_FORMS": "1000",
     }
@@ -273,3 +274,42 @@ def test_a_workspace_with_keys_saves_from_its_own_change_page(admin_client, work
     assert response.status_code == 302, response.context["adminform"].form.errors
     assert Workspace.objects.get(pk=workspace.pk).name == "Acme Renamed"
     assert ApiKey.objects.get(pk=api_key.pk).digest == api_key.digest
+
+
+def test_help_text_with_placeholders_is_shown_as_text(admin_client, workspace):
+    page = admin_client.get(reverse(CHANGE.format("workspace"), args=[workspace.pk]))
+    assert "Must contain &lt;OTP&gt; once" in page.text  # escaped: the browser shows <OTP>
+    assert "Must contain <OTP> once" not in page.text
+
+
+def test_crediting_a_balance_needs_its_own_permission(client, db):
+    from django.contrib.auth.models import Permission, User
+
+    staff = User.objects.create_user("clerk", password="pw-1234567890", is_staff=True)
+    staff.user_permissions.add(*Permission.objects.filter(codename__in=["view_workspace", "change_workspace"]))
+    client.force_login(staff)
+    workspace = WorkspaceFactory(slug="pre", is_prepaid=True)
+    url = reverse(CHANGELIST.format("workspace"))
+
+    page = client.get(url)
+    refused = client.post(url, {"action": "credit_balance", "_selected_action": [workspace.pk], "apply": "yes",
+                                "units": "75"})
+
+    assert "credit_balance" not in page.text
+    assert refused.status_code in (200, 302)
+    assert Workspace.objects.get(pk=workspace.pk).balance_units == 0 and not LedgerEntry.objects.exists()
+    staff.user_permissions.add(Permission.objects.get(codename="credit_balance"))
+    staff = User.objects.get(pk=staff.pk)  # permissions are cached on the instance
+    client.force_login(staff)
+    assert "credit_balance" in client.get(url).text
+
+
+def test_admin_logins_are_throttled(client, admin_user):
+    url = reverse("admin:login")
+    failures = [client.post(url, {"username": admin_user.username, "password": "wrong"},
+                            REMOTE_ADDR="203.0.113.9").status_code for _ in range(5)]
+    assert failures[:4] == [200] * 4  # the form again, with its error; the fifth failure locks
+    locked = client.post(url, {"username": admin_user.username, "password": "password"}, REMOTE_ADDR="203.0.113.9")
+
+    assert locked.status_code == 429
+    assert "_auth_user_id" not in client.session

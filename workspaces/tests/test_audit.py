@@ -199,3 +199,40 @@ def test_the_admin_lists_filters_and_searches_the_trail_read_only(admin_client, 
     assert 'value="delete_selected"' not in page.text
     admin_client.post(AUDIT_CHANGELIST, {"action": "delete_selected", "_selected_action": [event.pk], "post": "yes"})
     assert AuditEvent.objects.get(pk=event.pk).actor == "command:revoke_api_key"  # neither changed nor deleted
+
+
+# --- Admin edits of policy, suspension, billing mode, key limits, sender purpose -------------------
+
+
+def test_admin_changes_of_a_workspace_are_audited_with_old_and_new_values(admin_client, admin_user, workspace):
+    url = reverse("admin:workspaces_workspace_change", args=[workspace.pk])
+    data = workspace_form_data(workspace, otp_validity_seconds="120", is_active=None, is_prepaid="on")
+    assert admin_client.post(url, data).status_code == 302
+
+    event = the_event(Action.WORKSPACE_CHANGED)
+    assert (event.actor, event.workspace, event.target) == (admin_user.get_username(), workspace, workspace.slug)
+    assert event.detail["changes"] == {
+        "otp_validity_seconds": {"old": 300, "new": 120},
+        "is_active": {"old": True, "new": False},
+        "is_prepaid": {"old": False, "new": True},
+    }
+
+
+def test_admin_changes_of_a_key_are_audited_with_old_and_new_values(admin_client, admin_user, workspace):
+    api_key, _ = issue_key(workspace, tps=10)
+    url = reverse("admin:workspaces_apikey_change", args=[api_key.pk])
+    response = admin_client.post(url, {"name": api_key.name, "tps": "3", "expires_at_0": "2030-01-01",
+                                       "expires_at_1": "00:00:00"})
+    assert response.status_code == 302
+
+    event = the_event(Action.API_KEY_CHANGED)
+    assert (event.actor, event.target) == (admin_user.get_username(), api_key.prefix)
+    assert event.detail["changes"]["tps"] == {"old": 10, "new": 3}
+    assert event.detail["changes"]["expires_at"] == {"old": None, "new": "2030-01-01T00:00:00+00:00"}
+
+
+def test_an_admin_save_that_changes_nothing_is_not_audited(admin_client, workspace):
+    url = reverse("admin:workspaces_workspace_change", args=[workspace.pk])
+    AuditEvent.objects.all().delete()
+    assert admin_client.post(url, workspace_form_data(workspace)).status_code == 302
+    assert events() == []

@@ -180,17 +180,50 @@ def test_commands_as_processes_print_the_result_last_and_exit_zero(transactional
 @pytest.mark.parametrize(
     "args, fragment",
     [
-        (("create_workspace", "Bad", "--otp-validity", "5"), "otp_validity_seconds"),
-        (("create_workspace", "Bad", "--otp-attempts", "x"), "invalid int value"),
+        (("create_workspace", "Bad", "--otp-validity", "5"), "between 10 and 86400"),
+        (("create_workspace", "Bad", "--otp-attempts", "x"), "must be a whole number between 1 and 10, not 'x'"),
         (("create_workspace", "Bad", "--countries", "XX"), "unknown country"),
         (("create_workspace",), "required: name"),
         (("issue_api_key", "nope"), "no workspace with slug 'nope'"),
         (("revoke_api_key", "zk_live_nothing"), "no API key"),
         (("credit_workspace", "nope", "5"), "no workspace"),
-        (("credit_workspace", "nope", "-5"), "positive integer"),
+        (("credit_workspace", "nope", "-5"), "between 1 and 1000000000"),
     ],
 )
 def test_bad_input_exits_non_zero_with_one_line_on_stderr(transactional_db, args, fragment):
     result = manage(*args)
     assert_one_line_error(result, fragment)
     assert not Workspace.objects.exists()
+
+
+# --- Bounds on every number (API.md section 6) -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (("credit_workspace", "pre", "9223372036854775807"), "1 and 1000000000"),
+        (("credit_workspace", "pre", "1000000001"), "1 and 1000000000"),
+        (("credit_workspace", "pre", "0"), "1 and 1000000000"),
+        (("issue_api_key", "pre", "--tps", "99999999999"), "1 and 10000"),
+        (("issue_api_key", "pre", "--tps", "10001"), "1 and 10000"),
+        (("issue_api_key", "pre", "--expires-in-days", "3651"), "1 and 3650"),
+        (("create_workspace", "Big", "--prepaid", "9223372036854775807"), "0 and 1000000000"),
+        (("create_workspace", "Big", "--otp-validity", "86401"), "10 and 86400"),
+        (("create_workspace", "Big", "--otp-attempts", "11"), "1 and 10"),
+        (("create_workspace", "Big", "--otp-length", "99999999999999999999"), "4 and 10"),
+    ],
+)
+def test_every_number_a_command_takes_is_bounded_with_a_one_line_error(db, args, fragment):
+    WorkspaceFactory(slug="pre", is_prepaid=True)
+    result = manage(*args)
+    assert_one_line_error(result, fragment)
+    assert LedgerEntry.objects.count() == 0 and not ApiKey.objects.exists()
+    assert Workspace.objects.count() == 1
+
+
+def test_the_largest_allowed_numbers_are_accepted(db):
+    workspace = WorkspaceFactory(slug="pre", is_prepaid=True)
+    assert run("credit_workspace", "pre", "1000000000")[-1] == "1000000000"
+    run("issue_api_key", "pre", "--tps", "10000", "--expires-in-days", "3650")
+    assert ApiKey.objects.get(workspace=workspace).tps == 10_000

@@ -16,6 +16,19 @@ logger = logging.getLogger(__name__)
 INTERNAL_ERROR_MESSAGE = "An internal error occurred."
 
 
+class InvalidHost(exceptions.APIException):
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = "The Host header names no host this service answers for."
+    default_code = "INVALID_HOST"
+
+
+class HttpsRequired(exceptions.APIException):
+    status_code = status.HTTP_403_FORBIDDEN
+    default_detail = ("HTTPS is required. This request did not arrive over TLS: treat the API key it carried "
+                      "as exposed and rotate it.")
+    default_code = "HTTPS_REQUIRED"
+
+
 class MalformedJson(exceptions.ParseError):
     default_detail = "The request body is not a valid JSON object."
     default_code = "MALFORMED_JSON"
@@ -55,9 +68,13 @@ class RateLimited(exceptions.Throttled):
     default_code = "RATE_LIMITED"
 
 
+class AuthenticationRateLimited(RateLimited):
+    default_detail = "Too many requests without a valid API key from this address. Retry later."
+
+
 # Raised by our parsers, authentication and views: their `default_code` and detail are the answer as is.
-PROTOCOL_ERRORS = (MalformedJson, PayloadTooLarge, AuthenticationRequired, WorkspaceSuspended, MethodNotAllowed,
-                   UnsupportedMediaType)
+PROTOCOL_ERRORS = (InvalidHost, HttpsRequired, MalformedJson, PayloadTooLarge, AuthenticationRequired,
+                   WorkspaceSuspended, MethodNotAllowed, UnsupportedMediaType)
 
 # Connection-level database failures (server restarted, connection killed, network cut, too many
 # clients; also lock/statement timeouts and deadlocks, which psycopg files under OperationalError).

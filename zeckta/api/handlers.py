@@ -79,7 +79,8 @@ def error_answer(exc: Exception) -> ErrorAnswer | None:
     if not isinstance(exc, exceptions.APIException):
         return None
     if isinstance(exc, exceptions.Throttled):
-        return _with_retry_after(_ours(exc, RateLimited), exc)
+        # DRF's own throttles answer as the per-key limit; ours carry their message.
+        return _with_retry_after(_ours(exc, type(exc) if isinstance(exc, RateLimited) else RateLimited), exc)
     if isinstance(exc, PROTOCOL_ERRORS):
         return ErrorAnswer.of_api_exception(exc)
     # DRF's own: renamed to the contract's codes.

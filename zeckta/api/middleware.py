@@ -1,11 +1,23 @@
+import io
 import logging
 import uuid
 from collections.abc import Callable
 
+from django.conf import settings
+from django.core.exceptions import DisallowedHost
+from django.core.handlers.wsgi import LimitedStream, WSGIRequest
 from django.http import HttpRequest, HttpResponse
+from rest_framework.exceptions import APIException
 
 from zeckta.api.context import request_id_var
-from zeckta.api.errors import DATABASE_UNAVAILABLE_ERRORS, INTERNAL_ERROR_MESSAGE, log_database_unavailable
+from zeckta.api.errors import (
+    DATABASE_UNAVAILABLE_ERRORS,
+    INTERNAL_ERROR_MESSAGE,
+    HttpsRequired,
+    InvalidHost,
+    PayloadTooLarge,
+    log_database_unavailable,
+)
 from zeckta.api.responses import json_error_response
 from zeckta.errors import DatabaseUnavailable
 
@@ -35,6 +47,64 @@ class RequestIdMiddleware:
             # OTP sessions and balances must never be served from a shared cache.
             response["Cache-Control"] = "no-store"
         return response
+
+
+class ApiEdgeMiddleware:
+    """What a /v1/ request must pass before anything reads it: a known Host, TLS, and a body of at most
+    API_MAX_BODY_BYTES, whether its Content-Length is declared or it comes chunked. Each refusal is an
+    envelope, never Django's HTML 400 or a redirect."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path.startswith(API_PREFIX):
+            refusal = self._refusal(request)
+            if refusal is not None:
+                return refusal
+        return self.get_response(request)
+
+    def _refusal(self, request: HttpRequest) -> HttpResponse | None:
+        try:
+            request.get_host()
+        except DisallowedHost:
+            return _protocol_error(InvalidHost)
+        # A redirect would come too late: the key has already crossed the network in clear text.
+        if settings.SECURE_SSL_REDIRECT and not request.is_secure():
+            return _protocol_error(HttpsRequired)
+        if not _body_within_limit(request, settings.API_MAX_BODY_BYTES):
+            return _protocol_error(PayloadTooLarge, f"The request body must be at most "
+                                                    f"{settings.API_MAX_BODY_BYTES} bytes.")
+        return None
+
+
+def _body_within_limit(request: HttpRequest, limit: int) -> bool:
+    """False when the body is over `limit` bytes, read no further than one byte past it.
+
+    A declared Content-Length over the limit is refused unread. Without one, a server that de-chunks the
+    body (gunicorn sets wsgi.input_terminated) lets it be read to its end, which Django alone would not do:
+    the capped bytes become the request's body.
+    """
+    declared = request.META.get("CONTENT_LENGTH")
+    if declared:
+        try:
+            return int(declared) <= limit
+        except ValueError:
+            return True  # Django reads an unparsable length as no body at all
+    if not isinstance(request, WSGIRequest) or not request.META.get("wsgi.input_terminated"):
+        return True
+    raw = request.META["wsgi.input"].read(limit + 1)
+    if len(raw) > limit:
+        return False
+    # Django's own attribute, read by request.body: the capped bytes stand in for the consumed input.
+    request._stream = LimitedStream(io.BytesIO(raw), len(raw))  # type: ignore[assignment]
+    request.META["CONTENT_LENGTH"] = str(len(raw))
+    return True
+
+
+def _protocol_error(error: type[APIException], message: str | None = None) -> HttpResponse:
+    return json_error_response(status=error.status_code, message=message or str(error.default_detail),
+                               code=str(error.default_code))
 
 
 class ApiErrorMiddleware:

@@ -12,8 +12,23 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _deeper_than(value: Any, limit: int) -> bool:
+    """True when objects and arrays nest more than `limit` levels (the outermost is level 1)."""
+    level: list[tuple[Any, int]] = [(value, 1)]
+    while level:
+        item, depth = level.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        level.extend((child, depth + 1) for child in children)
+    return False
+
+
 class JsonObjectParser(JSONParser):
-    """Strict JSON: a size-capped body that must decode to an object (no NaN/Infinity)."""
+    """Strict JSON: a size-capped body that must decode to an object (no NaN/Infinity), nested no deeper
+    than API_MAX_JSON_DEPTH levels."""
 
     def parse(
         self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None
@@ -25,8 +40,10 @@ class JsonObjectParser(JSONParser):
             raise PayloadTooLarge(f"The request body must be at most {limit} bytes.")
         try:
             data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: thousands of levels
             raise MalformedJson() from None
         if not isinstance(data, dict):
             raise MalformedJson("The request body must be a JSON object.")
+        if _deeper_than(data, settings.API_MAX_JSON_DEPTH):
+            raise MalformedJson(f"The request body nests deeper than {settings.API_MAX_JSON_DEPTH} levels.")
         return data

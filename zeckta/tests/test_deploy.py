@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from django.conf import settings
 
 PRODUCTION_ENV = {
@@ -11,7 +12,8 @@ PRODUCTION_ENV = {
     "SECRET_KEY": "k" * 60 + "-Zz09!@#$%^&*()",
     "OTP_HASH_KEY": "an-otp-pepper-kept-outside-the-database",
     "ALLOWED_HOSTS": "otp.example.com",
-    "DATABASE_URL": "sqlite:///:memory:",
+    "DATABASE_URL": "postgres://zeckta@db.internal:5432/zeckta",
+    "REDIS_URL": "redis://redis.internal:6379/0",
     "SMS_HTTP_URL": "https://sms-gateway.example.com/v1/messages",
 }
 
@@ -37,9 +39,32 @@ def test_production_settings_pass_the_deploy_check_without_warnings():
     assert "no issues" in result.stdout
 
 
-def test_the_deploy_check_warns_when_codes_would_only_be_printed():
-    result = manage("check", "--deploy", env={**PRODUCTION_ENV, "SMS_HTTP_URL": "", "SMS_BACKEND": "console"})
-    assert "zeckta.W001" in result.stdout + result.stderr
+@pytest.mark.parametrize(
+    "change, error",
+    [
+        ({"REDIS_URL": "", "CELERY_BROKER_URL": ""}, "zeckta.E001"),  # tasks in requests, limits per process
+        ({"DATABASE_URL": "sqlite:///db.sqlite3"}, "zeckta.E002"),
+        ({"SECRET_KEY": "short-but-set"}, "zeckta.E003"),
+        ({"OTP_HASH_KEY": "x" * 31}, "zeckta.E003"),
+        ({"SECRET_KEY": "change-me-to-a-long-random-string"}, "zeckta.E003"),  # .env.example's placeholder
+        ({"OTP_HASH_KEY": "change-me-to-another-long-random-string"}, "zeckta.E003"),
+        ({"SECRET_KEY": "dev-insecure-secret-key-change-me"}, "zeckta.E003"),  # the development default
+        ({"SMS_HTTP_URL": "http://sms-gateway.example.com/v1/messages"}, "zeckta.E004"),  # in clear text
+        ({"SMS_HTTP_URL": "", "SMS_BACKEND": "console"}, "zeckta.E005"),  # codes printed, not sent
+        ({"SMS_HTTP_URL": "", "SMS_BACKEND": "file"}, "zeckta.E005"),
+        ({"SMS_HTTP_URL": "", "SMS_BACKEND": "locmem"}, "zeckta.E005"),
+    ],
+)
+def test_the_deploy_check_fails_on_an_unsafe_production_environment(change, error):
+    result = manage("check", "--deploy", env={**PRODUCTION_ENV, **change})
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert error in result.stderr and "ERROR" in result.stderr
+
+
+def test_an_http_gateway_on_loopback_is_allowed():
+    result = manage("check", "--deploy", "--fail-level", "WARNING",
+                    env={**PRODUCTION_ENV, "SMS_HTTP_URL": "http://127.0.0.1:9000/sms"})
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_without_debug_the_secrets_and_hosts_are_required():

@@ -1,7 +1,16 @@
 from argparse import ArgumentParser
 
+from workspaces.billing import CREDIT_UNITS_MAX
+from workspaces.models import (
+    OTP_ATTEMPTS_MAX,
+    OTP_ATTEMPTS_MIN,
+    OTP_CODE_LENGTH_MAX,
+    OTP_CODE_LENGTH_MIN,
+    OTP_VALIDITY_SECONDS_MAX,
+    OTP_VALIDITY_SECONDS_MIN,
+)
 from workspaces.services import workspace_create
-from zeckta.commands import OperatorCommand
+from zeckta.commands import OperatorCommand, bounded_int
 
 
 class Command(OperatorCommand):
@@ -13,11 +22,15 @@ class Command(OperatorCommand):
         parser.add_argument(
             "--no-otp-reuse", action="store_true", help="Send a new OTP on every request instead of reusing one."
         )
-        parser.add_argument("--otp-validity", type=int, metavar="SECONDS", help="10 to 86400.")
-        parser.add_argument("--otp-attempts", type=int, metavar="N", help="Verify attempts per code, 1 to 10.")
-        parser.add_argument("--otp-length", type=int, metavar="N", help="Digits per code, 4 to 10.")
+        parser.add_argument("--otp-validity", type=bounded_int(OTP_VALIDITY_SECONDS_MIN, OTP_VALIDITY_SECONDS_MAX),
+                            metavar="SECONDS", help=f"{OTP_VALIDITY_SECONDS_MIN} to {OTP_VALIDITY_SECONDS_MAX}.")
+        parser.add_argument("--otp-attempts", type=bounded_int(OTP_ATTEMPTS_MIN, OTP_ATTEMPTS_MAX), metavar="N",
+                            help=f"Verify attempts per code, {OTP_ATTEMPTS_MIN} to {OTP_ATTEMPTS_MAX}.")
+        parser.add_argument("--otp-length", type=bounded_int(OTP_CODE_LENGTH_MIN, OTP_CODE_LENGTH_MAX), metavar="N",
+                            help=f"Digits per code, {OTP_CODE_LENGTH_MIN} to {OTP_CODE_LENGTH_MAX}.")
         parser.add_argument(
-            "--prepaid", type=int, metavar="UNITS", help="Make the workspace prepaid with this opening balance."
+            "--prepaid", type=bounded_int(0, CREDIT_UNITS_MAX), metavar="UNITS",
+            help="Make the workspace prepaid with this opening balance.",
         )
         parser.add_argument("--countries", metavar="GH,NG", help="Allowed destination countries (ISO alpha-2).")
 

@@ -1,8 +1,8 @@
 from argparse import ArgumentParser
 
-from workspaces.billing import balance_credit
+from workspaces.billing import CREDIT_UNITS_MAX, balance_credit
 from workspaces.selectors import workspace_get_by_slug
-from zeckta.commands import OperatorCommand
+from zeckta.commands import OperatorCommand, bounded_int
 
 
 class Command(OperatorCommand):
@@ -10,12 +10,10 @@ class Command(OperatorCommand):
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("slug")
-        parser.add_argument("units", type=int)
+        parser.add_argument("units", type=bounded_int(1, CREDIT_UNITS_MAX))
 
     def handle(self, *args, **options) -> None:
         units = options["units"]
-        if units <= 0:
-            raise self.fail(f"units must be a positive integer, not {units}")
         workspace = workspace_get_by_slug(options["slug"])
         # A postpaid workspace is never refused and never debited: a credit would be a number nobody reads.
         if not workspace.is_prepaid:

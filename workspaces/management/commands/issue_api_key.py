@@ -2,9 +2,10 @@ from argparse import ArgumentParser
 
 from django.conf import settings
 
+from workspaces.keys import EXPIRES_IN_DAYS_MAX
 from workspaces.selectors import workspace_get_by_slug
 from workspaces.services import api_key_issue
-from zeckta.commands import OperatorCommand
+from zeckta.commands import OperatorCommand, bounded_int
 
 
 class Command(OperatorCommand):
@@ -14,9 +15,11 @@ class Command(OperatorCommand):
         parser.add_argument("slug")
         parser.add_argument("--name", default="", metavar="LABEL")
         parser.add_argument(
-            "--tps", type=int, metavar="N", help=f"Requests per second (default {settings.API_KEY_DEFAULT_TPS})."
+            "--tps", type=bounded_int(1, settings.API_KEY_MAX_TPS), metavar="N",
+            help=f"Requests per second (default {settings.API_KEY_DEFAULT_TPS}).",
         )
-        parser.add_argument("--expires-in-days", type=int, metavar="N", help="Default: never expires.")
+        parser.add_argument("--expires-in-days", type=bounded_int(1, EXPIRES_IN_DAYS_MAX), metavar="N",
+                            help="Default: never expires.")
 
     def handle(self, *args, **options) -> None:
         workspace = workspace_get_by_slug(options["slug"])
