@@ -249,6 +249,7 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
     "SECURITY": [{"ApiKey": []}],
+    "ENUM_NAME_OVERRIDES": {"ErrorCode": "zeckta.api.schema.ERROR_CODES"},
 }
 
 # --- Logging: every line of a request carries its requestId ------------------------------------

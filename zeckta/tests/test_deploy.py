@@ -84,3 +84,20 @@ def test_the_admin_url_is_configurable():
         capture_output=True, text=True, timeout=60,
     )
     assert result.stdout.strip() == "/ops-7f3a/", result.stderr
+
+
+def test_the_admin_and_docs_render_without_collectstatic():
+    """Production storage, no STATIC_ROOT: whitenoise serves from the apps, pages never 500 for a manifest."""
+    script = (
+        "from django.test import Client; c = Client(); "
+        "print(c.get('/admin/login/', secure=True).status_code, c.get('/docs/', secure=True).status_code, "
+        "c.get('/static/admin/css/base.css', secure=True).status_code)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", f"import django; django.setup(); {script}"],
+        cwd=settings.BASE_DIR,
+        env={**os.environ, **PRODUCTION_ENV, "DATABASE_URL": "sqlite:///:memory:",
+             "DJANGO_SETTINGS_MODULE": "zeckta.settings", "ALLOWED_HOSTS": "testserver"},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.stdout.split() == ["200", "200", "200"], result.stderr[-2000:]

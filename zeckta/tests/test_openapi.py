@@ -56,3 +56,24 @@ def test_the_docs_page_works_offline(client):
     assert sources and not [s for s in sources if s.startswith(("http://", "https://", "//"))]
     for asset in (s for s in sources if s.startswith("/static/")):
         assert client.get(asset).status_code == 200, asset
+
+
+# API.md section 1's table, and the outcomes a failed verify answers with as its code.
+CONTRACT_CODES = {
+    "VALIDATION_ERROR", "MALFORMED_JSON", "INVALID_HOST", "AUTHENTICATION_FAILED", "INSUFFICIENT_BALANCE",
+    "WORKSPACE_SUSPENDED", "HTTPS_REQUIRED", "NOT_FOUND", "METHOD_NOT_ALLOWED", "PAYLOAD_TOO_LARGE",
+    "UNSUPPORTED_MEDIA_TYPE", "IDEMPOTENCY_KEY_REUSED", "SESSION_NOT_PENDING", "RESEND_LIMIT_REACHED",
+    "SENDER_NAME_EXISTS", "SENDER_NAME_NOT_EDITABLE", "RATE_LIMITED", "DESTINATION_RATE_LIMITED", "RESEND_TOO_SOON",
+    "WORKSPACE_QUOTA_EXCEEDED", "INTERNAL_ERROR", "SERVICE_UNAVAILABLE",
+    "INVALID", "EXPIRED", "MAX_ATTEMPTS_REACHED", "ALREADY_USED",
+}
+
+
+def test_every_error_code_of_the_contract_is_in_the_document(document):
+    envelope = document["components"]["schemas"]["ErrorEnvelope"]
+    assert envelope["properties"]["code"]["allOf"] == [{"$ref": "#/components/schemas/ErrorCode"}]
+    assert CONTRACT_CODES <= set(document["components"]["schemas"]["ErrorCode"]["enum"])
+    text = str(document)
+    assert all(code in text for code in ("HTTPS_REQUIRED", "INVALID_HOST", "WORKSPACE_QUOTA_EXCEEDED"))
+    verify = document["paths"]["/v1/messaging/otp/verify"]["post"]["responses"]["404"]
+    assert "NOT_FOUND" in verify["description"]
