@@ -5,8 +5,9 @@ import uuid
 from django.contrib import admin
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
 
-from otp.models import OtpSession, SmsMessage
+from otp.models import OtpSession, SmsAttempt, SmsMessage
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -44,7 +45,7 @@ class OtpSessionAdmin(ReadOnlyAdmin):
     date_hierarchy = "created_at"
     # code_digest is deliberately in no list: not even its HMAC is shown.
     fields = ("public_id", "workspace", "sender_name", "dest", "country", "src", "purpose", "status", "attempts_used",
-              "max_attempts", "created_at", "expires_at", "verified_at", "sms_link")
+              "max_attempts", "created_at", "expires_at", "verified_at", "sms_link", "delivery_attempts")
     readonly_fields = fields
     exclude = ["code_digest"]
 
@@ -54,12 +55,45 @@ class OtpSessionAdmin(ReadOnlyAdmin):
 
     @admin.display(description="SMS")
     def sms_link(self, obj: OtpSession) -> str:
-        sms = SmsMessage.objects.filter(session=obj).only("public_id", "status").first()
-        return f"{sms.public_id} [{sms.status}]" if sms else "-"
+        sms = SmsMessage.objects.filter(session=obj).only("public_id", "status", "route_name").first()
+        return f"{sms.public_id} [{sms.status}] via {sms.route_name or '-'}" if sms else "-"
+
+    @admin.display(description="delivery attempts")
+    def delivery_attempts(self, obj: OtpSession) -> str:
+        return attempts_table(SmsMessage.objects.filter(session=obj).first())
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
         return _search(queryset, search_term, destination_field="dest",
                        id_filter=lambda value: Q(public_id=value)), False
+
+
+class SmsAttemptInline(admin.TabularInline):
+    """Every call to a provider for this SMS, with what the provider said."""
+
+    model = SmsAttempt
+    fields = ("started_at", "route_name", "status", "provider_message_id", "provider_status", "error_code", "error",
+              "finished_at", "receipt_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+def attempts_table(message: SmsMessage | None) -> str:
+    if message is None:
+        return "-"
+    rows = format_html_join(
+        "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        ((a.started_at.strftime("%Y-%m-%d %H:%M:%S"), a.route_name, a.status, a.provider_message_id or "-",
+          a.provider_status or "-", a.error_code or "-") for a in message.attempt_log.all()),
+    )
+    return format_html("<table><tr><th>started</th><th>route</th><th>status</th><th>provider id</th>"
+                       "<th>provider status</th><th>error code</th></tr>{}</table>", rows)
 
 
 @admin.register(SmsMessage)
@@ -71,9 +105,10 @@ class SmsMessageAdmin(ReadOnlyAdmin):
     search_help_text = "A phone number (or part of one), a reference id or a session id."
     date_hierarchy = "created_at"
     # encrypted_text (the SMS, with its code) is deliberately in no list.
-    fields = ("reference_id", "session_id_display", "workspace", "to", "src", "status", "encoding", "segments",
-              "units", "attempts", "provider_message_id", "last_error", "next_attempt_at", "claimed_at",
-              "created_at", "updated_at", "finished_at")
+    inlines = [SmsAttemptInline]
+    fields = ("reference_id", "session_id_display", "workspace", "to", "src", "status", "route_name", "delivered_at",
+              "encoding", "segments", "units", "attempts", "provider_message_id", "last_error", "next_attempt_at",
+              "claimed_at", "created_at", "updated_at", "finished_at")
     readonly_fields = fields
     exclude = ["encrypted_text"]
 

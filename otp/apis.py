@@ -1,13 +1,20 @@
+import logging
 import uuid
+from urllib.parse import parse_qsl
 
+from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import status
+from rest_framework import serializers, status
 from rest_framework.decorators import action
+from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from otp import idempotency, selectors, services
+from otp.errors import ReceiptForbidden
+from otp.receipts import receipts_apply
 from otp.serializers import (
     OtpRequestDataSerializer,
     OtpRequestInputSerializer,
@@ -16,6 +23,8 @@ from otp.serializers import (
     OtpVerifyInputSerializer,
 )
 from otp.services import VerifyOutcome
+from senders.gateways import GatewayError, ReceiptRejected, ReceiptRequest
+from senders.routes import route_choice
 from workspaces.viewsets import WorkspaceViewSet
 from zeckta.api.errors import error_body
 from zeckta.api.responses import envelope
@@ -23,6 +32,8 @@ from zeckta.api.schema import COMMON_ERRORS, error_envelope, error_responses, ex
 from zeckta.api.schema import envelope as envelope_schema
 from zeckta.api.utils import validated
 from zeckta.errors import ValidationFailed
+
+logger = logging.getLogger(__name__)
 
 MESSAGE_SENT = "OTP sent successfully"
 MESSAGE_REUSED = "Active OTP already exists. No new SMS sent."
@@ -157,3 +168,52 @@ class OtpViewSet(WorkspaceViewSet):
         session = selectors.otp_session_get(workspace=self.workspace, session_id=session_id)
         data = OtpSessionDataSerializer(session, context={"now": timezone.now()}).data
         return Response(envelope("OTP session retrieved", data))
+
+
+RECEIPT_ACCEPTED = envelope_schema("SmsReceiptEnvelope", serializers.JSONField(allow_null=True))
+
+
+class SmsReceiptView(APIView):
+    """`POST /v1/webhooks/sms/{routeId}`: a provider's delivery receipts (API.md section 11).
+
+    No Bearer key: each provider's own authentication is checked by its backend (a signature or the
+    route's receipt token). Neither counted nor limited as a failed authentication. A receipt takes effect
+    before the 200; one for an unknown message id is answered 200 too (and kept, see otp.receipts).
+    """
+
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
+    throttle_classes: list[type] = []
+    http_method_names = ["post"]
+
+    @extend_schema(
+        operation_id="sms_receipt",
+        summary="A provider's delivery receipt",
+        description="Called by SMS providers, not by clients: authenticated the provider's way. Body and "
+        "encoding are the provider's own (form-encoded or JSON).",
+        request=None,
+        auth=[],
+        responses={200: RECEIPT_ACCEPTED, **error_responses(403, 404, 405, 413, 500)},
+        tags=["webhooks"],
+    )
+    def post(self, request: Request, route_id: str) -> Response:
+        choice = route_choice(route_id)
+        try:
+            receipts = choice.gateway().parse_receipts(_receipt_request(request))
+        except (ReceiptRejected, GatewayError) as exc:
+            logger.warning("receipt refused on route %s: %s", choice.name, exc)
+            raise ReceiptForbidden() from None
+        receipts_apply(route_key=choice.key, receipts=receipts)
+        return Response(envelope("Receipt accepted"))
+
+
+def _receipt_request(request: Request) -> ReceiptRequest:
+    raw = request._request
+    body = raw.body
+    content_type = raw.content_type or ""
+    form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)) \
+        if content_type == "application/x-www-form-urlencoded" else {}
+    # The URL the provider signed: the public one when the service sits behind a proxy that rewrites it.
+    url = f"{settings.PUBLIC_URL}{raw.get_full_path()}" if settings.PUBLIC_URL else raw.build_absolute_uri()
+    return ReceiptRequest(url=url, headers=dict(raw.headers), query=raw.GET.dict(), form=form, body=body,
+                          content_type=content_type)

@@ -15,8 +15,10 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from otp.crypto import decrypt_text
-from otp.models import DailySmsCount, OtpSession, SmsMessage, WrongCode
-from senders.gateways import OutgoingSms, PermanentGatewayError, TransientGatewayError, get_gateway
+from otp.models import DailySmsCount, EarlyReceipt, OtpSession, SmsAttempt, SmsMessage, WrongCode
+from otp.receipts import early_receipts_apply
+from senders.gateways import GatewayError, OutgoingSms, PermanentGatewayError, TransientGatewayError
+from senders.routes import RouteChoice, route_rate_wait, routes_for
 from workspaces.billing import balance_credit
 from workspaces.models import LedgerEntry
 from zeckta.celery import app as celery_app
@@ -50,11 +52,13 @@ def sms_enqueue(*, message_id: int, expires_at: datetime) -> None:
 
 
 class SmsRetryLater(Exception):
-    """The gateway failed transiently and attempts remain: the task retries with backoff."""
+    """Send again later: the gateway failed transiently and attempts remain (backoff with jitter), the
+    route is at its rate cap (until the next second), or the SMS moved to the next route (at once)."""
 
-    def __init__(self, countdown: float) -> None:
+    def __init__(self, countdown: float, *, jitter: bool = True) -> None:
         super().__init__(f"retry in {countdown:.1f}s")
         self.countdown = countdown
+        self.jitter = jitter
 
 
 def _retry_delay(attempts: int) -> float:
@@ -63,12 +67,13 @@ def _retry_delay(attempts: int) -> float:
 
 
 def sms_deliver(*, message_id: int) -> str:
-    """Sends one outbox row through the gateway, at most once at a time; returns the row's new status.
+    """Sends one outbox row through its route, at most once at a time; returns the row's new status.
 
     The row is claimed (`queued` -> `processing`, attempts + 1) by one conditional UPDATE before the
-    gateway call, and the outcome is recorded after it. A worker killed mid-send leaves `processing`:
-    the sweeper re-claims it once the lease ends and sends again with the same `reference`, which the
-    gateway uses to drop the duplicate.
+    gateway call, an attempt row is written, and the outcome is recorded after the call. A worker killed
+    mid-send leaves `processing`: the sweeper re-claims it once the lease ends and sends again with the
+    same `reference`, which the gateway uses to drop the duplicate. A permanent error, or transient ones
+    past SMS_MAX_SEND_ATTEMPTS on a route, move the SMS to the next route with the same text.
     """
     now = timezone.now()
     stale_claim = now - timedelta(seconds=settings.SMS_PROCESSING_LEASE_SECONDS)
@@ -79,10 +84,11 @@ def sms_deliver(*, message_id: int) -> str:
     # re-evaluates against the committed version after the lock is released.
     live_sessions = OtpSession.objects.filter(status=SessionStatus.PENDING, expires_at__gt=now).values("pk")
     claimed = (
-        SmsMessage.objects.filter(pk=message_id, attempts__lt=settings.SMS_MAX_SEND_ATTEMPTS)
+        SmsMessage.objects.filter(pk=message_id, route_attempts__lt=settings.SMS_MAX_SEND_ATTEMPTS)
         .filter(Q(status=SmsStatus.QUEUED) | Q(status=SmsStatus.PROCESSING, claimed_at__lt=stale_claim))
         .filter(session_id__in=live_sessions)
-        .update(status=SmsStatus.PROCESSING, claimed_at=now, attempts=F("attempts") + 1, updated_at=now)
+        .update(status=SmsStatus.PROCESSING, claimed_at=now, attempts=F("attempts") + 1,
+                route_attempts=F("route_attempts") + 1, updated_at=now)
     )
     message = SmsMessage.objects.select_related("session", "workspace").filter(pk=message_id).first()
     if message is None:
@@ -102,31 +108,91 @@ def sms_deliver(*, message_id: int) -> str:
         _finish(mine, message, SmsStatus.FAILED, error="the SMS text cannot be decrypted with the current key")
         logger.error("SMS %s cannot be decrypted (SMS_ENCRYPTION_KEY changed?); not sent", message.public_id)
         return SmsStatus.FAILED
-    outgoing = OutgoingSms(to=message.to, src=message.src, text=text, reference=str(message.public_id))
-    try:
-        result = get_gateway().send(outgoing)
-    except PermanentGatewayError as exc:
-        _finish(mine, message, SmsStatus.FAILED, error=str(exc))
-        logger.warning("SMS %s failed permanently: %s", message.public_id, exc)
+
+    choice = _route_now(message)
+    if choice is None:
+        _finish(mine, message, SmsStatus.FAILED, error="every route was tried")
         return SmsStatus.FAILED
+    wait = route_rate_wait(choice)
+    if wait:
+        # Not an attempt: give back what the claim counted, and come back in the next second.
+        mine.update(status=SmsStatus.QUEUED, claimed_at=None, attempts=F("attempts") - 1,
+                    route_attempts=F("route_attempts") - 1, next_attempt_at=now + timedelta(seconds=wait))
+        raise SmsRetryLater(wait, jitter=False)
+    if message.route_key != choice.key:
+        # First call on this route (its first send, or the route it was on went away): its budget starts now.
+        mine.update(route_key=choice.key, route_name=choice.name, route_attempts=1)
+        message.route_key, message.route_name, message.route_attempts = choice.key, choice.name, 1
+
+    attempt = SmsAttempt.objects.create(message=message, route=choice.route, route_key=choice.key,
+                                        route_name=choice.name, started_at=now)
+    outgoing = OutgoingSms(to=message.to, src=message.src, text=text, reference=str(message.public_id),
+                           receipt_url=choice.receipt_url())
+    try:
+        result = choice.gateway().send(outgoing)
+    except PermanentGatewayError as exc:
+        _attempt_failed(attempt, exc)
+        logger.warning("SMS %s failed permanently on route %s: %s", message.public_id, choice.name, exc)
+        return _fail_over(mine, message, choice, error=str(exc))
     except TransientGatewayError as exc:
-        if message.attempts >= settings.SMS_MAX_SEND_ATTEMPTS:
-            _finish(mine, message, SmsStatus.FAILED, error=f"gave up after {message.attempts} attempts: {exc}")
-            logger.warning("SMS %s failed after %s attempts: %s", message.public_id, message.attempts, exc)
-            return SmsStatus.FAILED
-        delay = _retry_delay(message.attempts)
+        _attempt_failed(attempt, exc)
+        if message.route_attempts >= settings.SMS_MAX_SEND_ATTEMPTS:
+            logger.warning("SMS %s: route %s failed %s times: %s", message.public_id, choice.name,
+                           message.route_attempts, exc)
+            return _fail_over(mine, message, choice,
+                              error=f"gave up after {message.route_attempts} attempts on route {choice.name}: {exc}")
+        delay = _retry_delay(message.route_attempts)
         mine.update(
             status=SmsStatus.QUEUED, claimed_at=None, last_error=str(exc)[:500],
             next_attempt_at=timezone.now() + timedelta(seconds=delay), updated_at=timezone.now(),
         )
         logger.info("SMS %s attempt %s failed (%s); retrying", message.public_id, message.attempts, exc)
         raise SmsRetryLater(delay) from None
-    mine.update(
-        status=SmsStatus.SENT, provider_message_id=result.provider_message_id[:200], encrypted_text=None,
-        last_error="", finished_at=timezone.now(), updated_at=timezone.now(),
-    )
-    logger.info("SMS %s sent to the gateway (attempt %s)", message.public_id, message.attempts)
+    with transaction.atomic():
+        done = timezone.now()
+        mine.update(
+            status=SmsStatus.SENT, provider_message_id=result.provider_message_id[:200], encrypted_text=None,
+            last_error="", finished_at=done, updated_at=done,
+        )
+        SmsAttempt.objects.filter(pk=attempt.pk).update(
+            status=SmsAttempt.Status.ACCEPTED, provider_message_id=result.provider_message_id[:200],
+            provider_status=result.provider_status[:64], finished_at=done,
+        )
+        # A receipt that beat this commit was kept aside: it applies now.
+        early_receipts_apply(route_key=choice.key, provider_message_id=result.provider_message_id)
+    logger.info("SMS %s sent through route %s (attempt %s)", message.public_id, choice.name, message.attempts)
     return SmsStatus.SENT
+
+
+def _route_now(message: SmsMessage) -> RouteChoice | None:
+    """The route this send takes: the one the SMS is on, or the first it has not given up on."""
+    tried = set(message.routes_tried)
+    candidates = [choice for choice in routes_for(message.session.country) if choice.key not in tried]
+    current = next((choice for choice in candidates if choice.key == message.route_key), None)
+    return current or (candidates[0] if candidates else None)
+
+
+def _attempt_failed(attempt: SmsAttempt, exc: GatewayError) -> None:
+    SmsAttempt.objects.filter(pk=attempt.pk).update(
+        status=SmsAttempt.Status.FAILED, error=str(exc)[:500], error_code=exc.error_code[:64],
+        provider_status=exc.provider_status[:64], finished_at=timezone.now(),
+    )
+
+
+def _fail_over(mine: QuerySet[SmsMessage], message: SmsMessage, choice: RouteChoice, *, error: str) -> str:
+    """Moves the SMS to the next route it has not tried, at once and with the same text; FAILED (and a
+    refund) when none is left."""
+    tried = [*message.routes_tried, choice.key]
+    remaining = [route for route in routes_for(message.session.country) if route.key not in tried]
+    if not remaining:
+        _finish(mine, message, SmsStatus.FAILED, error=error)
+        return SmsStatus.FAILED
+    now = timezone.now()
+    mine.update(status=SmsStatus.QUEUED, claimed_at=None, routes_tried=tried, route_key=remaining[0].key,
+                route_name=remaining[0].name, route_attempts=0, last_error=error[:500], next_attempt_at=now,
+                updated_at=now)
+    logger.info("SMS %s moves from route %s to %s", message.public_id, choice.name, remaining[0].name)
+    raise SmsRetryLater(0, jitter=False)
 
 
 def _settle_unclaimable(message: SmsMessage, *, now: datetime, stale_claim: datetime) -> str:
@@ -146,7 +212,7 @@ def _settle_unclaimable(message: SmsMessage, *, now: datetime, stale_claim: date
     if session.status != SessionStatus.PENDING or session.expires_at <= now:
         _finish(row, message, SmsStatus.EXPIRED, error="the OTP was no longer valid; nothing was sent")
         return SmsStatus.EXPIRED
-    if message.attempts >= settings.SMS_MAX_SEND_ATTEMPTS:
+    if message.route_attempts >= settings.SMS_MAX_SEND_ATTEMPTS:
         _finish(row, message, SmsStatus.FAILED, error=f"gave up after {message.attempts} attempts")
         return SmsStatus.FAILED
     # Claimable after all: another worker's claim ended (a retry put it back in the queue) between our
@@ -197,4 +263,5 @@ def otp_sessions_purge(*, older_than_days: int | None = None) -> int:
     deleted, _ = OtpSession.objects.filter(created_at__lt=now - timedelta(days=days)).delete()
     WrongCode.objects.filter(created_at__lt=now - timedelta(seconds=settings.OTP_WRONG_CODE_WINDOW_SECONDS)).delete()
     DailySmsCount.objects.filter(day__lt=now.date() - timedelta(days=1)).delete()
+    EarlyReceipt.objects.filter(received_at__lt=now - timedelta(days=1)).delete()
     return deleted

@@ -1,7 +1,7 @@
 """OTP failures that end a request with an error. A failed verify is not one: it is an outcome
 (`otp.services.VerifyOutcome`), returned and rendered, because its attempt must stay committed."""
 
-from zeckta.errors import Conflict, NotFound, TooManyRequests
+from zeckta.errors import ApplicationError, Conflict, NotFound, TooManyRequests
 
 
 class OtpSessionNotFound(NotFound):
@@ -21,3 +21,11 @@ class WorkspaceQuotaExceeded(TooManyRequests):
 class IdempotencyKeyReused(Conflict):
     code = "IDEMPOTENCY_KEY_REUSED"
     default_message = "This Idempotency-Key was already used with a different request body."
+
+
+class ReceiptForbidden(ApplicationError):
+    """A delivery receipt that failed its provider's authentication: it changes nothing."""
+
+    status_code = 403
+    code = "FORBIDDEN"
+    default_message = "This receipt failed the route's authentication."

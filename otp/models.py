@@ -110,7 +110,14 @@ class SmsMessage(models.Model):
     encoding = models.CharField(max_length=8)  # GSM-7 or UCS-2
     segments = models.PositiveSmallIntegerField()
     units = models.PositiveSmallIntegerField()
-    attempts = models.PositiveSmallIntegerField(default=0)  # calls made to the gateway
+    attempts = models.PositiveSmallIntegerField(default=0)  # calls made to the gateway, on every route
+    # The route now carrying it: "" before the first send, a route's public id, or "default" (the SMS_*
+    # settings). Failover moves it to the next route not in `routes_tried`, with the same text.
+    route_key = models.CharField(max_length=36, blank=True)
+    route_name = models.CharField(max_length=64, blank=True)  # shown as delivery.route
+    route_attempts = models.PositiveSmallIntegerField(default=0)  # gateway calls on the current route
+    routes_tried = models.JSONField(default=list, blank=True)  # route keys given up on
+    delivered_at = models.DateTimeField(null=True, blank=True)  # from the delivery receipt
     provider_message_id = models.CharField(max_length=200, blank=True)
     last_error = models.CharField(max_length=500, blank=True)
     next_attempt_at = models.DateTimeField()  # when a queued row is due (now, or after a retry backoff)
@@ -193,3 +200,68 @@ class DailySmsCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day}: {self.count}"
+
+
+class SmsAttempt(models.Model):
+    """One call to a provider for one SMS: kept, whatever happened, with the provider's own words.
+
+    Receipts find their attempt by route and provider message id, so a receipt for an SMS that was sent
+    again through a second route applies to the attempt it names only.
+    """
+
+    class Status(models.TextChoices):
+        SENDING = "sending"  # written before the call: a crash mid-call leaves this
+        ACCEPTED = "accepted"  # the provider took it
+        FAILED = "failed"  # the provider refused it, or never answered
+        SENT = "sent"
+        DELIVERED = "delivered"
+        UNDELIVERABLE = "undeliverable"
+        REJECTED = "rejected"
+        EXPIRED = "expired"
+
+    FINAL = frozenset({Status.DELIVERED, Status.UNDELIVERABLE, Status.REJECTED, Status.EXPIRED})
+
+    message = models.ForeignKey(SmsMessage, on_delete=models.CASCADE, related_name="attempt_log")
+    route = models.ForeignKey("senders.Route", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    route_key = models.CharField(max_length=36)  # as on SmsMessage: a route's public id, or "default"
+    route_name = models.CharField(max_length=64)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.SENDING)
+    provider_message_id = models.CharField(max_length=200, blank=True)
+    provider_status = models.CharField(max_length=64, blank=True)
+    error_code = models.CharField(max_length=64, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    receipt_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["started_at", "id"]
+        verbose_name = "SMS attempt"
+        indexes = [
+            # A receipt names its route and the provider's message id.
+            models.Index(fields=["route_key", "provider_message_id"], name="otp_smsattempt_receipt_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.route_name} {self.provider_message_id or '-'} [{self.status}]"
+
+
+class EarlyReceipt(models.Model):
+    """A receipt whose message id no attempt carries yet: the provider answered the callback before the
+    worker committed the send. Applied when that send commits; purged after a day."""
+
+    route_key = models.CharField(max_length=36)
+    provider_message_id = models.CharField(max_length=200)
+    status = models.CharField(max_length=16)
+    provider_status = models.CharField(max_length=64, blank=True)
+    error_code = models.CharField(max_length=64, blank=True)
+    received_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["route_key", "provider_message_id"], name="otp_earlyreceipt_lookup_idx"),
+            models.Index(fields=["received_at"], name="otp_earlyreceipt_received_idx"),  # purging
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.route_key} {self.provider_message_id} [{self.status}]"

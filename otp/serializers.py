@@ -8,7 +8,7 @@ from rest_framework import serializers
 
 from otp.models import OtpSession, Purpose, SmsMessage
 from otp.services import VerifyOutcome
-from zeckta.api.fields import IsoDateTimeField, StrictCharField
+from zeckta.api.fields import BlankAsNullField, IsoDateTimeField, StrictCharField
 from zeckta.sms_text import template_errors
 
 # ASCII digits only: `\d` would also take "123456\n" and Arabic-Indic digits.
@@ -87,6 +87,9 @@ class DeliverySerializer(serializers.Serializer):
     units = serializers.IntegerField(min_value=1)
     attempts = serializers.IntegerField(min_value=0, help_text="Calls made to the SMS gateway.")
     updatedAt = IsoDateTimeField(source="updated_at")
+    route = BlankAsNullField(source="route_name", help_text="The provider route that carried the latest send.")
+    deliveredAt = IsoDateTimeField(source="delivered_at", allow_null=True,
+                                   help_text="When its delivery receipt said it arrived; null until then.")
 
 
 class OtpSessionDataSerializer(serializers.Serializer):

@@ -8,7 +8,6 @@ queued task.
 import random
 
 from celery import shared_task
-from django.conf import settings
 
 from otp.delivery import (
     OTP_SESSIONS_PURGE_TASK,
@@ -29,8 +28,9 @@ def sms_deliver_task(self, message_id: int) -> str:
     except SmsRetryLater as retry:
         # Jitter (between half and all of the backoff): retries of many messages after one gateway outage
         # do not arrive in step.
-        countdown = random.uniform(retry.countdown / 2, retry.countdown)
-        raise self.retry(countdown=countdown, max_retries=settings.SMS_MAX_SEND_ATTEMPTS) from None
+        countdown = random.uniform(retry.countdown / 2, retry.countdown) if retry.jitter else retry.countdown
+        # No retry ceiling here: the outbox row holds the budget (attempts per route, routes to try).
+        raise self.retry(countdown=countdown, max_retries=None) from None
 
 
 @shared_task(name=SMS_REQUEUE_STALE_TASK, ignore_result=True)

@@ -8,7 +8,8 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from senders.errors import SenderNameExists
-from senders.models import SenderName
+from senders.models import Route, SenderName
+from senders.routes import parse_route_countries, route_create, route_settings_problem, route_settings_replace
 from senders.selectors import live_sender_names
 from senders.services import (
     sender_name_approve,
@@ -17,6 +18,7 @@ from senders.services import (
     sender_name_problem,
     sender_name_reject,
 )
+from zeckta.errors import ValidationFailed
 
 
 class SenderNameAddForm(forms.ModelForm):
@@ -130,3 +132,74 @@ class SenderNameAdmin(admin.ModelAdmin):
             "action_checkbox_name": ACTION_CHECKBOX_NAME,
             "submit_label": "Reject",
         })
+
+
+class RouteForm(forms.ModelForm):
+    """Settings are write-only: the form never shows them; JSON typed here replaces them all."""
+
+    new_settings = forms.JSONField(
+        required=False, widget=forms.Textarea(attrs={"rows": 4, "cols": 60}),
+        help_text='The backend\'s settings as JSON, e.g. {"account_sid": "AC...", "auth_token": "..."}. '
+                  "Stored encrypted and never shown again; leave empty to keep the current ones.",
+    )
+
+    class Meta:
+        model = Route
+        fields = ["name", "backend", "countries", "priority", "rate_per_second", "enabled"]
+
+    def clean_countries(self) -> str:
+        try:
+            return parse_route_countries(self.cleaned_data["countries"])
+        except ValidationFailed as exc:
+            raise forms.ValidationError(exc.message) from None
+
+    def clean(self) -> dict:
+        cleaned = super().clean() or {}
+        values = cleaned.get("new_settings")
+        if values is not None and not isinstance(values, dict):
+            self.add_error("new_settings", "A JSON object of setting names and values.")
+        elif values is None and self.instance.pk is not None and "backend" in self.changed_data:
+            self.add_error("new_settings", "A new backend needs its own settings.")
+        elif values is not None or self.instance.pk is None:
+            problem = route_settings_problem(cleaned.get("backend") or self.instance.backend, values or {})
+            if problem:
+                self.add_error("new_settings", problem)
+        return cleaned
+
+
+@admin.register(Route)
+class RouteAdmin(admin.ModelAdmin):
+    form = RouteForm
+    list_display = ["name", "backend", "countries_shown", "priority", "rate_per_second", "enabled", "receipt_path"]
+    list_filter = ["backend", "enabled"]
+    search_fields = ["name", "countries"]
+    readonly_fields = ["public_id", "receipt_path", "created_at", "updated_at"]
+    fields = ["name", "backend", "new_settings", "countries", "priority", "rate_per_second", "enabled", "public_id",
+              "receipt_path", "created_at", "updated_at"]
+
+    @admin.display(description="countries")
+    def countries_shown(self, obj: Route) -> str:
+        return obj.countries or "all"
+
+    @admin.display(description="receipt URL path")
+    def receipt_path(self, obj: Route) -> str:
+        return f"/v1/webhooks/sms/{obj.public_id}" if obj.pk else "-"
+
+    def save_model(self, request: HttpRequest, obj: Route, form: forms.ModelForm, change: bool) -> None:
+        actor = request.user.get_username()
+        values = form.cleaned_data.get("new_settings")
+        if not change:
+            created = route_create(
+                name=obj.name, backend=obj.backend, values=values or {}, countries=obj.countries,
+                priority=obj.priority, rate_per_second=obj.rate_per_second, enabled=obj.enabled, actor=actor,
+            )
+            for field in Route._meta.concrete_fields:
+                setattr(obj, field.attname, getattr(created, field.attname))
+            obj._state.adding = False
+            obj._state.db = created._state.db
+            return
+        fields = [name for name in form.changed_data if name in RouteForm.Meta.fields]
+        if fields:
+            obj.save(update_fields=[*fields, "updated_at"])
+        if values is not None:
+            route_settings_replace(route=obj, values=values, actor=actor)

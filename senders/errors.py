@@ -21,3 +21,12 @@ class SenderNameExists(Conflict):
 class SenderNameNotEditable(Conflict):
     code = "SENDER_NAME_NOT_EDITABLE"
     default_message = "Only a PENDING or REJECTED sender name can be changed."
+
+
+class RouteNotFound(NotFound):
+    default_message = "Route not found."
+
+
+class RouteExists(Conflict):
+    code = "ROUTE_EXISTS"
+    default_message = "A route with this name already exists."

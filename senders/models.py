@@ -1,5 +1,6 @@
 import uuid
 
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -51,3 +52,57 @@ class SenderName(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} [{self.status}]"
+
+
+class Route(models.Model):
+    """A way out to the SMS networks: a provider account (backend and credentials) for some countries.
+
+    An SMS takes the enabled route with the lowest priority number that serves its country, and fails
+    over to the next on a permanent error; the SMS_BACKEND settings are one more route after all of these,
+    serving every country. Credentials are kept encrypted (`senders.routes`), never shown again.
+    """
+
+    class Backend(models.TextChoices):
+        TWILIO = "twilio"
+        VONAGE = "vonage"
+        INFOBIP = "infobip"
+        AFRICASTALKING = "africastalking"
+        SMPP = "smpp"
+        HTTP = "http"
+        CONSOLE = "console"
+        FILE = "file"
+        LOCMEM = "locmem"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=64, unique=True)
+    backend = models.CharField(max_length=16, choices=Backend.choices)
+    # Fernet over the JSON of the backend's settings (credentials included): write-only everywhere.
+    encrypted_settings = models.BinaryField(editable=False)
+    countries = models.CharField(
+        max_length=500, blank=True, help_text="Comma-separated ISO 3166 alpha-2 codes it serves (GH,NG). Empty: all."
+    )
+    priority = models.PositiveIntegerField(default=100, help_text="Lower goes first.")
+    rate_per_second = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)],
+        help_text="Most SMS per second through this route, across every worker. Empty: no cap.",
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["priority", "name"]
+        indexes = [
+            # Choosing a route: the enabled ones in priority order.
+            models.Index(fields=["enabled", "priority"], name="senders_route_choice_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.backend})"
+
+    @property
+    def country_codes(self) -> frozenset[str]:
+        return frozenset(code.strip().upper() for code in self.countries.split(",") if code.strip())
+
+    def serves(self, country: str) -> bool:
+        return not self.country_codes or country in self.country_codes

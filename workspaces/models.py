@@ -214,6 +214,8 @@ class AuditEvent(models.Model):
         SENDER_UPDATED = "sender.updated", "Sender name updated"
         SENDER_DELETED = "sender.deleted", "Sender name deleted"
         BALANCE_CREDITED = "balance.credited", "Balance credited"
+        ROUTE_ADDED = "route.added", "Provider route added"
+        ROUTE_CHANGED = "route.changed", "Provider route changed"
 
     # SET_NULL and a copy of the slug: the trail outlives a deleted workspace and still says whose it was.
     workspace = models.ForeignKey(

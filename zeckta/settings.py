@@ -214,6 +214,13 @@ SMS_BACKEND = env.str("SMS_BACKEND", default="http" if SMS_HTTP_URL and not DEBU
 SMS_FILE_PATH = env.str("SMS_FILE_PATH", default=str(BASE_DIR / "sms-outbox.jsonl"))
 SMS_HTTP_TOKEN = env.str("SMS_HTTP_TOKEN", default="")
 SMS_HTTP_TIMEOUT = env.float("SMS_HTTP_TIMEOUT", default=5.0)  # seconds
+# The `http` backend's receipts (API.md section 11) carry this as a Bearer token or `?token=`.
+SMS_HTTP_RECEIPT_TOKEN = env.str("SMS_HTTP_RECEIPT_TOKEN", default="")
+# The service's external base URL: the receipt URLs given to providers, and the URL a provider signed
+# (Twilio signs the full URL). Empty: receipts URLs are not sent, signatures are checked on the request's URL.
+PUBLIC_URL = env.str("PUBLIC_URL", default="").rstrip("/")
+# Key for route credentials at rest; derived from SECRET_KEY/OTP_HASH_KEY when unset.
+ROUTE_ENCRYPTION_KEY = env.str("ROUTE_ENCRYPTION_KEY", default="")
 SMS_MAX_SEND_ATTEMPTS = env.int("SMS_MAX_SEND_ATTEMPTS", default=6)  # gateway calls per message
 SMS_RETRY_BACKOFF_SECONDS = env.float("SMS_RETRY_BACKOFF_SECONDS", default=2.0)  # first retry delay
 SMS_RETRY_BACKOFF_MAX_SECONDS = env.float("SMS_RETRY_BACKOFF_MAX_SECONDS", default=60.0)

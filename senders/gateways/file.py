@@ -14,6 +14,7 @@ class FileGateway(SmsGateway):
     def send(self, message: OutgoingSms) -> GatewayResult:
         line = json.dumps({"to": message.to, "from": message.src, "text": message.text,
                            "reference": message.reference})
-        with _lock, open(settings.SMS_FILE_PATH, "a", encoding="utf-8") as handle:
+        path = self.config.get("path") or settings.SMS_FILE_PATH
+        with _lock, open(path, "a", encoding="utf-8") as handle:
             handle.write(line + "\n")
         return GatewayResult(provider_message_id=f"file-{message.reference}")

@@ -1,77 +1,77 @@
-import http.client
+"""The `http` backend: Zeckta's own JSON shape (API.md section 7), for a relay or a provider adapter."""
+
+import hmac
 import json
-import urllib.error
-import urllib.request
+from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 
 from senders.gateways.base import (
+    FINAL_RECEIPT_STATUSES,
     GatewayResult,
     OutgoingSms,
     PermanentGatewayError,
+    Receipt,
+    ReceiptRejected,
+    ReceiptRequest,
     SmsGateway,
     TransientGatewayError,
 )
-
-# Bodies longer than this from the gateway are not ours to read (bytes).
-MAX_RESPONSE_BYTES = 64 * 1024
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """urllib would follow a 301/302/303 answer to a POST with a body-less GET, and a 2xx to that GET
-    would count as accepted although no SMS was submitted: here a redirect stays an HTTPError."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        return None
-
-
-_opener = urllib.request.build_opener(_NoRedirect)
+from senders.gateways.transport import post
 
 
 class HttpGateway(SmsGateway):
-    """POSTs {"to", "from", "text", "reference"} as JSON to settings.SMS_HTTP_URL.
+    """POSTs {"to", "from", "text", "reference"} as JSON to the route's `url`.
 
     2xx: accepted (an `id` in the JSON answer is kept); 4xx: permanent failure; 5xx, timeout or a
-    connection error: transient, retried by the caller with the same `reference`.
+    connection error: transient, retried by the caller with the same `reference`. Receipts are JSON
+    {"id", "status", "timestamp"} with the route's `receipt_token` as a Bearer token or `?token=`.
     """
 
-    def __init__(self) -> None:
-        if not settings.SMS_HTTP_URL:
-            raise PermanentGatewayError("SMS_HTTP_URL is not set")
-        if not settings.SMS_HTTP_URL.startswith(("http://", "https://")):
-            raise PermanentGatewayError("SMS_HTTP_URL must be an http:// or https:// URL")
-        self.url = settings.SMS_HTTP_URL
-        self.token = settings.SMS_HTTP_TOKEN
-        self.timeout = settings.SMS_HTTP_TIMEOUT  # seconds
+    def __init__(self, config: dict[str, Any] | None = None) -> None:
+        # Without route settings: the default route's (the SMS_HTTP_* settings).
+        super().__init__(config if config is not None else {
+            "url": settings.SMS_HTTP_URL, "token": settings.SMS_HTTP_TOKEN, "timeout": settings.SMS_HTTP_TIMEOUT,
+            "receipt_token": settings.SMS_HTTP_RECEIPT_TOKEN,
+        })
+        self.url = str(self.config.get("url") or "")
+        if not self.url:
+            raise PermanentGatewayError("the http route has no url (SMS_HTTP_URL)")
+        if not self.url.startswith(("http://", "https://")):
+            raise PermanentGatewayError("the http route's url must be an http:// or https:// URL")
+        self.token = str(self.config.get("token") or "")
+        self.timeout = float(self.config.get("timeout") or 5.0)  # seconds
 
     def send(self, message: OutgoingSms) -> GatewayResult:
-        body = json.dumps(
-            {"to": message.to, "from": message.src, "text": message.text, "reference": message.reference}
-        ).encode()
+        body = json.dumps({"to": message.to, "from": message.src, "text": message.text,
+                           "reference": message.reference}).encode()
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        # The scheme was checked in __init__: only http(s), never file: or custom handlers.
-        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")  # noqa: S310
+        answer = post(self.url, body=body, headers=headers, timeout=self.timeout)
+        if 300 <= answer.status < 500:
+            # 4xx: the gateway refused this message; 3xx: a misconfigured URL. Retrying cannot help.
+            raise PermanentGatewayError(f"gateway refused the message: HTTP {answer.status}",
+                                        error_code=str(answer.status))
+        if answer.status >= 500:
+            raise TransientGatewayError(f"gateway error: HTTP {answer.status}", error_code=str(answer.status))
+        return GatewayResult(provider_message_id=_message_id(answer.body))
+
+    def parse_receipts(self, request: ReceiptRequest) -> list[Receipt]:
+        expected = str(self.config.get("receipt_token") or "")
+        bearer = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        given = bearer or request.query.get("token", "")
+        if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+            raise ReceiptRejected("missing or wrong receipt token")
         try:
-            with _opener.open(request, timeout=self.timeout) as response:
-                payload = response.read(MAX_RESPONSE_BYTES)
-        except urllib.error.HTTPError as exc:
-            if 300 <= exc.code < 500:
-                # 4xx: the gateway refused this message; 3xx: a misconfigured URL. Retrying cannot help.
-                raise PermanentGatewayError(f"gateway refused the message: HTTP {exc.code}") from None
-            raise TransientGatewayError(f"gateway error: HTTP {exc.code}") from None
-        except TimeoutError:
-            raise TransientGatewayError(f"gateway timed out after {self.timeout}s") from None
-        except (urllib.error.URLError, ConnectionError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise TransientGatewayError(f"gateway unreachable: {reason}") from None
-        except http.client.HTTPException as exc:
-            # A malformed or cut-short answer (BadStatusLine, IncompleteRead): not an OSError, so without
-            # this it would escape and leave the row `processing` until the lease ends. The message may
-            # have been taken; the retry carries the same reference so the gateway can drop a duplicate.
-            raise TransientGatewayError(f"gateway answered badly: {type(exc).__name__}") from None
-        return GatewayResult(provider_message_id=_message_id(payload))
+            data = json.loads(request.body or b"{}")
+        except ValueError:
+            return []
+        if not isinstance(data, dict) or data.get("status") not in FINAL_RECEIPT_STATUSES | {"sent"}:
+            return []
+        return [Receipt(provider_message_id=str(data.get("id") or ""), status=data["status"],
+                        provider_status=data["status"], at=_timestamp(data.get("timestamp")))]
 
 
 def _message_id(payload: bytes) -> str:
@@ -81,3 +81,12 @@ def _message_id(payload: bytes) -> str:
         return ""
     value = data.get("id") if isinstance(data, dict) else None
     return str(value)[:200] if value is not None else ""
+
+
+def _timestamp(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None

@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from senders.tests.loopback import serve, shutdown, write_json
+
 HOLD_LIMIT_SECONDS = 120  # a held call is let go after this, should a test forget to release it
 
 
@@ -93,29 +95,16 @@ class FakeGateway:
                 body = answer.body
                 if body is None:
                     body = {"id": f"fake-{number}"} if 200 <= answer.status < 300 else {"error": "scripted"}
-                data = json.dumps(body).encode()
-                try:
-                    self.send_response(answer.status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client timed out and hung up, as intended
+                write_json(self, answer.status, body)
 
             def log_message(self, format: str, *args) -> None:  # noqa: A002
                 pass  # keep test output quiet
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        server.block_on_close = False  # do not wait for handlers still sleeping out a scripted delay
+        server = serve(Handler)
         self._server = server
         self.url = f"http://127.0.0.1:{server.server_address[1]}/sms"
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        shutdown(self._server)
+        self._server = None

@@ -108,3 +108,28 @@ def test_reject_selected_asks_for_a_reason_then_rejects(admin_client, changelist
             "REJECTED", "Brand not verified", None)
     queue["shortcode"].refresh_from_db()
     assert queue["shortcode"].status == "PENDING"
+
+
+def test_a_route_is_added_in_the_admin_with_write_only_settings(admin_client):
+    import json as json_module
+
+    from senders.models import Route
+    from senders.routes import route_settings
+
+    url = reverse("admin:senders_route_add")
+    settings_json = json_module.dumps({"account_sid": "AC123", "auth_token": "super-secret-token"})
+    response = admin_client.post(url, {"name": "twilio-1", "backend": "twilio", "new_settings": settings_json,
+                                       "countries": "gh, ng", "priority": "5", "rate_per_second": "", "enabled": "on"})
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    route = Route.objects.get()
+    assert (route.countries, route.priority) == ("GH,NG", 5)
+    assert route_settings(route)["auth_token"] == "super-secret-token"
+
+    change = admin_client.get(reverse("admin:senders_route_change", args=[route.pk]))
+    assert change.status_code == 200 and "super-secret-token" not in change.text
+    assert f"/v1/webhooks/sms/{route.public_id}" in change.text
+
+    missing = admin_client.post(url, {"name": "twilio-2", "backend": "twilio", "new_settings": "{}",
+                                      "countries": "", "priority": "1", "enabled": "on"})
+    assert missing.status_code == 200 and "account_sid" in str(missing.context["adminform"].form.errors)
+    assert Route.objects.count() == 1

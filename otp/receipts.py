@@ -1,0 +1,89 @@
+"""Delivery receipts: what a provider says became of an SMS, applied to the attempt it names.
+
+Idempotent and never backwards: the four final statuses (delivered, undeliverable, rejected, expired)
+are final, so a duplicate receipt or a late `sent` changes nothing. A receipt names its route and the
+provider's message id; an SMS sent again through a second route has a second attempt, and a receipt for
+the first changes that attempt only. A receipt for an id no attempt carries yet (the provider called back
+before the worker committed the send) waits as an EarlyReceipt until that send commits.
+"""
+
+import logging
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from otp.models import EarlyReceipt, SmsAttempt, SmsMessage
+from senders.gateways import FINAL_RECEIPT_STATUSES, RECEIPT_SENT, Receipt
+
+logger = logging.getLogger(__name__)
+
+
+def receipts_apply(*, route_key: str, receipts: list[Receipt]) -> int:
+    """Applies each receipt in its own transaction; returns how many changed an attempt."""
+    return sum(_receipt_apply(route_key=route_key, receipt=receipt) for receipt in receipts)
+
+
+@transaction.atomic
+def _receipt_apply(*, route_key: str, receipt: Receipt) -> bool:
+    now = timezone.now()
+    if not receipt.provider_message_id:
+        return False
+    attempt = (
+        SmsAttempt.objects.select_for_update()
+        .filter(route_key=route_key, provider_message_id=receipt.provider_message_id)
+        .order_by("-started_at", "-pk")
+        .first()
+    )
+    if attempt is None:
+        EarlyReceipt.objects.create(
+            route_key=route_key, provider_message_id=receipt.provider_message_id[:200], status=receipt.status,
+            provider_status=receipt.provider_status[:64], error_code=receipt.error_code[:64], received_at=now,
+        )
+        logger.info("receipt for an unknown message id on route %s, kept in case its send has not committed",
+                    route_key)
+        return False
+    return _attempt_apply(attempt, status=receipt.status, provider_status=receipt.provider_status,
+                          error_code=receipt.error_code, at=receipt.at or now)
+
+
+def _attempt_apply(attempt: SmsAttempt, *, status: str, provider_status: str, error_code: str,
+                   at: datetime) -> bool:
+    if attempt.status in SmsAttempt.FINAL:
+        return False  # the first final status stays
+    if status == RECEIPT_SENT:
+        if attempt.status == SmsAttempt.Status.SENT:
+            return False
+        SmsAttempt.objects.filter(pk=attempt.pk).update(status=SmsAttempt.Status.SENT,
+                                                         provider_status=provider_status[:64])
+        return True
+    if status not in FINAL_RECEIPT_STATUSES:
+        return False
+    SmsAttempt.objects.filter(pk=attempt.pk).update(status=status, provider_status=provider_status[:64],
+                                                     error_code=error_code[:64], receipt_at=at)
+    # The SMS itself shows the receipt of the send that carried it last, and only once.
+    SmsMessage.objects.filter(
+        pk=attempt.message_id, route_key=attempt.route_key, provider_message_id=attempt.provider_message_id
+    ).exclude(status__in=FINAL_RECEIPT_STATUSES).update(
+        status=status, delivered_at=at if status == SmsMessage.Status.DELIVERED else None, updated_at=timezone.now()
+    )
+    return True
+
+
+def early_receipts_apply(*, route_key: str, provider_message_id: str) -> None:
+    """Applies the receipts that arrived before the send naming `provider_message_id` committed."""
+    if not provider_message_id:
+        return
+    early = list(EarlyReceipt.objects.filter(route_key=route_key, provider_message_id=provider_message_id)
+                 .order_by("received_at", "pk"))
+    if not early:
+        return
+    attempt = (SmsAttempt.objects.filter(route_key=route_key, provider_message_id=provider_message_id)
+               .order_by("-started_at", "-pk").first())
+    if attempt is None:
+        return
+    for receipt in early:
+        _attempt_apply(attempt, status=receipt.status, provider_status=receipt.provider_status,
+                       error_code=receipt.error_code, at=receipt.received_at)
+        attempt.refresh_from_db()
+    EarlyReceipt.objects.filter(pk__in=[receipt.pk for receipt in early]).delete()

@@ -1,0 +1,220 @@
+"""Provider routes: creating them (credentials encrypted), choosing them for an SMS, and their rate caps.
+
+An SMS to a country takes, in order, the enabled routes that serve it (lowest priority number first) and
+then the default route, which is the SMS_* settings (API.md sections 7 and 11): with no route configured,
+everything works as before.
+"""
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import redis
+from cryptography.fernet import Fernet, InvalidToken
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
+
+from senders.errors import RouteExists, RouteNotFound
+from senders.gateways import BACKENDS, SmsGateway, get_gateway
+from senders.models import Route
+from workspaces.audit import SYSTEM_ACTOR, audit_record
+from workspaces.models import AuditEvent
+from zeckta.crypto import fernet_for
+from zeckta.errors import ValidationFailed
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ROUTE_KEY = "default"  # the receipt URL's routeId, and the route name shown, of the SMS_* settings
+_ROUTE_SETTINGS_PURPOSE = b"route-settings-v1"
+
+
+@dataclass(frozen=True)
+class RouteChoice:
+    """One route an SMS may take: a configured Route, or the default route (route is None)."""
+
+    key: str  # str(Route.public_id), or DEFAULT_ROUTE_KEY
+    name: str
+    backend: str
+    route: Route | None
+    rate_per_second: int | None = None
+
+    def gateway(self) -> SmsGateway:
+        if self.route is None:
+            return get_gateway()
+        return get_gateway(self.backend, route_settings(self.route))
+
+    def receipt_url(self) -> str:
+        return f"{settings.PUBLIC_URL}/v1/webhooks/sms/{self.key}" if settings.PUBLIC_URL else ""
+
+
+def default_route() -> RouteChoice:
+    return RouteChoice(key=DEFAULT_ROUTE_KEY, name=DEFAULT_ROUTE_KEY, backend=settings.SMS_BACKEND, route=None)
+
+
+def routes_for(country: str) -> list[RouteChoice]:
+    """The routes an SMS to `country` tries, in order: enabled routes that serve it, then the default."""
+    routes = Route.objects.filter(enabled=True).order_by("priority", "name")
+    return [
+        *(RouteChoice(key=str(route.public_id), name=route.name, backend=route.backend, route=route,
+                      rate_per_second=route.rate_per_second) for route in routes if route.serves(country)),
+        default_route(),
+    ]
+
+
+def route_choice(key: str) -> RouteChoice:
+    """The route a receipt URL names (RouteNotFound for anything else)."""
+    if key == DEFAULT_ROUTE_KEY:
+        return default_route()
+    route = Route.objects.filter(public_id=key).first() if _is_uuid(key) else None
+    if route is None:
+        raise RouteNotFound()
+    return RouteChoice(key=str(route.public_id), name=route.name, backend=route.backend, route=route,
+                       rate_per_second=route.rate_per_second)
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+# --- Settings, encrypted at rest ------------------------------------------------------------------
+
+
+def _fernet() -> Fernet:
+    return fernet_for(_ROUTE_SETTINGS_PURPOSE, settings.ROUTE_ENCRYPTION_KEY)
+
+
+def route_settings(route: Route) -> dict[str, Any]:
+    try:
+        raw = _fernet().decrypt(bytes(route.encrypted_settings))
+    except InvalidToken:
+        # The key changed since the route was saved: its sends fail (and fail over) until it is saved again.
+        logger.error("route %s: its settings cannot be decrypted with the current key", route.name)
+        return {}
+    return dict(json.loads(raw))
+
+
+def _encrypt(values: Mapping[str, Any]) -> bytes:
+    return _fernet().encrypt(json.dumps(dict(values)).encode())
+
+
+def parse_route_countries(value: str) -> str:
+    codes = sorted({code.strip().upper() for code in value.split(",") if code.strip()})
+    known = {region for regions in COUNTRY_CODE_TO_REGION_CODE.values() for region in regions}
+    unknown = [code for code in codes if code not in known]
+    if unknown:
+        raise ValidationFailed(f"unknown country code(s): {', '.join(unknown)}")
+    return ",".join(codes)
+
+
+def route_settings_problem(backend: str, values: Mapping[str, Any]) -> str | None:
+    spec = BACKENDS.get(backend)
+    if spec is None:
+        available = ", ".join(sorted(BACKENDS))
+        return f"backend {backend!r} is not available in this version (available: {available})"
+    missing = sorted(spec.required - set(values))
+    unknown = sorted(set(values) - spec.required - spec.optional)
+    if missing:
+        return f"the {backend} backend needs the setting(s) {', '.join(missing)}"
+    if unknown:
+        return f"the {backend} backend takes no setting(s) {', '.join(unknown)}"
+    return None
+
+
+def route_create(
+    *,
+    name: str,
+    backend: str,
+    values: Mapping[str, Any],
+    countries: str = "",
+    priority: int = 100,
+    rate_per_second: int | None = None,
+    enabled: bool = True,
+    actor: str = SYSTEM_ACTOR,
+) -> Route:
+    """Adds a route; its settings (credentials included) are stored encrypted and never shown again."""
+    name = name.strip()
+    if not name:
+        raise ValidationFailed("the route name must not be empty")
+    problem = route_settings_problem(backend, values)
+    if problem:
+        raise ValidationFailed(problem)
+    try:
+        with transaction.atomic():
+            route = Route.objects.create(
+                name=name, backend=backend, encrypted_settings=_encrypt(values),
+                countries=parse_route_countries(countries), priority=priority, rate_per_second=rate_per_second,
+                enabled=enabled,
+            )
+            # The setting names only: values may be credentials.
+            audit_record(actor=actor, action=AuditEvent.Action.ROUTE_ADDED, workspace=None, target=route.name,
+                         detail={"backend": backend, "settings": sorted(values), "countries": route.countries,
+                                 "priority": priority, "rate_per_second": rate_per_second})
+    except IntegrityError:
+        raise RouteExists(f"a route named {name!r} already exists") from None
+    return route
+
+
+@transaction.atomic
+def route_settings_replace(*, route: Route, values: Mapping[str, Any], actor: str = SYSTEM_ACTOR) -> Route:
+    """New settings for a route (the admin's write-only form): validated, encrypted, audited by name only."""
+    problem = route_settings_problem(route.backend, values)
+    if problem:
+        raise ValidationFailed(problem)
+    Route.objects.filter(pk=route.pk).update(encrypted_settings=_encrypt(values))
+    audit_record(actor=actor, action=AuditEvent.Action.ROUTE_CHANGED, workspace=None, target=route.name,
+                 detail={"settings": sorted(values)})
+    route.refresh_from_db()
+    return route
+
+
+# --- Rate caps, shared by every worker --------------------------------------------------------------
+
+_RATE_SCRIPT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], 2) end
+return count
+"""
+
+
+@lru_cache(maxsize=4)
+def _rate_script(url: str) -> Any:
+    client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5, retry_on_timeout=False)
+    return client.register_script(_RATE_SCRIPT)
+
+
+_local_lock = threading.Lock()
+_local_counts: dict[tuple[str, int], int] = {}
+
+
+def route_rate_wait(choice: RouteChoice) -> float:
+    """0 when the route may send one more SMS this second, else the seconds until the next second.
+
+    A fixed one-second window per route, counted in Redis so that every worker process shares it.
+    """
+    if not choice.rate_per_second:
+        return 0.0
+    now = time.time()
+    second = int(now)
+    if settings.REDIS_URL:
+        try:
+            count = int(_rate_script(settings.REDIS_URL)(keys=[f"zeckta:route:{{{choice.key}}}:{second}"]))
+        except redis.RedisError as exc:
+            # Sending beats waiting on a cap nobody can count: the provider throttles us at worst.
+            logger.warning("route %s: rate cap unavailable, sending without it: %s", choice.name, exc)
+            return 0.0
+    else:
+        with _local_lock:
+            count = _local_counts.get((choice.key, second), 0) + 1
+            _local_counts[(choice.key, second)] = count
+    return 0.0 if count <= choice.rate_per_second else (second + 1) - now
