@@ -12,6 +12,7 @@ from pathlib import Path
 
 import redis
 from django.conf import settings
+from kombu import pools as kombu_pools
 
 from senders.tests.fake_gateway import FakeGateway
 from zeckta.celery import app as celery_app
@@ -37,6 +38,9 @@ def reset_broker_pools() -> None:
         celery_app._pool.force_close_all()
         celery_app._pool = None
     celery_app.amqp._producer_pool = None
+    # kombu keeps its own process-wide producer pools keyed by connection; one of them can hold the pool
+    # just closed ("Acquire on closed pool" on the next publish): start those afresh too.
+    kombu_pools.reset()
 
 
 @contextlib.contextmanager

@@ -176,3 +176,26 @@ def test_a_request_while_the_broker_hangs_answers_200_and_the_sweeper_publishes_
     # socket: a duplicate task, which the claim in sms_deliver turns into a no-op.)
     bodies = [json.loads(base64.b64decode(json.loads(raw)["body"])) for raw in broker.lrange("celery", 0, -1)]
     assert {body[0][0] for body in bodies} == set(SmsMessage.objects.values_list("pk", flat=True))
+
+
+def test_a_route_rate_cap_holds_across_two_worker_processes(fake_gateway, broker_queue, start_worker, api, workspace):
+    """Two workers share one route capped at 1 SMS/s: six SMS need at least five one-second windows."""
+    from otp.models import SmsAttempt
+    from senders.routes import route_create
+
+    workspace.destination_limit = 100
+    workspace.save()
+    route_create(name="capped", backend="http", values={"url": fake_gateway.url}, rate_per_second=1)
+    workers = [start_worker(gateway=fake_gateway), start_worker(gateway=fake_gateway)]
+    numbers = [f"+2332020077{index:02d}" for index in range(6)]
+
+    for number in numbers:
+        assert request_otp(api, number).status_code == 200
+
+    assert wait_for(lambda: SmsMessage.objects.filter(status="sent").count() == 6, timeout=30), (
+        list(SmsMessage.objects.values_list("status", flat=True)), [w.output()[-3000:] for w in workers])
+    sent = sorted(SmsAttempt.objects.filter(status="accepted").values_list("started_at", flat=True))
+    assert len(sent) == 6 and fake_gateway.calls == 6  # each SMS once, none lost to the waiting
+    # Six distinct one-second windows span at least five seconds of the clock, less the few milliseconds
+    # between an attempt's start and its rate check.
+    assert sent[-1] - sent[0] >= timedelta(seconds=3.9)

@@ -1,7 +1,8 @@
 """SMS gateway backends. A route names one (`senders.models.Route.backend`); the default route is the one
 settings.SMS_BACKEND names, the way Django picks EMAIL_BACKEND.
 
-`console`, `file`, `locmem`, `http` and `twilio` name the built-in backends; any other SMS_BACKEND value is
+`console`, `file`, `locmem`, `http`, `twilio`, `vonage`, `infobip` and `africastalking` name the built-in
+backends; any other SMS_BACKEND value is
 a dotted path to a class with the same interface.
 """
 
@@ -37,6 +38,14 @@ BACKENDS: dict[str, BackendSpec] = {
     "twilio": BackendSpec("senders.gateways.twilio.TwilioGateway",
                           required=frozenset({"account_sid", "auth_token"}),
                           optional=frozenset({"messaging_service_sid", "base_url", "timeout"})),
+    "vonage": BackendSpec("senders.gateways.vonage.VonageGateway",
+                          required=frozenset({"api_key", "api_secret", "signature_secret"}),
+                          optional=frozenset({"signature_method", "base_url", "timeout"})),
+    "infobip": BackendSpec("senders.gateways.infobip.InfobipGateway", required=frozenset({"api_key", "receipt_token"}),
+                           optional=frozenset({"base_url", "timeout"})),
+    "africastalking": BackendSpec("senders.gateways.africastalking.AfricasTalkingGateway",
+                                  required=frozenset({"username", "api_key", "receipt_token"}),
+                                  optional=frozenset({"base_url", "timeout"})),
 }
 
 

@@ -1,6 +1,5 @@
 """The `http` backend: Zeckta's own JSON shape (API.md section 7), for a relay or a provider adapter."""
 
-import hmac
 import json
 from datetime import datetime
 from typing import Any
@@ -13,11 +12,11 @@ from senders.gateways.base import (
     OutgoingSms,
     PermanentGatewayError,
     Receipt,
-    ReceiptRejected,
     ReceiptRequest,
     SmsGateway,
     TransientGatewayError,
 )
+from senders.gateways.receipt_token import check_receipt_token
 from senders.gateways.transport import post
 
 
@@ -59,11 +58,7 @@ class HttpGateway(SmsGateway):
         return GatewayResult(provider_message_id=_message_id(answer.body))
 
     def parse_receipts(self, request: ReceiptRequest) -> list[Receipt]:
-        expected = str(self.config.get("receipt_token") or "")
-        bearer = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        given = bearer or request.query.get("token", "")
-        if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
-            raise ReceiptRejected("missing or wrong receipt token")
+        check_receipt_token(self.config, request)
         try:
             data = json.loads(request.body or b"{}")
         except ValueError:

@@ -2,11 +2,14 @@
 default context), a capped response, and errors that never quote the request body (it holds the code)."""
 
 import http.client
+import json
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from senders.gateways.base import TransientGatewayError
+from senders.gateways.base import PermanentGatewayError, SmsGateway, TransientGatewayError
 
 # Bodies longer than this from a provider are not ours to read (bytes).
 MAX_RESPONSE_BYTES = 64 * 1024
@@ -49,3 +52,32 @@ def post(url: str, *, body: bytes, headers: dict[str, str], timeout: float) -> H
         # A malformed or cut-short answer (BadStatusLine, IncompleteRead): the message may have been taken;
         # the retry carries the same reference so the provider can drop a duplicate.
         raise TransientGatewayError(f"provider answered badly: {type(exc).__name__}") from None
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """A provider's JSON answer as a dict; {} for anything else (HTML error pages, empty bodies)."""
+    try:
+        data = json.loads(body or b"{}")
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+class ProviderGateway(SmsGateway):
+    """A provider reached over HTTPS: its required settings checked, `base_url` and `timeout` read once."""
+
+    provider = ""
+    required_settings: tuple[str, ...] = ()
+    default_base_url = ""
+    default_timeout = 10.0  # seconds
+
+    def __init__(self, config: Mapping[str, Any] | None = None) -> None:
+        super().__init__(config)
+        missing = [name for name in self.required_settings if not self.config.get(name)]
+        if missing:
+            raise PermanentGatewayError(f"the {self.provider} route needs {' and '.join(missing)}")
+        self.base_url = str(self.config.get("base_url") or self.default_base_url).rstrip("/")
+        self.timeout = float(self.config.get("timeout") or self.default_timeout)
+
+    def setting(self, name: str) -> str:
+        return str(self.config.get(name) or "")

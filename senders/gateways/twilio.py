@@ -13,7 +13,6 @@ standard library, and the SDK would bring its own HTTP stack for nothing else.
 import base64
 import hashlib
 import hmac
-import json
 from typing import Any
 from urllib.parse import urlencode
 
@@ -24,10 +23,9 @@ from senders.gateways.base import (
     Receipt,
     ReceiptRejected,
     ReceiptRequest,
-    SmsGateway,
     TransientGatewayError,
 )
-from senders.gateways.transport import post
+from senders.gateways.transport import ProviderGateway, json_object, post
 
 DEFAULT_BASE_URL = "https://api.twilio.com"
 # Twilio's message statuses as the contract names them; queued/sending/accepted/scheduled say nothing new.
@@ -43,15 +41,10 @@ STATUS_MAP = {
 TRANSIENT_STATUSES = frozenset({429})
 
 
-class TwilioGateway(SmsGateway):
-    def __init__(self, config: dict[str, Any] | None = None) -> None:
-        super().__init__(config)
-        self.account_sid = str(self.config.get("account_sid") or "")
-        self.auth_token = str(self.config.get("auth_token") or "")
-        if not self.account_sid or not self.auth_token:
-            raise PermanentGatewayError("the twilio route needs account_sid and auth_token")
-        self.base_url = str(self.config.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
-        self.timeout = float(self.config.get("timeout") or 10.0)  # seconds
+class TwilioGateway(ProviderGateway):
+    provider = "twilio"
+    required_settings = ("account_sid", "auth_token")
+    default_base_url = DEFAULT_BASE_URL
 
     def send(self, message: OutgoingSms) -> GatewayResult:
         form = {"To": message.to, "Body": message.text}
@@ -62,15 +55,16 @@ class TwilioGateway(SmsGateway):
             form["From"] = message.src
         if message.receipt_url:
             form["StatusCallback"] = message.receipt_url
-        credentials = base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
+        account_sid = self.setting("account_sid")
+        credentials = base64.b64encode(f"{account_sid}:{self.setting('auth_token')}".encode()).decode()
         answer = post(
-            f"{self.base_url}/2010-04-01/Accounts/{self.account_sid}/Messages.json",
+            f"{self.base_url}/2010-04-01/Accounts/{account_sid}/Messages.json",
             body=urlencode(form).encode(),
             headers={"Authorization": f"Basic {credentials}", "Accept": "application/json",
                      "Content-Type": "application/x-www-form-urlencoded"},
             timeout=self.timeout,
         )
-        data = _json(answer.body)
+        data = json_object(answer.body)
         if 200 <= answer.status < 300:
             return GatewayResult(provider_message_id=str(data.get("sid") or "")[:200],
                                  provider_status=str(data.get("status") or ""))
@@ -82,7 +76,8 @@ class TwilioGateway(SmsGateway):
 
     def parse_receipts(self, request: ReceiptRequest) -> list[Receipt]:
         given = request.headers.get("X-Twilio-Signature", "")
-        if not given or not hmac.compare_digest(given, signature(self.auth_token, request.url, request.form)):
+        expected = signature(self.setting("auth_token"), request.url, request.form)
+        if not given or not hmac.compare_digest(given, expected):
             raise ReceiptRejected("bad X-Twilio-Signature")
         status = STATUS_MAP.get(request.form.get("MessageStatus", ""))
         sid = request.form.get("MessageSid") or request.form.get("SmsSid") or ""
@@ -97,10 +92,3 @@ def signature(auth_token: str, url: str, params: dict[str, str] | Any) -> str:
     payload = url + "".join(f"{name}{params[name]}" for name in sorted(params))
     return base64.b64encode(hmac.new(auth_token.encode(), payload.encode(), hashlib.sha1).digest()).decode()
 
-
-def _json(body: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(body or b"{}")
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}

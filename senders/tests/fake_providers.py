@@ -1,0 +1,199 @@
+"""Stand-ins for Vonage, Infobip and Africa's Talking on 127.0.0.1, each speaking its provider's wire
+format and refusing anything else (wrong path, credentials, encoding or missing fields) the provider's
+way. Accepted calls take the next scripted answer, else a plain acceptance with a new message id.
+"""
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+
+from senders.tests.loopback import serve, shutdown, write_json
+
+
+@dataclass(frozen=True)
+class Call:
+    path: str
+    headers: dict[str, str]  # names lowercased
+    form: dict[str, str]
+    json: dict[str, Any]
+    accepted: bool
+
+
+@dataclass(frozen=True)
+class Scripted:
+    """An answer for the next accepted call: an HTTP status and the body the fake sends, or a delay."""
+
+    status: int = 200
+    body: dict[str, Any] | None = None
+    delay: float = 0.0
+
+
+@dataclass
+class FakeProvider:
+    base_url: str = ""
+    calls: list[Call] = field(default_factory=list)
+    script: list[Scripted] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _server: ThreadingHTTPServer | None = None
+
+    # --- what each provider defines --------------------------------------------------------------
+
+    def problem(self, call: Call) -> tuple[int, dict[str, Any]] | None:
+        raise NotImplementedError
+
+    def acceptance(self, call: Call, number: int) -> tuple[int, dict[str, Any]]:
+        raise NotImplementedError
+
+    # --- the plumbing -------------------------------------------------------------------------------
+
+    def answer(self, *answers: Scripted) -> None:
+        with self._lock:
+            self.script.extend(answers)
+
+    @property
+    def accepted(self) -> list[Call]:
+        with self._lock:
+            return [call for call in self.calls if call.accepted]
+
+    def start(self) -> "FakeProvider":
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                content_type = self.headers.get("Content-Type", "").split(";")[0].strip()
+                form = ({name: values[0] for name, values in parse_qs(raw.decode(errors="replace")).items()}
+                        if content_type == "application/x-www-form-urlencoded" else {})
+                try:
+                    body = json.loads(raw) if content_type == "application/json" else {}
+                except ValueError:
+                    body = {}
+                # Header names are case-insensitive (urllib sends `Apikey`): kept lowercased.
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                received = Call(self.path, headers, form, body if isinstance(body, dict) else {}, accepted=False)
+                refusal = fake.problem(received)
+                with fake._lock:
+                    call = Call(received.path, received.headers, received.form, received.json, refusal is None)
+                    fake.calls.append(call)
+                    number = len(fake.calls)
+                    scripted = fake.script.pop(0) if refusal is None and fake.script else None
+                if scripted is not None and scripted.delay:
+                    time.sleep(scripted.delay)
+                if refusal is not None:
+                    status, answer = refusal
+                elif scripted is not None and scripted.body is not None:
+                    status, answer = scripted.status, scripted.body
+                else:
+                    status, answer = fake.acceptance(call, number)
+                write_json(self, status, answer)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass
+
+        self._server = serve(Handler)
+        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self
+
+    def stop(self) -> None:
+        shutdown(self._server)
+        self._server = None
+
+
+# --- Vonage ---------------------------------------------------------------------------------------
+
+VONAGE_KEY, VONAGE_SECRET, VONAGE_SIGNATURE_SECRET = "abcd1234", "vonage-api-secret", "vonage-signature-secret"
+
+
+class FakeVonage(FakeProvider):
+    """`POST /sms/json`, form-encoded, credentials in the form; errors as `messages[0].status` (HTTP 200)."""
+
+    def problem(self, call: Call) -> tuple[int, dict[str, Any]] | None:
+        if call.path != "/sms/json":
+            return 404, {"error": "not found"}
+        form = call.form
+        if not form:
+            return 200, vonage_answer(status="2", error="Missing from param")  # not a form: nothing read
+        if (form.get("api_key"), form.get("api_secret")) != (VONAGE_KEY, VONAGE_SECRET):
+            return 200, vonage_answer(status="4", error="Bad Credentials")
+        if not all(form.get(name) for name in ("from", "to", "text")):
+            return 200, vonage_answer(status="2", error="Missing to param")
+        if form["to"].startswith("+") or not form["to"].isdigit():
+            return 200, vonage_answer(status="3", error="Invalid to param")
+        return None
+
+    def acceptance(self, call: Call, number: int) -> tuple[int, dict[str, Any]]:
+        return 200, vonage_answer(status="0", message_id=f"0C0000{number:010d}", to=call.form["to"])
+
+
+def vonage_answer(*, status: str, error: str = "", message_id: str = "", to: str = "") -> dict[str, Any]:
+    message: dict[str, Any] = {"status": status, "to": to}
+    if status == "0":
+        message.update({"message-id": message_id, "remaining-balance": "15.5", "message-price": "0.03",
+                        "network": "62001"})
+    else:
+        message["error-text"] = error
+    return {"message-count": "1", "messages": [message]}
+
+
+# --- Infobip --------------------------------------------------------------------------------------
+
+INFOBIP_KEY = "infobip-api-key"
+
+
+class FakeInfobip(FakeProvider):
+    """`POST /sms/2/text/advanced`, JSON, `Authorization: App <key>`; errors as `requestError`."""
+
+    def problem(self, call: Call) -> tuple[int, dict[str, Any]] | None:
+        if call.path != "/sms/2/text/advanced":
+            return 404, infobip_error("NOT_FOUND")
+        if call.headers.get("authorization") != f"App {INFOBIP_KEY}":
+            return 401, infobip_error("UNAUTHORIZED")
+        messages = call.json.get("messages")
+        if not isinstance(messages, list) or not messages or not messages[0].get("destinations"):
+            return 400, infobip_error("BAD_REQUEST")
+        if not messages[0].get("text") or not messages[0]["destinations"][0].get("to"):
+            return 400, infobip_error("BAD_REQUEST")
+        return None
+
+    def acceptance(self, call: Call, number: int) -> tuple[int, dict[str, Any]]:
+        destination = call.json["messages"][0]["destinations"][0]
+        return 200, {"bulkId": f"bulk-{number}", "messages": [{
+            "to": destination["to"], "messageId": destination.get("messageId") or f"ib-{number}",
+            "status": {"groupId": 1, "groupName": "PENDING", "id": 26, "name": "PENDING_ACCEPTED",
+                       "description": "Message sent to next instance"}}]}
+
+
+def infobip_error(message_id: str) -> dict[str, Any]:
+    return {"requestError": {"serviceException": {"messageId": message_id, "text": "refused by the fake"}}}
+
+
+# --- Africa's Talking -----------------------------------------------------------------------------
+
+AT_USERNAME, AT_KEY = "zeckta", "africastalking-api-key"
+
+
+class FakeAfricasTalking(FakeProvider):
+    """`POST /version1/messaging`, form-encoded, the `apiKey` header; per-recipient statusCode."""
+
+    def problem(self, call: Call) -> tuple[int, dict[str, Any]] | None:
+        if call.path != "/version1/messaging":
+            return 404, {"error": "not found"}
+        if call.headers.get("apikey") != AT_KEY or call.form.get("username") != AT_USERNAME:
+            return 401, {"error": "The supplied authentication is invalid"}
+        if not call.form.get("to") or not call.form.get("message"):
+            return 400, {"error": "Missing to or message"}
+        return None
+
+    def acceptance(self, call: Call, number: int) -> tuple[int, dict[str, Any]]:
+        return 201, at_answer(status_code=101, status="Success", message_id=f"ATXid_{number:06d}",
+                              number=call.form["to"])
+
+
+def at_answer(*, status_code: int, status: str, message_id: str = "None", number: str = "") -> dict[str, Any]:
+    return {"SMSMessageData": {"Message": "Sent to 1/1 Total Cost: GHS 0.0300", "Recipients": [
+        {"statusCode": status_code, "number": number, "status": status, "cost": "GHS 0.0300",
+         "messageId": message_id}]}}
