@@ -48,7 +48,8 @@ class RouteChoice:
     def gateway(self) -> SmsGateway:
         if self.route is None:
             return get_gateway()
-        return get_gateway(self.backend, route_settings(self.route))
+        # The route's key goes along: the smpp backend names its bind's job queue with it.
+        return get_gateway(self.backend, {**route_settings(self.route), "_route_key": self.key})
 
     def receipt_url(self) -> str:
         return f"{settings.PUBLIC_URL}/v1/webhooks/sms/{self.key}" if settings.PUBLIC_URL else ""
@@ -128,6 +129,8 @@ def route_settings_problem(backend: str, values: Mapping[str, Any]) -> str | Non
         return f"the {backend} backend needs the setting(s) {', '.join(missing)}"
     if unknown:
         return f"the {backend} backend takes no setting(s) {', '.join(unknown)}"
+    if backend == "smpp" and (len(str(values["system_id"])) > 15 or len(str(values["password"])) > 8):
+        return "SMPP 3.4 allows a system_id of at most 15 characters and a password of at most 8"
     return None
 
 
