@@ -138,15 +138,6 @@ def test_vonage_throttling_is_retried_and_a_bad_number_fails_over(api, fake_vona
     assert delivery(api, session_id)["route"] == "relay"
 
 
-def test_a_vonage_time_out_is_transient(api, fake_vonage):
-    vonage_route(fake_vonage)
-    fake_vonage.answer(Scripted(delay=1.5))
-    _, message = sent_otp(api)
-    with pytest.raises(SmsRetryLater):
-        sms_deliver(message_id=message.pk)
-    assert SmsAttempt.objects.get().status == "failed"
-
-
 def vonage_receipt(client, route: Route, params: dict, *, secret: str = VONAGE_SIGNATURE_SECRET):
     signed = {**params, "timestamp": "1796205600", "nonce": "b1e4"}
     signed["sig"] = vonage.signature(secret, signed)
@@ -301,3 +292,46 @@ def test_africastalking_reports_need_the_token_and_never_go_backwards(api, clien
 
     assert delivery(api, session_id)["status"] == "delivered"
     assert delivery(api, session_id)["deliveredAt"] is not None
+
+
+# --- Every HTTP provider: a transient error then success on the same route, and a time-out ------------
+
+TRANSIENT_THEN_OK = {
+    "vonage": (vonage_route, "fake_vonage", Scripted(body=vonage_answer(status="5", error="Internal Error")), "5"),
+    "infobip": (infobip_route, "fake_infobip", Scripted(status=500, body={}), "500"),
+    "africastalking": (at_route, "fake_at", Scripted(status=201, body=at_answer(status_code=500,
+                                                                                status="InternalServerError")), "500"),
+}
+
+
+@pytest.mark.parametrize("provider", sorted(TRANSIENT_THEN_OK))
+def test_a_transient_error_then_success_stays_on_the_route_with_the_same_code(api, request, provider):
+    make_route, fixture, failure, code = TRANSIENT_THEN_OK[provider]
+    fake = request.getfixturevalue(fixture)
+    make_route(fake)
+    fake.answer(failure)
+    session_id, message = sent_otp(api)
+
+    with pytest.raises(SmsRetryLater):
+        sms_deliver(message_id=message.pk)
+    assert deliver(message) == "sent"
+
+    attempts = list(SmsAttempt.objects.order_by("started_at", "pk").values_list("route_name", "status", "error_code"))
+    assert attempts == [(provider, "failed", code), (provider, "accepted", "")]
+    assert len(fake.accepted) == 2
+    assert delivery(api, session_id)["route"] == provider
+
+
+@pytest.mark.parametrize("provider", sorted(TRANSIENT_THEN_OK))
+def test_a_provider_time_out_is_transient(api, request, provider):
+    make_route, fixture, _, _ = TRANSIENT_THEN_OK[provider]
+    fake = request.getfixturevalue(fixture)
+    make_route(fake)
+    fake.answer(Scripted(delay=1.5))  # the routes wait 0.5 s
+    _, message = sent_otp(api)
+
+    with pytest.raises(SmsRetryLater):
+        sms_deliver(message_id=message.pk)
+    assert SmsAttempt.objects.get().status == "failed"
+    message.refresh_from_db()
+    assert message.status == "queued" and message.encrypted_text is not None  # kept for the retry
