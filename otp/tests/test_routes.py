@@ -307,3 +307,20 @@ def test_add_route_refuses_bad_input_in_one_line(args, fragment):
     with pytest.raises(CommandError, match=re.escape(fragment)):
         run_command("add_route", "r1", *args)
     assert not Route.objects.exists()
+
+
+def test_the_default_route_takes_receipts_at_default_with_its_token(api, client, fake_gateway, settings):
+    settings.SMS_HTTP_RECEIPT_TOKEN = "default-route-token"
+    session_id = request_otp(api, DEST).json()["data"]["sessionId"]
+    deliver(session_id)
+    provider_id = SmsAttempt.objects.get().provider_message_id
+    url = reverse("sms-receipt", args=["default"])
+
+    refused = client.post(url, {"id": provider_id, "status": "delivered"}, content_type="application/json")
+    accepted = client.post(url, {"id": provider_id, "status": "rejected"}, content_type="application/json",
+                           HTTP_AUTHORIZATION="Bearer default-route-token")
+
+    assert_api_error(refused, status=403, code="FORBIDDEN")
+    assert accepted.status_code == 200
+    delivery = api.get(session_url(session_id)).json()["data"]["delivery"]
+    assert (delivery["status"], delivery["route"], delivery["deliveredAt"]) == ("rejected", "default", None)
