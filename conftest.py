@@ -4,6 +4,7 @@ import pytest
 import redis
 
 from senders.gateways import locmem
+from senders.routes import routes_changed
 from senders.tests.factories import SenderNameFactory
 from workspaces.tests.factories import WorkspaceFactory, issue_key
 from zeckta.testing import api_client
@@ -15,6 +16,14 @@ def _fresh_rate_limits(settings):
     client = redis.Redis.from_url(settings.REDIS_URL)
     for key in client.scan_iter("zeckta:rl:*"):
         client.delete(key)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_route_list():
+    """Workers keep the route list a moment; a test's routes are rolled back with it, so forget them."""
+    routes_changed()
+    yield
+    routes_changed()
 
 
 @pytest.fixture(autouse=True)

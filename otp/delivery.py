@@ -7,6 +7,7 @@ the beat runs `sms_requeue_stale` and `otp_sessions_purge`.
 import logging
 from datetime import datetime, timedelta
 from functools import partial
+from typing import Any
 
 from cryptography.fernet import InvalidToken
 from django.conf import settings
@@ -16,7 +17,7 @@ from django.utils import timezone
 
 from otp.crypto import decrypt_text
 from otp.models import DailySmsCount, EarlyReceipt, OtpSession, SmsAttempt, SmsMessage, WrongCode
-from otp.receipts import early_receipts_apply
+from otp.receipts import early_receipts_apply, receipt_lock
 from senders.gateways import GatewayError, OutgoingSms, PermanentGatewayError, TransientGatewayError
 from senders.routes import RouteChoice, route_rate_wait, routes_for
 from workspaces.billing import balance_credit
@@ -119,9 +120,12 @@ def sms_deliver(*, message_id: int) -> str:
         mine.update(status=SmsStatus.QUEUED, claimed_at=None, attempts=F("attempts") - 1,
                     route_attempts=F("route_attempts") - 1, next_attempt_at=now + timedelta(seconds=wait))
         raise SmsRetryLater(wait, jitter=False)
+    # Written with the outcome, not before the call (one statement less per SMS): the claim already
+    # shows the send under way. On a new route (its first send, or the one it was on went away) the
+    # route's budget starts with this call.
+    on_route: dict[str, Any] = {}
     if message.route_key != choice.key:
-        # First call on this route (its first send, or the route it was on went away): its budget starts now.
-        mine.update(route_key=choice.key, route_name=choice.name, route_attempts=1)
+        on_route = {"route_key": choice.key, "route_name": choice.name, "route_attempts": 1}
         message.route_key, message.route_name, message.route_attempts = choice.key, choice.name, 1
 
     attempt = SmsAttempt.objects.create(message=message, route=choice.route, route_key=choice.key,
@@ -133,33 +137,36 @@ def sms_deliver(*, message_id: int) -> str:
     except PermanentGatewayError as exc:
         _attempt_failed(attempt, exc)
         logger.warning("SMS %s failed permanently on route %s: %s", message.public_id, choice.name, exc)
-        return _fail_over(mine, message, choice, error=str(exc))
+        return _fail_over(mine, message, choice, error=str(exc), on_route=on_route)
     except TransientGatewayError as exc:
         _attempt_failed(attempt, exc)
         if message.route_attempts >= settings.SMS_MAX_SEND_ATTEMPTS:
             logger.warning("SMS %s: route %s failed %s times: %s", message.public_id, choice.name,
                            message.route_attempts, exc)
-            return _fail_over(mine, message, choice,
+            return _fail_over(mine, message, choice, on_route=on_route,
                               error=f"gave up after {message.route_attempts} attempts on route {choice.name}: {exc}")
         delay = _retry_delay(message.route_attempts)
         mine.update(
             status=SmsStatus.QUEUED, claimed_at=None, last_error=str(exc)[:500],
-            next_attempt_at=timezone.now() + timedelta(seconds=delay), updated_at=timezone.now(),
+            next_attempt_at=timezone.now() + timedelta(seconds=delay), updated_at=timezone.now(), **on_route,
         )
         logger.info("SMS %s attempt %s failed (%s); retrying", message.public_id, message.attempts, exc)
         raise SmsRetryLater(delay) from None
     with transaction.atomic():
+        if choice.takes_receipts:
+            receipt_lock(route_key=choice.key, provider_message_id=result.provider_message_id)
         done = timezone.now()
         mine.update(
             status=SmsStatus.SENT, provider_message_id=result.provider_message_id[:200], encrypted_text=None,
-            last_error="", finished_at=done, updated_at=done,
+            last_error="", finished_at=done, updated_at=done, route_name=choice.name, route_key=choice.key,
         )
         SmsAttempt.objects.filter(pk=attempt.pk).update(
             status=SmsAttempt.Status.ACCEPTED, provider_message_id=result.provider_message_id[:200],
             provider_status=result.provider_status[:64], finished_at=done,
         )
-        # A receipt that beat this commit was kept aside: it applies now.
-        early_receipts_apply(route_key=choice.key, provider_message_id=result.provider_message_id)
+        if choice.takes_receipts:
+            # A receipt that beat this commit was kept aside: it applies now.
+            early_receipts_apply(route_key=choice.key, provider_message_id=result.provider_message_id)
     logger.info("SMS %s sent through route %s (attempt %s)", message.public_id, choice.name, message.attempts)
     return SmsStatus.SENT
 
@@ -179,12 +186,16 @@ def _attempt_failed(attempt: SmsAttempt, exc: GatewayError) -> None:
     )
 
 
-def _fail_over(mine: QuerySet[SmsMessage], message: SmsMessage, choice: RouteChoice, *, error: str) -> str:
+def _fail_over(
+    mine: QuerySet[SmsMessage], message: SmsMessage, choice: RouteChoice, *, error: str, on_route: dict[str, Any]
+) -> str:
     """Moves the SMS to the next route it has not tried, at once and with the same text; FAILED (and a
     refund) when none is left."""
     tried = [*message.routes_tried, choice.key]
     remaining = [route for route in routes_for(message.session.country) if route.key not in tried]
     if not remaining:
+        if on_route:
+            mine.update(**on_route)  # the route it failed on, as the SMS's last
         _finish(mine, message, SmsStatus.FAILED, error=error)
         return SmsStatus.FAILED
     now = timezone.now()

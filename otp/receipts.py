@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from otp.models import EarlyReceipt, SmsAttempt, SmsMessage
 from senders.gateways import FINAL_RECEIPT_STATUSES, RECEIPT_SENT, Receipt
+from zeckta.db import advisory_xact_lock
 
 logger = logging.getLogger(__name__)
 
@@ -24,11 +25,19 @@ def receipts_apply(*, route_key: str, receipts: list[Receipt]) -> int:
     return sum(_receipt_apply(route_key=route_key, receipt=receipt) for receipt in receipts)
 
 
+def receipt_lock(*, route_key: str, provider_message_id: str) -> None:
+    """Orders a receipt against the commit of the send it names. Without it the two could pass each other:
+    the receipt finding no attempt with the id yet, the send finding no early receipt yet, and the
+    receipt lost."""
+    advisory_xact_lock(f"sms-receipt:{route_key}:{provider_message_id}")
+
+
 @transaction.atomic
 def _receipt_apply(*, route_key: str, receipt: Receipt) -> bool:
     now = timezone.now()
     if not receipt.provider_message_id:
         return False
+    receipt_lock(route_key=route_key, provider_message_id=receipt.provider_message_id)
     attempt = (
         SmsAttempt.objects.select_for_update()
         .filter(route_key=route_key, provider_message_id=receipt.provider_message_id)

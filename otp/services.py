@@ -3,7 +3,6 @@
 Delivering the SMS is `otp.delivery`'s: a request only writes the outbox row and enqueues it on commit.
 """
 
-import hashlib
 import math
 import uuid
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from senders.selectors import sender_name_get_approved
 from workspaces.billing import balance_debit
 from workspaces.models import Workspace
 from zeckta import sms_text
+from zeckta.db import advisory_xact_lock
 from zeckta.errors import ValidationFailed
 
 SessionStatus = OtpSession.Status
@@ -131,18 +131,12 @@ def _request_in_transaction(
 
 
 def _advisory_lock(name: str) -> None:
-    """Serialises the transactions that take the lock `name` until each ends.
-
-    `otp-dest:<workspace>:<dest>`: without it, two identical requests could both find no pending session
+    """`otp-dest:<workspace>:<dest>`: without it, two identical requests could both find no pending session
     and both send, and the per-destination counts could be passed by requests for different purposes.
     `otp-country:<workspace>:<country>`, taken after it (always in that order, so never a deadlock): the
     hourly country ceiling, which requests to different numbers would otherwise each pass.
     """
-    if connection.vendor != "postgresql":
-        return  # SQLite serialises writers itself; the partial unique index catches the rest
-    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [int.from_bytes(digest, "big", signed=True)])
+    advisory_xact_lock(name)
 
 
 def _sms_failed_for_good(session: OtpSession) -> bool:

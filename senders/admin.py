@@ -9,7 +9,13 @@ from django.template.response import TemplateResponse
 
 from senders.errors import SenderNameExists
 from senders.models import Route, SenderName
-from senders.routes import parse_route_countries, route_create, route_settings_problem, route_settings_replace
+from senders.routes import (
+    parse_route_countries,
+    route_create,
+    route_settings_problem,
+    route_settings_replace,
+    routes_changed,
+)
 from senders.selectors import live_sender_names
 from senders.services import (
     sender_name_approve,
@@ -201,5 +207,6 @@ class RouteAdmin(admin.ModelAdmin):
         fields = [name for name in form.changed_data if name in RouteForm.Meta.fields]
         if fields:
             obj.save(update_fields=[*fields, "updated_at"])
+            routes_changed()
         if values is not None:
             route_settings_replace(route=obj, values=values, actor=actor)

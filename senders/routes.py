@@ -31,6 +31,8 @@ from zeckta.errors import ValidationFailed
 
 logger = logging.getLogger(__name__)
 
+DEVELOPMENT_BACKENDS = frozenset({"console", "file", "locmem"})
+ROUTES_CACHE_SECONDS = 2.0  # how long a worker keeps the route list: an admin change reaches it that fast
 DEFAULT_ROUTE_KEY = "default"  # the receipt URL's routeId, and the route name shown, of the SMS_* settings
 _ROUTE_SETTINGS_PURPOSE = b"route-settings-v1"
 
@@ -51,6 +53,14 @@ class RouteChoice:
         # The route's key goes along: the smpp backend names its bind's job queue with it.
         return get_gateway(self.backend, {**route_settings(self.route), "_route_key": self.key})
 
+    @property
+    def takes_receipts(self) -> bool:
+        """Whether a receipt can arrive for it: the development backends and a tokenless default `http`
+        route take none, so their sends need not look for early receipts."""
+        if self.backend in DEVELOPMENT_BACKENDS:
+            return False
+        return self.route is not None or self.backend != "http" or bool(settings.SMS_HTTP_RECEIPT_TOKEN)
+
     def receipt_url(self) -> str:
         return f"{settings.PUBLIC_URL}/v1/webhooks/sms/{self.key}" if settings.PUBLIC_URL else ""
 
@@ -59,9 +69,27 @@ def default_route() -> RouteChoice:
     return RouteChoice(key=DEFAULT_ROUTE_KEY, name=DEFAULT_ROUTE_KEY, backend=settings.SMS_BACKEND, route=None)
 
 
+_routes_cache: tuple[float, list[Route]] | None = None
+
+
+def _enabled_routes() -> list[Route]:
+    """The enabled routes in priority order, read at most every ROUTES_CACHE_SECONDS per process."""
+    global _routes_cache
+    now = time.monotonic()
+    if _routes_cache is None or now - _routes_cache[0] > ROUTES_CACHE_SECONDS:
+        _routes_cache = (now, list(Route.objects.filter(enabled=True).order_by("priority", "name")))
+    return _routes_cache[1]
+
+
+def routes_changed() -> None:
+    """Forgets this process's route list (the others see a change within ROUTES_CACHE_SECONDS)."""
+    global _routes_cache
+    _routes_cache = None
+
+
 def routes_for(country: str) -> list[RouteChoice]:
     """The routes an SMS to `country` tries, in order: enabled routes that serve it, then the default."""
-    routes = Route.objects.filter(enabled=True).order_by("priority", "name")
+    routes = _enabled_routes()
     return [
         *(RouteChoice(key=str(route.public_id), name=route.name, backend=route.backend, route=route,
                       rate_per_second=route.rate_per_second) for route in routes if route.serves(country)),
@@ -160,6 +188,8 @@ def route_create(
                 enabled=enabled,
             )
             # The setting names only: values may be credentials.
+            routes_changed()
+            transaction.on_commit(routes_changed)  # again once visible to the next transaction
             audit_record(actor=actor, action=AuditEvent.Action.ROUTE_ADDED, workspace=None, target=route.name,
                          detail={"backend": backend, "settings": sorted(values), "countries": route.countries,
                                  "priority": priority, "rate_per_second": rate_per_second})
@@ -175,6 +205,8 @@ def route_settings_replace(*, route: Route, values: Mapping[str, Any], actor: st
     if problem:
         raise ValidationFailed(problem)
     Route.objects.filter(pk=route.pk).update(encrypted_settings=_encrypt(values))
+    routes_changed()
+    transaction.on_commit(routes_changed)
     audit_record(actor=actor, action=AuditEvent.Action.ROUTE_CHANGED, workspace=None, target=route.name,
                  detail={"settings": sorted(values)})
     route.refresh_from_db()
