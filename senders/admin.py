@@ -10,7 +10,6 @@ from django.template.response import TemplateResponse
 from senders.errors import SenderNameExists
 from senders.models import Route, SenderName
 from senders.routes import (
-    parse_route_countries,
     route_create,
     route_settings_problem,
     route_settings_replace,
@@ -24,6 +23,7 @@ from senders.services import (
     sender_name_problem,
     sender_name_reject,
 )
+from workspaces.services import parse_countries
 from zeckta.errors import ValidationFailed
 
 
@@ -155,7 +155,7 @@ class RouteForm(forms.ModelForm):
 
     def clean_countries(self) -> str:
         try:
-            return parse_route_countries(self.cleaned_data["countries"])
+            return parse_countries(self.cleaned_data["countries"])
         except ValidationFailed as exc:
             raise forms.ValidationError(exc.message) from None
 

@@ -19,13 +19,13 @@ import redis
 from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
 
 from senders.errors import RouteExists, RouteNotFound
 from senders.gateways import BACKENDS, SmsGateway, get_gateway
 from senders.models import Route
 from workspaces.audit import SYSTEM_ACTOR, audit_record
 from workspaces.models import AuditEvent
+from workspaces.services import parse_countries
 from zeckta.crypto import fernet_for
 from zeckta.errors import ValidationFailed
 
@@ -137,15 +137,6 @@ def _encrypt(values: Mapping[str, Any]) -> bytes:
     return _fernet().encrypt(json.dumps(dict(values)).encode())
 
 
-def parse_route_countries(value: str) -> str:
-    codes = sorted({code.strip().upper() for code in value.split(",") if code.strip()})
-    known = {region for regions in COUNTRY_CODE_TO_REGION_CODE.values() for region in regions}
-    unknown = [code for code in codes if code not in known]
-    if unknown:
-        raise ValidationFailed(f"unknown country code(s): {', '.join(unknown)}")
-    return ",".join(codes)
-
-
 def route_settings_problem(backend: str, values: Mapping[str, Any]) -> str | None:
     spec = BACKENDS.get(backend)
     if spec is None:
@@ -184,7 +175,7 @@ def route_create(
         with transaction.atomic():
             route = Route.objects.create(
                 name=name, backend=backend, encrypted_settings=_encrypt(values),
-                countries=parse_route_countries(countries), priority=priority, rate_per_second=rate_per_second,
+                countries=parse_countries(countries), priority=priority, rate_per_second=rate_per_second,
                 enabled=enabled,
             )
             # The setting names only: values may be credentials.

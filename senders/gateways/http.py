@@ -4,8 +4,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from django.conf import settings
-
+from senders.gateways import default_route_config
 from senders.gateways.base import (
     FINAL_RECEIPT_STATUSES,
     GatewayResult,
@@ -30,10 +29,7 @@ class HttpGateway(SmsGateway):
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         # Without route settings: the default route's (the SMS_HTTP_* settings).
-        super().__init__(config if config is not None else {
-            "url": settings.SMS_HTTP_URL, "token": settings.SMS_HTTP_TOKEN, "timeout": settings.SMS_HTTP_TIMEOUT,
-            "receipt_token": settings.SMS_HTTP_RECEIPT_TOKEN,
-        })
+        super().__init__(config if config is not None else default_route_config())
         self.url = str(self.config.get("url") or "")
         if not self.url:
             raise PermanentGatewayError("the http route has no url (SMS_HTTP_URL)")
