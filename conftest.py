@@ -7,6 +7,7 @@ from senders.gateways import locmem
 from senders.routes import routes_changed
 from senders.tests.factories import SenderNameFactory
 from workspaces.tests.factories import WorkspaceFactory, issue_key
+from zeckta.localcache import local_caches_clear
 from zeckta.testing import api_client
 
 
@@ -24,6 +25,14 @@ def _fresh_route_list():
     routes_changed()
     yield
     routes_changed()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_local_caches():
+    """Cached keys, workspaces and sender names of one test are rolled back with it: forget them."""
+    local_caches_clear()
+    yield
+    local_caches_clear()
 
 
 @pytest.fixture(autouse=True)

@@ -64,9 +64,9 @@ class SecondsUntilField(serializers.IntegerField):
 class OtpRequestDataSerializer(serializers.Serializer):
     """An `OtpRequestResult`."""
 
-    sessionId = serializers.UUIDField(source="session.public_id")
-    expiresInSeconds = SecondsUntilField(source="session.expires_at")
-    attemptsLeft = serializers.IntegerField(source="session.attempts_left", min_value=0)
+    sessionId = serializers.UUIDField(source="session_id")
+    expiresInSeconds = SecondsUntilField(source="expires_at")
+    attemptsLeft = serializers.IntegerField(source="attempts_left", min_value=0)
     reused = serializers.BooleanField()
 
 

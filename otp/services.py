@@ -7,6 +7,7 @@ import math
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from typing import Any, NoReturn
 
 from django.conf import settings
 from django.db import IntegrityError, connection, models, transaction
@@ -24,7 +25,7 @@ from senders.selectors import sender_name_get_approved
 from workspaces.billing import balance_debit
 from workspaces.models import Workspace
 from zeckta import sms_text
-from zeckta.db import advisory_xact_lock
+from zeckta.db import advisory_lock_key, advisory_xact_lock
 from zeckta.errors import ValidationFailed
 
 SessionStatus = OtpSession.Status
@@ -34,8 +35,30 @@ COUNTRY_WINDOW = timedelta(hours=1)
 
 @dataclass(frozen=True)
 class OtpRequestResult:
-    session: OtpSession
+    session_id: uuid.UUID
+    expires_at: datetime
+    attempts_left: int
     reused: bool
+
+
+@dataclass(frozen=True)
+class NewSession:
+    """Everything a new session and its SMS are written with, prepared before any lock is taken. A reused
+    request throws it away: a code and one encryption cost less than a round trip more under the lock."""
+
+    workspace: Workspace
+    sender_name: SenderName
+    dest: str
+    country: str
+    purpose: str
+    now: datetime
+    session_id: uuid.UUID
+    code_digest: str
+    expires_at: datetime
+    sms_id: uuid.UUID
+    encrypted_text: bytes
+    encoding: str
+    segments: int
 
 
 def otp_request(
@@ -54,68 +77,134 @@ def otp_request(
     if sender_name is None:
         raise ValidationFailed.for_field("src", "Not an approved sender name of this workspace.")
     template = message_template or workspace.default_message_template or default_template(purpose)
-
+    new = _new_session(
+        workspace=workspace, sender_name=sender_name, dest=dest, country=country, purpose=purpose, template=template
+    )
+    if _in_database(workspace):
+        return _request_in_database(new)
     try:
-        return _request_in_transaction(
-            workspace=workspace, sender_name=sender_name, dest=dest, country=country, purpose=purpose,
-            template=template,
-        )
+        return _request_in_transaction(new)
     except IntegrityError:
         # Only where no advisory lock serialises requests (SQLite): a concurrent identical request
         # created the pending session first. Run again: it is now reused (or replaced).
-        return _request_in_transaction(
-            workspace=workspace, sender_name=sender_name, dest=dest, country=country, purpose=purpose,
-            template=template,
-        )
+        return _request_in_transaction(new)
 
 
-@transaction.atomic
-def _request_in_transaction(
+def _in_database(workspace: Workspace) -> bool:
+    """Whether the request runs as the PostgreSQL function `otp_request` (migration 0006), one round trip.
+
+    The Python version below keeps the same rules for SQLite and for prepaid workspaces, whose debit and
+    ledger row stay in `workspaces.billing`; the tests run both (settings.OTP_DATABASE_FUNCTIONS).
+    """
+    return _database_functions() and not workspace.is_prepaid
+
+
+def _database_functions() -> bool:
+    return settings.OTP_DATABASE_FUNCTIONS and connection.vendor == "postgresql"
+
+
+def _new_session(
     *, workspace: Workspace, sender_name: SenderName, dest: str, country: str, purpose: str, template: str
-) -> OtpRequestResult:
+) -> NewSession:
     now = timezone.now()
-    _advisory_lock(f"otp-dest:{workspace.pk}:{dest}")
-    pending = (
-        # The session row only: its SMS row is read along (one query), the worker may be updating it.
-        OtpSession.objects.select_for_update(of=("self",))
-        .select_related("sms")
-        .filter(workspace=workspace, dest=dest, purpose=purpose, status=SessionStatus.PENDING)
-        .first()
-    )
-    if pending is not None:
-        if workspace.otp_reuse_enabled and pending.expires_at > now and not _sms_failed_for_good(pending):
-            return OtpRequestResult(session=pending, reused=True)
-        # Expired, replaced because reuse is off, or its SMS can never arrive: it can never be approved.
-        OtpSession.objects.filter(pk=pending.pk, status=SessionStatus.PENDING).update(status=SessionStatus.EXPIRED)
-
-    _check_send_limits(workspace=workspace, dest=dest, country=country, now=now)
-
     session_id = uuid.uuid4()
     code = generate_code(workspace.otp_code_length)
     text = sms_text.render(template, code=code, validity_seconds=workspace.otp_validity_seconds)
     segments = sms_text.count_segments(text)
+    return NewSession(
+        workspace=workspace, sender_name=sender_name, dest=dest, country=country, purpose=purpose, now=now,
+        session_id=session_id, code_digest=code_digest(session_id, code),
+        expires_at=now + timedelta(seconds=workspace.otp_validity_seconds), sms_id=uuid.uuid4(),
+        encrypted_text=encrypt_text(text), encoding=segments.encoding, segments=segments.segments,
+    )
+
+
+def _request_in_database(new: NewSession) -> OtpRequestResult:
+    workspace = new.workspace
+    params: list[Any] = [
+        workspace.pk, new.dest, new.purpose, new.country, new.now, new.now.date(),
+        advisory_lock_key(_dest_lock(workspace, new.dest)), advisory_lock_key(_country_lock(workspace, new.country)),
+        workspace.otp_reuse_enabled, sorted(SmsMessage.FAILED_FOR_GOOD),
+        workspace.destination_limit, timedelta(seconds=workspace.destination_window_seconds),
+        workspace.wrong_code_budget, timedelta(seconds=settings.OTP_WRONG_CODE_WINDOW_SECONDS),
+        workspace.country_hourly_limit, COUNTRY_WINDOW, workspace.daily_sms_cap or 0,
+        new.session_id, new.sender_name.pk, new.sender_name.name, new.code_digest, workspace.otp_max_attempts,
+        new.expires_at, new.sms_id, new.encrypted_text, new.encoding, new.segments,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT outcome, wait_seconds, session_public_id, session_expires_at, session_attempts_left, sms_id "
+            f"FROM otp_request({', '.join(['%s'] * len(params))})",  # in the order of its declaration
+            params,
+        )
+        outcome, wait, session_id, expires_at, attempts_left, sms_id = cursor.fetchone()
+    if outcome == "reused":
+        return OtpRequestResult(session_id, expires_at, attempts_left, reused=True)
+    if outcome == "created":
+        sms_enqueue_on_commit(message_id=sms_id, expires_at=expires_at)
+        return OtpRequestResult(session_id, expires_at, attempts_left, reused=False)
+    _refuse(outcome, workspace=workspace, country=new.country, wait=wait or 0, now=new.now)
+
+
+def _refuse(limit: str, *, workspace: Workspace, country: str, wait: int, now: datetime) -> NoReturn:
+    """Raises the error for a send limit the request met."""
+    if limit == "destination_limited":
+        raise DestinationRateLimited(retry_after_seconds=wait)
+    if limit == "guesses_limited":
+        raise DestinationRateLimited(
+            "Too many wrong codes for this destination in the last 24 hours. Retry later.", retry_after_seconds=wait
+        )
+    if limit == "country_limited":
+        raise DestinationRateLimited(f"Too many OTP SMS to {country} in the last hour. Retry later.",
+                                     retry_after_seconds=wait)
+    if limit == "daily_cap":
+        tomorrow = datetime.combine(now.date() + timedelta(days=1), time.min, tzinfo=UTC)
+        raise WorkspaceQuotaExceeded(retry_after_seconds=math.ceil((tomorrow - now).total_seconds()))
+    raise ValueError(f"no such send limit: {limit!r}")
+
+
+@transaction.atomic
+def _request_in_transaction(new: NewSession) -> OtpRequestResult:
+    workspace, dest, now = new.workspace, new.dest, new.now
+    advisory_xact_lock(_dest_lock(workspace, dest))
+    pending = (
+        # The session row only: its SMS row is read along (one query), the worker may be updating it.
+        OtpSession.objects.select_for_update(of=("self",))
+        .select_related("sms")
+        .filter(workspace=workspace, dest=dest, purpose=new.purpose, status=SessionStatus.PENDING)
+        .first()
+    )
+    if pending is not None:
+        if workspace.otp_reuse_enabled and pending.expires_at > now and not _sms_failed_for_good(pending):
+            return OtpRequestResult(pending.public_id, pending.expires_at, pending.attempts_left, reused=True)
+        # Expired, replaced because reuse is off, or its SMS can never arrive: it can never be approved.
+        OtpSession.objects.filter(pk=pending.pk, status=SessionStatus.PENDING).update(status=SessionStatus.EXPIRED)
+
+    _check_send_limits(workspace=workspace, dest=dest, country=new.country, now=now)
+
     session = OtpSession.objects.create(
-        public_id=session_id,
+        public_id=new.session_id,
         workspace=workspace,
-        sender_name=sender_name,
+        sender_name=new.sender_name,
         dest=dest,
-        country=country,
-        src=sender_name.name,
-        purpose=purpose,
-        code_digest=code_digest(session_id, code),
+        country=new.country,
+        src=new.sender_name.name,
+        purpose=new.purpose,
+        code_digest=new.code_digest,
         max_attempts=workspace.otp_max_attempts,
         created_at=now,
-        expires_at=now + timedelta(seconds=workspace.otp_validity_seconds),
+        expires_at=new.expires_at,
     )
     message = SmsMessage(
+        public_id=new.sms_id,
         session=session,
         workspace=workspace,
         to=dest,
-        src=sender_name.name,
-        encrypted_text=encrypt_text(text),
-        encoding=segments.encoding,
-        segments=segments.segments,
-        units=segments.segments,
+        src=new.sender_name.name,
+        encrypted_text=new.encrypted_text,
+        encoding=new.encoding,
+        segments=new.segments,
+        units=new.segments,
         next_attempt_at=now,
         created_at=now,
         updated_at=now,
@@ -127,16 +216,19 @@ def _request_in_transaction(
     _count_towards_daily_cap(workspace=workspace, now=now)
     message.save()
     sms_enqueue_on_commit(message_id=message.pk, expires_at=session.expires_at)
-    return OtpRequestResult(session=session, reused=False)
+    return OtpRequestResult(session.public_id, session.expires_at, session.attempts_left, reused=False)
 
 
-def _advisory_lock(name: str) -> None:
-    """`otp-dest:<workspace>:<dest>`: without it, two identical requests could both find no pending session
-    and both send, and the per-destination counts could be passed by requests for different purposes.
-    `otp-country:<workspace>:<country>`, taken after it (always in that order, so never a deadlock): the
-    hourly country ceiling, which requests to different numbers would otherwise each pass.
-    """
-    advisory_xact_lock(name)
+def _dest_lock(workspace: Workspace, dest: str) -> str:
+    """Without it, two identical requests could both find no pending session and both send, and the
+    per-destination counts could be passed by requests for different purposes."""
+    return f"otp-dest:{workspace.pk}:{dest}"
+
+
+def _country_lock(workspace: Workspace, country: str) -> str:
+    """Taken after the destination's (always in that order, so never a deadlock): the hourly country
+    ceiling, which requests to different numbers would otherwise each pass."""
+    return f"otp-country:{workspace.pk}:{country}"
 
 
 def _sms_failed_for_good(session: OtpSession) -> bool:
@@ -164,8 +256,7 @@ def _count_towards_daily_cap(*, workspace: Workspace, now: datetime) -> None:
         )
         counted = cursor.fetchone()
     if counted is None:
-        tomorrow = datetime.combine(now.date() + timedelta(days=1), time.min, tzinfo=UTC)
-        raise WorkspaceQuotaExceeded(retry_after_seconds=math.ceil((tomorrow - now).total_seconds()))
+        _refuse("daily_cap", workspace=workspace, country="", wait=0, now=now)
 
 
 def _check_send_limits(*, workspace: Workspace, dest: str, country: str, now: datetime) -> None:
@@ -173,23 +264,19 @@ def _check_send_limits(*, workspace: Workspace, dest: str, country: str, now: da
     window = timedelta(seconds=workspace.destination_window_seconds)
     wait = _window_full_for(sessions.filter(dest=dest), limit=workspace.destination_limit, window=window, now=now)
     if wait is not None:
-        raise DestinationRateLimited(retry_after_seconds=wait)
+        _refuse("destination_limited", workspace=workspace, country=country, wait=wait, now=now)
     wrong_codes = WrongCode.objects.filter(workspace=workspace, dest=dest)
     guess_window = timedelta(seconds=settings.OTP_WRONG_CODE_WINDOW_SECONDS)
     wait = _window_full_for(wrong_codes, limit=workspace.wrong_code_budget, window=guess_window, now=now)
     if wait is not None:
-        raise DestinationRateLimited(
-            "Too many wrong codes for this destination in the last 24 hours. Retry later.", retry_after_seconds=wait
-        )
+        _refuse("guesses_limited", workspace=workspace, country=country, wait=wait, now=now)
     if workspace.country_hourly_limit and country:
-        _advisory_lock(f"otp-country:{workspace.pk}:{country}")
+        advisory_xact_lock(_country_lock(workspace, country))
         wait = _window_full_for(
             sessions.filter(country=country), limit=workspace.country_hourly_limit, window=COUNTRY_WINDOW, now=now
         )
         if wait is not None:
-            raise DestinationRateLimited(
-                f"Too many OTP SMS to {country} in the last hour. Retry later.", retry_after_seconds=wait
-            )
+            _refuse("country_limited", workspace=workspace, country=country, wait=wait, now=now)
 
 
 def _window_full_for(
@@ -226,33 +313,42 @@ class VerifyOutcome(models.TextChoices):
 class VerifyResult:
     outcome: VerifyOutcome
     session_id: uuid.UUID  # as asked, so NOT_FOUND can say which
-    session: OtpSession | None  # None only for NOT_FOUND
+    attempts_left: int  # 0 for NOT_FOUND
 
     @property
     def verified(self) -> bool:
         return self.outcome == VerifyOutcome.APPROVED
 
-    @property
-    def attempts_left(self) -> int:
-        return 0 if self.session is None else self.session.attempts_left
 
-
-@transaction.atomic
 def otp_verify(*, workspace: Workspace, session_id: uuid.UUID, code: str) -> VerifyResult:
     """Checks a code as one atomic state change under a row lock.
 
     Concurrent calls queue on the lock and each sees the previous one's outcome, so attempts can never
     exceed the limit and a session is approved at most once. A wrong code is also recorded against the
-    destination's guess budget, which outlives the session.
+    destination's guess budget, which outlives the session. On PostgreSQL this is the function
+    `otp_verify` (migration 0006), one round trip; elsewhere the same steps in Python.
     """
     now = timezone.now()
+    if not _database_functions():
+        return _verify_in_transaction(workspace=workspace, session_id=session_id, code=code, now=now)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT outcome, attempts_left FROM otp_verify(%s, %s, %s, %s)",
+            [workspace.pk, session_id, code_digest(session_id, code), now],
+        )
+        outcome, attempts_left = cursor.fetchone()
+    return VerifyResult(VerifyOutcome(outcome), session_id, attempts_left)
+
+
+@transaction.atomic
+def _verify_in_transaction(*, workspace: Workspace, session_id: uuid.UUID, code: str, now: datetime) -> VerifyResult:
     session = OtpSession.objects.select_for_update().filter(workspace=workspace, public_id=session_id).first()
+    if session is None:
+        return VerifyResult(VerifyOutcome.NOT_FOUND, session_id, 0)
 
     def result(outcome: VerifyOutcome) -> VerifyResult:
-        return VerifyResult(outcome, session_id, session)
+        return VerifyResult(outcome, session_id, session.attempts_left)
 
-    if session is None:
-        return result(VerifyOutcome.NOT_FOUND)
     if session.status == SessionStatus.APPROVED:
         return result(VerifyOutcome.ALREADY_USED)
     if session.status == SessionStatus.MAX_ATTEMPTS_REACHED:

@@ -8,6 +8,9 @@ from django.db.models import QuerySet
 from senders.errors import SenderNameNotFound
 from senders.models import SenderName
 from workspaces.models import Workspace
+from zeckta.localcache import LocalCache
+
+_approved: LocalCache[SenderName | None] = LocalCache("approved sender names")
 
 
 def live_sender_names(workspace: Workspace) -> QuerySet[SenderName]:
@@ -22,8 +25,15 @@ class SenderNamePage:
 
 
 def sender_name_get_approved(*, workspace: Workspace, name: str) -> SenderName | None:
-    """The workspace's APPROVED sender name with exactly this text (case-sensitive), if any."""
-    return live_sender_names(workspace).filter(name=name, status=SenderName.Status.APPROVED).first()
+    """The workspace's APPROVED sender name with exactly this text (case-sensitive), if any.
+
+    Read at most once per LOCAL_CACHE_SECONDS per process: a rejected or deleted name stops being
+    usable everywhere within that time. The caller must not change the instance (it is shared).
+    """
+    return _approved.get(
+        (workspace.pk, name),
+        lambda: live_sender_names(workspace).filter(name=name, status=SenderName.Status.APPROVED).first(),
+    )
 
 
 def sender_name_list(*, workspace: Workspace) -> QuerySet[SenderName]:

@@ -14,6 +14,7 @@ from senders.selectors import live_sender_names, sender_name_get
 from workspaces.audit import SYSTEM_ACTOR, audit_record, field_changes
 from workspaces.models import AuditEvent, Workspace
 from zeckta.errors import ValidationFailed
+from zeckta.localcache import local_caches_changed
 
 _ALPHANUMERIC_RE = re.compile(r"[A-Za-z0-9 .\-]{3,11}")
 _SHORTCODE_RE = re.compile(r"[0-9]{3,8}")
@@ -117,6 +118,7 @@ def sender_name_update(
                 updated_at=now,
             )
             if updated:
+                local_caches_changed()
                 audit_record(
                     actor=actor, action=AuditEvent.Action.SENDER_UPDATED, workspace=workspace,
                     target=str(sender_name_id), at=now,
@@ -217,6 +219,7 @@ def _lock(sender_name: SenderName) -> SenderName:
 def _audit(
     *, actor: str, action: AuditEvent.Action, sender_name: SenderName, at: datetime | None = None, **detail: str
 ) -> None:
+    local_caches_changed()  # every change to a sender name is audited here: approved names are cached
     audit_record(
         actor=actor, action=action, workspace=sender_name.workspace, target=str(sender_name.public_id), at=at,
         detail={"sender": sender_name.name, "sender_type": sender_name.sender_type, "status": sender_name.status,

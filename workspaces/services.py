@@ -18,6 +18,7 @@ from workspaces.errors import ApiKeyNotFound, WorkspaceSlugTaken
 from workspaces.keys import EXPIRES_IN_DAYS_MAX, key_digest, key_generate, key_prefix
 from workspaces.models import ApiKey, AuditEvent, Workspace
 from zeckta.errors import ValidationFailed
+from zeckta.localcache import local_caches_changed
 
 
 def parse_countries(value: str | list[str] | None) -> str:
@@ -119,6 +120,7 @@ def workspace_update(*, workspace: Workspace, values: Mapping[str, Any], actor: 
     if changes:
         now = timezone.now()
         Workspace.objects.filter(pk=current.pk).update(**{name: values[name] for name in changes}, updated_at=now)
+        local_caches_changed()
         audit_record(actor=actor, action=AuditEvent.Action.WORKSPACE_CHANGED, workspace=current,
                      target=values.get("slug", current.slug), detail={"changes": changes}, at=now)
     workspace.refresh_from_db()
@@ -135,6 +137,7 @@ def api_key_update(*, api_key: ApiKey, values: Mapping[str, Any], actor: str = S
     changes = field_changes(before={name: getattr(current, name) for name in values}, after=values, fields=values)
     if changes:
         ApiKey.objects.filter(pk=current.pk).update(**{name: values[name] for name in changes})
+        local_caches_changed()
         audit_record(actor=actor, action=AuditEvent.Action.API_KEY_CHANGED, workspace=current.workspace,
                      target=current.prefix, detail={"changes": changes})
     api_key.refresh_from_db()
@@ -196,6 +199,7 @@ def api_key_revoke(*, prefix: str, actor: str = SYSTEM_ACTOR) -> ApiKey:
     # Conditional: revoking twice keeps the first revocation time, and only the first revocation is audited.
     revoked = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=now)
     if revoked:
+        local_caches_changed()
         audit_record(
             actor=actor, action=AuditEvent.Action.API_KEY_REVOKED, workspace=api_key.workspace, target=api_key.prefix,
             detail={"name": api_key.name}, at=now,

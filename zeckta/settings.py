@@ -88,7 +88,9 @@ TEMPLATES = [
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 # Keep connections open between requests: reconnecting costs more than the whole OTP request.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Off by default: the check is one more round trip (SELECT 1) at the start of every request. Without it,
+# after a database restart each web process answers its first request 503 and then reconnects.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=False)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"
@@ -185,6 +187,12 @@ CELERY_BEAT_SCHEDULE = {
 API_KEY_DEFAULT_TPS = 10  # requests per second per API key
 # The most a key may be given (API.md section 6: 10,000); a deployment that needs more raises it here.
 API_KEY_MAX_TPS = env.int("API_KEY_MAX_TPS", default=10_000)
+# How long a process trusts its cached API keys, workspaces and sender names (zeckta.localcache): a
+# revoked key or a suspended workspace is refused everywhere within this time. 0 turns the caches off.
+LOCAL_CACHE_SECONDS = env.float("LOCAL_CACHE_SECONDS", default=1.0)
+# On PostgreSQL, an OTP request and a verify each run as one database function call (otp.services);
+# the tests turn this off to run the Python version of the same rules, which SQLite always uses.
+OTP_DATABASE_FUNCTIONS = True
 # Where per-key request counts live: `redis` (shared by every process) or `locmem` (this process only,
 # for `make run` without Redis).
 RATE_LIMIT_BACKEND = env.str("RATE_LIMIT_BACKEND", default="redis" if REDIS_URL else "locmem")

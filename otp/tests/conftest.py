@@ -12,6 +12,14 @@ from zeckta.celery import app as celery_app
 from zeckta.testing import free_port
 
 
+@pytest.fixture(params=["sql", "python"])
+def otp_path(request, settings) -> str:
+    """Runs a test against the PostgreSQL functions of migration 0006 and against the Python version of
+    the same rules (what SQLite and prepaid workspaces use): the two must answer alike."""
+    settings.OTP_DATABASE_FUNCTIONS = request.param == "sql"
+    return request.param
+
+
 @pytest.fixture
 def fake_gateway(settings) -> Iterator[FakeGateway]:
     """A running fake provider, with settings pointing the `http` backend at it."""

@@ -12,7 +12,8 @@ from workspaces.models import LedgerEntry, Workspace
 from workspaces.tests.factories import WorkspaceFactory, issue_key
 from zeckta.testing import DEST, api_client, run_together
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Each test runs against both versions of the request and verify rules (otp_path in conftest).
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("otp_path")]
 
 
 @pytest.fixture

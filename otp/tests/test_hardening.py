@@ -27,7 +27,8 @@ from otp.tests.helpers import (
 from workspaces.models import LedgerEntry
 from zeckta.testing import DEST, assert_api_error
 
-pytestmark = pytest.mark.django_db
+# Each test runs against both versions of the request and verify rules (otp_path in conftest).
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("otp_path")]
 
 OTHER_DEST = "+233244123456"
 BODY_LIMIT = 64 * 1024  # bytes: API.md section 1

@@ -12,7 +12,8 @@ from workspaces.models import LedgerEntry
 from workspaces.tests.factories import WorkspaceFactory, issue_key
 from zeckta.testing import DEST, api_client, assert_api_error
 
-pytestmark = pytest.mark.django_db
+# Each test runs against both versions of the request and verify rules (otp_path in conftest).
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("otp_path")]
 
 
 def test_it_creates_a_session_and_queues_one_sms(api, workspace, django_capture_on_commit_callbacks):

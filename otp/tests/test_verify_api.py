@@ -12,7 +12,8 @@ from otp.tests.helpers import VERIFY_URL, deliver_and_read_code, request_otp, ve
 from workspaces.tests.factories import WorkspaceFactory, issue_key
 from zeckta.testing import DEST, api_client
 
-pytestmark = pytest.mark.django_db
+# Each test runs against both versions of the request and verify rules (otp_path in conftest).
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("otp_path")]
 
 
 @pytest.fixture
