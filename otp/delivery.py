@@ -11,7 +11,7 @@ from typing import Any
 
 from cryptography.fernet import InvalidToken
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
@@ -71,33 +71,23 @@ def sms_deliver(*, message_id: int) -> str:
     """Sends one outbox row through its route, at most once at a time; returns the row's new status.
 
     The row is claimed (`queued` -> `processing`, attempts + 1) by one conditional UPDATE before the
-    gateway call, an attempt row is written, and the outcome is recorded after the call. A worker killed
+    gateway call, and the outcome is recorded after the call with the attempt's row. A worker killed
     mid-send leaves `processing`: the sweeper re-claims it once the lease ends and sends again with the
     same `reference`, which the gateway uses to drop the duplicate. A permanent error, or transient ones
     past SMS_MAX_SEND_ATTEMPTS on a route, move the SMS to the next route with the same text.
+
+    A send that goes through costs two statements, each its own transaction: the claim, which returns
+    the row, and the outcome with its attempt row (plus the receipt lock where receipts can arrive).
     """
     now = timezone.now()
     stale_claim = now - timedelta(seconds=settings.SMS_PROCESSING_LEASE_SECONDS)
-    # The session condition is a subquery on session_id, not a join: with a join Django writes
-    # `WHERE id IN (SELECT ... status = 'queued')`, and a second worker blocked on this row's lock would
-    # re-check only `id IN (...)` against its old snapshot and claim a row already sent (double SMS).
-    # Here the status, lease and attempts are conditions on the updated row itself, which PostgreSQL
-    # re-evaluates against the committed version after the lock is released.
-    live_sessions = OtpSession.objects.filter(status=SessionStatus.PENDING, expires_at__gt=now).values("pk")
-    claimed = (
-        SmsMessage.objects.filter(pk=message_id, route_attempts__lt=settings.SMS_MAX_SEND_ATTEMPTS)
-        .filter(Q(status=SmsStatus.QUEUED) | Q(status=SmsStatus.PROCESSING, claimed_at__lt=stale_claim))
-        .filter(session_id__in=live_sessions)
-        .update(status=SmsStatus.PROCESSING, claimed_at=now, attempts=F("attempts") + 1,
-                route_attempts=F("route_attempts") + 1, updated_at=now)
-    )
-    message = SmsMessage.objects.select_related("session", "workspace").filter(pk=message_id).first()
+    message = _claim(message_id, now=now, stale_claim=stale_claim)
     if message is None:
-        return "missing"
-    if not claimed:
-        return _settle_unclaimable(message, now=now, stale_claim=stale_claim)
+        unclaimed = SmsMessage.objects.select_related("session", "workspace").filter(pk=message_id).first()
+        if unclaimed is None:
+            return "missing"
+        return _settle_unclaimable(unclaimed, now=now, stale_claim=stale_claim)
 
-    mine = SmsMessage.objects.filter(pk=message.pk, status=SmsStatus.PROCESSING, claimed_at=now)
     if message.encrypted_text is None:
         # Only settling a row wipes its text, and a settled row cannot be claimed: this is a bug, not a retry.
         raise RuntimeError(f"SMS {message.public_id} was claimed without its text")
@@ -106,18 +96,19 @@ def sms_deliver(*, message_id: int) -> str:
     except InvalidToken:
         # The encryption key changed since the request: no retry can ever read this text. Without this
         # the row would sit `processing` and be re-claimed once per lease until its attempts ran out.
-        _finish(mine, message, SmsStatus.FAILED, error="the SMS text cannot be decrypted with the current key")
+        _finish(_mine(message), message, SmsStatus.FAILED,
+                error="the SMS text cannot be decrypted with the current key")
         logger.error("SMS %s cannot be decrypted (SMS_ENCRYPTION_KEY changed?); not sent", message.public_id)
         return SmsStatus.FAILED
 
     choice = _route_now(message)
     if choice is None:
-        _finish(mine, message, SmsStatus.FAILED, error="every route was tried")
+        _finish(_mine(message), message, SmsStatus.FAILED, error="every route was tried")
         return SmsStatus.FAILED
     wait = route_rate_wait(choice)
     if wait:
         # Not an attempt: give back what the claim counted, and come back in the next second.
-        mine.update(status=SmsStatus.QUEUED, claimed_at=None, attempts=F("attempts") - 1,
+        _mine(message).update(status=SmsStatus.QUEUED, claimed_at=None, attempts=F("attempts") - 1,
                     route_attempts=F("route_attempts") - 1, next_attempt_at=now + timedelta(seconds=wait))
         raise SmsRetryLater(wait, jitter=False)
     # Written with the outcome, not before the call (one statement less per SMS): the claim already
@@ -128,8 +119,8 @@ def sms_deliver(*, message_id: int) -> str:
         on_route = {"route_key": choice.key, "route_name": choice.name, "route_attempts": 1}
         message.route_key, message.route_name, message.route_attempts = choice.key, choice.name, 1
 
-    attempt = SmsAttempt.objects.create(message=message, route=choice.route, route_key=choice.key,
-                                        route_name=choice.name, started_at=now)
+    attempt = SmsAttempt(message_id=message.pk, route=choice.route, route_key=choice.key, route_name=choice.name,
+                         started_at=now)
     outgoing = OutgoingSms(to=message.to, src=message.src, text=text, reference=str(message.public_id),
                            receipt_url=choice.receipt_url())
     try:
@@ -137,53 +128,121 @@ def sms_deliver(*, message_id: int) -> str:
     except PermanentGatewayError as exc:
         _attempt_failed(attempt, exc)
         logger.warning("SMS %s failed permanently on route %s: %s", message.public_id, choice.name, exc)
-        return _fail_over(mine, message, choice, error=str(exc), on_route=on_route)
+        return _fail_over(_mine(message), message, choice, error=str(exc), on_route=on_route)
     except TransientGatewayError as exc:
         _attempt_failed(attempt, exc)
         if message.route_attempts >= settings.SMS_MAX_SEND_ATTEMPTS:
             logger.warning("SMS %s: route %s failed %s times: %s", message.public_id, choice.name,
                            message.route_attempts, exc)
-            return _fail_over(mine, message, choice, on_route=on_route,
+            return _fail_over(_mine(message), message, choice, on_route=on_route,
                               error=f"gave up after {message.route_attempts} attempts on route {choice.name}: {exc}")
         delay = _retry_delay(message.route_attempts)
-        mine.update(
+        _mine(message).update(
             status=SmsStatus.QUEUED, claimed_at=None, last_error=str(exc)[:500],
             next_attempt_at=timezone.now() + timedelta(seconds=delay), updated_at=timezone.now(), **on_route,
         )
         logger.info("SMS %s attempt %s failed (%s); retrying", message.public_id, message.attempts, exc)
         raise SmsRetryLater(delay) from None
-    with transaction.atomic():
-        if choice.takes_receipts:
+    attempt.status = SmsAttempt.Status.ACCEPTED
+    attempt.provider_message_id = result.provider_message_id[:200]
+    attempt.provider_status = result.provider_status[:64]
+    if choice.takes_receipts:
+        with transaction.atomic():
             receipt_lock(route_key=choice.key, provider_message_id=result.provider_message_id)
-        done = timezone.now()
-        mine.update(
-            status=SmsStatus.SENT, provider_message_id=result.provider_message_id[:200], encrypted_text=None,
-            last_error="", finished_at=done, updated_at=done, route_name=choice.name, route_key=choice.key,
-        )
-        SmsAttempt.objects.filter(pk=attempt.pk).update(
-            status=SmsAttempt.Status.ACCEPTED, provider_message_id=result.provider_message_id[:200],
-            provider_status=result.provider_status[:64], finished_at=done,
-        )
-        if choice.takes_receipts:
+            _settle_sent(message, attempt, claimed_at=now)
             # A receipt that beat this commit was kept aside: it applies now.
             early_receipts_apply(route_key=choice.key, provider_message_id=result.provider_message_id)
+    else:
+        _settle_sent(message, attempt, claimed_at=now)
     logger.info("SMS %s sent through route %s (attempt %s)", message.public_id, choice.name, message.attempts)
     return SmsStatus.SENT
+
+
+# The claim. UPDATE ... FROM the session, not Django's `session_id IN (subquery)`: the status, lease and
+# attempts are conditions on the updated row itself, which PostgreSQL re-evaluates against the committed
+# version when it had to wait for another worker's lock on it, so a row sent meanwhile is never claimed
+# again (a double SMS). The session conditions use the statement's snapshot, as a subquery would.
+_CLAIM_SQL_TEMPLATE = f"""
+    UPDATE {SmsMessage._meta.db_table} AS m
+       SET status = %(processing)s, claimed_at = %(now)s, attempts = m.attempts + 1,
+           route_attempts = m.route_attempts + 1, updated_at = %(now)s
+      FROM {OtpSession._meta.db_table} AS s
+     WHERE m.id = %(id)s AND s.id = m.session_id AND s.status = %(pending)s AND s.expires_at > %(now)s
+       AND m.route_attempts < %(max_attempts)s
+       AND (m.status = %(queued)s OR (m.status = %(processing)s AND m.claimed_at < %(stale_claim)s))
+    RETURNING {{columns}}, s.country
+"""
+_CLAIM_FIELDS = SmsMessage._meta.concrete_fields
+
+
+def _claim(message_id: int, *, now: datetime, stale_claim: datetime) -> SmsMessage | None:
+    """The claimed row (with `session_country`), or None when it cannot be claimed now."""
+    columns = ", ".join(f"m.{connection.ops.quote_name(field.column)}" for field in _CLAIM_FIELDS)
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM_SQL_TEMPLATE.format(columns=columns), {
+            "id": message_id, "now": now, "stale_claim": stale_claim, "max_attempts": settings.SMS_MAX_SEND_ATTEMPTS,
+            "queued": SmsStatus.QUEUED, "processing": SmsStatus.PROCESSING, "pending": SessionStatus.PENDING,
+        })
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    # What a queryset would do with the row: each field's converters (JSON), then from_db.
+    values = []
+    for field, value in zip(_CLAIM_FIELDS, row, strict=False):
+        for convert in field.get_db_converters(connection):
+            value = convert(value, None, connection)
+        values.append(value)
+    message = SmsMessage.from_db(connection.alias, [field.attname for field in _CLAIM_FIELDS], values)
+    message.session_country = row[-1]  # type: ignore[attr-defined]
+    return message
+
+
+def _mine(message: SmsMessage) -> QuerySet[SmsMessage]:
+    """The row while this worker's claim on it holds: updates through it change nothing once it is gone."""
+    return SmsMessage.objects.filter(pk=message.pk, status=SmsStatus.PROCESSING, claimed_at=message.claimed_at)
+
+
+def _settle_sent(message: SmsMessage, attempt: SmsAttempt, *, claimed_at: datetime) -> None:
+    """Marks the claimed row sent and writes its attempt, in one statement (its own transaction unless
+    the caller holds one). The row's update is conditional on the claim, the attempt row is not: if
+    another worker settled the row first, the call this worker made is still on record."""
+    done = timezone.now()
+    attempt.finished_at = done
+    message_table, attempt_table = SmsMessage._meta.db_table, SmsAttempt._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH sent AS (UPDATE {message_table} SET status = %s, provider_message_id = %s, encrypted_text = NULL,"
+            f" last_error = '', finished_at = %s, updated_at = %s, route_name = %s, route_key = %s"
+            f" WHERE id = %s AND status = %s AND claimed_at = %s)"
+            f" INSERT INTO {attempt_table} (message_id, route_id, route_key, route_name, status, provider_message_id,"
+            f" provider_status, error_code, error, started_at, finished_at)"
+            f" VALUES (%s, %s, %s, %s, %s, %s, %s, '', '', %s, %s)",
+            [SmsStatus.SENT, attempt.provider_message_id, done, done, attempt.route_name, attempt.route_key,
+             message.pk, SmsStatus.PROCESSING, claimed_at,
+             message.pk, attempt.route_id, attempt.route_key, attempt.route_name, attempt.status,
+             attempt.provider_message_id, attempt.provider_status, attempt.started_at, done],
+        )
 
 
 def _route_now(message: SmsMessage) -> RouteChoice | None:
     """The route this send takes: the one the SMS is on, or the first it has not given up on."""
     tried = set(message.routes_tried)
-    candidates = [choice for choice in routes_for(message.session.country) if choice.key not in tried]
+    candidates = [choice for choice in routes_for(_country(message)) if choice.key not in tried]
     current = next((choice for choice in candidates if choice.key == message.route_key), None)
     return current or (candidates[0] if candidates else None)
 
 
+def _country(message: SmsMessage) -> str:
+    """The destination's country: returned by the claim, else read from the session."""
+    if hasattr(message, "session_country"):
+        return message.session_country
+    return message.session.country
+
+
 def _attempt_failed(attempt: SmsAttempt, exc: GatewayError) -> None:
-    SmsAttempt.objects.filter(pk=attempt.pk).update(
-        status=SmsAttempt.Status.FAILED, error=str(exc)[:500], error_code=exc.error_code[:64],
-        provider_status=exc.provider_status[:64], finished_at=timezone.now(),
-    )
+    attempt.status, attempt.error, attempt.error_code = SmsAttempt.Status.FAILED, str(exc)[:500], exc.error_code[:64]
+    attempt.provider_status, attempt.finished_at = exc.provider_status[:64], timezone.now()
+    attempt.save(force_insert=True)
 
 
 def _fail_over(
@@ -192,7 +251,7 @@ def _fail_over(
     """Moves the SMS to the next route it has not tried, at once and with the same text; FAILED (and a
     refund) when none is left."""
     tried = [*message.routes_tried, choice.key]
-    remaining = [route for route in routes_for(message.session.country) if route.key not in tried]
+    remaining = [route for route in routes_for(_country(message)) if route.key not in tried]
     if not remaining:
         if on_route:
             mine.update(**on_route)  # the route it failed on, as the SMS's last
