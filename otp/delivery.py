@@ -7,7 +7,7 @@ the beat runs `sms_requeue_stale` and `otp_sessions_purge`.
 import logging
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from cryptography.fernet import InvalidToken
 from django.conf import settings
@@ -46,7 +46,11 @@ def sms_enqueue(*, message_id: int, expires_at: datetime) -> None:
     try:
         # By name: `otp.tasks` imports this module (OtpConfig.ready registers it in every process).
         # `expires`: a task still waiting in the queue when its OTP dies is dropped by the worker.
-        celery_app.tasks[SMS_DELIVER_TASK].apply_async(args=[message_id], expires=expires_at)
+        # The anonymous exchange with the queue's name as routing key: kombu's Redis transport then pushes
+        # straight onto the queue, one round trip, instead of first reading the exchange's bindings.
+        celery_app.tasks[SMS_DELIVER_TASK].apply_async(
+            args=[message_id], expires=expires_at, exchange="", routing_key=celery_app.conf.task_default_queue
+        )
     except Exception:
         logger.warning("could not publish SMS task for message %s; the outbox sweeper will retry", message_id,
                        exc_info=True)
@@ -189,7 +193,7 @@ def _claim(message_id: int, *, now: datetime, stale_claim: datetime) -> SmsMessa
     # What a queryset would do with the row: each field's converters (JSON), then from_db.
     values = []
     for field, value in zip(_CLAIM_FIELDS, row, strict=False):
-        for convert in field.get_db_converters(connection):
+        for convert in cast(Any, field).get_db_converters(connection):  # every Field has it; the stubs omit it
             value = convert(value, None, connection)
         values.append(value)
     message = SmsMessage.from_db(connection.alias, [field.attname for field in _CLAIM_FIELDS], values)
