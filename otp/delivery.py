@@ -7,7 +7,7 @@ the beat runs `sms_requeue_stale` and `otp_sessions_purge`.
 import logging
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, cast
+from typing import Any
 
 from cryptography.fernet import InvalidToken
 from django.conf import settings
@@ -23,6 +23,7 @@ from senders.routes import RouteChoice, route_rate_wait, routes_for
 from workspaces.billing import balance_credit
 from workspaces.models import LedgerEntry
 from zeckta.celery import app as celery_app
+from zeckta.db import columns_of, instance_from_row
 
 logger = logging.getLogger(__name__)
 
@@ -176,27 +177,19 @@ _CLAIM_SQL_TEMPLATE = f"""
        AND (m.status = %(queued)s OR (m.status = %(processing)s AND m.claimed_at < %(stale_claim)s))
     RETURNING {{columns}}, s.country
 """
-_CLAIM_FIELDS = SmsMessage._meta.concrete_fields
 
 
 def _claim(message_id: int, *, now: datetime, stale_claim: datetime) -> SmsMessage | None:
     """The claimed row (with `session_country`), or None when it cannot be claimed now."""
-    columns = ", ".join(f"m.{connection.ops.quote_name(field.column)}" for field in _CLAIM_FIELDS)
     with connection.cursor() as cursor:
-        cursor.execute(_CLAIM_SQL_TEMPLATE.format(columns=columns), {
+        cursor.execute(_CLAIM_SQL_TEMPLATE.format(columns=columns_of(SmsMessage, "m")), {
             "id": message_id, "now": now, "stale_claim": stale_claim, "max_attempts": settings.SMS_MAX_SEND_ATTEMPTS,
             "queued": SmsStatus.QUEUED, "processing": SmsStatus.PROCESSING, "pending": SessionStatus.PENDING,
         })
         row = cursor.fetchone()
     if row is None:
         return None
-    # What a queryset would do with the row: each field's converters (JSON), then from_db.
-    values = []
-    for field, value in zip(_CLAIM_FIELDS, row, strict=False):
-        for convert in cast(Any, field).get_db_converters(connection):  # every Field has it; the stubs omit it
-            value = convert(value, None, connection)
-        values.append(value)
-    message = SmsMessage.from_db(connection.alias, [field.attname for field in _CLAIM_FIELDS], values)
+    message = instance_from_row(SmsMessage, row[:-1])
     message.session_country = row[-1]  # type: ignore[attr-defined]
     return message
 

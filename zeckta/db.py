@@ -1,8 +1,12 @@
 """Database helpers shared by the apps."""
 
 import hashlib
+from collections.abc import Sequence
+from typing import Any, TypeVar, cast
 
-from django.db import connection
+from django.db import connection, models
+
+M = TypeVar("M", bound=models.Model)
 
 
 def advisory_lock_key(name: str) -> int:
@@ -18,3 +22,21 @@ def advisory_xact_lock(name: str) -> None:
         return
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [advisory_lock_key(name)])
+
+
+def columns_of(model: type[models.Model], alias: str) -> str:
+    """`alias.col, ...` for every concrete field of `model`, in field order: what `instance_from_row` reads."""
+    return ", ".join(f"{alias}.{connection.ops.quote_name(field.column)}" for field in model._meta.concrete_fields)
+
+
+def instance_from_row(model: type[M], values: Sequence[Any]) -> M:
+    """A model instance from a hand-written statement's row (`columns_of` order), as a queryset would build
+    it: each field's converters applied (JSON), then `from_db`. For the few hot statements that the ORM
+    cannot write (UPDATE ... RETURNING) or compiles at a cost the request path notices."""
+    fields = model._meta.concrete_fields
+    converted = []
+    for field, value in zip(fields, values, strict=True):
+        for convert in cast(Any, field).get_db_converters(connection):  # every Field has it; the stubs omit it
+            value = convert(value, None, connection)
+        converted.append(value)
+    return model.from_db(connection.alias, [field.attname for field in fields], converted)
