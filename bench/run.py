@@ -51,6 +51,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=16, help="client threads (default 16)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers (default 2)")
     parser.add_argument("--celery-concurrency", type=int, default=1, help="Celery worker processes (default 1)")
+    parser.add_argument("--seed-sessions", type=int, default=0, metavar="N",
+                        help="store N past sessions (with their SMS) in the bench workspace first (default 0)")
     return parser.parse_args()
 
 
@@ -114,6 +116,41 @@ def create_bench_workspace() -> str:
     raw_key = api_key_issue(workspace=workspace, name="bench", tps=10_000).raw_key
     connections.close_all()
     return raw_key
+
+
+# Past sessions of the bench workspace itself (the worst case: every index starts with the workspace),
+# to other numbers (+23350...), spread over the last 30 days: approved, expired or locked, each with its
+# SMS row as delivery leaves it.
+SEED_SESSIONS_SQL = """
+INSERT INTO otp_otpsession (public_id, workspace_id, sender_name_id, dest, country, src, purpose, code_digest,
+                            status, attempts_used, max_attempts, created_at, expires_at, verified_at)
+SELECT gen_random_uuid(), w.id, sn.id, '+23350' || lpad(g::text, 7, '0'), 'GH', sn.name, 'LOGIN',
+       md5(g::text) || md5(g::text || 'x'),
+       (ARRAY['APPROVED', 'EXPIRED', 'MAX_ATTEMPTS_REACHED'])[1 + mod(g, 3)], mod(g, 3), 5,
+       now() - mod(g, 2592000) * interval '1 second', now() - mod(g, 2592000) * interval '1 second' + interval '5 min',
+       CASE WHEN mod(g, 3) = 0 THEN now() - mod(g, 2592000) * interval '1 second' + interval '30 s' END
+  FROM generate_series(1, %(count)s) AS g, workspaces_workspace w, senders_sendername sn
+ WHERE w.slug = 'bench' AND sn.workspace_id = w.id;
+INSERT INTO otp_smsmessage (public_id, session_id, workspace_id, "to", src, status, encoding, segments, units,
+                            attempts, route_key, route_name, route_attempts, routes_tried, provider_message_id,
+                            last_error, next_attempt_at, created_at, updated_at, finished_at)
+SELECT gen_random_uuid(), s.id, s.workspace_id, s.dest, s.src, 'sent', 'GSM-7', 1, 1, 1, 'default', 'default', 1,
+       '[]', md5(s.id::text), '', s.created_at, s.created_at, s.created_at, s.created_at
+  FROM otp_otpsession s WHERE left(s.dest, 6) = '+23350';
+"""
+
+
+def seed_sessions(database_url: str, count: int) -> float:
+    """Stores `count` past sessions and their SMS; returns the seconds it took."""
+    import psycopg
+
+    started = time.monotonic()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for statement in SEED_SESSIONS_SQL.split(";"):
+            if statement.strip():
+                conn.execute(statement, {"count": count})
+        conn.execute("VACUUM ANALYZE")
+    return time.monotonic() - started
 
 
 def clear_queue(redis_url: str) -> None:
@@ -366,6 +403,9 @@ def main() -> int:
     sys.path.insert(0, str(BASE_DIR))
     raw_key = create_bench_workspace()
     clear_queue(redis_url)
+    if args.seed_sessions:
+        print(f"bench: storing {args.seed_sessions} past sessions first ...", flush=True)
+        print(f"bench: seeded in {seed_sessions(database_url, args.seed_sessions):.0f}s", flush=True)
 
     port = free_port()
     with open(RESULTS_DIR / "gunicorn.log", "w") as gunicorn_log, open(RESULTS_DIR / "celery.log", "w") as celery_log:
@@ -456,6 +496,7 @@ def main() -> int:
             "celery_concurrency": args.celery_concurrency,
             "sms_backend": "file",
             "database": urlsplit(database_url).path.lstrip("/"),
+            "seeded_sessions": args.seed_sessions,
         },
         "request": phases[0],
         "verify": phases[1],

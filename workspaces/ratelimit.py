@@ -19,30 +19,33 @@ from django.core.exceptions import ImproperlyConfigured
 STRIKES_PER_TPS = 3
 STRIKE_WINDOW_SECONDS = 60
 LEVEL_MEMORY_SECONDS = 3600  # how long a past cool-down keeps the next one longer
+LEASE_FRACTION = 64  # a busy key's process takes up to 1/64 of its second's calls per Redis round trip
 
 # KEYS: 1 the current one-second window (a hash: s = its second, c = its count), 2 refusals (strikes),
 #       3 the cool-down, 4 the cool-down level. Every key is declared and shares one hash tag, so the script
 #       runs on one Redis Cluster node.
 # ARGV: 1 limit, 2 strikes per unit of limit, 3 strike window (s), 4 longest cool-down (s), 5 level memory (s),
-#       6 now (unix seconds, the service's clock: one clock for the window and the headers it answers).
-# Returns {allowed, remaining, reset_at, retry_after}; during a cool-down reset_at = now + retry_after.
+#       6 now (unix seconds, the service's clock: one clock for the window and the headers it answers),
+#       7 calls wanted (a lease: the caller spends them in this second without asking again).
+# Returns {allowed, remaining, reset_at, retry_after, granted}; during a cool-down reset_at = now + retry_after.
 SCRIPT = """
 local second = tonumber(ARGV[6])
 local limit = tonumber(ARGV[1])
 local blocked = redis.call('TTL', KEYS[3])
 if blocked > 0 then
-  return {0, 0, second + blocked, blocked}
+  return {0, 0, second + blocked, blocked, 0}
 end
-local count
+local count = 0
 if tonumber(redis.call('HGET', KEYS[1], 's')) == second then
-  count = redis.call('HINCRBY', KEYS[1], 'c', 1)
+  count = tonumber(redis.call('HGET', KEYS[1], 'c'))
 else
-  redis.call('HSET', KEYS[1], 's', second, 'c', 1)
-  count = 1
+  redis.call('HSET', KEYS[1], 's', second, 'c', 0)
 end
 redis.call('EXPIRE', KEYS[1], 2)
-if count <= limit then
-  return {1, limit - count, second + 1, 0}
+if count < limit then
+  local granted = math.min(tonumber(ARGV[7]), limit - count)
+  redis.call('HINCRBY', KEYS[1], 'c', granted)
+  return {1, limit - count - granted, second + 1, 0, granted}
 end
 local strikes = redis.call('INCR', KEYS[2])
 if strikes == 1 then redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3])) end
@@ -52,9 +55,9 @@ if strikes >= limit * tonumber(ARGV[2]) then
   local cooldown = math.min(2 ^ level, tonumber(ARGV[4]))
   redis.call('SET', KEYS[3], '1', 'EX', cooldown)
   redis.call('DEL', KEYS[2])
-  return {0, 0, second + cooldown, cooldown}
+  return {0, 0, second + cooldown, cooldown, 0}
 end
-return {0, 0, second + 1, 1}
+return {0, 0, second + 1, 1, 0}
 """
 
 # KEYS: 1 this address's failures in the current minute. ARGV: 1 seconds the counter lives.
@@ -117,8 +120,29 @@ def _auth_failure_decision(count: int, limit: int, now: float) -> AuthFailureDec
     return AuthFailureDecision(True, max(60 - int(now) % 60, 1))
 
 
+def lease_size(limit: int) -> int:
+    """Calls a process takes from Redis at once for a key of `limit` per second: 1 (every call asks Redis,
+    exactly as the limit reads) below LEASE_FRACTION * 2 per second, else limit / LEASE_FRACTION. The limit
+    still holds exactly across processes (Redis grants each call once); what a lease costs is that calls
+    one process holds unspent in a second cannot serve another process: at most processes / LEASE_FRACTION
+    of the rate, never more calls than it."""
+    return max(limit // LEASE_FRACTION, 1)
+
+
+@dataclass
+class _Lease:
+    second: int
+    limit: int
+    left: int  # calls granted and not yet spent in this process
+    remaining: int  # the key's calls Redis had left to grant after this lease
+
+
 class RedisRateLimiter:
-    """Shared by every process that uses the same Redis: the limit holds across web instances."""
+    """Shared by every process that uses the same Redis: the limit holds across web instances.
+
+    A busy key's calls are leased: one Redis round trip grants a process several calls of the current
+    second (lease_size), spent locally. Below 128 calls per second nothing changes: one call, one ask.
+    """
 
     def __init__(self, url: str) -> None:
         # Short timeouts and no retries: a limiter that cannot answer at once must not hold the request.
@@ -127,17 +151,32 @@ class RedisRateLimiter:
         )
         self._script = client.register_script(SCRIPT)
         self._auth_failure_script = client.register_script(AUTH_FAILURE_SCRIPT)
+        self._leases: dict[int, _Lease] = {}
+        self._lock = threading.Lock()
 
     def check(self, *, key_id: int, limit: int) -> RateDecision:
+        second = int(time.time())
+        with self._lock:
+            lease = self._leases.get(key_id)
+            if lease is not None and lease.second == second and lease.limit == limit and lease.left > 0:
+                lease.left -= 1
+                return RateDecision(True, limit, lease.remaining + lease.left, second + 1, 0)
+        wanted = lease_size(limit)
         try:
-            allowed, remaining, reset_at, retry_after = self._script(
+            allowed, remaining, reset_at, retry_after, granted = self._script(
                 keys=redis_keys(key_id),
                 args=[limit, STRIKES_PER_TPS, STRIKE_WINDOW_SECONDS, settings.RATE_LIMIT_MAX_COOLDOWN_SECONDS,
-                      LEVEL_MEMORY_SECONDS, int(time.time())],
+                      LEVEL_MEMORY_SECONDS, second, wanted],
             )
         except redis.RedisError as exc:
             raise RateLimiterUnavailable(str(exc)) from None
-        return RateDecision(bool(allowed), limit, int(remaining), int(reset_at), int(retry_after))
+        left = int(granted) - 1 if allowed else 0
+        if wanted > 1:
+            with self._lock:
+                if len(self._leases) > 10_000:
+                    self._leases.clear()  # leases live one second: a full table is only stale ones
+                self._leases[key_id] = _Lease(second, limit, left, int(remaining))
+        return RateDecision(bool(allowed), limit, int(remaining) + left, int(reset_at), int(retry_after))
 
     def count_auth_failure(self, *, address: str, limit: int) -> AuthFailureDecision:
         now = time.time()

@@ -122,3 +122,25 @@ def test_the_script_declares_every_key_it_touches_and_they_share_one_cluster_slo
     calls = re.findall(r"redis\.call\('(\w+)'(?:, ([^,)]+))?", ratelimit.SCRIPT)
     assert calls and all(key.startswith("KEYS[") for command, key in calls if command != "TIME"), calls
     assert len({key_slot(key.encode()) for key in ratelimit.redis_keys(42)}) == 1
+
+
+def test_a_busy_keys_calls_are_leased_yet_the_limit_holds_exactly_across_processes(workspace, clock):
+    """Two limiters stand for two web processes: each takes limit/64 calls per round trip to Redis, and
+    between them exactly `limit` calls pass in the second, however the calls interleave."""
+    api_key, _ = issue_key(workspace, tps=640)
+    assert ratelimit.lease_size(640) == 10 and ratelimit.lease_size(127) == 1
+    first, second = ratelimit.RedisRateLimiter(django_settings.REDIS_URL), ratelimit.RedisRateLimiter(
+        django_settings.REDIS_URL)
+
+    decision = first.check(key_id=api_key.pk, limit=640)
+    window = redis.Redis.from_url(django_settings.REDIS_URL).hgetall(ratelimit.redis_keys(api_key.pk)[0])
+    assert int(window[b"c"]) == 10  # one round trip granted ten calls to this process
+    assert (decision.allowed, decision.remaining) == (True, 639)
+    assert first.check(key_id=api_key.pk, limit=640).remaining == 638  # spent locally, counted down all the same
+
+    decisions = [limiter.check(key_id=api_key.pk, limit=640) for _ in range(400) for limiter in (first, second)]
+    assert sum(d.allowed for d in decisions) == 640 - 2
+    assert decisions[-1].allowed is False and decisions[-1].retry_after == 1
+
+    clock.shift(1)  # a new second: leases of the last one are void, the key has its whole rate again
+    assert first.check(key_id=api_key.pk, limit=640).remaining == 639
