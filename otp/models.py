@@ -25,7 +25,10 @@ class OtpSession(models.Model):
         MAX_ATTEMPTS_REACHED = "MAX_ATTEMPTS_REACHED"
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    workspace = models.ForeignKey("workspaces.Workspace", on_delete=models.CASCADE, related_name="otp_sessions")
+    # No index of its own: the composite indexes below all start with the workspace.
+    workspace = models.ForeignKey(
+        "workspaces.Workspace", on_delete=models.CASCADE, related_name="otp_sessions", db_index=False
+    )
     sender_name = models.ForeignKey("senders.SenderName", on_delete=models.PROTECT, related_name="otp_sessions")
     dest = models.CharField(max_length=16)  # E.164
     # ISO 3166 region of dest, or "001" for a number of no country (phonenumbers' non-geographic region).

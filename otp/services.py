@@ -25,7 +25,7 @@ from senders.selectors import sender_name_get_approved
 from workspaces.billing import balance_debit
 from workspaces.models import Workspace
 from zeckta import sms_text
-from zeckta.db import advisory_lock_key, advisory_xact_lock
+from zeckta.db import advisory_lock_key, advisory_xact_lock, uuid7
 from zeckta.errors import ValidationFailed
 
 SessionStatus = OtpSession.Status
@@ -107,14 +107,14 @@ def _new_session(
     *, workspace: Workspace, sender_name: SenderName, dest: str, country: str, purpose: str, template: str
 ) -> NewSession:
     now = timezone.now()
-    session_id = uuid.uuid4()
+    session_id = uuid7()
     code = generate_code(workspace.otp_code_length)
     text = sms_text.render(template, code=code, validity_seconds=workspace.otp_validity_seconds)
     segments = sms_text.count_segments(text)
     return NewSession(
         workspace=workspace, sender_name=sender_name, dest=dest, country=country, purpose=purpose, now=now,
         session_id=session_id, code_digest=code_digest(session_id, code),
-        expires_at=now + timedelta(seconds=workspace.otp_validity_seconds), sms_id=uuid.uuid4(),
+        expires_at=now + timedelta(seconds=workspace.otp_validity_seconds), sms_id=uuid7(),
         encrypted_text=encrypt_text(text), encoding=segments.encoding, segments=segments.segments,
     )
 

@@ -1,12 +1,29 @@
 """Database helpers shared by the apps."""
 
 import hashlib
+import secrets
+import time
+import uuid
 from collections.abc import Sequence
 from typing import Any, TypeVar, cast
 
 from django.db import connection, models
 
 M = TypeVar("M", bound=models.Model)
+
+
+def uuid7() -> uuid.UUID:
+    """An RFC 9562 version 7 UUID: 48 bits of Unix milliseconds, then 74 random bits.
+
+    For ids that are indexed and written all day (sessions, SMS): new ones land at the end of their
+    unique index instead of on a random page of it, which keeps inserts cheap when the table holds
+    millions of rows. 74 random bits leave them as unguessable as any id needs to be here (a session
+    id alone opens nothing: every call also needs the workspace's key).
+    """
+    value = (time.time_ns() // 1_000_000) << 80 | secrets.randbits(80)
+    value = value & ~(0xF << 76) | 0x7 << 76  # version 7
+    value = value & ~(0x3 << 62) | 0x2 << 62  # RFC 9562 variant
+    return uuid.UUID(int=value)
 
 
 def advisory_lock_key(name: str) -> int:

@@ -207,9 +207,12 @@ def test_reused_answers_do_not_count_towards_the_destination_limit(api):
     assert SmsMessage.objects.count() == 1
 
 
-def test_the_session_id_is_a_fresh_uuid4(api):
-    data = request_otp(api, DEST).json()["data"]
-    assert uuid.UUID(data["sessionId"]).version == 4
+def test_session_ids_are_fresh_time_ordered_uuids(api):
+    first = uuid.UUID(request_otp(api, DEST).json()["data"]["sessionId"])
+    second = uuid.UUID(request_otp(api, "+233244123456").json()["data"]["sessionId"])
+    # Version 7: new ids land at the end of the unique index (cheap inserts into a big table).
+    assert first.version == second.version == 7 and first.variant == uuid.RFC_4122
+    assert first != second and first.bytes[:6] <= second.bytes[:6]
 
 
 def test_the_answer_messages_are_the_contracts_words():
