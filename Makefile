@@ -10,7 +10,7 @@ INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run serve migrate demo worker test fuzz lint typecheck audit format bench
+.PHONY: help venv run serve migrate demo worker test fuzz lint typecheck audit format bench profile
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-9s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -75,3 +75,6 @@ format: $(INSTALLED) ## ruff format, then ruff check --fix
 
 bench: $(INSTALLED) ## Benchmark POST /otp/request and /otp/verify under gunicorn + Celery (loopback, ~1 min)
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+profile: $(INSTALLED) ## Statements and time per call of each hot path, in one process (PROFILE_ARGS="--cprofile")
+	$(PY) bench/profile.py $(PROFILE_ARGS)

@@ -157,6 +157,8 @@ if CELERY_TASK_ALWAYS_EAGER:
     CELERY_BROKER_URL = "memory://"
 CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_TASK_IGNORE_RESULT = True
+# Acknowledge after the task ran, for brokers with real acknowledgements (RabbitMQ); on Redis the outbox
+# sweeper does that job (ack_emulation below).
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -177,9 +179,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_timeout": 2.0,  # seconds
     "socket_connect_timeout": 1.0,  # seconds
-    # Above the longest task runtime plus its countdown, or Redis redelivers a task still running.
-    "visibility_timeout": 3600,  # seconds
     "max_retries": 1,
+    # No unacked-message bookkeeping in Redis (two pipelines per task in the worker's main process): the
+    # outbox is what makes delivery reliable. A task lost with its worker leaves its row queued or
+    # processing, and the sweeper (every 30 s) publishes it again; the claim keeps that to one send.
+    "ack_emulation": False,
 }
 # Task names as registered (otp.delivery's constants; not imported: settings load before any app).
 CELERY_BEAT_SCHEDULE = {

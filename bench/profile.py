@@ -1,0 +1,151 @@
+"""`make profile`: where one call of a hot path spends its time, in this process, as deployed.
+
+Recreates its own PostgreSQL database (BENCH_DATABASE_URL with `_profile` appended to its name), runs
+the real WSGI application with DEBUG off against it and Redis (BENCH_REDIS_URL), and for each path
+prints the SQL statements of one warm call with their times, then the mean time per call; with
+`--cprofile`, the functions that took longest. `deliver` sends SMS through the `http` backend to a
+local sink, as a worker would.
+
+    python bench/profile.py request-new request-reused verify get deliver [--calls 500] [--cprofile]
+"""
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import secrets
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+PATHS = ("request-new", "request-reused", "verify", "get", "deliver")
+
+
+class Sink(BaseHTTPRequestHandler):
+    """A provider that accepts every SMS at once."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = b'{"id": "profile"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def configure() -> None:
+    base = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/zeckta_bench")
+    parts = urlsplit(base)
+    database_url = urlunsplit(parts._replace(path=parts.path + "_profile"))
+    sink = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    threading.Thread(target=sink.serve_forever, daemon=True).start()
+    os.environ.update({
+        "DJANGO_SETTINGS_MODULE": "zeckta.settings", "DEBUG": "False", "SECRET_KEY": secrets.token_urlsafe(50),
+        "OTP_HASH_KEY": secrets.token_urlsafe(50), "ALLOWED_HOSTS": "localhost", "DATABASE_URL": database_url,
+        "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"), "SMS_BACKEND": "http",
+        "SMS_HTTP_URL": f"http://127.0.0.1:{sink.server_port}/sms", "LOG_LEVEL": "ERROR",
+    })
+    sys.path.insert(0, str(BASE_DIR))
+    from bench.run import recreate_database
+
+    recreate_database(database_url)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("paths", nargs="*", choices=PATHS, default=list(PATHS))
+    parser.add_argument("--calls", type=int, default=500)
+    parser.add_argument("--cprofile", action="store_true", help="also print the 25 costliest functions")
+    args = parser.parse_args()
+    configure()
+
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test import Client
+
+    from otp.delivery import sms_deliver
+    from otp.models import SmsMessage
+    from senders.services import sender_name_approve, sender_name_create
+    from workspaces.services import api_key_issue, workspace_create
+
+    call_command("migrate", verbosity=0)
+    clients = {}
+    for reuse in (False, True):
+        workspace = workspace_create(name=f"profile-{reuse}", otp_reuse_enabled=reuse, otp_max_attempts=10)
+        sender_name_approve(sender_name=sender_name_create(workspace=workspace, name="ZECKTA"))
+        raw_key = api_key_issue(workspace=workspace, tps=10_000).raw_key
+        clients[reuse] = Client(HTTP_AUTHORIZATION=f"Bearer {raw_key}", HTTP_X_FORWARDED_PROTO="https",
+                                HTTP_HOST="localhost")
+    numbers = iter(range(10**7))
+
+    def request(reuse: bool) -> dict:
+        dest = "+233241234567" if reuse else f"+23324{next(numbers):07d}"
+        response = clients[reuse].post("/v1/messaging/otp/request", {"dest": dest, "src": "ZECKTA", "purpose": "LOGIN"},
+                                       content_type="application/json")
+        assert response.status_code == 200, response.content
+        return response.json()["data"]
+
+    sessions = [request(False)["sessionId"] for _ in range(200)]
+    queued = list(SmsMessage.objects.filter(status="queued").values_list("pk", flat=True))
+    calls = {
+        "request-new": lambda i: request(False),
+        "request-reused": lambda i: request(True),
+        "verify": lambda i: clients[False].post("/v1/messaging/otp/verify", {
+            "sessionId": sessions[i % len(sessions)], "code": "000000"}, content_type="application/json"),
+        "get": lambda i: clients[False].get(f"/v1/messaging/otp/{sessions[i % len(sessions)]}"),
+        "deliver": lambda i: sms_deliver(message_id=queued.pop()),
+    }
+    for path in args.paths:
+        call = calls[path]
+        if path == "deliver":
+            for _ in range(args.calls * 2 + 10 - len(queued)):
+                request(False)
+            queued = list(SmsMessage.objects.filter(status="queued").values_list("pk", flat=True))
+        for i in range(5):
+            call(i)  # warm: caches filled, last_used_at written
+        statements: list[tuple[float, str]] = []
+
+        def timed(execute, sql, params, many, context, statements=statements):  # noqa: ANN001, ANN202
+            started = time.perf_counter()
+            try:
+                return execute(sql, params, many, context)
+            finally:
+                statements.append((time.perf_counter() - started, " ".join(sql.split())[:100]))
+
+        with connection.execute_wrapper(timed):
+            call(0)
+        print(f"\n{path}: {len(statements)} statement(s) in one warm call")
+        for seconds, sql in statements:
+            print(f"  {seconds * 1000:6.2f} ms  {sql}")
+        started = time.perf_counter()
+        for i in range(args.calls):
+            call(i)
+        print(f"{path}: {(time.perf_counter() - started) / args.calls * 1000:.2f} ms per call ({args.calls} calls)")
+        if args.cprofile:
+            profiler = cProfile.Profile()
+            profiler.enable()
+            for i in range(args.calls):
+                call(i)
+            profiler.disable()
+            out = io.StringIO()
+            pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(25)
+            print(out.getvalue())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
