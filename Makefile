@@ -77,4 +77,4 @@ bench: $(INSTALLED) ## Benchmark POST /otp/request and /otp/verify under gunicor
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 profile: $(INSTALLED) ## Statements and time per call of each hot path, in one process (PROFILE_ARGS="--cprofile")
-	$(PY) bench/profile.py $(PROFILE_ARGS)
+	$(PY) bench/hotpaths.py $(PROFILE_ARGS)
