@@ -4,7 +4,7 @@ from urllib.parse import parse_qsl
 
 from django.conf import settings
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny
@@ -45,9 +45,11 @@ VERIFY_OUTCOMES = {
     VerifyOutcome.EXPIRED: (status.HTTP_410_GONE, "OTP has expired."),
     VerifyOutcome.MAX_ATTEMPTS_REACHED: (status.HTTP_423_LOCKED, "Maximum verification attempts reached."),
     VerifyOutcome.ALREADY_USED: (status.HTTP_409_CONFLICT, "OTP has already been used."),
+    VerifyOutcome.CANCELED: (status.HTTP_410_GONE, "OTP has been canceled."),
     VerifyOutcome.NOT_FOUND: (status.HTTP_404_NOT_FOUND, "OTP session not found."),
 }
 MESSAGE_VERIFIED = VERIFY_OUTCOMES[VerifyOutcome.APPROVED][1]
+MESSAGE_CANCELED = "OTP session canceled"
 
 SESSION_ID = "feab6011-2469-4804-ace5-ee9dcb5b9ef2"
 # `data` is the outcome for INVALID/EXPIRED/...; null for VALIDATION_ERROR and MALFORMED_JSON.
@@ -117,7 +119,7 @@ class OtpViewSet(WorkspaceViewSet):
         operation_id="otp_verify",
         summary="Verify a code",
         description="Checks the code for a session. A failed check answers with the outcome as both "
-        "`data.status` and the error `code`: INVALID 400, EXPIRED 410, MAX_ATTEMPTS_REACHED 423, "
+        "`data.status` and the error `code`: INVALID 400, EXPIRED 410, CANCELED 410, MAX_ATTEMPTS_REACHED 423, "
         "ALREADY_USED 409, NOT_FOUND 404 (also for another workspace's session). `data` holds the outcome "
         "on every one of them.",
         request=OtpVerifyInputSerializer,
@@ -128,7 +130,7 @@ class OtpViewSet(WorkspaceViewSet):
                 400: OpenApiResponse(VERIFY_FAILED, description="INVALID (wrong code), VALIDATION_ERROR or "
                                      "MALFORMED_JSON"),
                 409: OpenApiResponse(VERIFY_FAILED, description="ALREADY_USED"),
-                410: OpenApiResponse(VERIFY_FAILED, description="EXPIRED"),
+                410: OpenApiResponse(VERIFY_FAILED, description="EXPIRED or CANCELED"),
                 423: OpenApiResponse(VERIFY_FAILED, description="MAX_ATTEMPTS_REACHED"),
             }),
         },
@@ -153,6 +155,26 @@ class OtpViewSet(WorkspaceViewSet):
         # runs in a transaction (ATOMIC_REQUESTS), which an exception would roll back.
         http_status, message = VERIFY_OUTCOMES[result.outcome]
         return Response(error_body(message=message, code=result.outcome.value, data=body), status=http_status)
+
+    @extend_schema(
+        operation_id="otp_cancel",
+        summary="Cancel an OTP session",
+        description="Ends a PENDING session for good: its code stops working at once (a verify answers "
+        "CANCELED, 410), it is never reused, and its SMS is not sent if it has not gone out yet. Answers the "
+        "session as `GET` shows it. 409 SESSION_NOT_PENDING when it is approved, locked, expired or canceled "
+        "already; 404 for an unknown or another workspace's session.",
+        request=inline_serializer("OtpCancelInput", fields={}),
+        responses={
+            200: envelope_schema("OtpCancelEnvelope", OtpSessionDataSerializer()),
+            **error_responses(*COMMON_ERRORS, 404, 409),
+        },
+        examples=[example("Request", {}, request=True)],
+    )
+    def cancel(self, request: Request, session_id: uuid.UUID) -> Response:
+        services.otp_cancel(workspace=self.workspace, session_id=session_id)
+        session = selectors.otp_session_get(workspace=self.workspace, session_id=session_id)
+        data = OtpSessionDataSerializer(session, context={"now": timezone.now()}).data
+        return Response(envelope(MESSAGE_CANCELED, data))
 
     @extend_schema(
         operation_id="otp_session_retrieve",

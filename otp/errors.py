@@ -18,6 +18,11 @@ class WorkspaceQuotaExceeded(TooManyRequests):
     default_message = "This workspace has sent its OTP SMS allowance for today (UTC). Retry tomorrow."
 
 
+class SessionNotPending(Conflict):
+    code = "SESSION_NOT_PENDING"
+    default_message = "This OTP session is no longer pending."
+
+
 class IdempotencyKeyReused(Conflict):
     code = "IDEMPOTENCY_KEY_REUSED"
     default_message = "This Idempotency-Key was already used with a different request body."

@@ -23,6 +23,7 @@ class OtpSession(models.Model):
         # Validity elapsed, or a newer session replaced this one (reuse disabled).
         EXPIRED = "EXPIRED"
         MAX_ATTEMPTS_REACHED = "MAX_ATTEMPTS_REACHED"
+        CANCELED = "CANCELED"  # by the client (POST .../cancel): never reused, verifies as CANCELED
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     # No index of its own: the composite indexes below all start with the workspace.

@@ -17,7 +17,7 @@ from django.utils import timezone
 from otp.crypto import code_digest, code_matches, encrypt_text, generate_code
 from otp.delivery import sms_enqueue_on_commit
 from otp.destinations import DestinationRefused, destination_check
-from otp.errors import DestinationRateLimited, WorkspaceQuotaExceeded
+from otp.errors import DestinationRateLimited, OtpSessionNotFound, SessionNotPending, WorkspaceQuotaExceeded
 from otp.models import DailySmsCount, OtpSession, SmsMessage, WrongCode
 from otp.templating import default_template
 from senders.models import SenderName
@@ -306,6 +306,7 @@ class VerifyOutcome(models.TextChoices):
     EXPIRED = "EXPIRED"
     MAX_ATTEMPTS_REACHED = "MAX_ATTEMPTS_REACHED"
     ALREADY_USED = "ALREADY_USED"
+    CANCELED = "CANCELED"  # the client canceled it (otp_cancel); no attempt used
     NOT_FOUND = "NOT_FOUND"  # no such session in this workspace (another workspace's answers alike)
 
 
@@ -355,6 +356,8 @@ def _verify_in_transaction(*, workspace: Workspace, session_id: uuid.UUID, code:
         return result(VerifyOutcome.MAX_ATTEMPTS_REACHED)
     if session.status == SessionStatus.EXPIRED:
         return result(VerifyOutcome.EXPIRED)
+    if session.status == SessionStatus.CANCELED:
+        return result(VerifyOutcome.CANCELED)
     if session.expires_at <= now:
         session.status = SessionStatus.EXPIRED
         session.save(update_fields=["status"])
@@ -372,3 +375,25 @@ def _verify_in_transaction(*, workspace: Workspace, session_id: uuid.UUID, code:
     WrongCode.objects.create(workspace_id=session.workspace_id, dest=session.dest, created_at=now)
     locked = session.status == SessionStatus.MAX_ATTEMPTS_REACHED
     return result(VerifyOutcome.MAX_ATTEMPTS_REACHED if locked else VerifyOutcome.INVALID)
+
+
+# --- Cancel ------------------------------------------------------------------------------------
+
+
+def otp_cancel(*, workspace: Workspace, session_id: uuid.UUID) -> None:
+    """PENDING -> CANCELED in one conditional UPDATE: its code stops working at once, it is never reused,
+    and its SMS, if still queued, is never sent (the worker claims only pending sessions' SMS).
+
+    A verify of the same session at the same time holds the row lock; the UPDATE waits for it and then
+    re-reads the committed status, so the two end in one order or the other, never both.
+    Raises OtpSessionNotFound (404) or SessionNotPending (409: used, locked, canceled or expired).
+    """
+    now = timezone.now()
+    sessions = OtpSession.objects.filter(workspace=workspace, public_id=session_id)
+    if sessions.filter(status=SessionStatus.PENDING, expires_at__gt=now).update(status=SessionStatus.CANCELED):
+        return
+    # Expired while pending: written as such, as a verify would (the client sees EXPIRED either way).
+    sessions.filter(status=SessionStatus.PENDING, expires_at__lte=now).update(status=SessionStatus.EXPIRED)
+    if not sessions.exists():
+        raise OtpSessionNotFound()
+    raise SessionNotPending()

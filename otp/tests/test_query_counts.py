@@ -72,3 +72,9 @@ def test_the_python_version_of_a_verify_costs_four_queries_and_a_wrong_code_one_
         assert verify(warm_api, session_id, wrong_code(code)).status_code == 400
     with django_assert_num_queries(4):
         assert verify(warm_api, session_id, code).status_code == 200
+
+
+def test_a_cancel_is_two_queries(warm_api, django_assert_num_queries):
+    session_id = request_otp(warm_api, DEST).json()["data"]["sessionId"]
+    with django_assert_num_queries(2):  # the conditional UPDATE, then the session view
+        assert warm_api.post(f"{session_url(session_id)}/cancel", {}, format="json").status_code == 200

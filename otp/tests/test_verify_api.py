@@ -183,6 +183,7 @@ def test_each_outcome_has_the_contracts_status_and_message():
     assert {outcome.value: answer for outcome, answer in VERIFY_OUTCOMES.items()} == {
         "APPROVED": (200, "OTP verified successfully"),
         "INVALID": (400, "Invalid OTP code."),
+        "CANCELED": (410, "OTP has been canceled."),
         "EXPIRED": (410, "OTP has expired."),
         "MAX_ATTEMPTS_REACHED": (423, "Maximum verification attempts reached."),
         "ALREADY_USED": (409, "OTP has already been used."),

@@ -9,6 +9,7 @@ OPERATIONS = {
     ("/v1/messaging/otp/request", "post"),
     ("/v1/messaging/otp/verify", "post"),
     ("/v1/messaging/otp/{session_id}", "get"),
+    ("/v1/messaging/otp/{session_id}/cancel", "post"),
     ("/v1/messaging/sender-names", "get"),
     ("/v1/messaging/sender-names", "post"),
     ("/v1/messaging/sender-names/{sender_name_id}", "get"),
@@ -42,6 +43,12 @@ def test_it_describes_the_bearer_scheme_on_every_operation(document):
                 continue
             assert {"ApiKey": []} in operation["security"]
             assert "401" in operation["responses"]
+
+
+def test_cancel_is_documented_with_its_answers(document):
+    cancel = document["paths"]["/v1/messaging/otp/{session_id}/cancel"]["post"]
+    assert {"200", "401", "404", "409", "415"} <= set(cancel["responses"])
+    assert "SESSION_NOT_PENDING" in cancel["description"]
 
 
 def test_the_verify_outcomes_and_request_errors_are_documented(document):
