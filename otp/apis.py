@@ -79,6 +79,8 @@ class OtpViewSet(WorkspaceViewSet):
         },
         examples=[
             example("Request", {"dest": "+233202007745", "src": "ZECKTA", "purpose": "LOGIN"}, request=True),
+            example("Request with autofill", {"dest": "+233202007745", "src": "ZECKTA", "purpose": "LOGIN",
+                                              "appHash": "FA+9qCX9VSu", "webOtpDomain": "example.com"}, request=True),
             example("New session", {"success": True, "message": MESSAGE_SENT, "data": {
                 "sessionId": SESSION_ID, "expiresInSeconds": 300, "attemptsLeft": 5, "reused": False},
                 "requestId": "0b7c1f9e-0d5a-4c1e-9a57-3c1a2b9d8e01"}),
@@ -99,6 +101,8 @@ class OtpViewSet(WorkspaceViewSet):
                 src=data["src"],
                 purpose=data["purpose"],
                 message_template=data.get("messageTemplate"),
+                app_hash=data.get("appHash"),
+                web_otp_domain=data.get("webOtpDomain"),
             )
             body = OtpRequestDataSerializer(result, context={"now": timezone.now()}).data
             message = MESSAGE_REUSED if result.reused else MESSAGE_SENT

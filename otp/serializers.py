@@ -8,6 +8,7 @@ from rest_framework import serializers
 
 from otp.models import OtpSession, Purpose, SmsMessage
 from otp.services import VerifyOutcome
+from zeckta import sms_text
 from zeckta.api.fields import BlankAsNullField, IsoDateTimeField, StrictCharField
 from zeckta.sms_text import template_errors
 
@@ -20,6 +21,24 @@ class OtpRequestInputSerializer(serializers.Serializer):
     src = StrictCharField(max_length=16, trim_whitespace=False)
     purpose = serializers.ChoiceField(choices=Purpose.choices)
     messageTemplate = StrictCharField(required=False, allow_null=True, trim_whitespace=False, max_length=1000)
+    appHash = StrictCharField(
+        required=False, allow_null=True, trim_whitespace=False, max_length=11,
+        help_text="Android SMS Retriever: the app's 11-character hash, put on its own line after the text.",
+    )
+    webOtpDomain = StrictCharField(
+        required=False, allow_null=True, trim_whitespace=False, max_length=sms_text.WEB_OTP_DOMAIN_MAX_CHARS,
+        help_text="WebOTP: the SMS ends with the line `@<domain> #<code>`, which browsers fill in on that origin.",
+    )
+
+    def validate_appHash(self, value: str | None) -> str | None:
+        if value is not None and not sms_text.APP_HASH_RE.fullmatch(value):
+            raise serializers.ValidationError("The app hash is 11 characters of A-Z, a-z, 0-9, + and /.")
+        return value
+
+    def validate_webOtpDomain(self, value: str | None) -> str | None:
+        if value is not None and not sms_text.WEB_OTP_DOMAIN_RE.fullmatch(value):
+            raise serializers.ValidationError("Use a host name such as example.com (no scheme, port or path).")
+        return value.lower() if value is not None else None
 
     def validate_messageTemplate(self, value: str | None) -> str | None:
         if value is None:

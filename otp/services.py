@@ -62,9 +62,19 @@ class NewSession:
 
 
 def otp_request(
-    *, workspace: Workspace, dest: str, src: str, purpose: str, message_template: str | None = None
+    *,
+    workspace: Workspace,
+    dest: str,
+    src: str,
+    purpose: str,
+    message_template: str | None = None,
+    app_hash: str | None = None,
+    web_otp_domain: str | None = None,
 ) -> OtpRequestResult:
     """Issues a code and queues its SMS, or answers with the still-valid session (reuse).
+
+    `app_hash` and `web_otp_domain` add the autofill lines after the text (zeckta.sms_text.with_autofill);
+    the segments, and so the units charged, count them too.
 
     Everything is written in one transaction: the session, its outbox row and the prepaid debit.
     The SMS task is enqueued only after commit; if the broker is down the outbox row waits for the sweeper.
@@ -78,7 +88,8 @@ def otp_request(
         raise ValidationFailed.for_field("src", "Not an approved sender name of this workspace.")
     template = message_template or workspace.default_message_template or default_template(purpose)
     new = _new_session(
-        workspace=workspace, sender_name=sender_name, dest=dest, country=country, purpose=purpose, template=template
+        workspace=workspace, sender_name=sender_name, dest=dest, country=country, purpose=purpose, template=template,
+        app_hash=app_hash, web_otp_domain=web_otp_domain,
     )
     if _in_database(workspace):
         return _request_in_database(new)
@@ -104,12 +115,23 @@ def _database_functions() -> bool:
 
 
 def _new_session(
-    *, workspace: Workspace, sender_name: SenderName, dest: str, country: str, purpose: str, template: str
+    *,
+    workspace: Workspace,
+    sender_name: SenderName,
+    dest: str,
+    country: str,
+    purpose: str,
+    template: str,
+    app_hash: str | None,
+    web_otp_domain: str | None,
 ) -> NewSession:
     now = timezone.now()
     session_id = uuid7()
     code = generate_code(workspace.otp_code_length)
-    text = sms_text.render(template, code=code, validity_seconds=workspace.otp_validity_seconds)
+    text = sms_text.with_autofill(
+        sms_text.render(template, code=code, validity_seconds=workspace.otp_validity_seconds),
+        code=code, app_hash=app_hash, web_otp_domain=web_otp_domain,
+    )
     segments = sms_text.count_segments(text)
     return NewSession(
         workspace=workspace, sender_name=sender_name, dest=dest, country=country, purpose=purpose, now=now,

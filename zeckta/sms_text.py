@@ -64,6 +64,24 @@ class SegmentInfo:
     segments: int
 
 
+# Android's SMS Retriever finds the app by this 11-character hash anywhere in the SMS (on its own line by
+# convention); the WebOTP API reads the code from the last line, "@<host> #<code>", and only for that origin.
+APP_HASH_RE = re.compile(r"[A-Za-z0-9+/]{11}")
+_HOST_LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
+WEB_OTP_DOMAIN_RE = re.compile(rf"{_HOST_LABEL}(\.{_HOST_LABEL})*")
+WEB_OTP_DOMAIN_MAX_CHARS = 253
+
+
+def with_autofill(text: str, *, code: str, app_hash: str | None = None, web_otp_domain: str | None = None) -> str:
+    """The SMS with its autofill lines after the text: the app hash, then the WebOTP line, which must be last."""
+    lines = [text]
+    if app_hash:
+        lines.append(app_hash)
+    if web_otp_domain:
+        lines.append(f"@{web_otp_domain} #{code}")
+    return "\n".join(lines)
+
+
 def _pack(costs: list[int], single: int, concat: int) -> int:
     """Parts needed when a character (of `cost` units) is never split across two parts."""
     total = sum(costs)
