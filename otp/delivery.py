@@ -23,7 +23,7 @@ from senders.routes import RouteChoice, route_rate_wait, routes_for
 from workspaces.billing import balance_credit
 from workspaces.models import LedgerEntry
 from zeckta.celery import app as celery_app
-from zeckta.db import columns_of, instance_from_row
+from zeckta.db import columns_of, db_value, instance_from_row
 
 logger = logging.getLogger(__name__)
 
@@ -181,9 +181,13 @@ _CLAIM_SQL_TEMPLATE = f"""
 
 def _claim(message_id: int, *, now: datetime, stale_claim: datetime) -> SmsMessage | None:
     """The claimed row (with `session_country`), or None when it cannot be claimed now."""
+    if connection.vendor != "postgresql":
+        return _claim_portable(message_id, now=now, stale_claim=stale_claim)
     with connection.cursor() as cursor:
         cursor.execute(_CLAIM_SQL_TEMPLATE.format(columns=columns_of(SmsMessage, "m")), {
-            "id": message_id, "now": now, "stale_claim": stale_claim, "max_attempts": settings.SMS_MAX_SEND_ATTEMPTS,
+            "id": message_id, "now": db_value(SmsMessage, "claimed_at", now),
+            "stale_claim": db_value(SmsMessage, "claimed_at", stale_claim),
+            "max_attempts": settings.SMS_MAX_SEND_ATTEMPTS,
             "queued": SmsStatus.QUEUED, "processing": SmsStatus.PROCESSING, "pending": SessionStatus.PENDING,
         })
         row = cursor.fetchone()
@@ -194,17 +198,39 @@ def _claim(message_id: int, *, now: datetime, stale_claim: datetime) -> SmsMessa
     return message
 
 
+def _claim_portable(message_id: int, *, now: datetime, stale_claim: datetime) -> SmsMessage | None:
+    """The same claim through the ORM, then a read: for SQLite (make run), whose RETURNING cannot name the
+    session. SQLite runs one writer at a time, so the subquery's snapshot question does not arise."""
+    live_sessions = OtpSession.objects.filter(status=SessionStatus.PENDING, expires_at__gt=now).values("pk")
+    claimed = (
+        SmsMessage.objects.filter(pk=message_id, route_attempts__lt=settings.SMS_MAX_SEND_ATTEMPTS)
+        .filter(Q(status=SmsStatus.QUEUED) | Q(status=SmsStatus.PROCESSING, claimed_at__lt=stale_claim))
+        .filter(session_id__in=live_sessions)
+        .update(status=SmsStatus.PROCESSING, claimed_at=now, attempts=F("attempts") + 1,
+                route_attempts=F("route_attempts") + 1, updated_at=now)
+    )
+    return SmsMessage.objects.select_related("session").get(pk=message_id) if claimed else None
+
+
 def _mine(message: SmsMessage) -> QuerySet[SmsMessage]:
     """The row while this worker's claim on it holds: updates through it change nothing once it is gone."""
     return SmsMessage.objects.filter(pk=message.pk, status=SmsStatus.PROCESSING, claimed_at=message.claimed_at)
 
 
 def _settle_sent(message: SmsMessage, attempt: SmsAttempt, *, claimed_at: datetime) -> None:
-    """Marks the claimed row sent and writes its attempt, in one statement (its own transaction unless
-    the caller holds one). The row's update is conditional on the claim, the attempt row is not: if
-    another worker settled the row first, the call this worker made is still on record."""
+    """Marks the claimed row sent and writes its attempt: on PostgreSQL in one statement (its own
+    transaction unless the caller holds one). The row's update is conditional on the claim, the attempt
+    row is not: if another worker settled the row first, the call this worker made is still on record."""
     done = timezone.now()
     attempt.finished_at = done
+    sent = {"status": SmsStatus.SENT, "provider_message_id": attempt.provider_message_id, "encrypted_text": None,
+            "last_error": "", "finished_at": done, "updated_at": done, "route_name": attempt.route_name,
+            "route_key": attempt.route_key}
+    if connection.vendor != "postgresql":  # SQLite (make run): no UPDATE inside a WITH
+        with transaction.atomic():
+            _mine(message).update(**sent)
+            attempt.save(force_insert=True)
+        return
     message_table, attempt_table = SmsMessage._meta.db_table, SmsAttempt._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
@@ -214,7 +240,7 @@ def _settle_sent(message: SmsMessage, attempt: SmsAttempt, *, claimed_at: dateti
             f" INSERT INTO {attempt_table} (message_id, route_id, route_key, route_name, status, provider_message_id,"
             f" provider_status, error_code, error, started_at, finished_at)"
             f" VALUES (%s, %s, %s, %s, %s, %s, %s, '', '', %s, %s)",
-            [SmsStatus.SENT, attempt.provider_message_id, done, done, attempt.route_name, attempt.route_key,
+            [sent["status"], sent["provider_message_id"], done, done, sent["route_name"], sent["route_key"],
              message.pk, SmsStatus.PROCESSING, claimed_at,
              message.pk, attempt.route_id, attempt.route_key, attempt.route_name, attempt.status,
              attempt.provider_message_id, attempt.provider_status, attempt.started_at, done],

@@ -5,7 +5,7 @@ from django.db import connection
 from otp.errors import OtpSessionNotFound
 from otp.models import OtpSession, SmsMessage
 from workspaces.models import Workspace
-from zeckta.db import columns_of, instance_from_row
+from zeckta.db import columns_of, db_value, instance_from_row
 
 # By hand rather than select_related: the same one statement, without compiling it on every read.
 _SESSION_WITH_SMS = (
@@ -18,7 +18,7 @@ _SESSION_WITH_SMS = (
 def otp_session_get(*, workspace: Workspace, session_id: uuid.UUID) -> OtpSession:
     """The workspace's session with its SMS; another workspace's session is simply not found."""
     with connection.cursor() as cursor:
-        cursor.execute(_SESSION_WITH_SMS, [workspace.pk, session_id])
+        cursor.execute(_SESSION_WITH_SMS, [workspace.pk, db_value(OtpSession, "public_id", session_id)])
         row = cursor.fetchone()
     if row is None:
         raise OtpSessionNotFound()

@@ -48,12 +48,19 @@ def columns_of(model: type[models.Model], alias: str) -> str:
 
 def instance_from_row(model: type[M], values: Sequence[Any]) -> M:
     """A model instance from a hand-written statement's row (`columns_of` order), as a queryset would build
-    it: each field's converters applied (JSON), then `from_db`. For the few hot statements that the ORM
-    cannot write (UPDATE ... RETURNING) or compiles at a cost the request path notices."""
+    it: the backend's and each field's converters applied (SQLite's dates and UUIDs, JSON), then
+    `from_db`. For the few hot statements that the ORM cannot write (UPDATE ... RETURNING) or compiles at
+    a cost the request path notices."""
     fields = model._meta.concrete_fields
     converted = []
     for field, value in zip(fields, values, strict=True):
-        for convert in cast(Any, field).get_db_converters(connection):  # every Field has it; the stubs omit it
-            value = convert(value, None, connection)
+        column = cast(Any, field).get_col(model._meta.db_table)  # every Field has it; the stubs omit it
+        for convert in [*connection.ops.get_db_converters(column), *column.get_db_converters(connection)]:
+            value = convert(value, column, connection)
         converted.append(value)
     return model.from_db(connection.alias, [field.attname for field in fields], converted)
+
+
+def db_value(model: type[models.Model], field_name: str, value: Any) -> Any:
+    """`value` as a parameter of a hand-written statement for `model.field_name` (a UUID is text on SQLite)."""
+    return model._meta.get_field(field_name).get_db_prep_value(value, connection)  # type: ignore[union-attr]
