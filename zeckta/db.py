@@ -5,6 +5,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any, TypeVar, cast
 
 from django.db import connection, models
@@ -51,14 +52,24 @@ def instance_from_row(model: type[M], values: Sequence[Any]) -> M:
     it: the backend's and each field's converters applied (SQLite's dates and UUIDs, JSON), then
     `from_db`. For the few hot statements that the ORM cannot write (UPDATE ... RETURNING) or compiles at
     a cost the request path notices."""
-    fields = model._meta.concrete_fields
+    attnames, converters = _row_reading(model, connection.vendor)
     converted = []
-    for field, value in zip(fields, values, strict=True):
-        column = cast(Any, field).get_col(model._meta.db_table)  # every Field has it; the stubs omit it
-        for convert in [*connection.ops.get_db_converters(column), *column.get_db_converters(connection)]:
+    for (column, field_converters), value in zip(converters, values, strict=True):
+        for convert in field_converters:
             value = convert(value, column, connection)
         converted.append(value)
-    return model.from_db(connection.alias, [field.attname for field in fields], converted)
+    return model.from_db(connection.alias, attnames, converted)
+
+
+@lru_cache(maxsize=64)
+def _row_reading(model: type[models.Model], vendor: str) -> tuple[list[str], list[tuple[Any, list[Any]]]]:
+    """Per model and database vendor, once: the attnames and, per column, the converters a queryset uses."""
+    fields = model._meta.concrete_fields
+    converters = []
+    for field in fields:
+        column = cast(Any, field).get_col(model._meta.db_table)  # every Field has it; the stubs omit it
+        converters.append((column, [*connection.ops.get_db_converters(column), *column.get_db_converters(connection)]))
+    return [field.attname for field in fields], converters
 
 
 def db_value(model: type[models.Model], field_name: str, value: Any) -> Any:
