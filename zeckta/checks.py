@@ -12,7 +12,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.checks import Error, Tags, register
+from django.core.checks import CheckMessage, Error, Tags, register
+from django.core.checks import Warning as CheckWarning
 
 # Backends that keep codes where operators read them (stdout, a file) or nowhere (memory): development only.
 DEVELOPMENT_SMS_BACKENDS = frozenset({"console", "file", "locmem"})
@@ -44,10 +45,10 @@ def _is_loopback(host: str | None) -> bool:
 
 
 @register(Tags.security, deploy=True)
-def check_production_settings(app_configs: Iterable[Any] | None, **kwargs: Any) -> list[Error]:
+def check_production_settings(app_configs: Iterable[Any] | None, **kwargs: Any) -> list[CheckMessage]:
     if settings.DEBUG:
         return []
-    errors = []
+    errors: list[CheckMessage] = []
     if settings.CELERY_TASK_ALWAYS_EAGER:
         errors.append(Error(
             "No broker: SMS would be sent inside each request and the per-key rate limit counted per process.",
@@ -81,5 +82,12 @@ def check_production_settings(app_configs: Iterable[Any] | None, **kwargs: Any) 
             f"SMS_BACKEND is {settings.SMS_BACKEND!r}: OTP codes would be printed or kept, never sent.",
             hint="Set SMS_BACKEND=http with SMS_HTTP_URL (and SMS_HTTP_TOKEN) for your SMS gateway.",
             id="zeckta.E005",
+        ))
+    if settings.LOCAL_CACHE_SECONDS > 1:
+        errors.append(CheckWarning(
+            f"LOCAL_CACHE_SECONDS is {settings.LOCAL_CACHE_SECONDS}: a revoked API key or a suspended workspace "
+            "stays usable that long on processes that cached it.",
+            hint="Keep it at 1 second or less (the default).",
+            id="zeckta.W001",
         ))
     return errors

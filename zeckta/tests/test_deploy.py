@@ -61,6 +61,12 @@ def test_the_deploy_check_fails_on_an_unsafe_production_environment(change, erro
     assert error in result.stderr and "ERROR" in result.stderr
 
 
+def test_a_local_cache_longer_than_a_second_is_a_deploy_warning():
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env={**PRODUCTION_ENV, "LOCAL_CACHE_SECONDS": "5"})
+    assert result.returncode != 0 and "zeckta.W001" in result.stderr
+    assert manage("check", "--deploy", env={**PRODUCTION_ENV, "LOCAL_CACHE_SECONDS": "5"}).returncode == 0
+
+
 def test_an_http_gateway_on_loopback_is_allowed():
     result = manage("check", "--deploy", "--fail-level", "WARNING",
                     env={**PRODUCTION_ENV, "SMS_HTTP_URL": "http://127.0.0.1:9000/sms"})
