@@ -167,7 +167,7 @@ def sms_deliver(*, message_id: int) -> str:
 # attempts are conditions on the updated row itself, which PostgreSQL re-evaluates against the committed
 # version when it had to wait for another worker's lock on it, so a row sent meanwhile is never claimed
 # again (a double SMS). The session conditions use the statement's snapshot, as a subquery would.
-_CLAIM_SQL_TEMPLATE = f"""
+_CLAIM_SQL = f"""
     UPDATE {SmsMessage._meta.db_table} AS m
        SET status = %(processing)s, claimed_at = %(now)s, attempts = m.attempts + 1,
            route_attempts = m.route_attempts + 1, updated_at = %(now)s
@@ -175,7 +175,7 @@ _CLAIM_SQL_TEMPLATE = f"""
      WHERE m.id = %(id)s AND s.id = m.session_id AND s.status = %(pending)s AND s.expires_at > %(now)s
        AND m.route_attempts < %(max_attempts)s
        AND (m.status = %(queued)s OR (m.status = %(processing)s AND m.claimed_at < %(stale_claim)s))
-    RETURNING {{columns}}, s.country
+    RETURNING {columns_of(SmsMessage, "m")}, s.country
 """
 
 
@@ -184,7 +184,7 @@ def _claim(message_id: int, *, now: datetime, stale_claim: datetime) -> SmsMessa
     if connection.vendor != "postgresql":
         return _claim_portable(message_id, now=now, stale_claim=stale_claim)
     with connection.cursor() as cursor:
-        cursor.execute(_CLAIM_SQL_TEMPLATE.format(columns=columns_of(SmsMessage, "m")), {
+        cursor.execute(_CLAIM_SQL, {
             "id": message_id, "now": db_value(SmsMessage, "claimed_at", now),
             "stale_claim": db_value(SmsMessage, "claimed_at", stale_claim),
             "max_attempts": settings.SMS_MAX_SEND_ATTEMPTS,

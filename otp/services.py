@@ -31,6 +31,7 @@ from zeckta.errors import ValidationFailed
 SessionStatus = OtpSession.Status
 
 COUNTRY_WINDOW = timedelta(hours=1)
+_FAILED_FOR_GOOD = sorted(SmsMessage.FAILED_FOR_GOOD)  # otp_request()'s parameter, built once
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,7 @@ def _request_in_database(new: NewSession) -> OtpRequestResult:
     params: list[Any] = [
         workspace.pk, new.dest, new.purpose, new.country, new.now, new.now.date(),
         advisory_lock_key(_dest_lock(workspace, new.dest)), advisory_lock_key(_country_lock(workspace, new.country)),
-        workspace.otp_reuse_enabled, sorted(SmsMessage.FAILED_FOR_GOOD),
+        workspace.otp_reuse_enabled, _FAILED_FOR_GOOD,
         workspace.destination_limit, timedelta(seconds=workspace.destination_window_seconds),
         workspace.wrong_code_budget, timedelta(seconds=settings.OTP_WRONG_CODE_WINDOW_SECONDS),
         workspace.country_hourly_limit, COUNTRY_WINDOW, workspace.daily_sms_cap or 0,
