@@ -1,5 +1,6 @@
 import logging
 import uuid
+from collections.abc import Callable
 from urllib.parse import parse_qsl
 
 from django.conf import settings
@@ -18,6 +19,7 @@ from otp.receipts import receipts_apply
 from otp.serializers import (
     OtpRequestDataSerializer,
     OtpRequestInputSerializer,
+    OtpResendDataSerializer,
     OtpSessionDataSerializer,
     OtpVerifyDataSerializer,
     OtpVerifyInputSerializer,
@@ -37,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 MESSAGE_SENT = "OTP sent successfully"
 MESSAGE_REUSED = "Active OTP already exists. No new SMS sent."
+MESSAGE_RESENT = "OTP resent successfully"
 
 # Verify outcome -> (HTTP status, message). A failed verify's error `code` equals its status.
 VERIFY_OUTCOMES = {
@@ -52,6 +55,12 @@ MESSAGE_VERIFIED = VERIFY_OUTCOMES[VerifyOutcome.APPROVED][1]
 MESSAGE_CANCELED = "OTP session canceled"
 
 SESSION_ID = "feab6011-2469-4804-ace5-ee9dcb5b9ef2"
+TRANSACTION = {"amount": "125.50", "currency": "GHS", "payee": "Acme Shop"}
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key", idempotency.KEY_SCHEMA, OpenApiParameter.HEADER, required=False,
+    description="1 to 255 printable ASCII characters, scoped to the workspace: the same key with the same "
+    "body within 24 hours replays the first answer (header `Idempotent-Replayed: true`).",
+)
 # `data` is the outcome for INVALID/EXPIRED/...; null for VALIDATION_ERROR and MALFORMED_JSON.
 VERIFY_FAILED = error_envelope("VerifyFailedEnvelope", OtpVerifyDataSerializer(allow_null=True))
 
@@ -60,7 +69,7 @@ class OtpViewSet(WorkspaceViewSet):
     """POST request, POST verify, GET one session: validate, call one service or selector, serialize."""
 
     # Sending costs money: never without the limiter. Verify is guarded by the attempt counter in the DB.
-    rate_limit_fail_closed = frozenset({"request_otp"})
+    rate_limit_fail_closed = frozenset({"request_otp", "resend"})
 
     @extend_schema(
         operation_id="otp_request",
@@ -69,10 +78,7 @@ class OtpViewSet(WorkspaceViewSet):
         "answers with the still-valid session for the same destination and purpose (no new SMS). "
         "An optional `Idempotency-Key` header makes retries safe for 24 hours.",
         request=OtpRequestInputSerializer,
-        parameters=[
-            OpenApiParameter("Idempotency-Key", idempotency.KEY_SCHEMA, OpenApiParameter.HEADER, required=False,
-                             description="1 to 255 printable ASCII characters, scoped to the workspace."),
-        ],
+        parameters=[IDEMPOTENCY_KEY],
         responses={
             200: envelope_schema("OtpRequestEnvelope", OtpRequestDataSerializer()),
             **error_responses(*COMMON_ERRORS, 402, 409, 503),
@@ -81,18 +87,20 @@ class OtpViewSet(WorkspaceViewSet):
             example("Request", {"dest": "+233202007745", "src": "ZECKTA", "purpose": "LOGIN"}, request=True),
             example("Request with autofill", {"dest": "+233202007745", "src": "ZECKTA", "purpose": "LOGIN",
                                               "appHash": "FA+9qCX9VSu", "webOtpDomain": "example.com"}, request=True),
+            example("Request bound to a payment", {"dest": "+233202007745", "src": "ZECKTA",
+                                                   "purpose": "TRANSACTION", "transaction": TRANSACTION},
+                    request=True),
             example("New session", {"success": True, "message": MESSAGE_SENT, "data": {
-                "sessionId": SESSION_ID, "expiresInSeconds": 300, "attemptsLeft": 5, "reused": False},
-                "requestId": "0b7c1f9e-0d5a-4c1e-9a57-3c1a2b9d8e01"}),
+                "sessionId": SESSION_ID, "expiresInSeconds": 300, "attemptsLeft": 5, "reused": False,
+                "resendAvailableInSeconds": 30}, "requestId": "0b7c1f9e-0d5a-4c1e-9a57-3c1a2b9d8e01"}),
             example("Reused session", {"success": True, "message": MESSAGE_REUSED, "data": {
-                "sessionId": SESSION_ID, "expiresInSeconds": 143, "attemptsLeft": 5, "reused": True},
-                "requestId": "4f0e8a52-2b1d-4a8e-8f3c-9d7e6c5b4a32"}),
+                "sessionId": SESSION_ID, "expiresInSeconds": 143, "attemptsLeft": 5, "reused": True,
+                "resendAvailableInSeconds": 0}, "requestId": "4f0e8a52-2b1d-4a8e-8f3c-9d7e6c5b4a32"}),
         ],
     )
     @action(detail=False, methods=["post"], url_path="request")
     def request_otp(self, request: Request) -> Response:
         data = validated(OtpRequestInputSerializer, request.data)
-        idempotency_key = request.headers.get("Idempotency-Key")
 
         def perform() -> tuple[int, dict]:
             result = services.otp_request(
@@ -103,18 +111,60 @@ class OtpViewSet(WorkspaceViewSet):
                 message_template=data.get("messageTemplate"),
                 app_hash=data.get("appHash"),
                 web_otp_domain=data.get("webOtpDomain"),
+                transaction=data.get("transaction"),
             )
             body = OtpRequestDataSerializer(result, context={"now": timezone.now()}).data
             message = MESSAGE_REUSED if result.reused else MESSAGE_SENT
             return 200, envelope(message, body)
 
+        transaction = data.get("transaction")
+        payload = {**data, "transaction": transaction.as_dict() if transaction else None}
+        return self._idempotent(request, payload=payload, perform=perform)
+
+    @extend_schema(
+        operation_id="otp_resend",
+        summary="Resend an OTP",
+        description="A fresh code in a new SMS for a PENDING session, once `resendAvailableInSeconds` is 0: "
+        "the old code stops working at once, the validity starts again, `attemptsLeft` stays as it is. The "
+        "cooldown is 30 s after the first send and doubles after each resend (30, 60, 120 s); at most 3 "
+        "resends (409 RESEND_LIMIT_REACHED). Too soon: 429 RESEND_TOO_SOON with `Retry-After`. Not pending: 409 "
+        "SESSION_NOT_PENDING; expired: 410 EXPIRED. Every send limit and the prepaid balance apply as to a new "
+        "SMS (429, 402).",
+        request=inline_serializer("OtpResendInput", fields={}),
+        parameters=[IDEMPOTENCY_KEY],
+        responses={
+            200: envelope_schema("OtpResendEnvelope", OtpResendDataSerializer()),
+            **error_responses(*COMMON_ERRORS, 402, 404, 409, 410, 503),
+        },
+        examples=[
+            example("Request", {}, request=True),
+            example("Resent", {"success": True, "message": MESSAGE_RESENT, "data": {
+                "sessionId": SESSION_ID, "expiresInSeconds": 300, "attemptsLeft": 4, "reused": False,
+                "resendAvailableInSeconds": 60, "resends": 1}, "requestId": "7d3e2c1b-0a9f-4e8d-b7c6-5a4b3c2d1e0f"}),
+            example("Too soon", {"success": False, "message": "Too soon to resend this OTP. Retry later.",
+                                 "code": "RESEND_TOO_SOON", "data": None,
+                                 "requestId": "2c3d4e5f-6a7b-4c8d-9e0f-1a2b3c4d5e6f"}, status=429),
+        ],
+    )
+    def resend(self, request: Request, session_id: uuid.UUID) -> Response:
+        def perform() -> tuple[int, dict]:
+            result = services.otp_resend(workspace=self.workspace, session_id=session_id)
+            return 200, envelope(MESSAGE_RESENT, OtpResendDataSerializer(result, context={"now": timezone.now()}).data)
+
+        # The operation and its session are the body's identity: the same key on another session is reused.
+        return self._idempotent(request, payload={"resend": str(session_id)}, perform=perform)
+
+    def _idempotent(self, request: Request, *, payload: dict, perform: Callable[[], tuple[int, dict]]) -> Response:
+        """Runs `perform`, once per Idempotency-Key when the request has one (replayed for 24 hours)."""
+        idempotency_key = request.headers.get("Idempotency-Key")
         if idempotency_key is None:
-            return Response(perform()[1])
+            status_code, body = perform()
+            return Response(body, status=status_code)
         problem = idempotency.key_problem(idempotency_key)
         if problem:
             raise ValidationFailed.for_field("Idempotency-Key", problem)
         answer = idempotency.run_idempotent(
-            workspace=self.workspace, key=idempotency_key, payload=dict(data), perform=perform
+            workspace=self.workspace, key=idempotency_key, payload=payload, perform=perform
         )
         headers = {"Idempotent-Replayed": "true"} if answer.replayed else {}
         return Response(answer.body, status=answer.status, headers=headers)
@@ -151,7 +201,8 @@ class OtpViewSet(WorkspaceViewSet):
     @action(detail=False, methods=["post"], url_path="verify")
     def verify(self, request: Request) -> Response:
         data = validated(OtpVerifyInputSerializer, request.data)
-        result = services.otp_verify(workspace=self.workspace, session_id=data["sessionId"], code=data["code"])
+        result = services.otp_verify(workspace=self.workspace, session_id=data["sessionId"], code=data["code"],
+                                     transaction=data.get("transaction"))
         body = OtpVerifyDataSerializer(result).data
         if result.verified:
             return Response(envelope(MESSAGE_VERIFIED, body))

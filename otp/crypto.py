@@ -8,6 +8,7 @@ import uuid
 from cryptography.fernet import Fernet
 from django.conf import settings
 
+from otp.transactions import Transaction
 from zeckta.crypto import fernet_for
 
 
@@ -16,14 +17,17 @@ def generate_code(length: int) -> str:
     return str(secrets.randbelow(10**length)).zfill(length)
 
 
-def code_digest(session_id: uuid.UUID, code: str) -> str:
-    """HMAC(OTP_HASH_KEY, session id + code): binds the code to its session; the pepper lives outside the DB."""
-    message = f"{session_id}:{code}".encode()
-    return hmac.new(settings.OTP_HASH_KEY.encode(), message, hashlib.sha256).hexdigest()
+def code_digest(session_id: uuid.UUID, code: str, transaction: Transaction | None = None) -> str:
+    """HMAC(OTP_HASH_KEY, session id + code [+ transaction]): binds the code to its session, and to the
+    amount and payee it approves when there is one; the pepper lives outside the database."""
+    message = f"{session_id}:{code}"
+    if transaction is not None:
+        message = f"{message}:{transaction.canonical()}"
+    return hmac.new(settings.OTP_HASH_KEY.encode(), message.encode(), hashlib.sha256).hexdigest()
 
 
-def code_matches(session_id: uuid.UUID, code: str, digest: str) -> bool:
-    return hmac.compare_digest(code_digest(session_id, code), digest)
+def code_matches(session_id: uuid.UUID, code: str, digest: str, transaction: Transaction | None = None) -> bool:
+    return hmac.compare_digest(code_digest(session_id, code, transaction), digest)
 
 
 def _current_fernet() -> Fernet:

@@ -326,6 +326,21 @@ def _finish(row: QuerySet[SmsMessage], message: SmsMessage, status: str, *, erro
                            actor="delivery", reference=str(message.public_id))
 
 
+def sms_supersede(*, session_id: int, now: datetime) -> None:
+    """A resend replaced the session's code: its older SMS still waiting to go out (queued, in a retry's
+    backoff, or claimed by a worker that died) would carry a dead code, so they end `expired` with nothing
+    sent, refunded when prepaid. One being sent at this moment still goes out; its code no longer works."""
+    stale_claim = now - timedelta(seconds=settings.SMS_PROCESSING_LEASE_SECONDS)
+    waiting = (
+        SmsMessage.objects.filter(session_id=session_id)
+        .filter(Q(status=SmsStatus.QUEUED) | Q(status=SmsStatus.PROCESSING, claimed_at__lt=stale_claim))
+        .select_related("workspace")
+    )
+    for message in waiting:
+        row = SmsMessage.objects.filter(pk=message.pk, status=message.status, claimed_at=message.claimed_at)
+        _finish(row, message, SmsStatus.EXPIRED, error="replaced by a resend before it went out")
+
+
 def sms_requeue_stale(*, limit: int = 500) -> int:
     """Enqueues outbox rows that were never picked up (broker down at request time, lost publish) or
     whose worker died mid-send; returns how many were enqueued."""

@@ -1,7 +1,7 @@
 """OTP failures that end a request with an error. A failed verify is not one: it is an outcome
 (`otp.services.VerifyOutcome`), returned and rendered, because its attempt must stay committed."""
 
-from zeckta.errors import ApplicationError, Conflict, NotFound, TooManyRequests
+from zeckta.errors import ApplicationError, Conflict, Gone, NotFound, TooManyRequests
 
 
 class OtpSessionNotFound(NotFound):
@@ -21,6 +21,21 @@ class WorkspaceQuotaExceeded(TooManyRequests):
 class SessionNotPending(Conflict):
     code = "SESSION_NOT_PENDING"
     default_message = "This OTP session is no longer pending."
+
+
+class ResendLimitReached(Conflict):
+    code = "RESEND_LIMIT_REACHED"
+    default_message = "This OTP session has been resent the maximum number of times."
+
+
+class ResendTooSoon(TooManyRequests):
+    code = "RESEND_TOO_SOON"
+    default_message = "Too soon to resend this OTP. Retry later."
+
+
+class OtpExpired(Gone):
+    code = "EXPIRED"
+    default_message = "OTP has expired."
 
 
 class IdempotencyKeyReused(Conflict):

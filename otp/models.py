@@ -2,6 +2,7 @@ import uuid
 
 from django.db import models
 from django.db.models import F, Q
+from django.utils.functional import cached_property
 
 
 class Purpose(models.TextChoices):
@@ -43,6 +44,16 @@ class OtpSession(models.Model):
     created_at = models.DateTimeField()
     expires_at = models.DateTimeField()
     verified_at = models.DateTimeField(null=True, blank=True)
+    # What a resend renders its new code into, as the first send did: the template after the workspace's
+    # and the service's defaults were applied (it holds <OTP>, never a code), and the autofill lines.
+    message_template = models.TextField(blank=True)
+    app_hash = models.CharField(max_length=11, blank=True)
+    web_otp_domain = models.CharField(max_length=253, blank=True)
+    # TRANSACTION only: {"amount": "125.50", "currency": "GHS", "payee": "..."}, bound into the code's HMAC.
+    transaction = models.JSONField(null=True, blank=True)
+    resends = models.PositiveSmallIntegerField(default=0)
+    # When the next resend may go out; null once the session has used all its resends.
+    resend_available_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -64,10 +75,8 @@ class OtpSession(models.Model):
             ),
         ]
         indexes = [
-            # The per-destination send limit counts a workspace's sessions to one dest in a window.
+            # The admin's and the dashboard's look-ups of one destination's sessions.
             models.Index(fields=["workspace", "dest", "created_at"], name="otp_session_dest_window_idx"),
-            # The per-country hourly ceiling counts a workspace's sessions to one country.
-            models.Index(fields=["workspace", "country", "created_at"], name="otp_session_country_window_idx"),
             # Purging old sessions.
             models.Index(fields=["created_at"], name="otp_session_created_idx"),
         ]
@@ -78,6 +87,12 @@ class OtpSession(models.Model):
     @property
     def attempts_left(self) -> int:
         return max(self.max_attempts - self.attempts_used, 0)
+
+    @cached_property
+    def latest_sms(self) -> "SmsMessage | None":
+        """The SMS of the latest send, whose code works (ids follow time); None before the first. Selectors
+        read it along with the session and set it here."""
+        return self.sms_messages.order_by("-id").first()
 
 
 class SmsMessage(models.Model):
@@ -105,9 +120,13 @@ class SmsMessage(models.Model):
 
     # Sent to the gateway as `reference`: its idempotency key, the same on every retry.
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    session = models.OneToOneField(OtpSession, on_delete=models.CASCADE, related_name="sms")
-    workspace = models.ForeignKey("workspaces.Workspace", on_delete=models.CASCADE, related_name="sms_messages")
+    # One per send: the first, then one per resend. The newest (highest id: ids follow time) is the one
+    # whose code works; a resend expires an older one still queued, so a dead code is never sent.
+    session = models.ForeignKey(OtpSession, on_delete=models.CASCADE, related_name="sms_messages")
+    workspace = models.ForeignKey("workspaces.Workspace", on_delete=models.CASCADE, related_name="sms_messages",
+                                  db_index=False)
     to = models.CharField(max_length=16)
+    country = models.CharField(max_length=3, blank=True)  # the session's, for the hourly country ceiling
     src = models.CharField(max_length=16)  # the sender name the phone shows
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     encrypted_text = models.BinaryField(null=True, editable=False)
@@ -137,6 +156,10 @@ class SmsMessage(models.Model):
             models.CheckConstraint(condition=Q(units=F("segments")), name="otp_smsmessage_units_equal_segments"),
         ]
         indexes = [
+            # The per-destination send limit counts a workspace's SMS to one number in a window (resends too).
+            models.Index(fields=["workspace", "to", "created_at"], name="otp_sms_dest_window_idx"),
+            # The per-country hourly ceiling counts a workspace's SMS to one country.
+            models.Index(fields=["workspace", "country", "created_at"], name="otp_sms_country_window_idx"),
             # The sweeper looks for rows still queued or processing long after they were due.
             models.Index(
                 fields=["status", "next_attempt_at"],

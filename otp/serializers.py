@@ -1,19 +1,59 @@
 import math
 import re
+import unicodedata
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
+import pycountry
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from otp.models import OtpSession, Purpose, SmsMessage
 from otp.services import VerifyOutcome
+from otp.transactions import Transaction
 from zeckta import sms_text
 from zeckta.api.fields import BlankAsNullField, IsoDateTimeField, StrictCharField
-from zeckta.sms_text import template_errors
+from zeckta.sms_text import TRANSACTION_PLACEHOLDERS, template_errors
 
 # ASCII digits only: `\d` would also take "123456\n" and Arabic-Indic digits.
 CODE_RE = re.compile(r"[0-9]{4,10}")
+# A positive decimal string, at most two places; up to a trillion, far past any one payment.
+AMOUNT_RE = re.compile(r"(0|[1-9][0-9]{0,11})(\.[0-9]{1,2})?")
+PAYEE_MAX_CHARS = 40
+
+
+class TransactionSerializer(serializers.Serializer):
+    """`{"amount": "125.50", "currency": "GHS", "payee": "Acme Shop"}`, read into a `Transaction`."""
+
+    amount = StrictCharField(trim_whitespace=False, max_length=16,
+                             help_text="A decimal string greater than 0 with at most 2 decimals.")
+    currency = StrictCharField(trim_whitespace=False, max_length=3, help_text="An ISO 4217 code.")
+    payee = StrictCharField(trim_whitespace=False, max_length=PAYEE_MAX_CHARS,
+                            help_text="1 to 40 printable characters.")
+
+    def validate_amount(self, value: str) -> str:
+        if not AMOUNT_RE.fullmatch(value) or Decimal(value) <= 0:
+            raise serializers.ValidationError("Use a decimal string greater than 0 with at most 2 decimals, "
+                                              "such as \"125.50\".")
+        return value
+
+    def validate_currency(self, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z]{3}", value) or pycountry.currencies.get(alpha_3=value.upper()) is None:
+            raise serializers.ValidationError("Use an ISO 4217 currency code, such as \"GHS\".")
+        return value
+
+    def validate_payee(self, value: str) -> str:
+        # What the phone shows as the payee: nothing that hides or reorders text.
+        if not value.strip() or not value.isprintable() or any(unicodedata.category(ch) == "Cf" for ch in value):
+            raise serializers.ValidationError(f"Use 1 to {PAYEE_MAX_CHARS} printable characters.")
+        return value
+
+    def validate(self, attrs: dict[str, str]) -> Transaction:
+        return Transaction.normalised(amount=attrs["amount"], currency=attrs["currency"], payee=attrs["payee"])
+
+    def to_representation(self, instance: Any) -> dict[str, str]:
+        return instance if isinstance(instance, dict) else instance.as_dict()
 
 
 class OtpRequestInputSerializer(serializers.Serializer):
@@ -29,6 +69,10 @@ class OtpRequestInputSerializer(serializers.Serializer):
         required=False, allow_null=True, trim_whitespace=False, max_length=sms_text.WEB_OTP_DOMAIN_MAX_CHARS,
         help_text="WebOTP: the SMS ends with the line `@<domain> #<code>`, which browsers fill in on that origin.",
     )
+    transaction = TransactionSerializer(
+        required=False, allow_null=True,
+        help_text="Purpose TRANSACTION only: shown in the SMS (<AMOUNT>, <PAYEE>) and bound to the code.",
+    )
 
     def validate_appHash(self, value: str | None) -> str | None:
         if value is not None and not sms_text.APP_HASH_RE.fullmatch(value):
@@ -43,15 +87,33 @@ class OtpRequestInputSerializer(serializers.Serializer):
     def validate_messageTemplate(self, value: str | None) -> str | None:
         if value is None:
             return None
-        problems = template_errors(value)
+        # <AMOUNT> and <PAYEE> are checked against the transaction in validate().
+        problems = template_errors(value, transaction=True)
         if problems:
             raise serializers.ValidationError(problems)
         return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        errors: dict[str, list[str]] = {}
+        if attrs.get("transaction") is not None and attrs["purpose"] != Purpose.TRANSACTION:
+            errors["transaction"] = ["Only a request with purpose TRANSACTION takes a transaction."]
+        template = attrs.get("messageTemplate")
+        if template and attrs.get("transaction") is None:
+            used = sorted(placeholder for placeholder in TRANSACTION_PLACEHOLDERS if placeholder in template)
+            if used:
+                errors["messageTemplate"] = [f"{' and '.join(used)} need a transaction in the request."]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
 
 
 class OtpVerifyInputSerializer(serializers.Serializer):
     sessionId = serializers.UUIDField(format="hex_verbose")
     code = StrictCharField(trim_whitespace=False, max_length=10)
+    transaction = TransactionSerializer(
+        required=False, allow_null=True,
+        help_text="When sent, must equal the session's transaction: another one is a wrong code (INVALID).",
+    )
 
     def validate_sessionId(self, value: Any) -> Any:
         if not isinstance(self.initial_data.get("sessionId"), str):
@@ -73,7 +135,11 @@ class SecondsUntilField(serializers.IntegerField):
 
     # IntegerField's stub expects an int in; this field reads a datetime and writes the int.
     def to_representation(self, value: datetime) -> int:  # type: ignore[override]
-        return max(math.ceil((value - self.context["now"]).total_seconds()), 0)
+        return seconds_until(value, now=self.context["now"])
+
+
+def seconds_until(value: datetime, *, now: datetime) -> int:
+    return max(math.ceil((value - now).total_seconds()), 0)
 
 
 # --- Output shapes (the `data` of each answer), read from the session and the service's results; the
@@ -87,6 +153,16 @@ class OtpRequestDataSerializer(serializers.Serializer):
     expiresInSeconds = SecondsUntilField(source="expires_at")
     attemptsLeft = serializers.IntegerField(source="attempts_left", min_value=0)
     reused = serializers.BooleanField()
+    resendAvailableInSeconds = SecondsUntilField(
+        source="resend_available_at", allow_null=True,
+        help_text="Seconds until POST .../resend is allowed; null once the session has no resend left.",
+    )
+
+
+class OtpResendDataSerializer(OtpRequestDataSerializer):
+    """An `OtpRequestResult` of a resend."""
+
+    resends = serializers.IntegerField(min_value=1, help_text="Resends of this session so far, this one included.")
 
 
 class OtpVerifyDataSerializer(serializers.Serializer):
@@ -121,10 +197,14 @@ class OtpSessionDataSerializer(serializers.Serializer):
     status = serializers.SerializerMethodField()
     expiresInSeconds = SecondsUntilField(source="expires_at")
     attemptsLeft = serializers.IntegerField(source="attempts_left", min_value=0)
+    resendAvailableInSeconds = serializers.SerializerMethodField(
+        help_text="Seconds until a resend is allowed; null when none is possible (not pending, or no resend left)."
+    )
+    resends = serializers.IntegerField(min_value=0)
+    transaction = TransactionSerializer(allow_null=True)
     createdAt = IsoDateTimeField(source="created_at")
     verifiedAt = IsoDateTimeField(source="verified_at", allow_null=True)
-    # DRF reads a missing reverse one-to-one as None.
-    delivery = DeliverySerializer(source="sms", allow_null=True)
+    delivery = DeliverySerializer(source="latest_sms", allow_null=True, help_text="The latest send's SMS.")
 
     @extend_schema_field(serializers.ChoiceField(choices=OtpSession.Status.values))
     def get_status(self, session: OtpSession) -> str:
@@ -132,3 +212,9 @@ class OtpSessionDataSerializer(serializers.Serializer):
         if session.status == OtpSession.Status.PENDING and session.expires_at <= self.context["now"]:
             return OtpSession.Status.EXPIRED
         return session.status
+
+    @extend_schema_field(serializers.IntegerField(min_value=0, allow_null=True))
+    def get_resendAvailableInSeconds(self, session: OtpSession) -> int | None:
+        if self.get_status(session) != OtpSession.Status.PENDING or session.resend_available_at is None:
+            return None
+        return seconds_until(session.resend_available_at, now=self.context["now"])

@@ -1,25 +1,36 @@
-"""Writes for OTP sessions: request a code (or reuse the live one) and verify it.
+"""Writes for OTP sessions: request a code (or reuse the live one), resend it, verify it, cancel it.
 
 Delivering the SMS is `otp.delivery`'s: a request only writes the outbox row and enqueues it on commit.
 """
 
+import json
 import math
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, NoReturn
 
 from django.conf import settings
 from django.db import IntegrityError, connection, models, transaction
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from otp.crypto import code_digest, code_matches, encrypt_text, generate_code
-from otp.delivery import sms_enqueue_on_commit
+from otp.delivery import sms_enqueue_on_commit, sms_supersede
 from otp.destinations import DestinationRefused, destination_check
-from otp.errors import DestinationRateLimited, OtpSessionNotFound, SessionNotPending, WorkspaceQuotaExceeded
+from otp.errors import (
+    DestinationRateLimited,
+    OtpExpired,
+    OtpSessionNotFound,
+    ResendLimitReached,
+    ResendTooSoon,
+    SessionNotPending,
+    WorkspaceQuotaExceeded,
+)
 from otp.models import DailySmsCount, OtpSession, SmsMessage, WrongCode
-from otp.templating import default_template
+from otp.templating import default_template, transaction_template
+from otp.transactions import Transaction
 from senders.models import SenderName
 from senders.selectors import sender_name_get_approved
 from workspaces.billing import balance_debit
@@ -40,6 +51,43 @@ class OtpRequestResult:
     expires_at: datetime
     attempts_left: int
     reused: bool
+    resend_available_at: datetime | None  # None once no resend is left
+    resends: int = 0
+
+
+def resend_available_at(*, resends: int, now: datetime) -> datetime | None:
+    """When the next resend may go out after `resends` of them: the cooldown is OTP_RESEND_COOLDOWN_SECONDS
+    after the first send and doubles after each resend (30, 60, 120 s); None once OTP_MAX_RESENDS are used."""
+    if resends >= settings.OTP_MAX_RESENDS:
+        return None
+    return now + timedelta(seconds=settings.OTP_RESEND_COOLDOWN_SECONDS * 2**resends)
+
+
+@dataclass(frozen=True)
+class RenderedSms:
+    encrypted_text: bytes
+    encoding: str
+    segments: int
+
+
+def _rendered_sms(session_like: "NewSession | OtpSession", *, code: str, validity_seconds: int) -> RenderedSms:
+    """The SMS for `code`: the template with its placeholders, then the autofill lines. The segments, and
+    so the units charged, count the whole of it."""
+    bound = _transaction_of(session_like)
+    text = sms_text.with_autofill(
+        sms_text.render(
+            session_like.message_template, code=code, validity_seconds=validity_seconds,
+            amount=bound.display_amount if bound else None, payee=bound.payee if bound else None,
+        ),
+        code=code, app_hash=session_like.app_hash or None, web_otp_domain=session_like.web_otp_domain or None,
+    )
+    segments = sms_text.count_segments(text)
+    return RenderedSms(encrypt_text(text), segments.encoding, segments.segments)
+
+
+def _transaction_of(session_like: "NewSession | OtpSession") -> Transaction | None:
+    stored = session_like.transaction
+    return stored if isinstance(stored, Transaction) or stored is None else Transaction.from_stored(stored)
 
 
 @dataclass(frozen=True)
@@ -56,10 +104,13 @@ class NewSession:
     session_id: uuid.UUID
     code_digest: str
     expires_at: datetime
+    message_template: str
+    app_hash: str
+    web_otp_domain: str
+    transaction: Transaction | None
+    resend_available_at: datetime | None
     sms_id: uuid.UUID
-    encrypted_text: bytes
-    encoding: str
-    segments: int
+    sms: RenderedSms
 
 
 def otp_request(
@@ -71,11 +122,13 @@ def otp_request(
     message_template: str | None = None,
     app_hash: str | None = None,
     web_otp_domain: str | None = None,
+    transaction: Transaction | None = None,
 ) -> OtpRequestResult:
     """Issues a code and queues its SMS, or answers with the still-valid session (reuse).
 
     `app_hash` and `web_otp_domain` add the autofill lines after the text (zeckta.sms_text.with_autofill);
-    the segments, and so the units charged, count them too.
+    the segments, and so the units charged, count them too. `transaction` (TRANSACTION requests) fills
+    <AMOUNT> and <PAYEE> and is bound into the code's HMAC.
 
     Everything is written in one transaction: the session, its outbox row and the prepaid debit.
     The SMS task is enqueued only after commit; if the broker is down the outbox row waits for the sweeper.
@@ -87,10 +140,13 @@ def otp_request(
     sender_name = sender_name_get_approved(workspace=workspace, name=src)
     if sender_name is None:
         raise ValidationFailed.for_field("src", "Not an approved sender name of this workspace.")
-    template = message_template or workspace.default_message_template or default_template(purpose)
+    template = (
+        message_template or workspace.default_message_template
+        or (transaction_template() if transaction else default_template(purpose))
+    )
     new = _new_session(
         workspace=workspace, sender_name=sender_name, dest=dest, country=country, purpose=purpose, template=template,
-        app_hash=app_hash, web_otp_domain=web_otp_domain,
+        app_hash=app_hash or "", web_otp_domain=web_otp_domain or "", transaction=transaction,
     )
     if _in_database(workspace):
         return _request_in_database(new)
@@ -123,23 +179,23 @@ def _new_session(
     country: str,
     purpose: str,
     template: str,
-    app_hash: str | None,
-    web_otp_domain: str | None,
+    app_hash: str,
+    web_otp_domain: str,
+    transaction: Transaction | None,
 ) -> NewSession:
     now = timezone.now()
     session_id = uuid7()
     code = generate_code(workspace.otp_code_length)
-    text = sms_text.with_autofill(
-        sms_text.render(template, code=code, validity_seconds=workspace.otp_validity_seconds),
-        code=code, app_hash=app_hash, web_otp_domain=web_otp_domain,
-    )
-    segments = sms_text.count_segments(text)
-    return NewSession(
+    new = NewSession(
         workspace=workspace, sender_name=sender_name, dest=dest, country=country, purpose=purpose, now=now,
-        session_id=session_id, code_digest=code_digest(session_id, code),
-        expires_at=now + timedelta(seconds=workspace.otp_validity_seconds), sms_id=uuid7(),
-        encrypted_text=encrypt_text(text), encoding=segments.encoding, segments=segments.segments,
+        session_id=session_id, code_digest=code_digest(session_id, code, transaction),
+        expires_at=now + timedelta(seconds=workspace.otp_validity_seconds), message_template=template,
+        app_hash=app_hash, web_otp_domain=web_otp_domain, transaction=transaction,
+        resend_available_at=resend_available_at(resends=0, now=now), sms_id=uuid7(),
+        sms=RenderedSms(b"", "", 0),
     )
+    # Rendered from the session's own fields, as a resend renders it.
+    return replace(new, sms=_rendered_sms(new, code=code, validity_seconds=workspace.otp_validity_seconds))
 
 
 def _request_in_database(new: NewSession) -> OtpRequestResult:
@@ -152,20 +208,22 @@ def _request_in_database(new: NewSession) -> OtpRequestResult:
         workspace.wrong_code_budget, timedelta(seconds=settings.OTP_WRONG_CODE_WINDOW_SECONDS),
         workspace.country_hourly_limit, COUNTRY_WINDOW, workspace.daily_sms_cap or 0,
         new.session_id, new.sender_name.pk, new.sender_name.name, new.code_digest, workspace.otp_max_attempts,
-        new.expires_at, new.sms_id, new.encrypted_text, new.encoding, new.segments,
+        new.expires_at, new.sms_id, new.sms.encrypted_text, new.sms.encoding, new.sms.segments,
+        new.message_template, new.app_hash, new.web_otp_domain,
+        Jsonb(new.transaction.as_dict()) if new.transaction else None, new.resend_available_at,
     ]
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT outcome, wait_seconds, session_public_id, session_expires_at, session_attempts_left, sms_id "
-            f"FROM otp_request({', '.join(['%s'] * len(params))})",  # in the order of its declaration
-            params,
+            "SELECT outcome, wait_seconds, session_public_id, session_expires_at, session_attempts_left,"
+            f" session_resend_available_at, sms_id FROM otp_request({', '.join(['%s'] * len(params))})",
+            params,  # in the order of its declaration
         )
-        outcome, wait, session_id, expires_at, attempts_left, sms_id = cursor.fetchone()
+        outcome, wait, session_id, expires_at, attempts_left, resend_at, sms_id = cursor.fetchone()
     if outcome == "reused":
-        return OtpRequestResult(session_id, expires_at, attempts_left, reused=True)
+        return OtpRequestResult(session_id, expires_at, attempts_left, reused=True, resend_available_at=resend_at)
     if outcome == "created":
         sms_enqueue_on_commit(message_id=sms_id, expires_at=expires_at)
-        return OtpRequestResult(session_id, expires_at, attempts_left, reused=False)
+        return OtpRequestResult(session_id, expires_at, attempts_left, reused=False, resend_available_at=resend_at)
     _refuse(outcome, workspace=workspace, country=new.country, wait=wait or 0, now=new.now)
 
 
@@ -191,15 +249,19 @@ def _request_in_transaction(new: NewSession) -> OtpRequestResult:
     workspace, dest, now = new.workspace, new.dest, new.now
     advisory_xact_lock(_dest_lock(workspace, dest))
     pending = (
-        # The session row only: its SMS row is read along (one query), the worker may be updating it.
-        OtpSession.objects.select_for_update(of=("self",))
-        .select_related("sms")
+        OtpSession.objects.select_for_update()
         .filter(workspace=workspace, dest=dest, purpose=new.purpose, status=SessionStatus.PENDING)
+        # Its latest SMS's status, read along (one query): whether its code can still arrive.
+        .annotate(latest_sms_status=Subquery(
+            SmsMessage.objects.filter(session=OuterRef("pk")).order_by("-id").values("status")[:1]
+        ))
         .first()
     )
     if pending is not None:
-        if workspace.otp_reuse_enabled and pending.expires_at > now and not _sms_failed_for_good(pending):
-            return OtpRequestResult(pending.public_id, pending.expires_at, pending.attempts_left, reused=True)
+        failed_for_good = pending.latest_sms_status in SmsMessage.FAILED_FOR_GOOD
+        if workspace.otp_reuse_enabled and pending.expires_at > now and not failed_for_good:
+            return OtpRequestResult(pending.public_id, pending.expires_at, pending.attempts_left, reused=True,
+                                    resend_available_at=pending.resend_available_at, resends=pending.resends)
         # Expired, replaced because reuse is off, or its SMS can never arrive: it can never be approved.
         OtpSession.objects.filter(pk=pending.pk, status=SessionStatus.PENDING).update(status=SessionStatus.EXPIRED)
 
@@ -217,17 +279,33 @@ def _request_in_transaction(new: NewSession) -> OtpRequestResult:
         max_attempts=workspace.otp_max_attempts,
         created_at=now,
         expires_at=new.expires_at,
+        message_template=new.message_template,
+        app_hash=new.app_hash,
+        web_otp_domain=new.web_otp_domain,
+        transaction=new.transaction.as_dict() if new.transaction else None,
+        resend_available_at=new.resend_available_at,
     )
+    _send_in_transaction(session, workspace=workspace, new_sms_id=new.sms_id, sms=new.sms, now=now)
+    return OtpRequestResult(session.public_id, session.expires_at, session.attempts_left, reused=False,
+                            resend_available_at=session.resend_available_at)
+
+
+def _send_in_transaction(
+    session: OtpSession, *, workspace: Workspace, new_sms_id: uuid.UUID, sms: RenderedSms, now: datetime
+) -> None:
+    """The outbox row of a send (a session's first, or a resend), its prepaid debit and its count towards
+    the daily cap; the send limits were checked by the caller, under the destination's lock."""
     message = SmsMessage(
-        public_id=new.sms_id,
+        public_id=new_sms_id,
         session=session,
         workspace=workspace,
-        to=dest,
-        src=new.sender_name.name,
-        encrypted_text=new.encrypted_text,
-        encoding=new.encoding,
-        segments=new.segments,
-        units=new.segments,
+        to=session.dest,
+        country=session.country,
+        src=session.src,
+        encrypted_text=sms.encrypted_text,
+        encoding=sms.encoding,
+        segments=sms.segments,
+        units=sms.segments,
         next_attempt_at=now,
         created_at=now,
         updated_at=now,
@@ -239,7 +317,6 @@ def _request_in_transaction(new: NewSession) -> OtpRequestResult:
     _count_towards_daily_cap(workspace=workspace, now=now)
     message.save()
     sms_enqueue_on_commit(message_id=message.pk, expires_at=session.expires_at)
-    return OtpRequestResult(session.public_id, session.expires_at, session.attempts_left, reused=False)
 
 
 def _dest_lock(workspace: Workspace, dest: str) -> str:
@@ -252,13 +329,6 @@ def _country_lock(workspace: Workspace, country: str) -> str:
     """Taken after the destination's (always in that order, so never a deadlock): the hourly country
     ceiling, which requests to different numbers would otherwise each pass."""
     return f"otp-country:{workspace.pk}:{country}"
-
-
-def _sms_failed_for_good(session: OtpSession) -> bool:
-    try:
-        return session.sms.status in SmsMessage.FAILED_FOR_GOOD
-    except SmsMessage.DoesNotExist:
-        return False
 
 
 def _count_towards_daily_cap(*, workspace: Workspace, now: datetime) -> None:
@@ -283,9 +353,10 @@ def _count_towards_daily_cap(*, workspace: Workspace, now: datetime) -> None:
 
 
 def _check_send_limits(*, workspace: Workspace, dest: str, country: str, now: datetime) -> None:
-    sessions = OtpSession.objects.filter(workspace=workspace)
+    """Every limit on a new OTP SMS, a resend's too: they count SMS, not sessions."""
+    sent = SmsMessage.objects.filter(workspace=workspace)
     window = timedelta(seconds=workspace.destination_window_seconds)
-    wait = _window_full_for(sessions.filter(dest=dest), limit=workspace.destination_limit, window=window, now=now)
+    wait = _window_full_for(sent.filter(to=dest), limit=workspace.destination_limit, window=window, now=now)
     if wait is not None:
         _refuse("destination_limited", workspace=workspace, country=country, wait=wait, now=now)
     wrong_codes = WrongCode.objects.filter(workspace=workspace, dest=dest)
@@ -296,14 +367,14 @@ def _check_send_limits(*, workspace: Workspace, dest: str, country: str, now: da
     if workspace.country_hourly_limit and country:
         advisory_xact_lock(_country_lock(workspace, country))
         wait = _window_full_for(
-            sessions.filter(country=country), limit=workspace.country_hourly_limit, window=COUNTRY_WINDOW, now=now
+            sent.filter(country=country), limit=workspace.country_hourly_limit, window=COUNTRY_WINDOW, now=now
         )
         if wait is not None:
             _refuse("country_limited", workspace=workspace, country=country, wait=wait, now=now)
 
 
 def _window_full_for(
-    rows: QuerySet[OtpSession] | QuerySet[WrongCode], *, limit: int, window: timedelta, now: datetime
+    rows: QuerySet[SmsMessage] | QuerySet[WrongCode], *, limit: int, window: timedelta, now: datetime
 ) -> int | None:
     """Seconds until `rows` created within `window` drop below `limit`; None while below it.
 
@@ -317,7 +388,57 @@ def _window_full_for(
     return math.ceil((recent[-1] + window - now).total_seconds())
 
 
-# --- Verify ------------------------------------------------------------------------------------
+# --- Resend ------------------------------------------------------------------------------------
+
+
+def otp_resend(*, workspace: Workspace, session_id: uuid.UUID) -> OtpRequestResult:
+    """A fresh code for a PENDING session, in a new SMS: the old code stops working at once (its digest is
+    replaced), the validity starts again, the attempts left stay as they are (a resend never buys guesses).
+
+    A resend is a new OTP SMS for every limit (destination window, wrong-code budget, country ceiling, daily
+    cap) and for the prepaid balance. It takes the destination's lock before the session's row lock, the
+    order a request takes them in, so a resend and a request for the same number never deadlock; a verify
+    or cancel at the same time queues on the row lock and sees the code before or after, never a mix.
+    Raises OtpSessionNotFound, SessionNotPending, OtpExpired, ResendLimitReached, ResendTooSoon, or a
+    send limit's error.
+    """
+    found = OtpSession.objects.filter(workspace=workspace, public_id=session_id).values_list("dest", flat=True)
+    dest = found.first()
+    if dest is None:
+        raise OtpSessionNotFound()
+    code = generate_code(workspace.otp_code_length)
+    with transaction.atomic():
+        advisory_xact_lock(_dest_lock(workspace, dest))
+        session = OtpSession.objects.select_for_update().get(workspace=workspace, public_id=session_id)
+        now = timezone.now()
+        _check_resendable(session, now=now)
+        _check_send_limits(workspace=workspace, dest=dest, country=session.country, now=now)
+        if not session.message_template:  # a session from before resends kept no template
+            session.message_template = workspace.default_message_template or default_template(session.purpose)
+        sms = _rendered_sms(session, code=code, validity_seconds=workspace.otp_validity_seconds)
+        sms_supersede(session_id=session.pk, now=now)
+        session.code_digest = code_digest(session.public_id, code, _transaction_of(session))
+        session.expires_at = now + timedelta(seconds=workspace.otp_validity_seconds)
+        session.resends += 1
+        session.resend_available_at = resend_available_at(resends=session.resends, now=now)
+        session.save(update_fields=["code_digest", "expires_at", "resends", "resend_available_at",
+                                    "message_template"])
+        _send_in_transaction(session, workspace=workspace, new_sms_id=uuid7(), sms=sms, now=now)
+    return OtpRequestResult(session.public_id, session.expires_at, session.attempts_left, reused=False,
+                            resend_available_at=session.resend_available_at, resends=session.resends)
+
+
+def _check_resendable(session: OtpSession, *, now: datetime) -> None:
+    if session.status != SessionStatus.PENDING:
+        raise SessionNotPending()
+    if session.expires_at <= now:
+        # Left PENDING: every reader takes a pending session past its expiry as EXPIRED, and a write here
+        # would roll back with the refusal anyway.
+        raise OtpExpired()
+    if session.resend_available_at is None:
+        raise ResendLimitReached()
+    if session.resend_available_at > now:
+        raise ResendTooSoon(retry_after_seconds=math.ceil((session.resend_available_at - now).total_seconds()))
 
 
 class VerifyOutcome(models.TextChoices):
@@ -344,28 +465,52 @@ class VerifyResult:
         return self.outcome == VerifyOutcome.APPROVED
 
 
-def otp_verify(*, workspace: Workspace, session_id: uuid.UUID, code: str) -> VerifyResult:
+def otp_verify(
+    *, workspace: Workspace, session_id: uuid.UUID, code: str, transaction: Transaction | None = None
+) -> VerifyResult:
     """Checks a code as one atomic state change under a row lock.
 
     Concurrent calls queue on the lock and each sees the previous one's outcome, so attempts can never
     exceed the limit and a session is approved at most once. A wrong code is also recorded against the
     destination's guess budget, which outlives the session. On PostgreSQL this is the function
-    `otp_verify` (migration 0006), one round trip; elsewhere the same steps in Python.
+    `otp_verify` (migrations 0006, 0010), one round trip; elsewhere the same steps in Python.
+
+    `transaction`, when given, must be the session's: the code's digest covers it, so another amount or
+    payee (or one named for a session without any) is a wrong code. Without it, the session's own is used.
     """
     now = timezone.now()
     if not _database_functions():
-        return _verify_in_transaction(workspace=workspace, session_id=session_id, code=code, now=now)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT outcome, attempts_left FROM otp_verify(%s, %s, %s, %s)",
-            [workspace.pk, session_id, code_digest(session_id, code), now],
+        return _verify_in_transaction(workspace=workspace, session_id=session_id, code=code, transaction=transaction,
+                                      now=now)
+    outcome, attempts_left, bound = _verify_in_database(
+        workspace=workspace, session_id=session_id, digest=code_digest(session_id, code, transaction), now=now,
+        transaction_sent=transaction is not None,
+    )
+    if outcome == "TRANSACTION_NEEDED" and bound is not None:
+        # A second round trip for a transaction-bound session verified without its transaction only.
+        # Django reads jsonb from a raw cursor as its text.
+        digest = code_digest(session_id, code, Transaction.from_stored(json.loads(bound)))
+        outcome, attempts_left, _ = _verify_in_database(
+            workspace=workspace, session_id=session_id, digest=digest, now=now, transaction_sent=True
         )
-        outcome, attempts_left = cursor.fetchone()
     return VerifyResult(VerifyOutcome(outcome), session_id, attempts_left)
 
 
+def _verify_in_database(
+    *, workspace: Workspace, session_id: uuid.UUID, digest: str, now: datetime, transaction_sent: bool
+) -> tuple[str, int, str | None]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT outcome, attempts_left, bound_transaction FROM otp_verify(%s, %s, %s, %s, %s)",
+            [workspace.pk, session_id, digest, now, transaction_sent],
+        )
+        return cursor.fetchone()
+
+
 @transaction.atomic
-def _verify_in_transaction(*, workspace: Workspace, session_id: uuid.UUID, code: str, now: datetime) -> VerifyResult:
+def _verify_in_transaction(
+    *, workspace: Workspace, session_id: uuid.UUID, code: str, transaction: Transaction | None, now: datetime
+) -> VerifyResult:
     session = OtpSession.objects.select_for_update().filter(workspace=workspace, public_id=session_id).first()
     if session is None:
         return VerifyResult(VerifyOutcome.NOT_FOUND, session_id, 0)
@@ -386,7 +531,8 @@ def _verify_in_transaction(*, workspace: Workspace, session_id: uuid.UUID, code:
         session.save(update_fields=["status"])
         return result(VerifyOutcome.EXPIRED)
 
-    if code_matches(session.public_id, code, session.code_digest):
+    bound = transaction if transaction is not None else _transaction_of(session)
+    if code_matches(session.public_id, code, session.code_digest, bound):
         session.status, session.verified_at = SessionStatus.APPROVED, now
         session.save(update_fields=["status", "verified_at"])
         return result(VerifyOutcome.APPROVED)

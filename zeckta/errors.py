@@ -57,6 +57,12 @@ class Conflict(ApplicationError):
     default_message = "The request conflicts with the current state."
 
 
+class Gone(ApplicationError):
+    status_code = 410
+    code = "GONE"
+    default_message = "The resource is no longer available."
+
+
 class TooManyRequests(ApplicationError):
     """A limit of the domain (not the per-key rate): the answer says when to retry."""
 

@@ -215,6 +215,8 @@ OTP_DEFAULT_MAX_ATTEMPTS = 5
 OTP_DEFAULT_CODE_LENGTH = 6
 OTP_DEFAULT_DESTINATION_LIMIT = 3  # new OTP SMS to one destination ...
 OTP_DEFAULT_DESTINATION_WINDOW_SECONDS = 600  # ... per this many seconds
+OTP_RESEND_COOLDOWN_SECONDS = 30  # before a session's first resend; doubles after each (30, 60, 120 s)
+OTP_MAX_RESENDS = 3  # per session
 # Wrong codes one destination may receive across all its sessions in a rolling 24 h: a new session never
 # buys a fresh guess budget.
 OTP_DEFAULT_WRONG_CODE_BUDGET = 20

@@ -14,23 +14,33 @@ from dataclasses import dataclass
 CODE_PLACEHOLDER = "<OTP>"
 MINUTES_PLACEHOLDER = "<MINUTES>"
 KNOWN_PLACEHOLDERS = frozenset({CODE_PLACEHOLDER, MINUTES_PLACEHOLDER})
+# A TRANSACTION request's amount ("GHS 125.50") and payee: only in a request that carries a transaction.
+AMOUNT_PLACEHOLDER = "<AMOUNT>"
+PAYEE_PLACEHOLDER = "<PAYEE>"
+TRANSACTION_PLACEHOLDERS = frozenset({AMOUNT_PLACEHOLDER, PAYEE_PLACEHOLDER})
 TEMPLATE_MAX_CHARS = 160
 _PLACEHOLDER_RE = re.compile(r"<[A-Z][A-Z0-9_]*>")
 # Control characters other than a line feed have no place in an SMS and can hide text.
 _CONTROL_RE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
 
 
-def template_errors(template: str) -> list[str]:
-    """Every problem with a client or workspace template; empty when it is usable."""
+def template_errors(template: str, *, transaction: bool = False) -> list[str]:
+    """Every problem with a client or workspace template; empty when it is usable.
+
+    `transaction`: the template is for a request that carries a transaction, so <AMOUNT> and <PAYEE> are
+    allowed too (a workspace's default template serves every purpose and may not use them).
+    """
+    known = KNOWN_PLACEHOLDERS | TRANSACTION_PLACEHOLDERS if transaction else KNOWN_PLACEHOLDERS
     problems = []
     if len(template) > TEMPLATE_MAX_CHARS:
         problems.append(f"Ensure this field has no more than {TEMPLATE_MAX_CHARS} characters.")
     count = template.count(CODE_PLACEHOLDER)
     if count != 1:
         problems.append(f"The template must contain the placeholder {CODE_PLACEHOLDER} exactly once (found {count}).")
-    unknown = sorted({p for p in _PLACEHOLDER_RE.findall(template) if p not in KNOWN_PLACEHOLDERS})
+    unknown = sorted({p for p in _PLACEHOLDER_RE.findall(template) if p not in known})
     if unknown:
-        problems.append(f"Unknown placeholder(s): {', '.join(unknown)}. Only <OTP> and <MINUTES> are allowed.")
+        problems.append(f"Unknown placeholder(s): {', '.join(unknown)}. Only <OTP> and <MINUTES> are allowed, "
+                        "and <AMOUNT> and <PAYEE> in a request with a transaction.")
     if _CONTROL_RE.search(template):
         problems.append("The template must not contain control characters.")
     # Bidi overrides and zero-width characters can show a code reversed or hide text on the phone.
@@ -39,10 +49,17 @@ def template_errors(template: str) -> list[str]:
     return problems
 
 
-def render(template: str, *, code: str, validity_seconds: int) -> str:
-    # <MINUTES> first: a code is digits only, so it can never form a placeholder afterwards.
-    minutes = str(validity_seconds // 60)
-    return template.replace(MINUTES_PLACEHOLDER, minutes).replace(CODE_PLACEHOLDER, code)
+def render(
+    template: str, *, code: str, validity_seconds: int, amount: str | None = None, payee: str | None = None
+) -> str:
+    """The template with each placeholder replaced in one pass: a value put in (a payee written as
+    "<OTP>", say) is never read again as a placeholder."""
+    values = {CODE_PLACEHOLDER: code, MINUTES_PLACEHOLDER: str(validity_seconds // 60)}
+    if amount is not None:
+        values[AMOUNT_PLACEHOLDER] = amount
+    if payee is not None:
+        values[PAYEE_PLACEHOLDER] = payee
+    return _PLACEHOLDER_RE.sub(lambda found: values.get(found.group(0), found.group(0)), template)
 
 
 # --- Segments (GSM 03.38 / UCS-2) ---------------------------------------------------------------

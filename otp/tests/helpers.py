@@ -19,16 +19,24 @@ def request_otp(api, dest: str, *, src: str = "ZECKTA", purpose: str = "LOGIN", 
 
 
 def deliver_and_read_code(session_id: str, *, length: int = 6) -> str:
-    """Runs the send task for a session's SMS (as the worker would) and returns the code it carried."""
-    message = SmsMessage.objects.get(session__public_id=session_id)
+    """Runs the send task for a session's latest SMS (as the worker would) and returns the code it carried."""
+    message = SmsMessage.objects.filter(session__public_id=session_id).latest("id")
     sms_deliver(message_id=message.pk)
     sent = [sms for sms in locmem.outbox if sms.reference == str(message.public_id)]
     assert len(sent) == 1
     return re.search(rf"\b\d{{{length}}}\b", sent[0].text).group()
 
 
-def verify(api, session_id: str, code: str):
-    return api.post(VERIFY_URL, {"sessionId": session_id, "code": code}, format="json")
+def verify(api, session_id: str, code: str, **extra):
+    return api.post(VERIFY_URL, {"sessionId": session_id, "code": code, **extra}, format="json")
+
+
+def resend(api, session_id: str, **headers):
+    return api.post(f"{session_url(session_id)}/resend", {}, format="json", **headers)
+
+
+def cancel(api, session_id: str):
+    return api.post(f"{session_url(session_id)}/cancel", {}, format="json")
 
 
 def wrong_code(code: str) -> str:

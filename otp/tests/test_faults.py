@@ -45,7 +45,7 @@ def assert_service_unavailable(response) -> dict:
 
 def assert_every_session_has_its_sms() -> None:
     """No half-written request: a session without its outbox row, or an outbox row without its session."""
-    assert not OtpSession.objects.filter(sms__isnull=True).exists()
+    assert not OtpSession.objects.filter(sms_messages__isnull=True).exists()
     assert SmsMessage.objects.count() == OtpSession.objects.count()
 
 

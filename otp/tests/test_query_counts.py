@@ -7,6 +7,8 @@ transaction include the SAVEPOINT/RELEASE pairs `atomic()` costs there (BEGIN/CO
 """
 
 import pytest
+import time_machine
+from django.utils import timezone
 
 from otp.tests.helpers import deliver_and_read_code, request_otp, session_url, verify, wrong_code
 from zeckta.testing import DEST
@@ -78,3 +80,26 @@ def test_a_cancel_is_two_queries(warm_api, django_assert_num_queries):
     session_id = request_otp(warm_api, DEST).json()["data"]["sessionId"]
     with django_assert_num_queries(2):  # the conditional UPDATE, then the session view
         assert warm_api.post(f"{session_url(session_id)}/cancel", {}, format="json").status_code == 200
+
+
+def test_a_transaction_bound_verify_is_one_query_with_its_transaction_and_two_without(
+    warm_api, django_assert_num_queries
+):
+    payment = {"amount": "125.50", "currency": "GHS", "payee": "Acme Shop"}
+    session_id = request_otp(warm_api, DEST, purpose="TRANSACTION", transaction=payment).json()["data"]["sessionId"]
+    code = deliver_and_read_code(session_id)
+    with django_assert_num_queries(1):
+        assert verify(warm_api, session_id, wrong_code(code), transaction=payment).status_code == 400
+    with django_assert_num_queries(2):  # TRANSACTION_NEEDED, then the digest over the session's transaction
+        assert verify(warm_api, session_id, code).status_code == 200
+
+
+def test_a_resend_costs_a_bounded_number_of_queries(warm_api, django_assert_num_queries):
+    """Not a hot path (a cooldown of 30 s or more per session), but it must not grow with the history."""
+    session_id = request_otp(warm_api, DEST).json()["data"]["sessionId"]
+    deliver_and_read_code(session_id)  # nothing left to supersede
+    with time_machine.travel(timezone.now() + timezone.timedelta(seconds=31), tick=False):
+        # dest lookup, SAVEPOINT, advisory lock, session FOR UPDATE, destination window, wrong-code budget,
+        # SMS left to supersede, UPDATE session, daily-cap upsert, INSERT sms, RELEASE
+        with django_assert_num_queries(11):
+            assert warm_api.post(f"{session_url(session_id)}/resend", {}, format="json").status_code == 200

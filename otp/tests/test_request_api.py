@@ -27,8 +27,9 @@ def test_it_creates_a_session_and_queues_one_sms(api, workspace, django_capture_
     assert set(body) == {"success", "message", "data", "requestId"}
     assert body["requestId"] == response["X-Request-ID"]
     data = body["data"]
-    assert set(data) == {"sessionId", "expiresInSeconds", "attemptsLeft", "reused"}
+    assert set(data) == {"sessionId", "expiresInSeconds", "attemptsLeft", "reused", "resendAvailableInSeconds"}
     assert data["expiresInSeconds"] == 300 and data["attemptsLeft"] == 5 and data["reused"] is False
+    assert data["resendAvailableInSeconds"] == 30
     session = OtpSession.objects.get(public_id=data["sessionId"])
     assert session.workspace == workspace and session.dest == DEST and session.purpose == "LOGIN"
     assert session.status == "PENDING" and session.country == "GH"

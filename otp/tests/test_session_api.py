@@ -18,7 +18,8 @@ def test_it_shows_the_session_and_its_delivery(api):
     assert response.status_code == 200
     data = response.json()["data"]
     assert set(data) == {"sessionId", "dest", "src", "purpose", "status", "expiresInSeconds", "attemptsLeft",
-                         "createdAt", "verifiedAt", "delivery"}
+                         "resendAvailableInSeconds", "resends", "transaction", "createdAt", "verifiedAt", "delivery"}
+    assert data["resendAvailableInSeconds"] == 30 and data["resends"] == 0 and data["transaction"] is None
     assert data["sessionId"] == session_id and data["dest"] == DEST and data["src"] == "ZECKTA"
     assert data["purpose"] == "LOGIN" and data["status"] == "PENDING" and data["verifiedAt"] is None
     assert data["createdAt"].endswith("Z") and "T" in data["createdAt"]

@@ -2,7 +2,8 @@
 
 Hypothesis drives random sequences of requests, deliveries, verifications, reads and clock jumps across
 two workspaces with different policies, and after every step compares what the service answered and
-what PostgreSQL holds with a small in-memory model of the contract (API.md sections 2 to 4).
+what PostgreSQL holds with a small in-memory model of the contract (API.md sections 2 to 4, and the
+resends of section 8).
 
 Each example runs inside one savepoint of the `db` test transaction and is rolled back at teardown,
 which is much faster than `transactional_db` flushing the tables. The price is that `on_commit` never
@@ -16,12 +17,13 @@ import math
 import os
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
 from django.db import transaction
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
@@ -38,9 +40,9 @@ from hypothesis.stateful import (
 from rest_framework.test import APIClient
 
 from otp import delivery
-from otp.apis import MESSAGE_REUSED, MESSAGE_SENT
+from otp.apis import MESSAGE_RESENT, MESSAGE_REUSED, MESSAGE_SENT
 from otp.models import OtpSession, SmsMessage
-from otp.tests.helpers import request_otp, session_url, verify, wrong_code
+from otp.tests.helpers import request_otp, resend, session_url, verify, wrong_code
 from senders.gateways import locmem
 from senders.tests.factories import SenderNameFactory
 from workspaces.models import Workspace
@@ -52,6 +54,7 @@ DESTINATIONS = ["+233241234567", "+233244000101", "+233247654321"]  # valid Ghan
 PURPOSES = ["LOGIN", "PASSWORD_RESET"]
 WRONG_CODE_BUDGET = 20  # per destination in a rolling 24 h, every workspace's default (API.md section 2)
 GUESS_WINDOW = timedelta(hours=24)
+RESEND_COOLDOWNS = [30, 60, 120]  # seconds before resend 1, 2 and 3; there is no 4th (API.md section 8)
 PENDING, APPROVED = OtpSession.Status.PENDING, OtpSession.Status.APPROVED
 EXPIRED, MAX_ATTEMPTS = OtpSession.Status.EXPIRED, OtpSession.Status.MAX_ATTEMPTS_REACHED
 
@@ -106,8 +109,14 @@ class SessionModel:
     attempts_used: int = 0
     verified_at: datetime | None = None
     code: str | None = None  # known once the SMS went out
-    delivery: str = SmsMessage.Status.QUEUED
+    delivery: str = SmsMessage.Status.QUEUED  # of the latest send's SMS
     approvals: int = 0
+    sends: list[datetime] = field(default_factory=list)  # every SMS, resends too: the destination window counts them
+    resends: int = 0
+    resend_at: datetime | None = None  # None once no resend is left
+
+    def resend_available_in(self, now: datetime) -> int | None:
+        return None if self.resend_at is None else max(math.ceil((self.resend_at - now).total_seconds()), 0)
 
 
 class OtpServiceMachine(RuleBasedStateMachine):
@@ -179,37 +188,15 @@ class OtpServiceMachine(RuleBasedStateMachine):
                 "expiresInSeconds": math.ceil((pending.expires_at - self.now).total_seconds()),
                 "attemptsLeft": pending.max_attempts - pending.attempts_used,
                 "reused": True,
+                "resendAvailableInSeconds": pending.resend_available_in(self.now),
             }
             # Reuse neither extends the expiry nor gives attempts back.
             after = OtpSession.objects.values("expires_at", "attempts_used").get(public_id=pending.session_id)
             assert after == before == {"expires_at": pending.expires_at, "attempts_used": pending.attempts_used}
             return multiple()
 
-        counted = sorted(
-            (
-                s.created_at
-                for s in self.model.values()
-                if s.tenant == tenant and s.dest == dest and s.created_at > self.now - policy.window
-            ),
-            reverse=True,
-        )[: policy.destination_limit]
-        if len(counted) >= policy.destination_limit:
-            assert response.status_code == 429, body
-            assert body["code"] == "DESTINATION_RATE_LIMITED"
-            reopens_in = math.ceil((counted[-1] + policy.window - self.now).total_seconds())
-            assert response["Retry-After"] == str(max(reopens_in, 1))
+        if self._send_refused(response, tenant, dest):
             # Refused before anything was written: the pending session (if any) is untouched.
-            return multiple()
-        guesses = sorted(
-            (at for t, d, at in self.wrong_codes if (t, d) == (tenant, dest) and at > self.now - GUESS_WINDOW),
-            reverse=True,
-        )[:WRONG_CODE_BUDGET]
-        if len(guesses) >= WRONG_CODE_BUDGET:
-            # A new session would buy a fresh guess budget: refused until the oldest wrong code leaves.
-            assert response.status_code == 429, body
-            assert body["code"] == "DESTINATION_RATE_LIMITED"
-            assert response["Retry-After"] == str(max(math.ceil((guesses[-1] + GUESS_WINDOW - self.now)
-                                                                 .total_seconds()), 1))
             return multiple()
 
         assert response.status_code == 200, body
@@ -218,6 +205,7 @@ class OtpServiceMachine(RuleBasedStateMachine):
         assert data["reused"] is False
         assert data["expiresInSeconds"] == policy.validity.total_seconds()
         assert data["attemptsLeft"] == policy.max_attempts
+        assert data["resendAvailableInSeconds"] == RESEND_COOLDOWNS[0]
         assert data["sessionId"] not in self.model
         if pending is not None:
             pending.status = EXPIRED  # expired, or replaced because reuse is off
@@ -230,8 +218,70 @@ class OtpServiceMachine(RuleBasedStateMachine):
             expires_at=self.now + policy.validity,
             max_attempts=policy.max_attempts,
             code_length=policy.code_length,
+            sends=[self.now],
+            resend_at=self.now + timedelta(seconds=RESEND_COOLDOWNS[0]),
         )
         return data["sessionId"]
+
+    @rule(session_id=sessions)
+    def resend(self, session_id: str) -> None:
+        session = self.model[session_id]
+        policy = self.tenants[session.tenant]
+        response = resend(policy.client, session_id)
+        body = response.json()
+
+        if session.status != PENDING:
+            assert response.status_code == 409 and body["code"] == "SESSION_NOT_PENDING", body
+            return
+        if self.now >= session.expires_at:
+            assert response.status_code == 410 and body["code"] == "EXPIRED", body
+            return
+        if session.resend_at is None:
+            assert response.status_code == 409 and body["code"] == "RESEND_LIMIT_REACHED", body
+            return
+        if self.now < session.resend_at:
+            assert response.status_code == 429 and body["code"] == "RESEND_TOO_SOON", body
+            assert response["Retry-After"] == str(session.resend_available_in(self.now))
+            return
+        if self._send_refused(response, session.tenant, session.dest):
+            return
+
+        assert response.status_code == 200, body
+        assert body["message"] == MESSAGE_RESENT
+        session.resends += 1
+        cooldowns = RESEND_COOLDOWNS[session.resends:]
+        session.resend_at = self.now + timedelta(seconds=cooldowns[0]) if cooldowns else None
+        # A fresh code, the validity restarted, the attempts kept; the new SMS is still to go out.
+        session.expires_at = self.now + policy.validity
+        session.code, session.delivery = None, SmsMessage.Status.QUEUED
+        session.sends.append(self.now)
+        assert body["data"] == {
+            "sessionId": session_id,
+            "expiresInSeconds": policy.validity.total_seconds(),
+            "attemptsLeft": session.max_attempts - session.attempts_used,
+            "reused": False,
+            "resendAvailableInSeconds": session.resend_available_in(self.now),
+            "resends": session.resends,
+        }
+
+    @rule(session_id=sessions, offset=st.sampled_from([0, -1]))
+    def resend_when_due(self, session_id: str, offset: int) -> None:
+        """On (or one second before) the instant the cooldown ends: where resends are allowed at all,
+        which random clock steps alone rarely reach before the session dies."""
+        session = self.model[session_id]
+        if session.status != PENDING or session.resend_at is None or session.resend_at <= self.now:
+            return
+        due = session.resend_at + timedelta(seconds=offset)
+        if due > self.now:
+            self._move_to(due)
+        self.resend(session_id)
+
+    @rule(session_id=sessions)
+    def resend_from_other_workspace(self, session_id: str) -> None:
+        before = self._db_snapshot()
+        response = resend(self._other(self.model[session_id]).client, session_id)
+        assert response.status_code == 404 and response.json()["code"] == "NOT_FOUND"
+        assert self._db_snapshot() == before
 
     # This precondition and advance_clock's keep steps for states where they can matter: Hypothesis
     # favours rules with fewer arguments, and empty deliveries or clock jumps before any request test nothing.
@@ -318,6 +368,9 @@ class OtpServiceMachine(RuleBasedStateMachine):
         assert (data["dest"], data["src"], data["purpose"]) == (session.dest, "ZECKTA", session.purpose)
         assert data["delivery"]["status"] == session.delivery
         assert (data["verifiedAt"] is None) == (session.verified_at is None)
+        assert data["resends"] == session.resends
+        live = status == PENDING
+        assert data["resendAvailableInSeconds"] == (session.resend_available_in(self.now) if live else None)
 
     @rule(session_id=sessions)
     def get_from_other_workspace(self, session_id: str) -> None:
@@ -373,9 +426,12 @@ class OtpServiceMachine(RuleBasedStateMachine):
     def database_matches_the_model(self) -> None:
         if not self.tenants:
             return
+        latest_sms = SmsMessage.objects.filter(session=OuterRef("pk")).order_by("-id")
         rows = {
             str(row["public_id"]): row
-            for row in OtpSession.objects.filter(workspace__in=[t.workspace for t in self.tenants]).values(
+            for row in OtpSession.objects.filter(workspace__in=[t.workspace for t in self.tenants])
+            .annotate(sms_status=Subquery(latest_sms.values("status")[:1]))
+            .values(
                 "public_id",
                 "status",
                 "attempts_used",
@@ -385,7 +441,8 @@ class OtpServiceMachine(RuleBasedStateMachine):
                 "verified_at",
                 "dest",
                 "purpose",
-                "sms__status",
+                "resends",
+                "sms_status",
             )
         }
         assert rows.keys() == self.model.keys()
@@ -394,15 +451,17 @@ class OtpServiceMachine(RuleBasedStateMachine):
             assert row["status"] == session.status, (session_id, row, session)
             # Never more failed checks than allowed; reuse never resets attempts.
             assert row["attempts_used"] == session.attempts_used <= row["max_attempts"] == session.max_attempts
-            # Reuse never extends the expiry.
+            # Reuse never extends the expiry (a resend does).
             assert (row["created_at"], row["expires_at"]) == (session.created_at, session.expires_at)
-            assert (row["dest"], row["purpose"]) == (session.dest, session.purpose)
-            assert row["sms__status"] == session.delivery
+            assert (row["dest"], row["purpose"], row["resends"]) == (session.dest, session.purpose, session.resends)
+            assert row["sms_status"] == session.delivery
             if row["status"] == APPROVED:
                 # Nothing is approved at or after its expiry.
                 assert row["verified_at"] == session.verified_at and row["verified_at"] < row["expires_at"]
             else:
                 assert row["verified_at"] is None
+        sms_rows = SmsMessage.objects.filter(session__public_id__in=list(self.model)).count()
+        assert sms_rows == sum(len(session.sends) for session in self.model.values())
 
     @invariant()
     def at_most_one_approval_per_session(self) -> None:
@@ -433,6 +492,36 @@ class OtpServiceMachine(RuleBasedStateMachine):
         assert len(found) <= 1
         return found[0] if found else None
 
+    def _send_refused(self, response, tenant: int, dest: str) -> bool:
+        """Whether a new SMS to `dest` (a request's or a resend's) must be refused by a send limit, and if
+        so that the answer says which and when to retry."""
+        policy = self.tenants[tenant]
+        counted = sorted(
+            (
+                at
+                for s in self.model.values()
+                if s.tenant == tenant and s.dest == dest
+                for at in s.sends
+                if at > self.now - policy.window
+            ),
+            reverse=True,
+        )[: policy.destination_limit]
+        guesses = sorted(
+            (at for t, d, at in self.wrong_codes if (t, d) == (tenant, dest) and at > self.now - GUESS_WINDOW),
+            reverse=True,
+        )[:WRONG_CODE_BUDGET]
+        if len(counted) >= policy.destination_limit:
+            reopens = counted[-1] + policy.window
+        elif len(guesses) >= WRONG_CODE_BUDGET:
+            # A new session would buy a fresh guess budget: refused until the oldest wrong code leaves.
+            reopens = guesses[-1] + GUESS_WINDOW
+        else:
+            return False
+        assert response.status_code == 429, response.json()
+        assert response.json()["code"] == "DESTINATION_RATE_LIMITED"
+        assert response["Retry-After"] == str(max(math.ceil((reopens - self.now).total_seconds()), 1))
+        return True
+
     def _other(self, session: SessionModel) -> TenantModel:
         return self.tenants[1 - session.tenant]
 
@@ -442,7 +531,7 @@ class OtpServiceMachine(RuleBasedStateMachine):
 
     def _deliver(self, session: SessionModel) -> None:
         """Runs the send task for one session's SMS and checks it sent exactly when the model says so."""
-        message = SmsMessage.objects.get(session__public_id=session.session_id)
+        message = SmsMessage.objects.filter(session__public_id=session.session_id).latest("id")
         already_sent = len(locmem.outbox)
         result = delivery.sms_deliver(message_id=message.pk)
         sent = [sms for sms in locmem.outbox[already_sent:] if sms.reference == str(message.public_id)]
@@ -461,8 +550,9 @@ class OtpServiceMachine(RuleBasedStateMachine):
     @staticmethod
     def _db_snapshot() -> list[tuple]:
         return list(
-            OtpSession.objects.order_by("pk").values_list(
-                "pk", "status", "attempts_used", "expires_at", "verified_at", "sms__status", "sms__attempts"
+            OtpSession.objects.order_by("pk", "sms_messages__id").values_list(
+                "pk", "status", "attempts_used", "expires_at", "verified_at", "resends", "sms_messages__status",
+                "sms_messages__attempts",
             )
         )
 

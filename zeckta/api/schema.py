@@ -12,11 +12,14 @@ ERROR_MEANINGS = {
     403: "WORKSPACE_SUSPENDED, or HTTPS_REQUIRED (plain HTTP in production; never a redirect)",
     404: "NOT_FOUND (another workspace's object answers the same)",
     405: "METHOD_NOT_ALLOWED",
-    409: "IDEMPOTENCY_KEY_REUSED, SENDER_NAME_EXISTS or SENDER_NAME_NOT_EDITABLE",
+    409: "IDEMPOTENCY_KEY_REUSED, SESSION_NOT_PENDING (resend or cancel of a session no longer pending), "
+         "RESEND_LIMIT_REACHED, SENDER_NAME_EXISTS or SENDER_NAME_NOT_EDITABLE",
+    410: "EXPIRED: the session's validity elapsed",
     413: "PAYLOAD_TOO_LARGE: a body over 64 KiB, declared, chunked or not",
     415: "UNSUPPORTED_MEDIA_TYPE: send application/json",
     429: "RATE_LIMITED (per key, or per address for requests without a valid key), DESTINATION_RATE_LIMITED "
-         "(SMS or wrong codes to one number) or WORKSPACE_QUOTA_EXCEEDED (the daily cap); see Retry-After",
+         "(SMS or wrong codes to one number), RESEND_TOO_SOON (before resendAvailableInSeconds) or "
+         "WORKSPACE_QUOTA_EXCEEDED (the daily cap); see Retry-After",
     500: "INTERNAL_ERROR",
     503: "SERVICE_UNAVAILABLE: a dependency needed to answer safely is down",
 }
@@ -29,6 +32,7 @@ ERROR_CODES = (
     "SENDER_NAME_EXISTS", "SENDER_NAME_NOT_EDITABLE", "RATE_LIMITED", "DESTINATION_RATE_LIMITED",
     "RESEND_TOO_SOON", "WORKSPACE_QUOTA_EXCEEDED", "INTERNAL_ERROR", "SERVICE_UNAVAILABLE",
     "INVALID", "EXPIRED", "MAX_ATTEMPTS_REACHED", "ALREADY_USED", "CANCELED",
+    "FORBIDDEN",  # a provider receipt that failed its route's authentication (section 11)
 )
 COMMON_ERRORS = (400, 401, 403, 405, 413, 415, 429, 500)
 

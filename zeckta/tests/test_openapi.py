@@ -9,6 +9,7 @@ OPERATIONS = {
     ("/v1/messaging/otp/request", "post"),
     ("/v1/messaging/otp/verify", "post"),
     ("/v1/messaging/otp/{session_id}", "get"),
+    ("/v1/messaging/otp/{session_id}/resend", "post"),
     ("/v1/messaging/otp/{session_id}/cancel", "post"),
     ("/v1/messaging/sender-names", "get"),
     ("/v1/messaging/sender-names", "post"),
@@ -89,3 +90,21 @@ def test_every_error_code_of_the_contract_is_in_the_document(document):
     assert all(code in text for code in ("HTTPS_REQUIRED", "INVALID_HOST", "WORKSPACE_QUOTA_EXCEEDED"))
     verify = document["paths"]["/v1/messaging/otp/verify"]["post"]["responses"]["404"]
     assert "NOT_FOUND" in verify["description"]
+
+
+def test_resend_is_documented_with_its_answers_and_examples(document):
+    resend = document["paths"]["/v1/messaging/otp/{session_id}/resend"]["post"]
+    assert {"200", "402", "404", "409", "410", "429"} <= set(resend["responses"])
+    assert all(code in resend["description"] for code in ("RESEND_TOO_SOON", "RESEND_LIMIT_REACHED",
+                                                          "SESSION_NOT_PENDING"))
+    assert "Idempotency-Key" in {parameter["name"] for parameter in resend["parameters"]}
+    resent = resend["responses"]["200"]["content"]["application/json"]["examples"]["Resent"]["value"]
+    assert resent["data"]["resends"] == 1 and resent["message"] == "OTP resent successfully"
+
+
+def test_the_transaction_is_documented_on_request_verify_and_the_session(document):
+    schemas = document["components"]["schemas"]
+    for name in ("OtpRequestInputRequest", "OtpVerifyInputRequest", "OtpSessionData"):
+        assert "transaction" in schemas[name]["properties"], name
+    assert {"resendAvailableInSeconds", "resends"} <= set(schemas["OtpSessionData"]["properties"])
+    assert "resendAvailableInSeconds" in schemas["OtpRequestData"]["properties"]
