@@ -5,16 +5,15 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from senders.serializers import PageQuerySerializer
 from webhooks import selectors, services
 from webhooks.serializers import (
     WebhookEndpointInputSerializer,
     WebhookEndpointOutputSerializer,
     WebhookEndpointPageOutputSerializer,
     WebhookEndpointWithSecretSerializer,
-    webhook_endpoint_page_data,
 )
 from workspaces.viewsets import WorkspaceViewSet
+from zeckta.api.pages import PageQuerySerializer, page_data
 from zeckta.api.responses import envelope
 from zeckta.api.schema import COMMON_ERRORS, error_responses, example
 from zeckta.api.schema import envelope as envelope_schema
@@ -55,7 +54,7 @@ class WebhookEndpointViewSet(WorkspaceViewSet):
         query = validated(PageQuerySerializer, request.query_params)
         page, page_size = query["page"], query["pageSize"]
         result = selectors.webhook_endpoint_page(workspace_id=self.workspace.pk, page=page, page_size=page_size)
-        data = webhook_endpoint_page_data(result, page=page, page_size=page_size)
+        data = page_data(WebhookEndpointPageOutputSerializer, result, page=page, page_size=page_size)
         return Response(envelope("Webhook endpoints retrieved", data))
 
     @extend_schema(

@@ -1,12 +1,12 @@
 """Reads for webhook endpoints, always scoped by workspace, and the subscription check of the hot path."""
 
 import uuid
-from dataclasses import dataclass
 
 from django.db.models import QuerySet
 
 from webhooks.errors import WebhookEndpointNotFound
 from webhooks.models import WebhookEndpoint
+from zeckta.db import Page, page_of
 from zeckta.localcache import LocalCache
 
 # Per workspace: (endpoint pk, the events it receives) for each of its endpoints.
@@ -39,20 +39,9 @@ def webhook_endpoint_list(*, workspace_id: int) -> QuerySet[WebhookEndpoint]:
     return WebhookEndpoint.objects.filter(workspace_id=workspace_id).order_by("created_at", "pk")
 
 
-@dataclass(frozen=True)
-class WebhookEndpointPage:
-    items: list[WebhookEndpoint]
-    total: int
-
-
-def webhook_endpoint_page(*, workspace_id: int, page: int, page_size: int) -> WebhookEndpointPage:
+def webhook_endpoint_page(*, workspace_id: int, page: int, page_size: int) -> Page[WebhookEndpoint]:
     """One page (1-based) of the workspace's endpoints and their total."""
-    endpoints = webhook_endpoint_list(workspace_id=workspace_id)
-    total = endpoints.count()
-    offset = (page - 1) * page_size
-    # Checked in Python: an absurd page number never becomes an OFFSET that PostgreSQL refuses.
-    items = list(endpoints[offset : offset + page_size]) if offset < total else []
-    return WebhookEndpointPage(items=items, total=total)
+    return page_of(webhook_endpoint_list(workspace_id=workspace_id), page=page, page_size=page_size)
 
 
 def webhook_endpoint_get(*, workspace_id: int, webhook_id: uuid.UUID) -> WebhookEndpoint:

@@ -3,10 +3,10 @@ from typing import Any
 from rest_framework import serializers
 
 from webhooks.models import WEBHOOK_URL_MAX_LENGTH, Event
-from webhooks.selectors import WebhookEndpointPage
 from webhooks.services import EndpointWithSecret, events_problem
 from webhooks.transport import url_problem
 from zeckta.api.fields import IsoDateTimeField, StrictCharField
+from zeckta.api.pages import PageOutputSerializer
 
 MAX_EVENTS_LISTED = 20  # names in one `events` list, repeats included (there are 7 events)
 
@@ -51,19 +51,5 @@ class WebhookEndpointWithSecretSerializer(WebhookEndpointOutputSerializer):
         return {**WebhookEndpointOutputSerializer(instance.endpoint).data, "secret": instance.secret}
 
 
-class WebhookEndpointPageOutputSerializer(serializers.Serializer):
+class WebhookEndpointPageOutputSerializer(PageOutputSerializer):
     items = WebhookEndpointOutputSerializer(many=True)
-    page = serializers.IntegerField()
-    pageSize = serializers.IntegerField()
-    total = serializers.IntegerField()
-    totalPages = serializers.IntegerField()
-
-
-def webhook_endpoint_page_data(result: WebhookEndpointPage, *, page: int, page_size: int) -> dict[str, Any]:
-    return WebhookEndpointPageOutputSerializer({
-        "items": result.items,
-        "page": page,
-        "pageSize": page_size,
-        "total": result.total,
-        "totalPages": -(-result.total // page_size),  # ceiling division
-    }).data

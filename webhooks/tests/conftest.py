@@ -1,21 +1,12 @@
-"""Fixtures for webhook tests: a live receiver on loopback (its host allowed, so plain http goes), and the
-broker's queue, emptied around each test (retries are published for real)."""
+"""The broker's queue, emptied around each webhook test: retries are published for real. (The `receiver`
+fixture, a live receiver on loopback, is the project's: the otp tests use it too.)"""
 
 from collections.abc import Iterator
 
 import pytest
 import redis
 
-from webhooks.tests.receiver import Receiver
 from zeckta.celery import app as celery_app
-
-
-@pytest.fixture
-def receiver(settings) -> Iterator[Receiver]:
-    settings.WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
-    started = Receiver().start()
-    yield started
-    started.stop()
 
 
 @pytest.fixture(autouse=True)
