@@ -81,8 +81,9 @@ class WebhookDelivery(models.Model):
     # No constraint in the database: the emitting transaction (an OTP verify, say) writes deliveries for
     # the endpoints its process has cached, and a foreign key checked at that transaction's commit would
     # fail it when the endpoint was deleted meanwhile. The worker drops a delivery whose endpoint is gone.
+    # No index of its own either: webhooks_delivery_endpoint_idx starts with it.
     endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries",
-                                 db_constraint=False)
+                                 db_constraint=False, db_index=False)
     event_type = models.CharField(max_length=40, choices=Event.choices)
     event_at = models.DateTimeField()  # when the event happened: the body's `timestamp`
     body = models.TextField(editable=False)

@@ -109,6 +109,8 @@ def post(url: str, *, body: bytes, headers: dict[str, str]) -> Answer:
     try:
         address = _checked_address(host, port, exempt=allowed or settings.DEBUG)
     except _Refused as refused:
+        # A failed attempt like any other, so retried: a DNS record can be fixed within the retry window,
+        # and a refusal costs no connection. After the window the endpoint shows as failing.
         return Answer(None, f"refused: {refused}")
     timeout = settings.WEBHOOK_TIMEOUT_SECONDS
     pool = _pool(parts, address=address, host=host, port=port, timeout=timeout)
