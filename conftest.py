@@ -6,6 +6,7 @@ import redis
 from senders.gateways import locmem
 from senders.routes import routes_changed
 from senders.tests.factories import SenderNameFactory
+from webhooks.tests.receiver import Receiver
 from workspaces.tests.factories import WorkspaceFactory, issue_key
 from zeckta.localcache import local_caches_clear
 from zeckta.testing import api_client
@@ -65,6 +66,15 @@ def issued_key(workspace):
 @pytest.fixture
 def raw_key(issued_key):
     return issued_key[1]
+
+
+@pytest.fixture
+def receiver(settings):
+    """A live webhook receiver on 127.0.0.1, whose host is allowed (so plain http goes)."""
+    settings.WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
+    started = Receiver().start()
+    yield started
+    started.stop()
 
 
 @pytest.fixture

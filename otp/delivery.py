@@ -16,10 +16,12 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from otp.crypto import decrypt_text
+from otp.events import Event, otp_sms_event_emit, otp_sms_event_type
 from otp.models import DailySmsCount, EarlyReceipt, OtpSession, SmsAttempt, SmsMessage, WrongCode
 from otp.receipts import early_receipts_apply, receipt_lock
 from senders.gateways import GatewayError, OutgoingSms, PermanentGatewayError, TransientGatewayError
 from senders.routes import RouteChoice, route_rate_wait, routes_for
+from webhooks.selectors import webhook_subscribed
 from workspaces.billing import balance_credit
 from workspaces.models import LedgerEntry
 from zeckta.celery import app as celery_app
@@ -82,7 +84,8 @@ def sms_deliver(*, message_id: int) -> str:
     past SMS_MAX_SEND_ATTEMPTS on a route, move the SMS to the next route with the same text.
 
     A send that goes through costs two statements, each its own transaction: the claim, which returns
-    the row, and the outcome with its attempt row (plus the receipt lock where receipts can arrive).
+    the row, and the outcome with its attempt row (plus the receipt lock where receipts can arrive, and
+    the otp.sent webhook event in the outcome's transaction when an endpoint of the workspace wants it).
     """
     now = timezone.now()
     stale_claim = now - timedelta(seconds=settings.SMS_PROCESSING_LEASE_SECONDS)
@@ -151,12 +154,18 @@ def sms_deliver(*, message_id: int) -> str:
     attempt.status = SmsAttempt.Status.ACCEPTED
     attempt.provider_message_id = result.provider_message_id[:200]
     attempt.provider_status = result.provider_status[:64]
-    if choice.takes_receipts:
+    # Checked in the process's cache: without a subscriber the settle stays one autocommit statement.
+    sent_event = webhook_subscribed(workspace_id=message.workspace_id, event_type=Event.OTP_SENT)
+    if choice.takes_receipts or sent_event:
         with transaction.atomic():
-            receipt_lock(route_key=choice.key, provider_message_id=result.provider_message_id)
-            _settle_sent(message, attempt, claimed_at=now)
-            # A receipt that beat this commit was kept aside: it applies now.
-            early_receipts_apply(route_key=choice.key, provider_message_id=result.provider_message_id)
+            if choice.takes_receipts:
+                receipt_lock(route_key=choice.key, provider_message_id=result.provider_message_id)
+            # otp.sent commits with the status it reports, and only from the worker that settled the row.
+            if _settle_sent(message, attempt, claimed_at=now) and sent_event:
+                otp_sms_event_emit(message=message, event_type=Event.OTP_SENT, at=attempt.finished_at or now)
+            if choice.takes_receipts:
+                # A receipt that beat this commit was kept aside: it applies now.
+                early_receipts_apply(route_key=choice.key, provider_message_id=result.provider_message_id)
     else:
         _settle_sent(message, attempt, claimed_at=now)
     logger.info("SMS %s sent through route %s (attempt %s)", message.public_id, choice.name, message.attempts)
@@ -217,10 +226,11 @@ def _mine(message: SmsMessage) -> QuerySet[SmsMessage]:
     return SmsMessage.objects.filter(pk=message.pk, status=SmsStatus.PROCESSING, claimed_at=message.claimed_at)
 
 
-def _settle_sent(message: SmsMessage, attempt: SmsAttempt, *, claimed_at: datetime) -> None:
+def _settle_sent(message: SmsMessage, attempt: SmsAttempt, *, claimed_at: datetime) -> bool:
     """Marks the claimed row sent and writes its attempt: on PostgreSQL in one statement (its own
     transaction unless the caller holds one). The row's update is conditional on the claim, the attempt
-    row is not: if another worker settled the row first, the call this worker made is still on record."""
+    row is not: if another worker settled the row first, the call this worker made is still on record.
+    Returns whether this call settled the row."""
     done = timezone.now()
     attempt.finished_at = done
     sent = {"status": SmsStatus.SENT, "provider_message_id": attempt.provider_message_id, "encrypted_text": None,
@@ -228,23 +238,24 @@ def _settle_sent(message: SmsMessage, attempt: SmsAttempt, *, claimed_at: dateti
             "route_key": attempt.route_key}
     if connection.vendor != "postgresql":  # SQLite (make run): no UPDATE inside a WITH
         with transaction.atomic():
-            _mine(message).update(**sent)
+            settled = _mine(message).update(**sent)
             attempt.save(force_insert=True)
-        return
+        return bool(settled)
     message_table, attempt_table = SmsMessage._meta.db_table, SmsAttempt._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
             f"WITH sent AS (UPDATE {message_table} SET status = %s, provider_message_id = %s, encrypted_text = NULL,"
             f" last_error = '', finished_at = %s, updated_at = %s, route_name = %s, route_key = %s"
-            f" WHERE id = %s AND status = %s AND claimed_at = %s)"
+            f" WHERE id = %s AND status = %s AND claimed_at = %s RETURNING 1)"
             f" INSERT INTO {attempt_table} (message_id, route_id, route_key, route_name, status, provider_message_id,"
             f" provider_status, error_code, error, started_at, finished_at)"
-            f" VALUES (%s, %s, %s, %s, %s, %s, %s, '', '', %s, %s)",
+            f" VALUES (%s, %s, %s, %s, %s, %s, %s, '', '', %s, %s) RETURNING (SELECT count(*) FROM sent)",
             [sent["status"], sent["provider_message_id"], done, done, sent["route_name"], sent["route_key"],
              message.pk, SmsStatus.PROCESSING, claimed_at,
              message.pk, attempt.route_id, attempt.route_key, attempt.route_name, attempt.status,
              attempt.provider_message_id, attempt.provider_status, attempt.started_at, done],
         )
+        return cursor.fetchone()[0] == 1
 
 
 def _route_now(message: SmsMessage) -> RouteChoice | None:
@@ -314,12 +325,16 @@ def _settle_unclaimable(message: SmsMessage, *, now: datetime, stale_claim: date
 
 
 def _finish(row: QuerySet[SmsMessage], message: SmsMessage, status: str, *, error: str) -> None:
-    """Ends delivery: wipes the encrypted text and refunds a prepaid workspace for an SMS never sent."""
+    """Ends delivery: wipes the encrypted text and refunds a prepaid workspace for an SMS never sent; a
+    failure for good is an otp.delivery_failed event."""
     now = timezone.now()
     with transaction.atomic():
         if not row.update(status=status, encrypted_text=None, last_error=error[:500], finished_at=now,
                           updated_at=now):
             return  # someone else settled it first
+        event_type = otp_sms_event_type(status)
+        if event_type is not None:
+            otp_sms_event_emit(message=message, event_type=event_type, at=now)
         workspace = message.workspace
         if workspace.is_prepaid and status in (SmsStatus.FAILED, SmsStatus.EXPIRED):
             balance_credit(workspace=workspace, units=message.units, reason=LedgerEntry.Reason.REFUND,

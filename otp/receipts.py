@@ -11,8 +11,10 @@ import logging
 from datetime import datetime
 
 from django.db import transaction
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
+from otp.events import otp_event_emit, otp_sms_event_type
 from otp.models import EarlyReceipt, SmsAttempt, SmsMessage
 from senders.gateways import FINAL_RECEIPT_STATUSES, RECEIPT_SENT, Receipt
 from zeckta.db import advisory_xact_lock
@@ -38,12 +40,8 @@ def _receipt_apply(*, route_key: str, receipt: Receipt) -> bool:
     if not receipt.provider_message_id:
         return False
     receipt_lock(route_key=route_key, provider_message_id=receipt.provider_message_id)
-    attempt = (
-        SmsAttempt.objects.select_for_update()
-        .filter(route_key=route_key, provider_message_id=receipt.provider_message_id)
-        .order_by("-started_at", "-pk")
-        .first()
-    )
+    # of=self: the joins only read the ids its webhook event needs; the SMS and session rows stay unlocked.
+    attempt = _attempts_named(route_key, receipt.provider_message_id).select_for_update(of=("self",)).first()
     if attempt is None:
         EarlyReceipt.objects.create(
             route_key=route_key, provider_message_id=receipt.provider_message_id[:200], status=receipt.status,
@@ -71,12 +69,27 @@ def _attempt_apply(attempt: SmsAttempt, *, status: str, provider_status: str, er
     SmsAttempt.objects.filter(pk=attempt.pk).update(status=status, provider_status=provider_status[:64],
                                                      error_code=error_code[:64], receipt_at=at)
     # The SMS itself shows the receipt of the send that carried it last, and only once.
-    SmsMessage.objects.filter(
+    changed = SmsMessage.objects.filter(
         pk=attempt.message_id, route_key=attempt.route_key, provider_message_id=attempt.provider_message_id
     ).exclude(status__in=FINAL_RECEIPT_STATUSES).update(
         status=status, delivered_at=at if status == SmsMessage.Status.DELIVERED else None, updated_at=timezone.now()
     )
+    event_type = otp_sms_event_type(status)
+    if changed and event_type is not None:
+        # The ids come annotated on the attempt (_attempts_named): no read unless someone listens.
+        otp_event_emit(workspace_id=attempt.sms_workspace_id,  # type: ignore[attr-defined]
+                       session_public_id=attempt.sms_session_public_id,  # type: ignore[attr-defined]
+                       event_type=event_type, at=at)
     return True
+
+
+def _attempts_named(route_key: str, provider_message_id: str) -> QuerySet[SmsAttempt]:
+    """The attempts a receipt names, latest first, with their SMS's workspace and session ids."""
+    return (
+        SmsAttempt.objects.filter(route_key=route_key, provider_message_id=provider_message_id)
+        .annotate(sms_workspace_id=F("message__workspace_id"), sms_session_public_id=F("message__session__public_id"))
+        .order_by("-started_at", "-pk")
+    )
 
 
 def early_receipts_apply(*, route_key: str, provider_message_id: str) -> None:
@@ -87,8 +100,7 @@ def early_receipts_apply(*, route_key: str, provider_message_id: str) -> None:
                  .order_by("received_at", "pk"))
     if not early:
         return
-    attempt = (SmsAttempt.objects.filter(route_key=route_key, provider_message_id=provider_message_id)
-               .order_by("-started_at", "-pk").first())
+    attempt = _attempts_named(route_key, provider_message_id).first()
     if attempt is None:
         return
     for receipt in early:

@@ -7,13 +7,12 @@ from rest_framework.response import Response
 
 from senders import selectors, services
 from senders.serializers import (
-    PageQuerySerializer,
     SenderNameInputSerializer,
     SenderNameOutputSerializer,
     SenderNamePageOutputSerializer,
-    sender_name_page_data,
 )
 from workspaces.viewsets import WorkspaceViewSet
+from zeckta.api.pages import PageQuerySerializer, page_data
 from zeckta.api.responses import envelope
 from zeckta.api.schema import COMMON_ERRORS, error_responses
 from zeckta.api.schema import envelope as envelope_schema
@@ -37,7 +36,8 @@ class SenderNameViewSet(WorkspaceViewSet):
         page, page_size = query["page"], query["pageSize"]
         result = selectors.sender_name_page(workspace=self.workspace, page=page, page_size=page_size)
         return Response(
-            envelope("Sender names retrieved", sender_name_page_data(result, page=page, page_size=page_size))
+            envelope("Sender names retrieved",
+                     page_data(SenderNamePageOutputSerializer, result, page=page, page_size=page_size))
         )
 
     @extend_schema(

@@ -1,13 +1,13 @@
 """Reads for sender names, always scoped by workspace except for staff tools (`sender_name_get_by_id`)."""
 
 import uuid
-from dataclasses import dataclass
 
 from django.db.models import QuerySet
 
 from senders.errors import SenderNameNotFound
 from senders.models import SenderName
 from workspaces.models import Workspace
+from zeckta.db import Page, page_of
 from zeckta.localcache import LocalCache
 
 _approved: LocalCache[SenderName | None] = LocalCache("approved sender names")
@@ -16,12 +16,6 @@ _approved: LocalCache[SenderName | None] = LocalCache("approved sender names")
 def live_sender_names(workspace: Workspace) -> QuerySet[SenderName]:
     """The workspace's sender names that are not deleted: the only ones the API shows or sends from."""
     return SenderName.objects.filter(workspace=workspace, deleted_at__isnull=True)
-
-
-@dataclass(frozen=True)
-class SenderNamePage:
-    items: list[SenderName]
-    total: int
 
 
 def sender_name_get_approved(*, workspace: Workspace, name: str) -> SenderName | None:
@@ -41,14 +35,9 @@ def sender_name_list(*, workspace: Workspace) -> QuerySet[SenderName]:
     return live_sender_names(workspace).order_by("name", "pk")
 
 
-def sender_name_page(*, workspace: Workspace, page: int, page_size: int) -> SenderNamePage:
-    """One page (1-based) of the workspace's sender names and their total: two queries (one past the last page)."""
-    names = sender_name_list(workspace=workspace)
-    total = names.count()
-    offset = (page - 1) * page_size
-    # Checked in Python: an absurd page number never becomes an OFFSET that PostgreSQL refuses.
-    items = list(names[offset : offset + page_size]) if offset < total else []
-    return SenderNamePage(items=items, total=total)
+def sender_name_page(*, workspace: Workspace, page: int, page_size: int) -> Page[SenderName]:
+    """One page (1-based) of the workspace's sender names and their total."""
+    return page_of(sender_name_list(workspace=workspace), page=page, page_size=page_size)
 
 
 def sender_name_get(*, workspace: Workspace, sender_name_id: uuid.UUID) -> SenderName:

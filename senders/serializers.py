@@ -1,15 +1,10 @@
-from typing import Any
-
 import phonenumbers
 from rest_framework import serializers
 
 from senders.models import SenderName
-from senders.selectors import SenderNamePage
 from senders.services import sender_name_problem
 from zeckta.api.fields import BlankAsNullField, IsoDateTimeField, StrictCharField
-
-DEFAULT_PAGE_SIZE = 20
-MAX_PAGE_SIZE = 100  # a larger pageSize is served as this many items (the answer's pageSize says so)
+from zeckta.api.pages import PageOutputSerializer
 
 
 class SenderNameInputSerializer(serializers.Serializer):
@@ -37,21 +32,6 @@ class SenderNameInputSerializer(serializers.Serializer):
         return attrs
 
 
-class PageQuerySerializer(serializers.Serializer):
-    page = serializers.IntegerField(min_value=1, default=1)
-    pageSize = serializers.IntegerField(min_value=1, max_value=MAX_PAGE_SIZE, default=DEFAULT_PAGE_SIZE)
-
-    def validate(self, attrs: dict) -> dict:
-        # A misspelt parameter (`page_size`) silently ignored would hide a client bug.
-        problems = {name: ["Unknown query parameter."] for name in set(self.initial_data) - set(self.fields)}
-        # A query string turns `?page=` into "", which DRF would quietly read as "not given".
-        problems.update({name: ["A valid integer is required."] for name in self.fields
-                         if self.initial_data.get(name) == ""})
-        if problems:
-            raise serializers.ValidationError(problems)
-        return attrs
-
-
 class SenderNameOutputSerializer(serializers.Serializer):
     senderNameId = serializers.UUIDField(source="public_id")
     sender = serializers.CharField(source="name")
@@ -64,19 +44,5 @@ class SenderNameOutputSerializer(serializers.Serializer):
     approvedAt = IsoDateTimeField(source="approved_at", allow_null=True)
 
 
-class SenderNamePageOutputSerializer(serializers.Serializer):
+class SenderNamePageOutputSerializer(PageOutputSerializer):
     items = SenderNameOutputSerializer(many=True)
-    page = serializers.IntegerField()
-    pageSize = serializers.IntegerField()
-    total = serializers.IntegerField()
-    totalPages = serializers.IntegerField()
-
-
-def sender_name_page_data(result: SenderNamePage, *, page: int, page_size: int) -> dict[str, Any]:
-    return SenderNamePageOutputSerializer({
-        "items": result.items,
-        "page": page,
-        "pageSize": page_size,
-        "total": result.total,
-        "totalPages": -(-result.total // page_size),  # ceiling division
-    }).data

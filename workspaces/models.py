@@ -216,6 +216,11 @@ class AuditEvent(models.Model):
         BALANCE_CREDITED = "balance.credited", "Balance credited"
         ROUTE_ADDED = "route.added", "Provider route added"
         ROUTE_CHANGED = "route.changed", "Provider route changed"
+        WEBHOOK_CREATED = "webhook.created", "Webhook endpoint created"
+        WEBHOOK_SECRET_ROTATED = "webhook.secret_rotated", "Webhook secret rotated"
+        WEBHOOK_CHANGED = "webhook.changed", "Webhook endpoint changed"
+        WEBHOOK_DELETED = "webhook.deleted", "Webhook endpoint deleted"
+        WEBHOOK_REPLAYED = "webhook.replayed", "Webhook delivery replayed"
 
     # SET_NULL and a copy of the slug: the trail outlives a deleted workspace and still says whose it was.
     workspace = models.ForeignKey(

@@ -5,12 +5,31 @@ import secrets
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 from django.db import connection, models
 
 M = TypeVar("M", bound=models.Model)
+
+
+@dataclass(frozen=True)
+class Page(Generic[M]):
+    """One page of a list, and the whole list's length."""
+
+    items: list[M]
+    total: int
+
+
+def page_of(rows: models.QuerySet[M], *, page: int, page_size: int) -> Page[M]:
+    """One page (1-based) of `rows`, whose order must be total so that pages never overlap, and their
+    count: two queries (one past the last page)."""
+    total = rows.count()
+    offset = (page - 1) * page_size
+    # Checked in Python: an absurd page number never becomes an OFFSET that PostgreSQL refuses.
+    items = list(rows[offset : offset + page_size]) if offset < total else []
+    return Page(items=items, total=total)
 
 
 def uuid7() -> uuid.UUID:

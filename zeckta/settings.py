@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "zeckta",
     "workspaces",
     "senders",
+    "webhooks",
     "otp",
 ]
 
@@ -189,6 +190,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_BEAT_SCHEDULE = {
     "requeue-stale-outbox": {"task": "otp.tasks.requeue_stale_sms", "schedule": 30.0},
     "purge-old-sessions": {"task": "otp.tasks.purge_old_sessions", "schedule": 3600.0},
+    "requeue-due-webhooks": {"task": "webhooks.tasks.requeue_due_deliveries", "schedule": 30.0},
+    "purge-old-webhooks": {"task": "webhooks.tasks.purge_old_deliveries", "schedule": 3600.0},
 }
 
 # --- Rate limits ------------------------------------------------------------------------------
@@ -249,6 +252,25 @@ SMS_STALE_AFTER_SECONDS = env.int("SMS_STALE_AFTER_SECONDS", default=30)
 SMS_PROCESSING_LEASE_SECONDS = env.int("SMS_PROCESSING_LEASE_SECONDS", default=120)
 # Key for the encrypted retry copy of the SMS text; derived from SECRET_KEY/OTP_HASH_KEY when unset.
 SMS_ENCRYPTION_KEY = env.str("SMS_ENCRYPTION_KEY", default="")
+
+# --- Event webhooks (API.md section 9) ----------------------------------------------------------
+# Hosts (no port) of receivers inside the operator's own network: they may use plain http and are exempt
+# from the refusal of private, loopback and link-local addresses. Comma-separated; empty by default.
+WEBHOOK_ALLOWED_HOSTS = [host.lower() for host in env.list("WEBHOOK_ALLOWED_HOSTS", default=[])]
+# Key for the signing secrets at rest; derived from SECRET_KEY/OTP_HASH_KEY when unset.
+WEBHOOK_ENCRYPTION_KEY = env.str("WEBHOOK_ENCRYPTION_KEY", default="")
+WEBHOOK_MAX_ENDPOINTS_PER_WORKSPACE = env.int("WEBHOOK_MAX_ENDPOINTS_PER_WORKSPACE", default=10)
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=5.0)  # to connect, and to each read
+# Seconds before each retry (with +-20 % jitter); the last one repeats until the retry window closes.
+WEBHOOK_RETRY_DELAYS_SECONDS = (5, 30, 120, 600, 3600, 3 * 3600)
+WEBHOOK_RETRY_WINDOW_SECONDS = env.int("WEBHOOK_RETRY_WINDOW_SECONDS", default=24 * 3600)
+# How long the previous secret keeps signing beside the new one after a rotation.
+WEBHOOK_SECRET_OVERLAP_SECONDS = 24 * 3600
+# A delivery due this long ago that no task took (broker down, a retry left to the sweeper) is enqueued
+# by the sweeper; one `sending` this long belongs to a worker that died mid-call and may be claimed again.
+WEBHOOK_STALE_AFTER_SECONDS = 30
+WEBHOOK_PROCESSING_LEASE_SECONDS = 60
+WEBHOOK_RETENTION_DAYS = env.int("WEBHOOK_RETENTION_DAYS", default=7)  # finished deliveries are purged after
 
 # --- REST framework and OpenAPI ----------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -10,10 +10,10 @@ from rest_framework.test import APIClient
 
 from senders.errors import SenderNameNotFound
 from senders.models import SenderName
-from senders.serializers import MAX_PAGE_SIZE
 from senders.services import sender_name_reject
 from senders.tests.factories import SenderNameFactory
 from workspaces.tests.factories import WorkspaceFactory, issue_key
+from zeckta.api.pages import MAX_PAGE_SIZE
 from zeckta.testing import api_client, assert_api_error
 
 URL = "/v1/messaging/sender-names"

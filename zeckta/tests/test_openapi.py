@@ -16,6 +16,11 @@ OPERATIONS = {
     ("/v1/messaging/sender-names/{sender_name_id}", "get"),
     ("/v1/messaging/sender-names/{sender_name_id}", "put"),
     ("/v1/messaging/sender-names/{sender_name_id}", "delete"),
+    ("/v1/messaging/webhooks", "get"),
+    ("/v1/messaging/webhooks", "post"),
+    ("/v1/messaging/webhooks/{webhook_id}", "get"),
+    ("/v1/messaging/webhooks/{webhook_id}", "delete"),
+    ("/v1/messaging/webhooks/{webhook_id}/rotate-secret", "post"),
     ("/v1/webhooks/sms/{route_id}", "post"),  # providers' receipts: their own authentication, no key
 }
 KEYLESS = {"/v1/webhooks/sms/{route_id}"}

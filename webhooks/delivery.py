@@ -1,0 +1,185 @@
+"""Delivering webhook events from the outbox: publish, claim, sign and send, settle, requeue, purge.
+
+The design of `otp.delivery`: a row per message is the source of truth, tasks carry only its id, a worker
+claims it with one conditional UPDATE before the call and records the outcome after it. Retries wait
+in the row (`next_attempt_at`), not in the broker: a short one is also published with a countdown, a
+long one (up to 3 h) is left to the beat sweeper, which runs every 30 s.
+"""
+
+import logging
+import random
+from datetime import datetime, timedelta
+from functools import partial
+
+from cryptography.fernet import InvalidToken
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from webhooks.models import WebhookDelivery, WebhookEndpoint
+from webhooks.signing import secret_decrypt, signature_header
+from webhooks.transport import Answer, post
+from zeckta.celery import app as celery_app
+
+logger = logging.getLogger(__name__)
+
+Status = WebhookDelivery.Status
+
+# The registered names of the tasks in `webhooks.tasks`: what the broker and the beat schedule hold.
+WEBHOOK_DELIVER_TASK = "webhooks.tasks.deliver"
+WEBHOOK_REQUEUE_DUE_TASK = "webhooks.tasks.requeue_due_deliveries"
+WEBHOOK_PURGE_TASK = "webhooks.tasks.purge_old_deliveries"
+
+# A retry this soon is also published with a countdown; a later one waits for the sweeper (seconds).
+COUNTDOWN_MAX_SECONDS = 60
+# A countdown task may start a moment before the due time its publisher computed (clocks of two machines).
+CLOCK_TOLERANCE = timedelta(seconds=1)
+JITTER = 0.2  # each retry delay is drawn within +-20 % of its value, so one outage's retries spread out
+USER_AGENT = "Zeckta-Webhooks/1.0"
+
+
+def webhook_deliveries_enqueue_on_commit(*, delivery_ids: list[int]) -> None:
+    """Publishes once the caller's transaction commits: a worker never looks for a row not yet there."""
+    transaction.on_commit(partial(webhook_deliveries_enqueue, delivery_ids=delivery_ids))
+
+
+def webhook_deliveries_enqueue(*, delivery_ids: list[int], countdown: float = 0) -> None:
+    """Publishes the send tasks now; never raises. A lost publish is picked up by the sweeper."""
+    for delivery_id in delivery_ids:
+        try:
+            # By name: `webhooks.tasks` imports this module. The anonymous exchange: one round trip to Redis.
+            celery_app.tasks[WEBHOOK_DELIVER_TASK].apply_async(
+                args=[delivery_id], countdown=countdown or None, exchange="",
+                routing_key=celery_app.conf.task_default_queue,
+            )
+        except Exception:
+            logger.warning("could not publish webhook delivery %s; the sweeper will retry", delivery_id,
+                           exc_info=True)
+
+
+def retry_delay(attempts: int) -> float:
+    """Seconds to wait after the `attempts`-th failed attempt: about 5 s, 30 s, 2 min, 10 min, 1 h, then
+    3 h each time, with jitter."""
+    delays = settings.WEBHOOK_RETRY_DELAYS_SECONDS
+    return delays[min(max(attempts, 1), len(delays)) - 1] * random.uniform(1 - JITTER, 1 + JITTER)
+
+
+def webhook_deliver(*, delivery_id: int) -> str:
+    """Makes one attempt of a delivery that is due; returns its status afterwards.
+
+    The claim (`pending` -> `sending`, attempts + 1) comes before the call: a second worker given the same
+    id finds nothing to claim, and a worker killed mid-call leaves `sending`, which the sweeper hands out
+    again once WEBHOOK_PROCESSING_LEASE_SECONDS have passed (at least once: the receiver may then see the
+    same webhook-id twice, as Standard Webhooks allows).
+    """
+    now = timezone.now()
+    if not _claim(delivery_id, now=now):
+        status = WebhookDelivery.objects.filter(pk=delivery_id).values_list("status", flat=True).first()
+        return status or "missing"
+    # The INNER JOIN finds no row when the endpoint was deleted while the event was being recorded.
+    delivery = WebhookDelivery.objects.select_related("endpoint").filter(pk=delivery_id, claimed_at=now).first()
+    if delivery is None:
+        WebhookDelivery.objects.filter(pk=delivery_id, claimed_at=now).delete()
+        return "dropped"
+    endpoint = delivery.endpoint
+    try:
+        secrets_ = _signing_secrets(endpoint, now=now)
+    except InvalidToken:
+        # WEBHOOK_ENCRYPTION_KEY (or SECRET_KEY/OTP_HASH_KEY) changed: retried like a failure, so that the
+        # endpoint ends up failing in the admin rather than the message vanishing.
+        answer = Answer(None, "the signing secret cannot be decrypted with the current key")
+    else:
+        timestamp = int(now.timestamp())
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            "webhook-id": delivery.webhook_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": signature_header(secrets_=secrets_, webhook_id=delivery.webhook_id,
+                                                  timestamp=timestamp, body=delivery.body),
+        }
+        answer = post(endpoint.url, body=delivery.body.encode(), headers=headers)
+    return _settle(delivery, endpoint, answer)
+
+
+def _claim(delivery_id: int, *, now: datetime) -> bool:
+    # The conditions are on the updated row itself, which PostgreSQL re-checks against the committed
+    # version when it waited for another worker's claim: of two workers, one claims.
+    lease_over = now - timedelta(seconds=settings.WEBHOOK_PROCESSING_LEASE_SECONDS)
+    return bool(
+        WebhookDelivery.objects.filter(pk=delivery_id)
+        .filter(Q(status=Status.PENDING, next_attempt_at__lte=now + CLOCK_TOLERANCE)
+                | Q(status=Status.SENDING, claimed_at__lt=lease_over))
+        .update(status=Status.SENDING, claimed_at=now, attempts=F("attempts") + 1, updated_at=now)
+    )
+
+
+def _signing_secrets(endpoint: WebhookEndpoint, *, now: datetime) -> list[str]:
+    """The current secret, and the previous one while its overlap lasts."""
+    secrets_ = [secret_decrypt(endpoint.encrypted_secret)]
+    expires_at = endpoint.previous_secret_expires_at
+    if endpoint.encrypted_previous_secret is not None and expires_at is not None and expires_at > now:
+        secrets_.append(secret_decrypt(endpoint.encrypted_previous_secret))
+    return secrets_
+
+
+def _settle(delivery: WebhookDelivery, endpoint: WebhookEndpoint, answer: Answer) -> str:
+    """Records the attempt's outcome, while this worker's claim holds (else another worker's stands)."""
+    done = timezone.now()
+    mine = WebhookDelivery.objects.filter(pk=delivery.pk, status=Status.SENDING, claimed_at=delivery.claimed_at)
+    outcome = {"last_status_code": answer.status, "last_error": answer.error[:500], "updated_at": done}
+    endpoints = WebhookEndpoint.objects.filter(pk=endpoint.pk)
+    if answer.accepted:
+        with transaction.atomic():
+            if mine.update(status=Status.DELIVERED, finished_at=done, **outcome) and endpoint.failing:
+                endpoints.filter(failing_since__isnull=False).update(failing_since=None, updated_at=done)
+        logger.info("webhook %s delivered (attempt %s, HTTP %s)", delivery.webhook_id, delivery.attempts,
+                    answer.status)
+        return Status.DELIVERED
+    if done >= delivery.retry_until:
+        with transaction.atomic():
+            if mine.update(status=Status.GIVEN_UP, finished_at=done, **outcome):
+                endpoints.filter(failing_since__isnull=True).update(failing_since=done, updated_at=done)
+        logger.warning("webhook %s given up after %s attempts: %s; endpoint %s marked failing",
+                       delivery.webhook_id, delivery.attempts, answer.error, endpoint.public_id)
+        return Status.GIVEN_UP
+    # The last retry falls on the window's end rather than beyond it.
+    next_at = min(done + timedelta(seconds=retry_delay(delivery.attempts)), delivery.retry_until)
+    wait = (next_at - done).total_seconds()
+    if mine.update(status=Status.PENDING, next_attempt_at=next_at, **outcome) and wait <= COUNTDOWN_MAX_SECONDS:
+        webhook_deliveries_enqueue(delivery_ids=[delivery.pk], countdown=wait)
+    logger.info("webhook %s attempt %s failed (%s); next in %.0fs", delivery.webhook_id, delivery.attempts,
+                answer.error, wait)
+    return Status.PENDING
+
+
+def webhook_deliveries_requeue(*, limit: int = 500) -> int:
+    """Publishes deliveries that are due and that no task will take: a retry left to the sweeper, a lost
+    publish, a worker that died mid-call. Returns how many."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.WEBHOOK_STALE_AFTER_SECONDS)
+    lease_over = now - timedelta(seconds=settings.WEBHOOK_PROCESSING_LEASE_SECONDS)
+    ids = list(
+        WebhookDelivery.objects.filter(Q(status=Status.PENDING, next_attempt_at__lte=stale)
+                                       | Q(status=Status.SENDING, claimed_at__lt=lease_over))
+        .order_by("next_attempt_at").values_list("pk", flat=True)[:limit]
+    )
+    if ids:
+        # Not published again until another stale period passes, so a backlog does not flood the queue.
+        WebhookDelivery.objects.filter(pk__in=ids, status=Status.PENDING).update(next_attempt_at=now)
+        webhook_deliveries_enqueue(delivery_ids=ids)
+    return len(ids)
+
+
+def webhook_deliveries_purge(*, older_than_days: int | None = None) -> int:
+    """Deletes deliveries finished (delivered or given up) longer ago than the retention, and wipes
+    previous secrets past their overlap; returns how many deliveries went."""
+    now = timezone.now()
+    days = older_than_days if older_than_days is not None else settings.WEBHOOK_RETENTION_DAYS
+    deleted, _ = WebhookDelivery.objects.filter(
+        status__in=WebhookDelivery.FINISHED, finished_at__lt=now - timedelta(days=days)
+    ).delete()
+    WebhookEndpoint.objects.filter(previous_secret_expires_at__lte=now).update(
+        encrypted_previous_secret=None, previous_secret_expires_at=None, updated_at=now)
+    return deleted
