@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 
 from otp import idempotency, selectors, services
 from otp.errors import ReceiptForbidden
+from otp.models import VerifyOutcome
 from otp.receipts import receipts_apply
 from otp.serializers import (
     OtpRequestDataSerializer,
@@ -24,7 +25,6 @@ from otp.serializers import (
     OtpVerifyDataSerializer,
     OtpVerifyInputSerializer,
 )
-from otp.services import VerifyOutcome
 from senders.gateways import GatewayError, ReceiptRejected, ReceiptRequest
 from senders.routes import route_choice
 from workspaces.viewsets import WorkspaceViewSet

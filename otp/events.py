@@ -7,24 +7,17 @@ written to the webhooks outbox, as it stands inside the caller's transaction, af
 """
 
 import uuid
-from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
-from otp.models import OtpSession, SmsMessage
+from otp.models import SmsMessage
 from otp.selectors import otp_session_get
+from otp.serializers import OtpSessionDataSerializer
 from webhooks.models import Event
 from webhooks.selectors import webhook_subscribed
 from webhooks.services import webhook_event_record
 from workspaces.models import Workspace
 
-__all__ = ["Event", "otp_event_emit", "otp_session_view_register", "otp_sms_event_emit", "otp_sms_event_type"]
-
-# The session view of API.md section 4 as of a moment: `OtpSessionDataSerializer(session, context={"now":
-# at}).data`, handed in by OtpConfig.ready. Not imported here: otp.serializers imports otp.services, which
-# imports otp.delivery, which records events, and that import cycle is what the layering test forbids.
-SessionView = Callable[[OtpSession, datetime], dict[str, Any]]
-_session_view: SessionView | None = None
+__all__ = ["Event", "otp_event_emit", "otp_sms_event_emit", "otp_sms_event_type"]
 
 # What each status an SMS can reach means to the workspace's receivers. A `sent` receipt tells nothing
 # new (otp.sent went out when the provider accepted the SMS); `expired` from a receipt (the network gave
@@ -38,6 +31,13 @@ _SMS_EVENTS = {
 }
 
 
+# The events of a session's own state: each happens once to a session, so they are recorded under a key
+# (the event and the session) and a second report of the same change records nothing. A verify on
+# PostgreSQL answers MAX_ATTEMPTS_REACHED or EXPIRED alike for the change and for every later call.
+ONCE_PER_SESSION = frozenset({Event.OTP_APPROVED, Event.OTP_MAX_ATTEMPTS_REACHED, Event.OTP_EXPIRED,
+                              Event.OTP_CANCELED})
+
+
 def otp_event_emit(*, workspace_id: int, session_public_id: uuid.UUID, event_type: str, at: datetime) -> None:
     """Records `event_type` (an `Event` value) for the session, as of `at` (the moment of the change).
 
@@ -48,15 +48,12 @@ def otp_event_emit(*, workspace_id: int, session_public_id: uuid.UUID, event_typ
     if not webhook_subscribed(workspace_id=workspace_id, event_type=event_type):
         return
     # The selector reads only the workspace's pk: an unsaved instance spares a query for the row.
-    if _session_view is None:
-        raise RuntimeError("the otp app is not ready: OtpConfig.ready registers the session view")
     session = otp_session_get(workspace=Workspace(pk=workspace_id), session_id=session_public_id)
-    webhook_event_record(workspace_id=workspace_id, event_type=event_type, at=at, data=_session_view(session, at))
-
-
-def otp_session_view_register(view: SessionView) -> None:
-    global _session_view
-    _session_view = view
+    if event_type == Event.OTP_EXPIRED:
+        at = min(at, session.expires_at)  # it happened when the validity ended, not when someone noticed
+    data = dict(OtpSessionDataSerializer(session, context={"now": at}).data)
+    key = f"{event_type}:{session_public_id}" if event_type in ONCE_PER_SESSION else None
+    webhook_event_record(workspace_id=workspace_id, event_type=event_type, at=at, data=data, key=key)
 
 
 def otp_sms_event_type(status: str) -> str | None:

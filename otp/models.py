@@ -95,6 +95,19 @@ class OtpSession(models.Model):
         return self.sms_messages.order_by("-id").first()
 
 
+class VerifyOutcome(models.TextChoices):
+    """What a verify found. Every outcome is an answer the service returns, never an exception: a wrong
+    code must leave its used attempt committed whatever the caller does next."""
+
+    APPROVED = "APPROVED"
+    INVALID = "INVALID"
+    EXPIRED = "EXPIRED"
+    MAX_ATTEMPTS_REACHED = "MAX_ATTEMPTS_REACHED"
+    ALREADY_USED = "ALREADY_USED"
+    CANCELED = "CANCELED"  # the client canceled it (otp_cancel); no attempt used
+    NOT_FOUND = "NOT_FOUND"  # no such session in this workspace (another workspace's answers alike)
+
+
 class SmsMessage(models.Model):
     """The outbox: one row per OTP SMS, written with its session, the source of truth for delivery.
 

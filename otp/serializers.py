@@ -9,8 +9,7 @@ import pycountry
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from otp.models import OtpSession, Purpose, SmsMessage
-from otp.services import VerifyOutcome
+from otp.models import OtpSession, Purpose, SmsMessage, VerifyOutcome
 from otp.transactions import Transaction
 from zeckta import sms_text
 from zeckta.api.fields import BlankAsNullField, IsoDateTimeField, StrictCharField

@@ -6,12 +6,13 @@ Delivering the SMS is `otp.delivery`'s: a request only writes the outbox row and
 import json
 import math
 import uuid
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, NoReturn
 
 from django.conf import settings
-from django.db import IntegrityError, connection, models, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 from psycopg.types.json import Jsonb
@@ -28,11 +29,13 @@ from otp.errors import (
     SessionNotPending,
     WorkspaceQuotaExceeded,
 )
-from otp.models import DailySmsCount, OtpSession, SmsMessage, WrongCode
+from otp.events import Event, otp_event_emit
+from otp.models import DailySmsCount, OtpSession, SmsMessage, VerifyOutcome, WrongCode
 from otp.templating import default_template, transaction_template
 from otp.transactions import Transaction
 from senders.models import SenderName
 from senders.selectors import sender_name_get_approved
+from webhooks.selectors import webhook_subscribed
 from workspaces.billing import balance_debit
 from workspaces.models import Workspace
 from zeckta import sms_text
@@ -441,19 +444,6 @@ def _check_resendable(session: OtpSession, *, now: datetime) -> None:
         raise ResendTooSoon(retry_after_seconds=math.ceil((session.resend_available_at - now).total_seconds()))
 
 
-class VerifyOutcome(models.TextChoices):
-    """What a verify found. Every outcome is an answer the service returns, never an exception: a wrong
-    code must leave its used attempt committed whatever the caller does next."""
-
-    APPROVED = "APPROVED"
-    INVALID = "INVALID"
-    EXPIRED = "EXPIRED"
-    MAX_ATTEMPTS_REACHED = "MAX_ATTEMPTS_REACHED"
-    ALREADY_USED = "ALREADY_USED"
-    CANCELED = "CANCELED"  # the client canceled it (otp_cancel); no attempt used
-    NOT_FOUND = "NOT_FOUND"  # no such session in this workspace (another workspace's answers alike)
-
-
 @dataclass(frozen=True)
 class VerifyResult:
     outcome: VerifyOutcome
@@ -482,18 +472,43 @@ def otp_verify(
     if not _database_functions():
         return _verify_in_transaction(workspace=workspace, session_id=session_id, code=code, transaction=transaction,
                                       now=now)
-    outcome, attempts_left, bound = _verify_in_database(
-        workspace=workspace, session_id=session_id, digest=code_digest(session_id, code, transaction), now=now,
-        transaction_sent=transaction is not None,
-    )
-    if outcome == "TRANSACTION_NEEDED" and bound is not None:
-        # A second round trip for a transaction-bound session verified without its transaction only.
-        # Django reads jsonb from a raw cursor as its text.
-        digest = code_digest(session_id, code, Transaction.from_stored(json.loads(bound)))
-        outcome, attempts_left, _ = _verify_in_database(
-            workspace=workspace, session_id=session_id, digest=digest, now=now, transaction_sent=True
+    # The function commits on its own; when a webhook would report the outcome, the event joins its
+    # transaction (an outbox row written with the change, or neither).
+    with _events_transaction(workspace, *_VERIFY_EVENTS.values()):
+        outcome, attempts_left, bound = _verify_in_database(
+            workspace=workspace, session_id=session_id, digest=code_digest(session_id, code, transaction), now=now,
+            transaction_sent=transaction is not None,
         )
-    return VerifyResult(VerifyOutcome(outcome), session_id, attempts_left)
+        if outcome == "TRANSACTION_NEEDED" and bound is not None:
+            # A second round trip for a transaction-bound session verified without its transaction only.
+            # Django reads jsonb from a raw cursor as its text.
+            digest = code_digest(session_id, code, Transaction.from_stored(json.loads(bound)))
+            outcome, attempts_left, _ = _verify_in_database(
+                workspace=workspace, session_id=session_id, digest=digest, now=now, transaction_sent=True
+            )
+        result = VerifyResult(VerifyOutcome(outcome), session_id, attempts_left)
+        if result.outcome in _VERIFY_EVENTS:
+            # The function answers MAX_ATTEMPTS_REACHED and EXPIRED alike for the change and for every
+            # later call: such events are recorded once per session (otp.events.ONCE_PER_SESSION).
+            otp_event_emit(workspace_id=workspace.pk, session_public_id=session_id,
+                           event_type=_VERIFY_EVENTS[result.outcome], at=now)
+    return result
+
+
+# The outcomes of a verify that change a session's state for good, and the webhook event of each.
+_VERIFY_EVENTS = {
+    VerifyOutcome.APPROVED: Event.OTP_APPROVED,
+    VerifyOutcome.MAX_ATTEMPTS_REACHED: Event.OTP_MAX_ATTEMPTS_REACHED,
+    VerifyOutcome.EXPIRED: Event.OTP_EXPIRED,
+}
+
+
+def _events_transaction(workspace: Workspace, *events: str) -> AbstractContextManager:
+    """A transaction when an endpoint of the workspace receives one of `events`, else nothing: the hot
+    paths keep their one autocommitted statement unless an event must be written with it."""
+    if any(webhook_subscribed(workspace_id=workspace.pk, event_type=event) for event in events):
+        return transaction.atomic()
+    return nullcontext()
 
 
 def _verify_in_database(
@@ -518,6 +533,12 @@ def _verify_in_transaction(
     def result(outcome: VerifyOutcome) -> VerifyResult:
         return VerifyResult(outcome, session_id, session.attempts_left)
 
+    def changed(outcome: VerifyOutcome) -> VerifyResult:
+        """The outcome of a state change: reported to the workspace's webhooks in this transaction."""
+        otp_event_emit(workspace_id=workspace.pk, session_public_id=session_id, event_type=_VERIFY_EVENTS[outcome],
+                       at=now)
+        return result(outcome)
+
     if session.status == SessionStatus.APPROVED:
         return result(VerifyOutcome.ALREADY_USED)
     if session.status == SessionStatus.MAX_ATTEMPTS_REACHED:
@@ -529,21 +550,22 @@ def _verify_in_transaction(
     if session.expires_at <= now:
         session.status = SessionStatus.EXPIRED
         session.save(update_fields=["status"])
-        return result(VerifyOutcome.EXPIRED)
+        return changed(VerifyOutcome.EXPIRED)
 
     bound = transaction if transaction is not None else _transaction_of(session)
     if code_matches(session.public_id, code, session.code_digest, bound):
         session.status, session.verified_at = SessionStatus.APPROVED, now
         session.save(update_fields=["status", "verified_at"])
-        return result(VerifyOutcome.APPROVED)
+        return changed(VerifyOutcome.APPROVED)
 
     session.attempts_used += 1
     if session.attempts_used >= session.max_attempts:
         session.status = SessionStatus.MAX_ATTEMPTS_REACHED
     session.save(update_fields=["attempts_used", "status"])
     WrongCode.objects.create(workspace_id=session.workspace_id, dest=session.dest, created_at=now)
-    locked = session.status == SessionStatus.MAX_ATTEMPTS_REACHED
-    return result(VerifyOutcome.MAX_ATTEMPTS_REACHED if locked else VerifyOutcome.INVALID)
+    if session.status == SessionStatus.MAX_ATTEMPTS_REACHED:
+        return changed(VerifyOutcome.MAX_ATTEMPTS_REACHED)
+    return result(VerifyOutcome.INVALID)
 
 
 # --- Cancel ------------------------------------------------------------------------------------
@@ -559,10 +581,39 @@ def otp_cancel(*, workspace: Workspace, session_id: uuid.UUID) -> None:
     """
     now = timezone.now()
     sessions = OtpSession.objects.filter(workspace=workspace, public_id=session_id)
-    if sessions.filter(status=SessionStatus.PENDING, expires_at__gt=now).update(status=SessionStatus.CANCELED):
-        return
-    # Expired while pending: written as such, as a verify would (the client sees EXPIRED either way).
-    sessions.filter(status=SessionStatus.PENDING, expires_at__lte=now).update(status=SessionStatus.EXPIRED)
+    with _events_transaction(workspace, Event.OTP_CANCELED, Event.OTP_EXPIRED):
+        if sessions.filter(status=SessionStatus.PENDING, expires_at__gt=now).update(status=SessionStatus.CANCELED):
+            otp_event_emit(workspace_id=workspace.pk, session_public_id=session_id, event_type=Event.OTP_CANCELED,
+                           at=now)
+            return
+        # Expired while pending: written as such, as a verify would (the client sees EXPIRED either way).
+        if sessions.filter(status=SessionStatus.PENDING, expires_at__lte=now).update(status=SessionStatus.EXPIRED):
+            otp_event_emit(workspace_id=workspace.pk, session_public_id=session_id, event_type=Event.OTP_EXPIRED,
+                           at=now)
     if not sessions.exists():
         raise OtpSessionNotFound()
     raise SessionNotPending()
+
+
+# --- Expiry ------------------------------------------------------------------------------------
+
+
+def otp_sessions_expire(*, limit: int = 1000) -> int:
+    """Writes EXPIRED on PENDING sessions past their validity (beat, every 30 s) and reports each as
+    `otp.expired`; returns how many. Readers already take such a session as expired: this is what tells
+    the workspace's webhooks, close to the moment it happened. Rows another transaction holds (a verify
+    of that very session) are skipped: the next run, or that verify, takes them.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        due = list(
+            OtpSession.objects.select_for_update(skip_locked=True)
+            .filter(status=SessionStatus.PENDING, expires_at__lte=now)
+            .order_by("expires_at")
+            .values_list("pk", "workspace_id", "public_id")[:limit]
+        )
+        OtpSession.objects.filter(pk__in=[pk for pk, _, _ in due]).update(status=SessionStatus.EXPIRED)
+        for _, workspace_id, public_id in due:
+            otp_event_emit(workspace_id=workspace_id, session_public_id=public_id, event_type=Event.OTP_EXPIRED,
+                           at=now)
+    return len(due)

@@ -19,6 +19,9 @@ from otp.delivery import (
     sms_requeue_stale,
 )
 from otp.idempotency import idempotency_records_purge
+from otp.services import otp_sessions_expire
+
+OTP_SESSIONS_EXPIRE_TASK = "otp.tasks.expire_sessions"
 
 
 @shared_task(bind=True, name=SMS_DELIVER_TASK, max_retries=None, acks_late=True, ignore_result=True)
@@ -36,6 +39,12 @@ def sms_deliver_task(self, message_id: int) -> str:
 @shared_task(name=SMS_REQUEUE_STALE_TASK, ignore_result=True)
 def sms_requeue_stale_task() -> int:
     return sms_requeue_stale()
+
+
+@shared_task(name=OTP_SESSIONS_EXPIRE_TASK, ignore_result=True)
+def otp_sessions_expire_task() -> int:
+    """Every 30 s: pending sessions past their validity become EXPIRED and are reported (otp.expired)."""
+    return otp_sessions_expire()
 
 
 @shared_task(name=OTP_SESSIONS_PURGE_TASK, ignore_result=True)

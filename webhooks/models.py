@@ -85,6 +85,9 @@ class WebhookDelivery(models.Model):
     endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries",
                                  db_constraint=False, db_index=False)
     event_type = models.CharField(max_length=40, choices=Event.choices)
+    # An event that can happen once only ("otp.approved:<session id>"): recorded once per endpoint however
+    # often the change is reported. Empty for events that can repeat (an SMS sent again).
+    event_key = models.CharField(max_length=100, blank=True, default="", editable=False)
     event_at = models.DateTimeField()  # when the event happened: the body's `timestamp`
     body = models.TextField(editable=False)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
@@ -110,6 +113,8 @@ class WebhookDelivery(models.Model):
                 | (~Q(status__in=["delivered", "given_up"]) & Q(finished_at__isnull=True)),
                 name="webhooks_webhookdelivery_finished_has_time",
             ),
+            models.UniqueConstraint(fields=["endpoint", "event_key"], condition=~Q(event_key=""),
+                                    name="webhooks_webhookdelivery_one_per_event_key"),
         ]
         indexes = [
             # The sweeper: deliveries due again, or claimed by a worker that died.

@@ -146,13 +146,18 @@ def event_body(*, event_type: str, at: datetime, data: dict[str, Any]) -> str:
                       ensure_ascii=False)
 
 
-def webhook_event_record(*, workspace_id: int, event_type: str, at: datetime, data: dict[str, Any]) -> int:
+def webhook_event_record(
+    *, workspace_id: int, event_type: str, at: datetime, data: dict[str, Any], key: str | None = None
+) -> int:
     """Writes one delivery of the event per endpoint of the workspace that receives it; returns how many.
 
     Call it inside the transaction of the state change it reports: the deliveries commit or roll back
     with that change, and are published to the workers only once it commits. `data` is the object the
     receivers get (never an OTP code); it is serialized here, once, and every attempt sends those bytes.
     Without an endpoint that receives `event_type` it returns 0 without any SQL (once the cache is warm).
+
+    `key` names an event that happens once ("otp.approved:<session id>"): an endpoint that has it already
+    gets nothing more, and a concurrent recording of the same key waits for the first and then skips.
     """
     if event_type not in Event.values:
         raise ValueError(f"unknown webhook event {event_type!r}")
@@ -163,14 +168,21 @@ def webhook_event_record(*, workspace_id: int, event_type: str, at: datetime, da
         return 0
     body = event_body(event_type=event_type, at=at, data=data)
     now = timezone.now()
-    deliveries = WebhookDelivery.objects.bulk_create([
-        WebhookDelivery(endpoint_id=pk, event_type=event_type, event_at=at, body=body, next_attempt_at=now,
-                        retry_until=now + timedelta(seconds=settings.WEBHOOK_RETRY_WINDOW_SECONDS),
-                        created_at=now, updated_at=now)
+    deliveries = [
+        WebhookDelivery(public_id=uuid.uuid4(), endpoint_id=pk, event_type=event_type, event_key=key or "", event_at=at,
+                        body=body, next_attempt_at=now, created_at=now, updated_at=now,
+                        retry_until=now + timedelta(seconds=settings.WEBHOOK_RETRY_WINDOW_SECONDS))
         for pk in endpoints
-    ])
-    webhook_deliveries_enqueue_on_commit(delivery_ids=[delivery.pk for delivery in deliveries])
-    return len(deliveries)
+    ]
+    if key is None:
+        ids = [delivery.pk for delivery in WebhookDelivery.objects.bulk_create(deliveries)]
+    else:
+        # ON CONFLICT DO NOTHING leaves the pks unset: the rows written are read back by their public ids.
+        WebhookDelivery.objects.bulk_create(deliveries, ignore_conflicts=True)
+        ids = list(WebhookDelivery.objects.filter(public_id__in=[d.public_id for d in deliveries])
+                   .values_list("pk", flat=True))
+    webhook_deliveries_enqueue_on_commit(delivery_ids=ids)
+    return len(ids)
 
 
 def webhook_delivery_replay(*, delivery: WebhookDelivery, actor: str = SYSTEM_ACTOR) -> bool:

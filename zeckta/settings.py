@@ -190,6 +190,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_BEAT_SCHEDULE = {
     "requeue-stale-outbox": {"task": "otp.tasks.requeue_stale_sms", "schedule": 30.0},
     "purge-old-sessions": {"task": "otp.tasks.purge_old_sessions", "schedule": 3600.0},
+    "expire-sessions": {"task": "otp.tasks.expire_sessions", "schedule": 30.0},
     "requeue-due-webhooks": {"task": "webhooks.tasks.requeue_due_deliveries", "schedule": 30.0},
     "purge-old-webhooks": {"task": "webhooks.tasks.purge_old_deliveries", "schedule": 3600.0},
 }

@@ -18,8 +18,10 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def warm_api(api):
-    # The first call fills the caches and writes the key's last_used_at (once a minute): pin what follows.
+    # The first calls fill the caches (the key, the sender name, the workspace's webhook subscriptions) and
+    # write the key's last_used_at (once a minute): pin what follows.
     request_otp(api, "+233244000001")
+    verify(api, "0b7c1f9e-0d5a-4c1e-9a57-3c1a2b9d8e01", "123456")
     return api
 
 

@@ -6,8 +6,7 @@ from django.db import connection
 from django.utils import timezone
 
 from otp.apis import MESSAGE_VERIFIED, VERIFY_OUTCOMES
-from otp.models import OtpSession
-from otp.services import VerifyOutcome
+from otp.models import OtpSession, VerifyOutcome
 from otp.tests.helpers import VERIFY_URL, deliver_and_read_code, request_otp, verify, wrong_code
 from workspaces.tests.factories import WorkspaceFactory, issue_key
 from zeckta.testing import DEST, api_client
