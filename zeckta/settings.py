@@ -189,6 +189,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_BEAT_SCHEDULE = {
     "requeue-stale-outbox": {"task": "otp.tasks.requeue_stale_sms", "schedule": 30.0},
     "purge-old-sessions": {"task": "otp.tasks.purge_old_sessions", "schedule": 3600.0},
+    # Test-mode texts hold readable codes: gone within TEST_INBOX_RETENTION_SECONDS plus 15 minutes.
+    "purge-test-inbox": {"task": "otp.tasks.purge_test_inbox", "schedule": 900.0},
 }
 
 # --- Rate limits ------------------------------------------------------------------------------
@@ -224,6 +226,8 @@ OTP_WRONG_CODE_WINDOW_SECONDS = 24 * 3600
 # New OTP SMS per workspace per UTC day for workspaces created from now on; 0 = no cap.
 OTP_DEFAULT_DAILY_SMS_CAP = env.int("OTP_DEFAULT_DAILY_SMS_CAP", default=10_000)
 OTP_SESSION_RETENTION_DAYS = env.int("OTP_SESSION_RETENTION_DAYS", default=30)
+# Test mode (API.md section 10): how long a test SMS stays readable in the test inbox, then is deleted.
+TEST_INBOX_RETENTION_SECONDS = 24 * 3600
 
 # --- SMS delivery ------------------------------------------------------------------------------
 SMS_HTTP_URL = env.str("SMS_HTTP_URL", default="")
