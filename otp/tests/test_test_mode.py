@@ -237,3 +237,15 @@ def test_a_test_key_is_a_key_like_any_other(workspace, sender):
     run_command("revoke_api_key", api_key.prefix)
     local_caches_clear()
     assert_api_error(api_client(raw_key).get(INBOX_URL, {"dest": DEST}), status=401, code="AUTHENTICATION_FAILED")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_readme_example_signs_in_against_a_running_service(live_server, settings, workspace, sender):
+    readme = (settings.BASE_DIR / "README.md").read_text()
+    section = readme.split("## Testing your login flow end to end")[1]
+    example = re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
+    _, raw_key = issue_key(workspace, test=True)
+
+    exec(example.replace("http://127.0.0.1:8000", live_server.url).replace("zk_test_...", raw_key), {})  # noqa: S102
+
+    assert OtpSession.objects.get().status == "APPROVED" and not locmem.outbox
