@@ -1,7 +1,9 @@
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from cryptography.fernet import InvalidToken
 from django.conf import settings
 from django.db import connection
 
@@ -11,6 +13,8 @@ from otp.models import OtpSession, ReviewerNumber, SmsMessage, TestInboxMessage
 from workspaces.models import Workspace
 from zeckta.db import columns_of, db_value, instance_from_row
 from zeckta.localcache import LocalCache
+
+logger = logging.getLogger(__name__)
 
 # By hand: one statement, compiled once. The session's latest SMS (the one whose code works) is the one
 # with the highest id; the subquery reads it from the session_id index. A test key's sessions and a live
@@ -58,8 +62,14 @@ def inbox_list(*, workspace: Workspace, dest: str, now: datetime) -> list[InboxM
         .order_by("-created_at", "-id")
         .values_list("session__public_id", "dest", "src", "encrypted_text", "created_at")
     )
-    return [InboxMessage(session_id, dest, src, decrypt_inbox_text(token), created_at)
-            for session_id, dest, src, token, created_at in rows]
+    messages = []
+    for session_id, number, src, token, created_at in rows:
+        try:
+            text = decrypt_inbox_text(token)
+        except InvalidToken:
+            continue  # written before SECRET_KEY or OTP_HASH_KEY changed: unreadable now, purged within 24 h
+        messages.append(InboxMessage(session_id, number, src, text, created_at))
+    return messages
 
 
 # dest -> encrypted fixed code, of a workspace's enabled reviewer numbers: an empty dict for nearly every
@@ -68,10 +78,20 @@ _reviewer_numbers: LocalCache[dict[str, bytes]] = LocalCache("reviewer numbers")
 
 
 def reviewer_code_get(*, workspace: Workspace, dest: str) -> str | None:
-    """The fixed code of `dest` when it is one of the workspace's enabled reviewer numbers, else None."""
+    """The fixed code of `dest` when it is one of the workspace's enabled reviewer numbers, else None.
+
+    A code that no longer decrypts (SECRET_KEY or OTP_HASH_KEY changed since it was saved) is logged and
+    the number treated as an ordinary one, until staff enter the code again."""
     numbers = _reviewer_numbers.get(workspace.pk, lambda: {
         number: bytes(token) for number, token in ReviewerNumber.objects.filter(workspace=workspace, enabled=True)
         .values_list("dest", "encrypted_code")
     })
     token = numbers.get(dest)
-    return decrypt_reviewer_code(token) if token is not None else None
+    if token is None:
+        return None
+    try:
+        return decrypt_reviewer_code(token)
+    except InvalidToken:
+        logger.error("a reviewer number of workspace %s no longer decrypts (keys changed?): enter it again in the "
+                     "admin", workspace.slug)
+        return None

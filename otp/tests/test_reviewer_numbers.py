@@ -2,6 +2,7 @@
 staff in the admin with every change audited, and the code never stored or shown in plaintext."""
 
 import pytest
+from cryptography.fernet import Fernet
 from django.urls import reverse
 
 from otp.crypto import code_matches
@@ -13,6 +14,7 @@ from workspaces.models import AuditEvent, LedgerEntry, Workspace
 from workspaces.tests.factories import WorkspaceFactory, issue_key
 from workspaces.tests.helpers import all_audit_text, events, the_event
 from zeckta.errors import ValidationFailed
+from zeckta.localcache import local_caches_clear
 from zeckta.testing import DEST, api_client, assert_api_error
 
 Action = AuditEvent.Action
@@ -99,6 +101,16 @@ def test_a_disabled_or_deleted_reviewer_number_gets_a_real_sms_at_once(api, revi
     reviewer_number_delete(reviewer_number=reviewer, actor="staff")
     third = request_otp(api, DEST, purpose="KYC_VERIFICATION").json()["data"]["sessionId"]
     assert approves(api, third, deliver_and_read_code(third))
+
+
+def test_a_code_that_no_longer_decrypts_makes_it_an_ordinary_number(api, reviewer, caplog):
+    ReviewerNumber.objects.filter(pk=reviewer.pk).update(encrypted_code=Fernet(Fernet.generate_key()).encrypt(b"1"))
+    local_caches_clear()
+
+    session_id = request_otp(api, DEST).json()["data"]["sessionId"]
+
+    assert approves(api, session_id, deliver_and_read_code(session_id))
+    assert "no longer decrypts" in caplog.text
 
 
 def test_the_service_refuses_bad_numbers_codes_and_duplicates(workspace, reviewer):

@@ -5,6 +5,7 @@ live sessions never see each other."""
 import re
 
 import pytest
+from cryptography.fernet import Fernet
 
 from otp.apis import MESSAGE_SENT
 from otp.crypto import decrypt_inbox_text
@@ -182,6 +183,16 @@ def test_the_inbox_text_is_encrypted_at_rest(api_of_test_key):
     raw = bytes(stored.encrypted_text)
     assert code_of(text).encode() not in raw and b"code" not in raw
     assert decrypt_inbox_text(raw) == text
+
+
+def test_a_text_that_no_longer_decrypts_is_left_out_of_the_inbox(api_of_test_key):
+    new_session(api_of_test_key)
+    TestInboxMessage.objects.update(encrypted_text=Fernet(Fernet.generate_key()).encrypt(b"old"))
+    new_session(api_of_test_key, purpose="PASSWORD_RESET")
+
+    entries = inbox(api_of_test_key).json()["data"]
+
+    assert len(entries) == 1 and TestInboxMessage.objects.count() == 2
 
 
 def test_test_sms_and_wrong_codes_count_among_test_ones_only(api_of_test_key, api, workspace):
