@@ -1,13 +1,25 @@
-"""OTP sessions and the SMS outbox, for looking things up: read-only, and never the code digest or the SMS text."""
+"""OTP sessions and the SMS outbox, for looking things up: read-only, and never the code digest or the SMS text.
+Reviewer numbers, kept by staff through the services (audited; their fixed code is write-only)."""
 
 import uuid
+from typing import Any
 
+from django import forms
 from django.contrib import admin
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
-from otp.models import OtpSession, SmsAttempt, SmsMessage
+from otp.models import OtpSession, ReviewerNumber, SmsAttempt, SmsMessage
+from otp.services import (
+    REVIEWER_NUMBER_EDITABLE_FIELDS,
+    REVIEWER_NUMBER_EXISTS,
+    reviewer_code_problem,
+    reviewer_dest_problem,
+    reviewer_number_add,
+    reviewer_number_delete,
+    reviewer_number_update,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -36,16 +48,17 @@ def _search(queryset: QuerySet, term: str, *, destination_field: str, id_filter)
 
 @admin.register(OtpSession)
 class OtpSessionAdmin(ReadOnlyAdmin):
-    list_display = ["public_id", "workspace", "dest", "src", "purpose", "status", "attempts", "created_at",
+    list_display = ["public_id", "workspace", "dest", "src", "purpose", "status", "attempts", "is_test", "created_at",
                     "expires_at", "verified_at"]
-    list_filter = ["status", "purpose", "workspace"]
+    list_filter = ["status", "purpose", "is_test", "workspace"]
     list_select_related = ["workspace"]
     search_fields = ["dest"]  # shows the search box; get_search_results decides how a term is matched
     search_help_text = "A phone number (or part of one), or a session id."
     date_hierarchy = "created_at"
     # code_digest is deliberately in no list: not even its HMAC is shown.
-    fields = ("public_id", "workspace", "sender_name", "dest", "country", "src", "purpose", "status", "attempts_used",
-              "max_attempts", "created_at", "expires_at", "verified_at", "sms_link", "delivery_attempts")
+    fields = ("public_id", "workspace", "is_test", "sender_name", "dest", "country", "src", "purpose", "status",
+              "attempts_used", "max_attempts", "created_at", "expires_at", "verified_at", "sms_link",
+              "delivery_attempts")
     readonly_fields = fields
     exclude = ["code_digest"]
 
@@ -100,13 +113,14 @@ def attempts_table(message: SmsMessage | None) -> str:
 class SmsMessageAdmin(ReadOnlyAdmin):
     list_display = ["reference_id", "to", "src", "status", "segments", "units", "attempts", "provider_message_id",
                     "updated_at"]
-    list_filter = ["status", "encoding", "workspace"]
+    list_filter = ["status", "encoding", "is_test", "workspace"]
     search_fields = ["to"]  # see get_search_results
     search_help_text = "A phone number (or part of one), a reference id or a session id."
     date_hierarchy = "created_at"
     # encrypted_text (the SMS, with its code) is deliberately in no list.
     inlines = [SmsAttemptInline]
-    fields = ("reference_id", "session_id_display", "workspace", "to", "src", "status", "route_name", "delivered_at",
+    fields = ("reference_id", "session_id_display", "workspace", "is_test", "to", "src", "status", "route_name",
+              "delivered_at",
               "encoding", "segments", "units", "attempts", "provider_message_id", "last_error", "next_attempt_at",
               "claimed_at", "created_at", "updated_at", "finished_at")
     readonly_fields = fields
@@ -127,3 +141,75 @@ class SmsMessageAdmin(ReadOnlyAdmin):
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
         return _search(queryset, search_term, destination_field="to",
                        id_filter=lambda value: Q(public_id=value) | Q(session__public_id=value)), False
+
+
+class ReviewerNumberForm(forms.ModelForm):
+    """The fixed code is write-only: never rendered back, not even masked; empty on a change keeps it."""
+
+    code = forms.CharField(
+        required=False, strip=False, widget=forms.PasswordInput(render_value=False), label="Fixed code",
+        help_text="4 to 10 digits. Stored encrypted and never shown again; on a change, leave empty to keep it.",
+    )
+
+    class Meta:
+        model = ReviewerNumber
+        fields = ["workspace", "dest", "note", "enabled"]
+
+    def clean_dest(self) -> str:
+        dest = self.cleaned_data["dest"]
+        problem = reviewer_dest_problem(dest)
+        if problem:
+            raise forms.ValidationError(problem)
+        workspace = self.cleaned_data.get("workspace") or getattr(self.instance, "workspace", None)
+        others = ReviewerNumber.objects.filter(workspace=workspace, dest=dest).exclude(pk=self.instance.pk)
+        if workspace is not None and others.exists():
+            raise forms.ValidationError(REVIEWER_NUMBER_EXISTS)
+        return dest
+
+    def clean_code(self) -> str:
+        code = self.cleaned_data["code"]
+        if not code and self.instance.pk is None:
+            raise forms.ValidationError("A reviewer number needs its fixed code.")
+        problem = reviewer_code_problem(code) if code else None
+        if problem:
+            raise forms.ValidationError(problem)
+        return code
+
+
+@admin.register(ReviewerNumber)
+class ReviewerNumberAdmin(admin.ModelAdmin):
+    """Numbers that get a fixed code and no SMS (app-store reviews). Every add, change and delete goes through
+    the services, which audit it; each use is audited too."""
+
+    form = ReviewerNumberForm
+    list_display = ["dest", "workspace", "enabled", "note", "created_by", "created_at", "updated_at"]
+    list_filter = ["enabled", "workspace"]
+    list_select_related = ["workspace"]
+    search_fields = ["dest", "note", "workspace__slug"]
+    fields = ["workspace", "dest", "code", "note", "enabled", "created_by", "created_at", "updated_at"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ReviewerNumber | None = None) -> list[str]:
+        history = ["created_by", "created_at", "updated_at"]
+        return history if obj is None else ["workspace", *history]
+
+    def save_model(self, request: HttpRequest, obj: ReviewerNumber, form: forms.ModelForm, change: bool) -> None:
+        actor = request.user.get_username()
+        data: dict[str, Any] = form.cleaned_data
+        if change:
+            values = {name: data[name] for name in form.changed_data if name in REVIEWER_NUMBER_EDITABLE_FIELDS}
+            if values or data["code"]:
+                reviewer_number_update(reviewer_number=obj, values=values, code=data["code"] or None, actor=actor)
+            return
+        added = reviewer_number_add(workspace=data["workspace"], dest=data["dest"], code=data["code"],
+                                    note=data["note"], enabled=data["enabled"], actor=actor)
+        # The admin logs and redirects with `obj`: make it the service's row rather than save a second one.
+        for field in ReviewerNumber._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(added, field.attname))
+        obj._state.adding, obj._state.db = False, added._state.db
+
+    def delete_model(self, request: HttpRequest, obj: ReviewerNumber) -> None:
+        reviewer_number_delete(reviewer_number=obj, actor=request.user.get_username())
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ReviewerNumber]) -> None:
+        for number in queryset.select_related("workspace"):
+            reviewer_number_delete(reviewer_number=number, actor=request.user.get_username())

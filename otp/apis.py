@@ -18,6 +18,8 @@ from otp.errors import ReceiptForbidden
 from otp.models import VerifyOutcome
 from otp.receipts import receipts_apply
 from otp.serializers import (
+    InboxMessageSerializer,
+    InboxQuerySerializer,
     OtpRequestDataSerializer,
     OtpRequestInputSerializer,
     OtpResendDataSerializer,
@@ -27,6 +29,7 @@ from otp.serializers import (
 )
 from senders.gateways import GatewayError, ReceiptRejected, ReceiptRequest
 from senders.routes import route_choice
+from workspaces.authentication import HasWorkspace, HoldsTestKey
 from workspaces.viewsets import WorkspaceViewSet
 from zeckta.api.errors import error_body
 from zeckta.api.responses import envelope
@@ -112,6 +115,8 @@ class OtpViewSet(WorkspaceViewSet):
                 app_hash=data.get("appHash"),
                 web_otp_domain=data.get("webOtpDomain"),
                 transaction=data.get("transaction"),
+                test=self.is_test,
+                actor=self.actor,
             )
             body = OtpRequestDataSerializer(result, context={"now": timezone.now()}).data
             message = MESSAGE_REUSED if result.reused else MESSAGE_SENT
@@ -148,7 +153,8 @@ class OtpViewSet(WorkspaceViewSet):
     )
     def resend(self, request: Request, session_id: uuid.UUID) -> Response:
         def perform() -> tuple[int, dict]:
-            result = services.otp_resend(workspace=self.workspace, session_id=session_id)
+            result = services.otp_resend(workspace=self.workspace, session_id=session_id, test=self.is_test,
+                                         actor=self.actor)
             return 200, envelope(MESSAGE_RESENT, OtpResendDataSerializer(result, context={"now": timezone.now()}).data)
 
         # The operation and its session are the body's identity: the same key on another session is reused.
@@ -164,7 +170,7 @@ class OtpViewSet(WorkspaceViewSet):
         if problem:
             raise ValidationFailed.for_field("Idempotency-Key", problem)
         answer = idempotency.run_idempotent(
-            workspace=self.workspace, key=idempotency_key, payload=payload, perform=perform
+            workspace=self.workspace, key=idempotency_key, payload=payload, perform=perform, test=self.is_test
         )
         headers = {"Idempotent-Replayed": "true"} if answer.replayed else {}
         return Response(answer.body, status=answer.status, headers=headers)
@@ -202,7 +208,7 @@ class OtpViewSet(WorkspaceViewSet):
     def verify(self, request: Request) -> Response:
         data = validated(OtpVerifyInputSerializer, request.data)
         result = services.otp_verify(workspace=self.workspace, session_id=data["sessionId"], code=data["code"],
-                                     transaction=data.get("transaction"))
+                                     transaction=data.get("transaction"), test=self.is_test)
         body = OtpVerifyDataSerializer(result).data
         if result.verified:
             return Response(envelope(MESSAGE_VERIFIED, body))
@@ -226,8 +232,8 @@ class OtpViewSet(WorkspaceViewSet):
         examples=[example("Request", {}, request=True)],
     )
     def cancel(self, request: Request, session_id: uuid.UUID) -> Response:
-        services.otp_cancel(workspace=self.workspace, session_id=session_id)
-        session = selectors.otp_session_get(workspace=self.workspace, session_id=session_id)
+        services.otp_cancel(workspace=self.workspace, session_id=session_id, test=self.is_test)
+        session = selectors.otp_session_get(workspace=self.workspace, session_id=session_id, test=self.is_test)
         data = OtpSessionDataSerializer(session, context={"now": timezone.now()}).data
         return Response(envelope(MESSAGE_CANCELED, data))
 
@@ -242,9 +248,46 @@ class OtpViewSet(WorkspaceViewSet):
         },
     )
     def retrieve(self, request: Request, session_id: uuid.UUID) -> Response:
-        session = selectors.otp_session_get(workspace=self.workspace, session_id=session_id)
+        session = selectors.otp_session_get(workspace=self.workspace, session_id=session_id, test=self.is_test)
         data = OtpSessionDataSerializer(session, context={"now": timezone.now()}).data
         return Response(envelope("OTP session retrieved", data))
+
+
+class TestInboxViewSet(WorkspaceViewSet):
+    """`GET /v1/messaging/test-inbox?dest=...` (API.md section 10): the SMS test keys "sent" to one number.
+
+    Test keys only: a live key gets the 404 of an unknown route.
+    """
+
+    __test__ = False  # not a test class, whatever pytest makes of its name
+    permission_classes = [HasWorkspace, HoldsTestKey]
+
+    @extend_schema(
+        operation_id="test_inbox_list",
+        summary="Read the test inbox (test keys only)",
+        description="The SMS that test-mode requests and resends made for `dest` in the last 24 hours, newest "
+        "first, code included: the one place the service shows a code, so that your own end-to-end tests can "
+        "read it and verify it. Test keys (`zk_test_`) only: a live key gets 404 NOT_FOUND, as for an unknown "
+        "route. A `dest` missing or not in E.164 form is 400 VALIDATION_ERROR with `errors.dest`.",
+        parameters=[InboxQuerySerializer],
+        responses={
+            200: envelope_schema("TestInboxEnvelope", InboxMessageSerializer(many=True)),
+            **error_responses(400, 401, 403, 404, 405, 429, 500),
+        },
+        examples=[
+            example("Test inbox", {"success": True, "message": "Test inbox retrieved", "data": [{
+                "sessionId": SESSION_ID, "dest": "+233202007745", "src": "ZECKTA",
+                "text": "Your login code is 219131. It expires in 5 minutes. Never share it with anyone.",
+                "createdAt": "2026-06-09T18:00:00Z"}], "requestId": "3e4f5a6b-7c8d-4e9f-a0b1-c2d3e4f5a6b7"}),
+            example("Live key", {"success": False, "message": "The requested resource was not found.",
+                                 "code": "NOT_FOUND", "data": None,
+                                 "requestId": "8f9e0d1c-2b3a-4c5d-8e7f-6a5b4c3d2e1f"}, status=404),
+        ],
+    )
+    def inbox(self, request: Request) -> Response:
+        query = validated(InboxQuerySerializer, request.query_params)
+        messages = selectors.inbox_list(workspace=self.workspace, dest=query["dest"], now=timezone.now())
+        return Response(envelope("Test inbox retrieved", InboxMessageSerializer(messages, many=True).data))
 
 
 RECEIPT_ACCEPTED = envelope_schema("SmsReceiptEnvelope", serializers.JSONField(allow_null=True))

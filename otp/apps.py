@@ -10,3 +10,7 @@ class OtpConfig(AppConfig):
         # Registers the Celery tasks in every process, the web ones included: `otp.delivery` publishes
         # them by name (it cannot import `otp.tasks`, which imports it).
         import otp.tasks  # noqa: F401
+        from otp.models import ReviewerNumber
+        from zeckta.localcache import forget_on_save
+
+        forget_on_save(ReviewerNumber)  # the per-process copy of each workspace's reviewer numbers

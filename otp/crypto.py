@@ -40,3 +40,26 @@ def encrypt_text(text: str) -> bytes:
 
 def decrypt_text(token: bytes | memoryview) -> str:
     return _current_fernet().decrypt(bytes(token)).decode()
+
+
+# Keys of their own (zeckta.crypto): a leaked inbox key opens no retry copy, and the reverse.
+_TEST_INBOX = b"test-inbox-v1"
+_REVIEWER_CODE = b"reviewer-code-v1"
+
+
+def encrypt_inbox_text(text: str) -> bytes:
+    """A test-mode SMS, kept for the test inbox (API.md section 10)."""
+    return fernet_for(_TEST_INBOX).encrypt(text.encode())
+
+
+def decrypt_inbox_text(token: bytes | memoryview) -> str:
+    return fernet_for(_TEST_INBOX).decrypt(bytes(token)).decode()
+
+
+def encrypt_reviewer_code(code: str) -> bytes:
+    """A reviewer number's fixed code: the only code the service keeps in a reversible form."""
+    return fernet_for(_REVIEWER_CODE).encrypt(code.encode())
+
+
+def decrypt_reviewer_code(token: bytes | memoryview) -> str:
+    return fernet_for(_REVIEWER_CODE).decrypt(bytes(token)).decode()

@@ -37,6 +37,7 @@ SessionStatus = OtpSession.Status
 SMS_DELIVER_TASK = "otp.tasks.send_sms"
 SMS_REQUEUE_STALE_TASK = "otp.tasks.requeue_stale_sms"
 OTP_SESSIONS_PURGE_TASK = "otp.tasks.purge_old_sessions"
+INBOX_PURGE_TASK = "otp.tasks.purge_test_inbox"
 
 
 def sms_enqueue_on_commit(*, message_id: int, expires_at: datetime) -> None:

@@ -42,9 +42,10 @@ def fingerprint(payload: dict) -> str:
 
 @transaction.atomic
 def run_idempotent(
-    *, workspace: Workspace, key: str, payload: dict, perform: Callable[[], tuple[int, dict]]
+    *, workspace: Workspace, key: str, payload: dict, perform: Callable[[], tuple[int, dict]], test: bool = False
 ) -> IdempotentAnswer:
-    """Runs `perform` once per (workspace, key); later calls with the same payload get its answer.
+    """Runs `perform` once per (workspace, mode, key); later calls with the same payload get its answer.
+    The workspace's test keys and live keys have a key space each: neither ever replays the other's answer.
 
     The record is inserted first, in the same transaction as the work: a concurrent duplicate waits on
     the unique index until this one commits, then replays it. If `perform` raises, everything rolls
@@ -53,10 +54,10 @@ def run_idempotent(
     now = timezone.now()
     digest = fingerprint(payload)
     # Expired keys are free again.
-    IdempotencyRecord.objects.filter(workspace=workspace, key=key, created_at__lte=now - IDEMPOTENCY_TTL).delete()
+    identity = {"workspace": workspace, "is_test": test, "key": key}
+    IdempotencyRecord.objects.filter(**identity, created_at__lte=now - IDEMPOTENCY_TTL).delete()
     record, created = IdempotencyRecord.objects.get_or_create(
-        workspace=workspace, key=key,
-        defaults={"fingerprint": digest, "response_status": 0, "response_body": {}, "created_at": now},
+        **identity, defaults={"fingerprint": digest, "response_status": 0, "response_body": {}, "created_at": now},
     )
     if not created:
         if record.fingerprint != digest:

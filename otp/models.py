@@ -54,15 +54,19 @@ class OtpSession(models.Model):
     resends = models.PositiveSmallIntegerField(default=0)
     # When the next resend may go out; null once the session has used all its resends.
     resend_available_at = models.DateTimeField(null=True, blank=True)
+    # Made with a test key (API.md section 10): only test keys see it, and live keys only the others.
+    # db_default too: the database functions insert rows without naming it.
+    is_test = models.BooleanField(default=False, db_default=False, editable=False)
 
     class Meta:
         ordering = ["-created_at"]
         verbose_name = "OTP session"
         constraints = [
-            # At most one live session per destination and purpose: concurrent identical requests
-            # cannot both create one. Expiry is a status change because index predicates cannot use now().
+            # At most one live session per destination and purpose (and mode: a test request never reuses
+            # or replaces a live session, nor the reverse): concurrent identical requests cannot both
+            # create one. Expiry is a status change because index predicates cannot use now().
             models.UniqueConstraint(
-                fields=["workspace", "dest", "purpose"],
+                fields=["workspace", "dest", "purpose", "is_test"],
                 condition=Q(status="PENDING"),
                 name="otp_otpsession_one_pending_per_destination",
             ),
@@ -156,6 +160,9 @@ class SmsMessage(models.Model):
     delivered_at = models.DateTimeField(null=True, blank=True)  # from the delivery receipt
     provider_message_id = models.CharField(max_length=200, blank=True)
     last_error = models.CharField(max_length=500, blank=True)
+    # Test mode: never sent nor charged, `delivered` at once, its text in the TestInboxMessage beside it.
+    # The send limits count test SMS among test SMS only.
+    is_test = models.BooleanField(default=False, db_default=False, editable=False)
     next_attempt_at = models.DateTimeField()  # when a queued row is due (now, or after a retry backoff)
     claimed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField()
@@ -193,11 +200,13 @@ class IdempotencyRecord(models.Model):
     fingerprint = models.CharField(max_length=64)  # SHA-256 of the canonical request body
     response_status = models.PositiveSmallIntegerField()
     response_body = models.JSONField()  # the envelope without requestId; holds no code or secret
+    # Test and live keys have their own key space: the same Idempotency-Key from each is two requests.
+    is_test = models.BooleanField(default=False, db_default=False)
     created_at = models.DateTimeField()
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["workspace", "key"], name="otp_idempotencyrecord_unique_key"),
+            models.UniqueConstraint(fields=["workspace", "is_test", "key"], name="otp_idempotencyrecord_unique_key"),
         ]
         indexes = [models.Index(fields=["created_at"], name="otp_idempotency_created_idx")]  # purging
 
@@ -213,6 +222,8 @@ class WrongCode(models.Model):
 
     workspace = models.ForeignKey("workspaces.Workspace", on_delete=models.CASCADE, related_name="+")
     dest = models.CharField(max_length=16)
+    # Entered for a test session: counted against the test budget only (db_default: otp_verify() inserts).
+    is_test = models.BooleanField(default=False, db_default=False)
     created_at = models.DateTimeField()
 
     class Meta:
@@ -305,3 +316,62 @@ class EarlyReceipt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.route_key} {self.provider_message_id} [{self.status}]"
+
+
+class TestInboxMessage(models.Model):
+    """An SMS of test mode (API.md section 10): kept here instead of going to a provider, for the workspace's
+    test keys to read back (GET /v1/messaging/test-inbox). The one place a code can be read, so the text
+    is encrypted at rest (`otp.crypto.encrypt_inbox_text`) and purged after TEST_INBOX_RETENTION_SECONDS.
+
+    Written with its SmsMessage, in the request's transaction: readable as soon as the request answers.
+    """
+
+    __test__ = False  # not a test class, whatever pytest makes of its name
+
+    workspace = models.ForeignKey("workspaces.Workspace", on_delete=models.CASCADE, related_name="+",
+                                  db_index=False)
+    session = models.ForeignKey(OtpSession, on_delete=models.CASCADE, related_name="+")
+    dest = models.CharField(max_length=16)
+    src = models.CharField(max_length=16)
+    encrypted_text = models.BinaryField(editable=False)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "test inbox message"
+        indexes = [
+            # The inbox: a workspace's messages to one destination, newest first.
+            models.Index(fields=["workspace", "dest", "created_at"], name="otp_testinbox_dest_idx"),
+            models.Index(fields=["created_at"], name="otp_testinbox_created_idx"),  # purging
+        ]
+
+    def __str__(self) -> str:
+        return f"test SMS → {self.dest} at {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+class ReviewerNumber(models.Model):
+    """A number whose OTP is a fixed code and which is never sent an SMS: for app-store reviewers, who must
+    log in without a phone of their own. Staff keep them in the admin (each change audited).
+
+    The code is stored encrypted (`otp.crypto.encrypt_reviewer_code`), never in plaintext, and never shown
+    again once saved; sessions for the number keep only the HMAC digest, as any session does.
+    """
+
+    workspace = models.ForeignKey("workspaces.Workspace", on_delete=models.CASCADE, related_name="reviewer_numbers",
+                                  db_index=False)
+    dest = models.CharField(max_length=16, help_text="E.164, e.g. +233202007745.")
+    encrypted_code = models.BinaryField(editable=False)
+    note = models.CharField(max_length=200, blank=True, help_text="Who uses it and why (an app-store review...).")
+    enabled = models.BooleanField(default=True, help_text="Disabled: the number gets real SMS like any other.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.CharField(max_length=150, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["workspace", "dest"]
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "dest"], name="otp_reviewernumber_one_per_destination"),
+        ]
+
+    def __str__(self) -> str:
+        return f"reviewer {self.dest}"

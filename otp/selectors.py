@@ -1,26 +1,37 @@
+import logging
 import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
+from cryptography.fernet import InvalidToken
+from django.conf import settings
 from django.db import connection
 
+from otp.crypto import decrypt_inbox_text, decrypt_reviewer_code
 from otp.errors import OtpSessionNotFound
-from otp.models import OtpSession, SmsMessage
+from otp.models import OtpSession, ReviewerNumber, SmsMessage, TestInboxMessage
 from workspaces.models import Workspace
 from zeckta.db import columns_of, db_value, instance_from_row
+from zeckta.localcache import LocalCache
+
+logger = logging.getLogger(__name__)
 
 # By hand: one statement, compiled once. The session's latest SMS (the one whose code works) is the one
-# with the highest id; the subquery reads it from the session_id index.
+# with the highest id; the subquery reads it from the session_id index. A test key's sessions and a live
+# key's never see each other (API.md section 10): the mode is part of the lookup.
 _SESSION_WITH_SMS = (
     f"SELECT {columns_of(OtpSession, 's')}, {columns_of(SmsMessage, 'm')}"
     f" FROM {OtpSession._meta.db_table} s LEFT JOIN {SmsMessage._meta.db_table} m"
     f" ON m.id = (SELECT max(id) FROM {SmsMessage._meta.db_table} WHERE session_id = s.id)"
-    " WHERE s.workspace_id = %s AND s.public_id = %s"
+    " WHERE s.workspace_id = %s AND s.public_id = %s AND s.is_test = %s"
 )
 
 
-def otp_session_get(*, workspace: Workspace, session_id: uuid.UUID) -> OtpSession:
-    """The workspace's session with its latest SMS; another workspace's session is simply not found."""
+def otp_session_get(*, workspace: Workspace, session_id: uuid.UUID, test: bool = False) -> OtpSession:
+    """The workspace's session with its latest SMS; another workspace's session, or one of the other mode
+    (test or live), is simply not found."""
     with connection.cursor() as cursor:
-        cursor.execute(_SESSION_WITH_SMS, [workspace.pk, db_value(OtpSession, "public_id", session_id)])
+        cursor.execute(_SESSION_WITH_SMS, [workspace.pk, db_value(OtpSession, "public_id", session_id), test])
         row = cursor.fetchone()
     if row is None:
         raise OtpSessionNotFound()
@@ -28,3 +39,59 @@ def otp_session_get(*, workspace: Workspace, session_id: uuid.UUID) -> OtpSessio
     session = instance_from_row(OtpSession, row[:split])
     session.latest_sms = instance_from_row(SmsMessage, row[split:]) if row[split] is not None else None
     return session
+
+
+# --- Test mode ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InboxMessage:
+    session_id: uuid.UUID
+    dest: str
+    src: str
+    text: str  # with its code: only ever shown to the workspace's test keys
+    created_at: datetime
+
+
+def inbox_list(*, workspace: Workspace, dest: str, now: datetime) -> list[InboxMessage]:
+    """The workspace's test SMS to `dest` from the last TEST_INBOX_RETENTION_SECONDS, newest first (older
+    rows may wait for the purge: they are never shown)."""
+    since = now - timedelta(seconds=settings.TEST_INBOX_RETENTION_SECONDS)
+    rows = (
+        TestInboxMessage.objects.filter(workspace=workspace, dest=dest, created_at__gt=since)
+        .order_by("-created_at", "-id")
+        .values_list("session__public_id", "dest", "src", "encrypted_text", "created_at")
+    )
+    messages = []
+    for session_id, number, src, token, created_at in rows:
+        try:
+            text = decrypt_inbox_text(token)
+        except InvalidToken:
+            continue  # written before SECRET_KEY or OTP_HASH_KEY changed: unreadable now, purged within 24 h
+        messages.append(InboxMessage(session_id, number, src, text, created_at))
+    return messages
+
+
+# dest -> encrypted fixed code, of a workspace's enabled reviewer numbers: an empty dict for nearly every
+# workspace, so a request pays no query for the feature (once per LOCAL_CACHE_SECONDS per process).
+_reviewer_numbers: LocalCache[dict[str, bytes]] = LocalCache("reviewer numbers")
+
+
+def reviewer_code_get(*, workspace: Workspace, dest: str) -> str | None:
+    """The fixed code of `dest` when it is one of the workspace's enabled reviewer numbers, else None.
+
+    A code that no longer decrypts (SECRET_KEY or OTP_HASH_KEY changed since it was saved) is logged and
+    the number treated as an ordinary one, until staff enter the code again."""
+    numbers = _reviewer_numbers.get(workspace.pk, lambda: {
+        number: bytes(token) for number, token in ReviewerNumber.objects.filter(workspace=workspace, enabled=True)
+        .values_list("dest", "encrypted_code")
+    })
+    token = numbers.get(dest)
+    if token is None:
+        return None
+    try:
+        return decrypt_reviewer_code(token)
+    except InvalidToken:
+        logger.error("a reviewer number of workspace %s no longer decrypts (keys changed?): enter it again in the "
+                     "admin", workspace.slug)
+        return None

@@ -9,6 +9,7 @@ import pycountry
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from otp.destinations import DestinationRefused, destination_parse
 from otp.models import OtpSession, Purpose, SmsMessage, VerifyOutcome
 from otp.transactions import Transaction
 from zeckta import sms_text
@@ -217,3 +218,31 @@ class OtpSessionDataSerializer(serializers.Serializer):
         if self.get_status(session) != OtpSession.Status.PENDING or session.resend_available_at is None:
             return None
         return seconds_until(session.resend_available_at, now=self.context["now"])
+
+
+# --- Test mode -----------------------------------------------------------------------------------
+
+
+class InboxQuerySerializer(serializers.Serializer):
+    dest = StrictCharField(max_length=20, trim_whitespace=False,
+                           help_text="E.164, e.g. +233202007745 (in a URL, %2B for the plus sign).")
+
+    def validate_dest(self, value: str) -> str:
+        # An unencoded "+" in a query string reads as a space: `?dest=+233...` means what it says.
+        if value.startswith(" ") and value[1:].isdigit():
+            value = "+" + value[1:]
+        try:
+            destination_parse(value)
+        except DestinationRefused as exc:
+            raise serializers.ValidationError(str(exc)) from None
+        return value
+
+
+class InboxMessageSerializer(serializers.Serializer):
+    """An `otp.selectors.InboxMessage`: a test SMS as it would have reached the phone."""
+
+    sessionId = serializers.UUIDField(source="session_id")
+    dest = serializers.CharField()
+    src = serializers.CharField()
+    text = serializers.CharField(help_text="The whole SMS, code included.")
+    createdAt = IsoDateTimeField(source="created_at")

@@ -1,11 +1,19 @@
-"""Writes for OTP sessions: request a code (or reuse the live one), resend it, verify it, cancel it.
+"""Writes for OTP sessions: request a code (or reuse the live one), resend it, verify it, cancel it; and for
+test mode (API.md section 10): the test inbox and reviewer numbers.
 
 Delivering the SMS is `otp.delivery`'s: a request only writes the outbox row and enqueues it on commit.
+
+Test mode: every operation takes `test` (the caller's key is a zk_test_ one) and sees the sessions of its
+own mode only. A test SMS is never sent, charged or counted towards the daily cap: it is `delivered` at
+once and its text kept in the test inbox. A reviewer number's code is its fixed one, and nothing is sent.
 """
 
 import json
+import logging
 import math
+import re
 import uuid
+from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta
@@ -17,9 +25,16 @@ from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
-from otp.crypto import code_digest, code_matches, encrypt_text, generate_code
+from otp.crypto import (
+    code_digest,
+    code_matches,
+    encrypt_inbox_text,
+    encrypt_reviewer_code,
+    encrypt_text,
+    generate_code,
+)
 from otp.delivery import sms_enqueue_on_commit, sms_supersede
-from otp.destinations import DestinationRefused, destination_check
+from otp.destinations import DestinationRefused, destination_check, destination_parse
 from otp.errors import (
     DestinationRateLimited,
     OtpExpired,
@@ -30,19 +45,34 @@ from otp.errors import (
     WorkspaceQuotaExceeded,
 )
 from otp.events import Event, otp_event_emit
-from otp.models import DailySmsCount, OtpSession, SmsMessage, VerifyOutcome, WrongCode
+from otp.models import (
+    DailySmsCount,
+    OtpSession,
+    ReviewerNumber,
+    SmsMessage,
+    TestInboxMessage,
+    VerifyOutcome,
+    WrongCode,
+)
+from otp.selectors import reviewer_code_get
 from otp.templating import default_template, transaction_template
 from otp.transactions import Transaction
 from senders.models import SenderName
 from senders.selectors import sender_name_get_approved
 from webhooks.selectors import webhook_subscribed
+from workspaces.audit import SYSTEM_ACTOR, audit_record, field_changes
 from workspaces.billing import balance_debit
-from workspaces.models import Workspace
+from workspaces.models import AuditEvent, Workspace
 from zeckta import sms_text
 from zeckta.db import advisory_lock_key, advisory_xact_lock, uuid7
 from zeckta.errors import ValidationFailed
+from zeckta.localcache import local_caches_changed
+
+logger = logging.getLogger(__name__)
 
 SessionStatus = OtpSession.Status
+# delivery.route of a test SMS: it went to the test inbox, not to a provider.
+TEST_INBOX_ROUTE = "test-inbox"
 
 COUNTRY_WINDOW = timedelta(hours=1)
 _FAILED_FOR_GOOD = sorted(SmsMessage.FAILED_FOR_GOOD)  # otp_request()'s parameter, built once
@@ -73,9 +103,12 @@ class RenderedSms:
     segments: int
 
 
-def _rendered_sms(session_like: "NewSession | OtpSession", *, code: str, validity_seconds: int) -> RenderedSms:
+def _rendered_sms(
+    session_like: "NewSession | OtpSession", *, code: str, validity_seconds: int, test: bool
+) -> RenderedSms:
     """The SMS for `code`: the template with its placeholders, then the autofill lines. The segments, and
-    so the units charged, count the whole of it."""
+    so the units charged, count the whole of it. Encrypted with the retry copy's key, or for a test SMS
+    with the test inbox's (it is read there, never sent)."""
     bound = _transaction_of(session_like)
     text = sms_text.with_autofill(
         sms_text.render(
@@ -85,7 +118,8 @@ def _rendered_sms(session_like: "NewSession | OtpSession", *, code: str, validit
         code=code, app_hash=session_like.app_hash or None, web_otp_domain=session_like.web_otp_domain or None,
     )
     segments = sms_text.count_segments(text)
-    return RenderedSms(encrypt_text(text), segments.encoding, segments.segments)
+    encrypted = encrypt_inbox_text(text) if test else encrypt_text(text)
+    return RenderedSms(encrypted, segments.encoding, segments.segments)
 
 
 def _transaction_of(session_like: "NewSession | OtpSession") -> Transaction | None:
@@ -113,7 +147,8 @@ class NewSession:
     transaction: Transaction | None
     resend_available_at: datetime | None
     sms_id: uuid.UUID
-    sms: RenderedSms
+    test: bool
+    sms: RenderedSms | None  # None for a reviewer number: its code is fixed and nothing is sent
 
 
 def otp_request(
@@ -126,8 +161,15 @@ def otp_request(
     app_hash: str | None = None,
     web_otp_domain: str | None = None,
     transaction: Transaction | None = None,
+    test: bool = False,
+    actor: str = SYSTEM_ACTOR,
 ) -> OtpRequestResult:
     """Issues a code and queues its SMS, or answers with the still-valid session (reuse).
+
+    `test` (a test key's request): the session is a test one and its SMS goes to the test inbox. To one of
+    the workspace's reviewer numbers, the code is the number's fixed one and no SMS is written; the use is
+    audited under `actor`. Both run the Python version below, and both meet every send limit, counted
+    among their own mode's rows.
 
     `app_hash` and `web_otp_domain` add the autofill lines after the text (zeckta.sms_text.with_autofill);
     the segments, and so the units charged, count them too. `transaction` (TRANSACTION requests) fills
@@ -149,25 +191,27 @@ def otp_request(
     )
     new = _new_session(
         workspace=workspace, sender_name=sender_name, dest=dest, country=country, purpose=purpose, template=template,
-        app_hash=app_hash or "", web_otp_domain=web_otp_domain or "", transaction=transaction,
+        app_hash=app_hash or "", web_otp_domain=web_otp_domain or "", transaction=transaction, test=test,
+        fixed_code=reviewer_code_get(workspace=workspace, dest=dest),
     )
-    if _in_database(workspace):
+    if _in_database(new):
         return _request_in_database(new)
     try:
-        return _request_in_transaction(new)
+        return _request_in_transaction(new, actor=actor)
     except IntegrityError:
         # Only where no advisory lock serialises requests (SQLite): a concurrent identical request
         # created the pending session first. Run again: it is now reused (or replaced).
-        return _request_in_transaction(new)
+        return _request_in_transaction(new, actor=actor)
 
 
-def _in_database(workspace: Workspace) -> bool:
+def _in_database(new: NewSession) -> bool:
     """Whether the request runs as the PostgreSQL function `otp_request` (migration 0006), one round trip.
 
     The Python version below keeps the same rules for SQLite and for prepaid workspaces, whose debit and
-    ledger row stay in `workspaces.billing`; the tests run both (settings.OTP_DATABASE_FUNCTIONS).
+    ledger row stay in `workspaces.billing`; the tests run both (settings.OTP_DATABASE_FUNCTIONS). Test
+    requests and reviewer numbers take it too: the function knows only SMS that go to a provider.
     """
-    return _database_functions() and not workspace.is_prepaid
+    return _database_functions() and not new.workspace.is_prepaid and not new.test and new.sms is not None
 
 
 def _database_functions() -> bool:
@@ -185,24 +229,29 @@ def _new_session(
     app_hash: str,
     web_otp_domain: str,
     transaction: Transaction | None,
+    test: bool,
+    fixed_code: str | None,
 ) -> NewSession:
     now = timezone.now()
     session_id = uuid7()
-    code = generate_code(workspace.otp_code_length)
+    code = fixed_code if fixed_code is not None else generate_code(workspace.otp_code_length)
     new = NewSession(
         workspace=workspace, sender_name=sender_name, dest=dest, country=country, purpose=purpose, now=now,
         session_id=session_id, code_digest=code_digest(session_id, code, transaction),
         expires_at=now + timedelta(seconds=workspace.otp_validity_seconds), message_template=template,
         app_hash=app_hash, web_otp_domain=web_otp_domain, transaction=transaction,
-        resend_available_at=resend_available_at(resends=0, now=now), sms_id=uuid7(),
-        sms=RenderedSms(b"", "", 0),
+        resend_available_at=resend_available_at(resends=0, now=now), sms_id=uuid7(), test=test, sms=None,
     )
+    if fixed_code is not None:
+        return new  # a reviewer number: nothing to send
     # Rendered from the session's own fields, as a resend renders it.
-    return replace(new, sms=_rendered_sms(new, code=code, validity_seconds=workspace.otp_validity_seconds))
+    sms = _rendered_sms(new, code=code, validity_seconds=workspace.otp_validity_seconds, test=test)
+    return replace(new, sms=sms)
 
 
 def _request_in_database(new: NewSession) -> OtpRequestResult:
-    workspace = new.workspace
+    workspace, sms = new.workspace, new.sms
+    assert sms is not None  # _in_database() sends a reviewer number (no SMS) to the Python version
     params: list[Any] = [
         workspace.pk, new.dest, new.purpose, new.country, new.now, new.now.date(),
         advisory_lock_key(_dest_lock(workspace, new.dest)), advisory_lock_key(_country_lock(workspace, new.country)),
@@ -211,7 +260,7 @@ def _request_in_database(new: NewSession) -> OtpRequestResult:
         workspace.wrong_code_budget, timedelta(seconds=settings.OTP_WRONG_CODE_WINDOW_SECONDS),
         workspace.country_hourly_limit, COUNTRY_WINDOW, workspace.daily_sms_cap or 0,
         new.session_id, new.sender_name.pk, new.sender_name.name, new.code_digest, workspace.otp_max_attempts,
-        new.expires_at, new.sms_id, new.sms.encrypted_text, new.sms.encoding, new.sms.segments,
+        new.expires_at, new.sms_id, sms.encrypted_text, sms.encoding, sms.segments,
         new.message_template, new.app_hash, new.web_otp_domain,
         Jsonb(new.transaction.as_dict()) if new.transaction else None, new.resend_available_at,
     ]
@@ -248,12 +297,13 @@ def _refuse(limit: str, *, workspace: Workspace, country: str, wait: int, now: d
 
 
 @transaction.atomic
-def _request_in_transaction(new: NewSession) -> OtpRequestResult:
+def _request_in_transaction(new: NewSession, *, actor: str) -> OtpRequestResult:
     workspace, dest, now = new.workspace, new.dest, new.now
     advisory_xact_lock(_dest_lock(workspace, dest))
     pending = (
         OtpSession.objects.select_for_update()
-        .filter(workspace=workspace, dest=dest, purpose=new.purpose, status=SessionStatus.PENDING)
+        .filter(workspace=workspace, dest=dest, purpose=new.purpose, status=SessionStatus.PENDING,
+                is_test=new.test)
         # Its latest SMS's status, read along (one query): whether its code can still arrive.
         .annotate(latest_sms_status=Subquery(
             SmsMessage.objects.filter(session=OuterRef("pk")).order_by("-id").values("status")[:1]
@@ -268,7 +318,7 @@ def _request_in_transaction(new: NewSession) -> OtpRequestResult:
         # Expired, replaced because reuse is off, or its SMS can never arrive: it can never be approved.
         OtpSession.objects.filter(pk=pending.pk, status=SessionStatus.PENDING).update(status=SessionStatus.EXPIRED)
 
-    _check_send_limits(workspace=workspace, dest=dest, country=new.country, now=now)
+    _check_send_limits(workspace=workspace, dest=dest, country=new.country, now=now, test=new.test)
 
     session = OtpSession.objects.create(
         public_id=new.session_id,
@@ -287,8 +337,12 @@ def _request_in_transaction(new: NewSession) -> OtpRequestResult:
         web_otp_domain=new.web_otp_domain,
         transaction=new.transaction.as_dict() if new.transaction else None,
         resend_available_at=new.resend_available_at,
+        is_test=new.test,
     )
-    _send_in_transaction(session, workspace=workspace, new_sms_id=new.sms_id, sms=new.sms, now=now)
+    if new.sms is None:
+        _reviewer_number_used(session, workspace=workspace, actor=actor, now=now)
+    else:
+        _send_in_transaction(session, workspace=workspace, new_sms_id=new.sms_id, sms=new.sms, now=now)
     return OtpRequestResult(session.public_id, session.expires_at, session.attempts_left, reused=False,
                             resend_available_at=session.resend_available_at)
 
@@ -297,7 +351,8 @@ def _send_in_transaction(
     session: OtpSession, *, workspace: Workspace, new_sms_id: uuid.UUID, sms: RenderedSms, now: datetime
 ) -> None:
     """The outbox row of a send (a session's first, or a resend), its prepaid debit and its count towards
-    the daily cap; the send limits were checked by the caller, under the destination's lock."""
+    the daily cap; the send limits were checked by the caller, under the destination's lock. A test
+    session's SMS goes to the test inbox instead (`_keep_in_test_inbox`)."""
     message = SmsMessage(
         public_id=new_sms_id,
         session=session,
@@ -312,7 +367,11 @@ def _send_in_transaction(
         next_attempt_at=now,
         created_at=now,
         updated_at=now,
+        is_test=session.is_test,
     )
+    if session.is_test:
+        _keep_in_test_inbox(message, sms=sms, now=now)
+        return
     if workspace.is_prepaid:
         # Raises InsufficientBalance (402): the atomic block rolls back, nothing is sent.
         balance_debit(workspace=workspace, units=message.units, reference=str(message.public_id))
@@ -320,6 +379,27 @@ def _send_in_transaction(
     _count_towards_daily_cap(workspace=workspace, now=now)
     message.save()
     sms_enqueue_on_commit(message_id=message.pk, expires_at=session.expires_at)
+
+
+def _keep_in_test_inbox(message: SmsMessage, *, sms: RenderedSms, now: datetime) -> None:
+    """A test SMS: `delivered` at once, never sent, charged or counted towards the daily cap. Its text goes
+    to the test inbox in the request's transaction, so the inbox shows it as soon as the request answers."""
+    message.status = SmsMessage.Status.DELIVERED
+    message.encrypted_text = None  # no retry copy: nothing will ever send it
+    message.route_name = TEST_INBOX_ROUTE
+    message.delivered_at = message.finished_at = now
+    message.save()
+    TestInboxMessage.objects.create(workspace_id=message.workspace_id, session=message.session, dest=message.to,
+                                    src=message.src, encrypted_text=sms.encrypted_text, created_at=now)
+
+
+def _reviewer_number_used(session: OtpSession, *, workspace: Workspace, actor: str, now: datetime) -> None:
+    """A code was issued to a reviewer number: nothing is sent, and staff can see each use."""
+    audit_record(actor=actor, action=AuditEvent.Action.REVIEWER_NUMBER_USED, workspace=workspace,
+                 target=session.dest, at=now,
+                 detail={"session": str(session.public_id), "mode": "test" if session.is_test else "live",
+                         "resends": session.resends})
+    logger.info("reviewer number used for session %s: no SMS sent", session.public_id)
 
 
 def _dest_lock(workspace: Workspace, dest: str) -> str:
@@ -355,14 +435,15 @@ def _count_towards_daily_cap(*, workspace: Workspace, now: datetime) -> None:
         _refuse("daily_cap", workspace=workspace, country="", wait=0, now=now)
 
 
-def _check_send_limits(*, workspace: Workspace, dest: str, country: str, now: datetime) -> None:
-    """Every limit on a new OTP SMS, a resend's too: they count SMS, not sessions."""
-    sent = SmsMessage.objects.filter(workspace=workspace)
+def _check_send_limits(*, workspace: Workspace, dest: str, country: str, now: datetime, test: bool) -> None:
+    """Every limit on a new OTP SMS, a resend's too: they count SMS, not sessions, of the caller's mode
+    only (test rows among test rows)."""
+    sent = SmsMessage.objects.filter(workspace=workspace, is_test=test)
     window = timedelta(seconds=workspace.destination_window_seconds)
     wait = _window_full_for(sent.filter(to=dest), limit=workspace.destination_limit, window=window, now=now)
     if wait is not None:
         _refuse("destination_limited", workspace=workspace, country=country, wait=wait, now=now)
-    wrong_codes = WrongCode.objects.filter(workspace=workspace, dest=dest)
+    wrong_codes = WrongCode.objects.filter(workspace=workspace, dest=dest, is_test=test)
     guess_window = timedelta(seconds=settings.OTP_WRONG_CODE_WINDOW_SECONDS)
     wait = _window_full_for(wrong_codes, limit=workspace.wrong_code_budget, window=guess_window, now=now)
     if wait is not None:
@@ -394,7 +475,9 @@ def _window_full_for(
 # --- Resend ------------------------------------------------------------------------------------
 
 
-def otp_resend(*, workspace: Workspace, session_id: uuid.UUID) -> OtpRequestResult:
+def otp_resend(
+    *, workspace: Workspace, session_id: uuid.UUID, test: bool = False, actor: str = SYSTEM_ACTOR
+) -> OtpRequestResult:
     """A fresh code for a PENDING session, in a new SMS: the old code stops working at once (its digest is
     replaced), the validity starts again, the attempts left stay as they are (a resend never buys guesses).
 
@@ -403,22 +486,26 @@ def otp_resend(*, workspace: Workspace, session_id: uuid.UUID) -> OtpRequestResu
     order a request takes them in, so a resend and a request for the same number never deadlock; a verify
     or cancel at the same time queues on the row lock and sees the code before or after, never a mix.
     Raises OtpSessionNotFound, SessionNotPending, OtpExpired, ResendLimitReached, ResendTooSoon, or a
-    send limit's error.
+    send limit's error. A session of the other mode (test or live) is not found; a test resend's SMS goes
+    to the test inbox, and a reviewer number's "resend" renews its fixed code and sends nothing.
     """
-    found = OtpSession.objects.filter(workspace=workspace, public_id=session_id).values_list("dest", flat=True)
-    dest = found.first()
+    sessions = OtpSession.objects.filter(workspace=workspace, public_id=session_id, is_test=test)
+    dest = sessions.values_list("dest", flat=True).first()
     if dest is None:
         raise OtpSessionNotFound()
-    code = generate_code(workspace.otp_code_length)
+    fixed_code = reviewer_code_get(workspace=workspace, dest=dest)
+    code = fixed_code if fixed_code is not None else generate_code(workspace.otp_code_length)
     with transaction.atomic():
         advisory_xact_lock(_dest_lock(workspace, dest))
-        session = OtpSession.objects.select_for_update().get(workspace=workspace, public_id=session_id)
+        session = sessions.select_for_update().get()
         now = timezone.now()
         _check_resendable(session, now=now)
-        _check_send_limits(workspace=workspace, dest=dest, country=session.country, now=now)
+        _check_send_limits(workspace=workspace, dest=dest, country=session.country, now=now, test=test)
         if not session.message_template:  # a session from before resends kept no template
             session.message_template = workspace.default_message_template or default_template(session.purpose)
-        sms = _rendered_sms(session, code=code, validity_seconds=workspace.otp_validity_seconds)
+        sms = None if fixed_code is not None else _rendered_sms(
+            session, code=code, validity_seconds=workspace.otp_validity_seconds, test=test
+        )
         sms_supersede(session_id=session.pk, now=now)
         session.code_digest = code_digest(session.public_id, code, _transaction_of(session))
         session.expires_at = now + timedelta(seconds=workspace.otp_validity_seconds)
@@ -426,7 +513,10 @@ def otp_resend(*, workspace: Workspace, session_id: uuid.UUID) -> OtpRequestResu
         session.resend_available_at = resend_available_at(resends=session.resends, now=now)
         session.save(update_fields=["code_digest", "expires_at", "resends", "resend_available_at",
                                     "message_template"])
-        _send_in_transaction(session, workspace=workspace, new_sms_id=uuid7(), sms=sms, now=now)
+        if sms is None:
+            _reviewer_number_used(session, workspace=workspace, actor=actor, now=now)
+        else:
+            _send_in_transaction(session, workspace=workspace, new_sms_id=uuid7(), sms=sms, now=now)
     return OtpRequestResult(session.public_id, session.expires_at, session.attempts_left, reused=False,
                             resend_available_at=session.resend_available_at, resends=session.resends)
 
@@ -456,7 +546,12 @@ class VerifyResult:
 
 
 def otp_verify(
-    *, workspace: Workspace, session_id: uuid.UUID, code: str, transaction: Transaction | None = None
+    *,
+    workspace: Workspace,
+    session_id: uuid.UUID,
+    code: str,
+    transaction: Transaction | None = None,
+    test: bool = False,
 ) -> VerifyResult:
     """Checks a code as one atomic state change under a row lock.
 
@@ -467,24 +562,25 @@ def otp_verify(
 
     `transaction`, when given, must be the session's: the code's digest covers it, so another amount or
     payee (or one named for a session without any) is a wrong code. Without it, the session's own is used.
+    `test`: the caller's mode; a session of the other mode is NOT_FOUND.
     """
     now = timezone.now()
     if not _database_functions():
         return _verify_in_transaction(workspace=workspace, session_id=session_id, code=code, transaction=transaction,
-                                      now=now)
+                                      now=now, test=test)
     # The function commits on its own; when a webhook would report the outcome, the event joins its
     # transaction (an outbox row written with the change, or neither).
     with _events_transaction(workspace, *_VERIFY_EVENTS.values()):
         outcome, attempts_left, bound = _verify_in_database(
             workspace=workspace, session_id=session_id, digest=code_digest(session_id, code, transaction), now=now,
-            transaction_sent=transaction is not None,
+            transaction_sent=transaction is not None, test=test,
         )
         if outcome == "TRANSACTION_NEEDED" and bound is not None:
             # A second round trip for a transaction-bound session verified without its transaction only.
             # Django reads jsonb from a raw cursor as its text.
             digest = code_digest(session_id, code, Transaction.from_stored(json.loads(bound)))
             outcome, attempts_left, _ = _verify_in_database(
-                workspace=workspace, session_id=session_id, digest=digest, now=now, transaction_sent=True
+                workspace=workspace, session_id=session_id, digest=digest, now=now, transaction_sent=True, test=test
             )
         result = VerifyResult(VerifyOutcome(outcome), session_id, attempts_left)
         if result.outcome in _VERIFY_EVENTS:
@@ -512,21 +608,24 @@ def _events_transaction(workspace: Workspace, *events: str) -> AbstractContextMa
 
 
 def _verify_in_database(
-    *, workspace: Workspace, session_id: uuid.UUID, digest: str, now: datetime, transaction_sent: bool
+    *, workspace: Workspace, session_id: uuid.UUID, digest: str, now: datetime, transaction_sent: bool, test: bool
 ) -> tuple[str, int, str | None]:
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT outcome, attempts_left, bound_transaction FROM otp_verify(%s, %s, %s, %s, %s)",
-            [workspace.pk, session_id, digest, now, transaction_sent],
+            "SELECT outcome, attempts_left, bound_transaction FROM otp_verify(%s, %s, %s, %s, %s, %s)",
+            [workspace.pk, session_id, digest, now, transaction_sent, test],
         )
         return cursor.fetchone()
 
 
 @transaction.atomic
 def _verify_in_transaction(
-    *, workspace: Workspace, session_id: uuid.UUID, code: str, transaction: Transaction | None, now: datetime
+    *, workspace: Workspace, session_id: uuid.UUID, code: str, transaction: Transaction | None, now: datetime,
+    test: bool,
 ) -> VerifyResult:
-    session = OtpSession.objects.select_for_update().filter(workspace=workspace, public_id=session_id).first()
+    session = (
+        OtpSession.objects.select_for_update().filter(workspace=workspace, public_id=session_id, is_test=test).first()
+    )
     if session is None:
         return VerifyResult(VerifyOutcome.NOT_FOUND, session_id, 0)
 
@@ -562,7 +661,7 @@ def _verify_in_transaction(
     if session.attempts_used >= session.max_attempts:
         session.status = SessionStatus.MAX_ATTEMPTS_REACHED
     session.save(update_fields=["attempts_used", "status"])
-    WrongCode.objects.create(workspace_id=session.workspace_id, dest=session.dest, created_at=now)
+    WrongCode.objects.create(workspace_id=session.workspace_id, dest=session.dest, created_at=now, is_test=test)
     if session.status == SessionStatus.MAX_ATTEMPTS_REACHED:
         return changed(VerifyOutcome.MAX_ATTEMPTS_REACHED)
     return result(VerifyOutcome.INVALID)
@@ -571,16 +670,17 @@ def _verify_in_transaction(
 # --- Cancel ------------------------------------------------------------------------------------
 
 
-def otp_cancel(*, workspace: Workspace, session_id: uuid.UUID) -> None:
+def otp_cancel(*, workspace: Workspace, session_id: uuid.UUID, test: bool = False) -> None:
     """PENDING -> CANCELED in one conditional UPDATE: its code stops working at once, it is never reused,
     and its SMS, if still queued, is never sent (the worker claims only pending sessions' SMS).
 
     A verify of the same session at the same time holds the row lock; the UPDATE waits for it and then
     re-reads the committed status, so the two end in one order or the other, never both.
-    Raises OtpSessionNotFound (404) or SessionNotPending (409: used, locked, canceled or expired).
+    Raises OtpSessionNotFound (404: another workspace's, or the other mode's) or SessionNotPending (409: used,
+    locked, canceled or expired).
     """
     now = timezone.now()
-    sessions = OtpSession.objects.filter(workspace=workspace, public_id=session_id)
+    sessions = OtpSession.objects.filter(workspace=workspace, public_id=session_id, is_test=test)
     with _events_transaction(workspace, Event.OTP_CANCELED, Event.OTP_EXPIRED):
         if sessions.filter(status=SessionStatus.PENDING, expires_at__gt=now).update(status=SessionStatus.CANCELED):
             otp_event_emit(workspace_id=workspace.pk, session_public_id=session_id, event_type=Event.OTP_CANCELED,
@@ -617,3 +717,104 @@ def otp_sessions_expire(*, limit: int = 1000) -> int:
             otp_event_emit(workspace_id=workspace_id, session_public_id=public_id, event_type=Event.OTP_EXPIRED,
                            at=now)
     return len(due)
+
+
+# --- Test inbox ----------------------------------------------------------------------------------
+
+
+def inbox_purge(*, now: datetime | None = None) -> int:
+    """Deletes test SMS older than TEST_INBOX_RETENTION_SECONDS (they hold readable codes); returns how many.
+    Their sessions follow the ordinary session purge."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.TEST_INBOX_RETENTION_SECONDS)
+    deleted, _ = TestInboxMessage.objects.filter(created_at__lte=cutoff).delete()
+    return deleted
+
+
+# --- Reviewer numbers ----------------------------------------------------------------------------
+
+# The fixed code: what a verify accepts (4 to 10 ASCII digits).
+REVIEWER_CODE_RE = re.compile(r"[0-9]{4,10}")
+REVIEWER_NUMBER_EDITABLE_FIELDS = frozenset({"dest", "note", "enabled"})
+REVIEWER_NUMBER_EXISTS = "This workspace already has this reviewer number."
+
+
+def reviewer_dest_problem(dest: str) -> str | None:
+    try:
+        destination_parse(dest)
+    except DestinationRefused as exc:
+        return str(exc)
+    return None
+
+
+def reviewer_code_problem(code: str) -> str | None:
+    if not REVIEWER_CODE_RE.fullmatch(code):
+        return "The fixed code must be 4 to 10 digits (0-9)."
+    return None
+
+
+def _check_reviewer_values(*, dest: str | None, code: str | None) -> None:
+    for field, problem in (("dest", dest is not None and reviewer_dest_problem(dest)),
+                           ("code", code is not None and reviewer_code_problem(code))):
+        if problem:
+            raise ValidationFailed.for_field(field, problem)
+
+
+def reviewer_number_add(
+    *, workspace: Workspace, dest: str, code: str, note: str = "", enabled: bool = True, actor: str = SYSTEM_ACTOR
+) -> ReviewerNumber:
+    """Adds a reviewer number: requests to it get `code` and send nothing. Audited (never with the code)."""
+    _check_reviewer_values(dest=dest, code=code)
+    number = ReviewerNumber(workspace=workspace, dest=dest, encrypted_code=encrypt_reviewer_code(code), note=note,
+                            enabled=enabled, created_by=actor)
+    try:
+        with transaction.atomic():
+            number.save(force_insert=True)
+            audit_record(actor=actor, action=AuditEvent.Action.REVIEWER_NUMBER_ADDED, workspace=workspace,
+                         target=dest, detail={"note": note, "enabled": enabled})
+    except IntegrityError:
+        raise ValidationFailed.for_field("dest", REVIEWER_NUMBER_EXISTS) from None
+    local_caches_changed()
+    return number
+
+
+def reviewer_number_update(
+    *, reviewer_number: ReviewerNumber, values: Mapping[str, Any], code: str | None = None,
+    actor: str = SYSTEM_ACTOR,
+) -> ReviewerNumber:
+    """Changes a reviewer number's destination, note or enabled flag, and its code when `code` is given;
+    audited once with the old and new values (the code only as `code_changed`)."""
+    unknown = set(values) - REVIEWER_NUMBER_EDITABLE_FIELDS
+    if unknown:
+        raise ValueError(f"not editable here: {', '.join(sorted(unknown))}")
+    _check_reviewer_values(dest=values.get("dest"), code=code)
+    try:
+        with transaction.atomic():
+            current = ReviewerNumber.objects.select_for_update().select_related("workspace").get(pk=reviewer_number.pk)
+            changes: dict[str, Any] = field_changes(
+                before={name: getattr(current, name) for name in values}, after=values, fields=values
+            )
+            update = {name: values[name] for name in changes}
+            if code is not None:
+                update["encrypted_code"] = encrypt_reviewer_code(code)
+            if update:
+                ReviewerNumber.objects.filter(pk=current.pk).update(**update, updated_at=timezone.now())
+                detail = {"changes": changes, **({"code_changed": True} if code is not None else {})}
+                audit_record(actor=actor, action=AuditEvent.Action.REVIEWER_NUMBER_CHANGED,
+                             workspace=current.workspace, target=values.get("dest", current.dest), detail=detail)
+    except IntegrityError:
+        raise ValidationFailed.for_field("dest", REVIEWER_NUMBER_EXISTS) from None
+    local_caches_changed()
+    reviewer_number.refresh_from_db()
+    return reviewer_number
+
+
+@transaction.atomic
+def reviewer_number_delete(*, reviewer_number: ReviewerNumber, actor: str = SYSTEM_ACTOR) -> None:
+    """Deletes it: from now on the number gets real SMS like any other. Audited."""
+    deleted, _ = ReviewerNumber.objects.filter(pk=reviewer_number.pk).delete()
+    if deleted:
+        audit_record(actor=actor, action=AuditEvent.Action.REVIEWER_NUMBER_DELETED,
+                     workspace=reviewer_number.workspace, target=reviewer_number.dest,
+                     detail={"note": reviewer_number.note})
+        local_caches_changed()

@@ -10,6 +10,7 @@ import random
 from celery import shared_task
 
 from otp.delivery import (
+    INBOX_PURGE_TASK,
     OTP_SESSIONS_PURGE_TASK,
     SMS_DELIVER_TASK,
     SMS_REQUEUE_STALE_TASK,
@@ -19,7 +20,7 @@ from otp.delivery import (
     sms_requeue_stale,
 )
 from otp.idempotency import idempotency_records_purge
-from otp.services import otp_sessions_expire
+from otp.services import inbox_purge, otp_sessions_expire
 
 OTP_SESSIONS_EXPIRE_TASK = "otp.tasks.expire_sessions"
 
@@ -51,3 +52,9 @@ def otp_sessions_expire_task() -> int:
 def otp_sessions_purge_task() -> int:
     """Hourly: sessions past their retention, and idempotency records past their 24 hours."""
     return otp_sessions_purge() + idempotency_records_purge()
+
+
+@shared_task(name=INBOX_PURGE_TASK, ignore_result=True)
+def inbox_purge_task() -> int:
+    """Every 15 minutes: test-mode SMS past their 24 hours (they hold readable codes)."""
+    return inbox_purge()

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from otp.apis import OtpViewSet
+from otp.apis import OtpViewSet, TestInboxViewSet
 
 urlpatterns = [
     path("otp/request", OtpViewSet.as_view({"post": "request_otp"}), name="otp-request"),
@@ -9,4 +9,6 @@ urlpatterns = [
     path("otp/<uuid:session_id>", OtpViewSet.as_view({"get": "retrieve"}), name="otp-session"),
     path("otp/<uuid:session_id>/resend", OtpViewSet.as_view({"post": "resend"}), name="otp-resend"),
     path("otp/<uuid:session_id>/cancel", OtpViewSet.as_view({"post": "cancel"}), name="otp-cancel"),
+    # `inbox`, not `list`: the answer is one envelope holding the messages, not a JSON array.
+    path("test-inbox", TestInboxViewSet.as_view({"get": "inbox"}), name="test-inbox"),
 ]

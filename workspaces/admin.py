@@ -61,7 +61,7 @@ class WorkspaceAdminForm(forms.ModelForm):
 
 class ApiKeyInline(admin.TabularInline):
     model = ApiKey
-    fields = ("prefix", "name", "tps", "created_at", "last_used_at", "revoked_at", "expires_at")
+    fields = ("prefix", "is_test", "name", "tps", "created_at", "last_used_at", "revoked_at", "expires_at")
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -165,6 +165,9 @@ class RevokedFilter(admin.SimpleListFilter):
 class ApiKeyAddForm(forms.ModelForm):
     expires_in_days = forms.IntegerField(min_value=1, max_value=EXPIRES_IN_DAYS_MAX, required=False,
                                          help_text="Empty: the key never expires.")
+    test = forms.BooleanField(required=False, label="Test key",
+                              help_text="A zk_test_ key: no SMS is sent (each goes to the workspace's test inbox), "
+                                        "nothing is charged, and it sees only the sessions of test keys.")
 
     class Meta:
         model = ApiKey
@@ -173,23 +176,28 @@ class ApiKeyAddForm(forms.ModelForm):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ["prefix", "workspace", "name", "tps", "created_at", "last_used_at", "expires_at", "revoked"]
-    list_filter = ["workspace", RevokedFilter]
+    list_display = ["prefix", "workspace", "name", "mode", "tps", "created_at", "last_used_at", "expires_at",
+                    "revoked"]
+    list_filter = ["workspace", RevokedFilter, "is_test"]
     list_select_related = ["workspace"]
     search_fields = ["prefix", "name", "workspace__slug"]
     # The digest is in no field list, form or column.
     exclude = ["digest"]
-    readonly_fields = ["public_id", "prefix", "workspace", "created_at", "last_used_at", "revoked_at"]
-    fields = ("public_id", "prefix", "workspace", "name", "tps", "expires_at", "created_at", "last_used_at",
-              "revoked_at")
+    readonly_fields = ["public_id", "prefix", "workspace", "is_test", "created_at", "last_used_at", "revoked_at"]
+    fields = ("public_id", "prefix", "workspace", "is_test", "name", "tps", "expires_at", "created_at",
+              "last_used_at", "revoked_at")
     actions = ["revoke_selected"]
 
     @admin.display(boolean=True, description="revoked", ordering="revoked_at")
     def revoked(self, obj: ApiKey) -> bool:
         return obj.is_revoked
 
+    @admin.display(description="mode", ordering="is_test")
+    def mode(self, obj: ApiKey) -> str:
+        return obj.mode
+
     def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> tuple[str, ...]:
-        return ("workspace", "name", "tps", "expires_in_days") if obj is None else self.fields
+        return ("workspace", "name", "tps", "expires_in_days", "test") if obj is None else self.fields
 
     def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> list[str]:
         return [] if obj is None else self.readonly_fields
@@ -211,7 +219,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
             return
         issued = api_key_issue(
             workspace=form.cleaned_data["workspace"], name=form.cleaned_data["name"], tps=form.cleaned_data["tps"],
-            expires_in_days=form.cleaned_data["expires_in_days"], actor=request.user.get_username(),
+            expires_in_days=form.cleaned_data["expires_in_days"], test=form.cleaned_data["test"],
+            actor=request.user.get_username(),
         )
         # `obj` is the form's unsaved instance and the admin logs and redirects with it: make it the
         # service's row, so that no second row is written.

@@ -10,12 +10,14 @@ from workspaces.models import ApiKey
 from workspaces.ratelimit import RateLimiterUnavailable, get_rate_limiter
 from workspaces.selectors import api_key_authenticate
 from zeckta.api.errors import AuthenticationRateLimited, AuthenticationRequired, WorkspaceSuspended
+from zeckta.errors import NotFound
 
 logger = logging.getLogger(__name__)
 
 
 class ApiKeyAuthentication(BaseAuthentication):
-    """`Authorization: Bearer zk_live_...`. Every failure is the same 401; keys are never read from the URL.
+    """`Authorization: Bearer zk_live_...` (or `zk_test_...`). Every failure is the same 401; keys are never
+    read from the URL.
 
     Failures are counted per client address: past AUTH_FAILURE_LIMIT_PER_MINUTE in a minute, a request
     from that address without a valid key gets 429 instead of a free lookup. A valid key is never counted
@@ -63,3 +65,13 @@ def _count_failure(request: Request) -> None:
 class HasWorkspace(BasePermission):
     def has_permission(self, request: Request, view: object) -> bool:
         return isinstance(request.auth, ApiKey)
+
+
+class HoldsTestKey(BasePermission):
+    """For routes of test keys only (the test inbox): any other caller gets the 404 of an unknown route, before
+    its rate limit is counted. After HasWorkspace, so that no key at all is still the 401."""
+
+    def has_permission(self, request: Request, view: object) -> bool:
+        if not (isinstance(request.auth, ApiKey) and request.auth.is_test):
+            raise NotFound()
+        return True

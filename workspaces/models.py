@@ -146,6 +146,9 @@ class ApiKey(models.Model):
         validators=[MinValueValidator(1), tps_within_limit],
         help_text="Requests per second.",
     )
+    # A zk_test_ key (API.md section 10): its calls send nothing, charge nothing, and see only test sessions.
+    # Fixed at issue, like the prefix that says it.
+    is_test = models.BooleanField(default=False, editable=False, verbose_name="test key")
     expires_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -164,6 +167,10 @@ class ApiKey(models.Model):
     @property
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
+
+    @property
+    def mode(self) -> str:
+        return "test" if self.is_test else "live"
 
 
 class LedgerEntry(models.Model):
@@ -221,6 +228,10 @@ class AuditEvent(models.Model):
         WEBHOOK_CHANGED = "webhook.changed", "Webhook endpoint changed"
         WEBHOOK_DELETED = "webhook.deleted", "Webhook endpoint deleted"
         WEBHOOK_REPLAYED = "webhook.replayed", "Webhook delivery replayed"
+        REVIEWER_NUMBER_ADDED = "reviewer_number.added", "Reviewer number added"
+        REVIEWER_NUMBER_CHANGED = "reviewer_number.changed", "Reviewer number changed"
+        REVIEWER_NUMBER_DELETED = "reviewer_number.deleted", "Reviewer number deleted"
+        REVIEWER_NUMBER_USED = "reviewer_number.used", "Reviewer number used (nothing sent)"
 
     # SET_NULL and a copy of the slug: the trail outlives a deleted workspace and still says whose it was.
     workspace = models.ForeignKey(

@@ -16,5 +16,6 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
             "type": "http",
             "scheme": "bearer",
             "bearerFormat": f"{keys.PREFIX}<random>",
-            "description": f"A workspace API key: `Authorization: Bearer {keys.PREFIX}...`. Never in the URL.",
+            "description": f"A workspace API key: `Authorization: Bearer {keys.PREFIX}...`, or `{keys.TEST_PREFIX}...` "
+                           "for test mode (nothing sent, nothing charged). Never in the URL.",
         }

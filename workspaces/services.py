@@ -156,9 +156,13 @@ def api_key_issue(
     name: str = "",
     tps: int | None = None,
     expires_in_days: int | None = None,
+    test: bool = False,
     actor: str = SYSTEM_ACTOR,
 ) -> IssuedKey:
-    """Creates a key and returns it with the raw key, which exists nowhere else after this call."""
+    """Creates a key and returns it with the raw key, which exists nowhere else after this call.
+
+    `test`: a zk_test_ key (API.md section 10), whose calls send no SMS, charge nothing and see only the
+    sessions of test keys."""
     tps = settings.API_KEY_DEFAULT_TPS if tps is None else tps
     if not 1 <= tps <= settings.API_KEY_MAX_TPS:
         raise ValidationFailed(f"tps must be between 1 and {settings.API_KEY_MAX_TPS}")
@@ -166,7 +170,7 @@ def api_key_issue(
         raise ValidationFailed(f"expires-in-days must be between 1 and {EXPIRES_IN_DAYS_MAX}")
     expires_at = timezone.now() + timedelta(days=expires_in_days) if expires_in_days else None
     while True:
-        raw_key = key_generate()
+        raw_key = key_generate(test=test)
         try:
             with transaction.atomic():
                 api_key = ApiKey.objects.create(
@@ -176,12 +180,14 @@ def api_key_issue(
                     digest=key_digest(raw_key),
                     tps=tps,
                     expires_at=expires_at,
+                    is_test=test,
                 )
                 # The prefix only: the raw key and its digest never reach the audit trail.
                 audit_record(
                     actor=actor, action=AuditEvent.Action.API_KEY_ISSUED, workspace=workspace,
                     target=api_key.prefix, at=api_key.created_at,
-                    detail={"name": name, "tps": tps, "expires_at": expires_at.isoformat() if expires_at else None},
+                    detail={"name": name, "tps": tps, "expires_at": expires_at.isoformat() if expires_at else None,
+                            **({"mode": "test"} if test else {})},
                 )
         except IntegrityError:
             continue  # a 48-bit prefix collided: draw another key

@@ -20,6 +20,11 @@ class WorkspaceViewSet(ApiViewSet):
         return self.api_key.workspace
 
     @property
+    def is_test(self) -> bool:
+        """Whether the caller holds a test key (API.md section 10): it sees test sessions only, and sends nothing."""
+        return self.api_key.is_test
+
+    @property
     def actor(self) -> str:
         """The audit trail's name for the caller: its key's display prefix, never the key."""
         return f"api:{self.api_key.prefix}"

@@ -193,6 +193,8 @@ CELERY_BEAT_SCHEDULE = {
     "expire-sessions": {"task": "otp.tasks.expire_sessions", "schedule": 30.0},
     "requeue-due-webhooks": {"task": "webhooks.tasks.requeue_due_deliveries", "schedule": 30.0},
     "purge-old-webhooks": {"task": "webhooks.tasks.purge_old_deliveries", "schedule": 3600.0},
+    # Test-mode texts hold readable codes: gone within TEST_INBOX_RETENTION_SECONDS plus 15 minutes.
+    "purge-test-inbox": {"task": "otp.tasks.purge_test_inbox", "schedule": 900.0},
 }
 
 # --- Rate limits ------------------------------------------------------------------------------
@@ -228,6 +230,8 @@ OTP_WRONG_CODE_WINDOW_SECONDS = 24 * 3600
 # New OTP SMS per workspace per UTC day for workspaces created from now on; 0 = no cap.
 OTP_DEFAULT_DAILY_SMS_CAP = env.int("OTP_DEFAULT_DAILY_SMS_CAP", default=10_000)
 OTP_SESSION_RETENTION_DAYS = env.int("OTP_SESSION_RETENTION_DAYS", default=30)
+# Test mode (API.md section 10): how long a test SMS stays readable in the test inbox, then is deleted.
+TEST_INBOX_RETENTION_SECONDS = 24 * 3600
 
 # --- SMS delivery ------------------------------------------------------------------------------
 SMS_HTTP_URL = env.str("SMS_HTTP_URL", default="")

@@ -1,10 +1,15 @@
 """Small helpers for OTP tests: request a code and read it back from the fake SMS gateway."""
 
 import re
+from datetime import timedelta
+
+import time_machine
+from django.utils import timezone
 
 from otp.delivery import sms_deliver
 from otp.models import SmsMessage
 from senders.gateways import locmem
+from zeckta.testing import DEST
 
 REQUEST_URL = "/v1/messaging/otp/request"
 VERIFY_URL = "/v1/messaging/otp/verify"
@@ -16,6 +21,18 @@ def session_url(session_id: str) -> str:
 
 def request_otp(api, dest: str, *, src: str = "ZECKTA", purpose: str = "LOGIN", **extra):
     return api.post(REQUEST_URL, {"dest": dest, "src": src, "purpose": purpose, **extra}, format="json")
+
+
+def new_session(api, dest: str = DEST, **extra) -> str:
+    """Requests a code and returns its sessionId, failing the test unless the request succeeded."""
+    response = request_otp(api, dest, **extra)
+    assert response.status_code == 200, response.json()
+    return response.json()["data"]["sessionId"]
+
+
+def later(seconds: int):
+    """Travels `seconds` ahead (or back), the clock standing still there."""
+    return time_machine.travel(timezone.now() + timedelta(seconds=seconds), tick=False)
 
 
 def deliver_and_read_code(session_id: str, *, length: int = 6) -> str:

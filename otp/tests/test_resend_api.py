@@ -1,16 +1,23 @@
 """POST /v1/messaging/otp/{sessionId}/resend (API.md section 8), over HTTP, on both request paths."""
 
 from collections import Counter
-from datetime import timedelta
 
 import pytest
-import time_machine
-from django.utils import timezone
 
 from otp.apis import MESSAGE_RESENT
 from otp.delivery import sms_deliver
 from otp.models import DailySmsCount, OtpSession, SmsMessage
-from otp.tests.helpers import cancel, deliver_and_read_code, request_otp, resend, session_url, verify, wrong_code
+from otp.tests.helpers import (
+    cancel,
+    deliver_and_read_code,
+    later,
+    new_session,
+    request_otp,
+    resend,
+    session_url,
+    verify,
+    wrong_code,
+)
 from senders.gateways import locmem
 from senders.tests.factories import SenderNameFactory
 from workspaces.models import LedgerEntry, Workspace
@@ -18,16 +25,6 @@ from workspaces.tests.factories import WorkspaceFactory, issue_key
 from zeckta.testing import DEST, api_client, assert_api_error, run_together
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("otp_path")]
-
-
-def new_session(api, dest: str = DEST, **extra) -> str:
-    response = request_otp(api, dest, **extra)
-    assert response.status_code == 200, response.json()
-    return response.json()["data"]["sessionId"]
-
-
-def later(seconds: int):
-    return time_machine.travel(timezone.now() + timedelta(seconds=seconds), tick=False)
 
 
 @pytest.fixture

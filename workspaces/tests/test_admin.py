@@ -210,6 +210,24 @@ def test_issuing_a_key_in_the_admin_shows_it_once_and_stores_only_its_digest(adm
         assert raw_key not in page.text and api_key.digest not in page.text
 
 
+def test_the_admin_issues_test_keys_and_lists_and_filters_them_by_mode(admin_client, workspace):
+    live, _ = issue_key(workspace, name="web")
+    response = admin_client.post(reverse("admin:workspaces_apikey_add"),
+                                 {"workspace": workspace.pk, "name": "ci", "tps": "5", "test": "on"})
+    assert response.status_code == 200
+    raw_key = re.search(r'value="(zk_test_[A-Za-z0-9_\-]+)"', response.text).group(1)
+    test = ApiKey.objects.get(is_test=True)
+    assert raw_key.startswith(test.prefix) and test.name == "ci"
+
+    url = reverse(CHANGELIST.format("apikey"))
+    page = admin_client.get(url)
+    assert page.status_code == 200 and "<td class=\"field-mode\">test</td>" in page.text
+    listed = admin_client.get(url, {"is_test__exact": "1"}).context["cl"].result_list
+    assert [api_key.prefix for api_key in listed] == [test.prefix]
+    listed = admin_client.get(url, {"is_test__exact": "0"}).context["cl"].result_list
+    assert [api_key.prefix for api_key in listed] == [live.prefix]
+
+
 def test_issuing_a_key_in_the_admin_refuses_a_bad_tps_and_creates_nothing(admin_client, workspace):
     response = admin_client.post(reverse("admin:workspaces_apikey_add"), {"workspace": workspace.pk, "tps": "0"})
     assert response.status_code == 200

@@ -73,6 +73,11 @@ def test_issue_api_key_command_records_the_prefix_and_never_the_key(workspace):
     assert raw_key not in all_audit_text() and api_key.digest not in all_audit_text()
 
 
+def test_issuing_a_test_key_records_its_mode(workspace):
+    run("issue_api_key", "acme", "--test")
+    assert the_event(Action.API_KEY_ISSUED).detail == {"name": "", "tps": 10, "expires_at": None, "mode": "test"}
+
+
 def test_issuing_a_key_in_the_admin_records_the_staff_user_and_never_the_key(admin_client, admin_user, workspace):
     response = admin_client.post(reverse("admin:workspaces_apikey_add"),
                                  {"workspace": workspace.pk, "name": "admin-made", "tps": "3"})

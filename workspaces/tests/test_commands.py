@@ -68,6 +68,22 @@ def test_issue_api_key_prints_the_raw_key_last_and_stores_only_its_digest(worksp
     assert all(raw_key not in line for line in lines[:-1])
 
 
+def test_issue_api_key_test_prints_a_test_key_that_list_api_keys_shows_as_such(workspace):
+    lines = run("issue_api_key", "acme", "--test", "--name", "ci", "--tps", "5")
+    raw_key = lines[-1]
+    assert raw_key.startswith("zk_test_") and len(raw_key) > 40
+    assert all(raw_key not in line for line in lines[:-1])
+    api_key = ApiKey.objects.get()
+    assert (api_key.is_test, api_key.name, api_key.tps, api_key.mode) == (True, "ci", 5, "test")
+    assert api_key.prefix.startswith("zk_test_") and raw_key.startswith(api_key.prefix)
+    live, _ = issue_key(workspace, name="web")
+    assert not live.is_test and live.prefix.startswith("zk_live_")
+
+    listed = run("list_api_keys", "acme")
+    assert listed[0].split() == ["prefix", "name", "tps", "created", "last", "used", "revoked"]
+    assert next(line for line in listed if line.startswith("zk_test_")).split()[:2] == [api_key.prefix, "ci"]
+
+
 @pytest.mark.parametrize("args", [("nope",), ("acme", "--tps", "0"), ("acme", "--expires-in-days", "0")])
 def test_issue_api_key_refuses_bad_input(workspace, args):
     with pytest.raises(CommandError):

@@ -11,6 +11,7 @@ OPERATIONS = {
     ("/v1/messaging/otp/{session_id}", "get"),
     ("/v1/messaging/otp/{session_id}/resend", "post"),
     ("/v1/messaging/otp/{session_id}/cancel", "post"),
+    ("/v1/messaging/test-inbox", "get"),  # test keys only
     ("/v1/messaging/sender-names", "get"),
     ("/v1/messaging/sender-names", "post"),
     ("/v1/messaging/sender-names/{sender_name_id}", "get"),
@@ -113,3 +114,14 @@ def test_the_transaction_is_documented_on_request_verify_and_the_session(documen
         assert "transaction" in schemas[name]["properties"], name
     assert {"resendAvailableInSeconds", "resends"} <= set(schemas["OtpSessionData"]["properties"])
     assert "resendAvailableInSeconds" in schemas["OtpRequestData"]["properties"]
+
+
+def test_the_test_inbox_is_documented_with_its_answers_and_an_example(document):
+    inbox = document["paths"]["/v1/messaging/test-inbox"]["get"]
+    assert {"200", "400", "401", "404", "429"} <= set(inbox["responses"])
+    assert [(p["name"], p["in"], p["required"]) for p in inbox["parameters"]] == [("dest", "query", True)]
+    assert {"ApiKey": []} in inbox["security"] and "zk_test_" in inbox["description"]
+    listed = inbox["responses"]["200"]["content"]["application/json"]["examples"]["TestInbox"]["value"]["data"]
+    assert set(listed[0]) == {"sessionId", "dest", "src", "text", "createdAt"}
+    schemas = document["components"]["schemas"]
+    assert set(schemas["InboxMessage"]["properties"]) == {"sessionId", "dest", "src", "text", "createdAt"}

@@ -12,7 +12,8 @@ def _when(value: datetime | None) -> str:
 
 
 class Command(OperatorCommand):
-    help = "List a workspace's API keys (prefixes only: the keys themselves are not stored)."
+    help = ("List a workspace's API keys (prefixes only: the keys themselves are not stored). A test key's "
+            "prefix starts zk_test_.")
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("slug")
