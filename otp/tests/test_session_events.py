@@ -2,6 +2,7 @@
 otp.canceled and otp.expired, recorded once each, in the transaction of the change, on both request paths."""
 
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -14,7 +15,8 @@ from otp.tests.helpers import cancel, deliver_and_read_code, request_otp, verify
 from webhooks.models import WebhookDelivery
 from webhooks.services import webhook_endpoint_create
 from workspaces.models import Workspace
-from zeckta.testing import DEST
+from workspaces.tests.factories import issue_key
+from zeckta.testing import DEST, api_client
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("otp_path")]
 
@@ -106,3 +108,18 @@ def test_without_a_subscription_nothing_is_recorded(api, workspace, settings):
     session_id, code = new_session(api)
     verify(api, session_id, code)
     assert not WebhookDelivery.objects.exclude(event_type="otp.sent").exists()
+
+
+def test_a_test_sessions_changes_fire_no_webhooks(workspace, sender, subscribed):
+    test_api = api_client(issue_key(workspace, test=True)[1])
+    session_id = request_otp(test_api, DEST).json()["data"]["sessionId"]
+    [sms] = test_api.get("/v1/messaging/test-inbox", {"dest": DEST}).json()["data"]
+    code = re.search(r"\b\d{6}\b", sms["text"]).group()
+    assert verify(test_api, session_id, code).json()["data"]["status"] == "APPROVED"
+    other = request_otp(test_api, DEST, purpose="PASSWORD_RESET").json()["data"]["sessionId"]
+    assert cancel(test_api, other).status_code == 200
+    expiring = request_otp(test_api, DEST, purpose="ACCOUNT_RECOVERY").json()["data"]["sessionId"]
+    with time_machine.travel(timezone.now() + timedelta(seconds=301), tick=False):
+        assert otp_sessions_expire() == 1
+    assert OtpSession.objects.get(public_id=expiring).status == "EXPIRED"
+    assert not WebhookDelivery.objects.exists()
