@@ -24,8 +24,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
 
 import redis
 from django.conf import settings
@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 OK, FAIL, SKIPPED = "ok", "fail", "skipped"
 MIGRATIONS_OK_SECONDS = 60.0  # how long a process trusts "no migration pending" before looking again
+RESULT_REUSE_SECONDS = 1.0  # a check's answer serves the probes of the next second too
 
 # The headers a proxy adds for the client it forwards: a loopback REMOTE_ADDR with one of them is a proxy
 # on this machine relaying someone else, not a local scraper.
@@ -121,37 +122,47 @@ CHECKS: dict[str, tuple[Callable[[], dict[str, str]], tuple[str, ...]]] = {
 # requests still succeed, their SMS wait in the outbox.
 REQUIRED = ("database", "redis", "migrations")
 
-_running: dict[str, threading.Thread] = {}
-_running_lock = threading.Lock()
+
+@dataclass
+class _Run:
+    """One run of a check, in its own thread; `values` or `error` once it ends."""
+
+    started: float  # time.monotonic()
+    thread: threading.Thread = field(init=False)
+    ended: float | None = None
+    values: dict[str, str] | None = None
+    error: str | None = None
+
+    def execute(self, check: Callable[[], dict[str, str]]) -> None:
+        try:
+            self.values = check()
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self.ended = time.monotonic()
+
+
+_runs: dict[str, _Run] = {}
+_runs_lock = threading.Lock()
 _last_failed: set[str] = set()
 
 
 def readiness() -> tuple[str, dict[str, str]]:
     """("ok" | "degraded" | "fail", {"database": ..., "redis": ..., "broker": ..., "migrations": ...})."""
-    deadline = time.monotonic() + settings.HEALTH_CHECK_TIMEOUT_SECONDS
-    started: dict[str, tuple[threading.Thread, dict[str, Any]]] = {}
+    now = time.monotonic()
+    deadline = now + settings.HEALTH_CHECK_TIMEOUT_SECONDS
+    with _runs_lock:
+        runs = {name: _run_for(name, check, now) for name, (check, _) in CHECKS.items()}
     results: dict[str, str] = {}
-    with _running_lock:
-        for name, (check, _) in CHECKS.items():
-            previous = _running.get(name)
-            if previous is not None and previous.is_alive():
-                continue  # still hung since an earlier probe: fails below without a new thread
-            box: dict[str, Any] = {}
-            thread = threading.Thread(target=_run, args=(check, box), name=f"readyz-{name}", daemon=True)
-            thread.start()
-            _running[name] = thread
-            started[name] = (thread, box)
     problems: dict[str, str] = {}  # check -> why it failed, for the log
-    for name in CHECKS:
-        if name not in started:
-            problems[name] = "still hung since an earlier probe"
-            continue
-        thread, box = started[name]
-        thread.join(max(deadline - time.monotonic(), 0.0))
-        if "values" in box:
-            results.update(box["values"])
+    for name, run in runs.items():
+        run.thread.join(max(deadline - time.monotonic(), 0.0))
+        if run.values is not None:
+            results.update(run.values)
+        elif run.error is not None:
+            problems[name] = run.error
         else:
-            problems[name] = box.get("error", f"no answer within {settings.HEALTH_CHECK_TIMEOUT_SECONDS} s")
+            problems[name] = f"no answer within {settings.HEALTH_CHECK_TIMEOUT_SECONDS} s"
     # A check that failed or did not answer fails every value it gives (the database's: migrations too).
     checks = {key: results.get(key, FAIL) for key in ("database", "redis", "broker", "migrations")}
     _log_changes(checks, problems)
@@ -160,17 +171,25 @@ def readiness() -> tuple[str, dict[str, str]]:
     return ("degraded" if checks["broker"] == FAIL else "ok"), checks
 
 
-def _run(check: Callable[[], dict[str, str]], box: dict[str, Any]) -> None:
-    try:
-        box["values"] = check()
-    except Exception as exc:
-        box["error"] = f"{type(exc).__name__}: {exc}"
+def _run_for(name: str, check: Callable[[], dict[str, str]], now: float) -> _Run:
+    """The run whose answer this probe takes: the one under way or just ended (probes arriving together, or
+    within RESULT_REUSE_SECONDS, share it), else a new one. A run still going past its deadline is hung: no
+    other is started beside it, the probe waits for it until its own deadline. So a process opens at most
+    one database connection a second for probes, however many arrive, and one thread per hung dependency."""
+    run = _runs.get(name)
+    if run is not None and (run.ended is None or now - run.ended < RESULT_REUSE_SECONDS):
+        return run
+    run = _Run(started=now)
+    run.thread = threading.Thread(target=run.execute, args=(check,), name=f"readyz-{name}", daemon=True)
+    run.thread.start()
+    _runs[name] = run
+    return run
 
 
 def _log_changes(checks: dict[str, str], problems: dict[str, str]) -> None:
     """A line when a check starts or stops failing, not one every probe."""
     failed = {key for key, value in checks.items() if value == FAIL}
-    with _running_lock:
+    with _runs_lock:
         for key in sorted(failed - _last_failed):
             reason = next((problem for name, problem in problems.items() if key in CHECKS[name][1]), "pending")
             logger.warning("readyz: %s check failing: %s", key, reason)

@@ -10,7 +10,6 @@ pattern names): never a phone number, a session id, a key or anything a client c
 """
 
 import logging
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -159,8 +158,3 @@ def scrape() -> tuple[bytes, str]:
     registry.register(_ProcessGroupsCollector() if is_multiprocess() else _RegistryCollector())
     registry.register(_OutboxCollector())
     return generate_latest(registry), CONTENT_TYPE_LATEST
-
-
-def elapsed_since(started: float) -> float:
-    """Seconds since `started` (a time.perf_counter() reading)."""
-    return time.perf_counter() - started

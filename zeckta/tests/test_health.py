@@ -63,12 +63,14 @@ def silent_server() -> Iterator[SilentServer]:
     yield server
     server.stop()
     # The checks it held up end once it hangs up; a later probe must not find them still running.
-    assert wait_for(lambda: not any(thread.is_alive() for thread in health._running.values()), timeout=30)
+    assert wait_for(lambda: not any(run.thread.is_alive() for run in health._runs.values()), timeout=30)
 
 
 @pytest.fixture(autouse=True)
-def _migrations_looked_at_afresh(monkeypatch) -> None:
+def _checked_afresh(monkeypatch) -> None:
+    """No answer of an earlier test's checks is reused (nor the migrations' minute of trust)."""
     monkeypatch.setattr(health, "_migrations_ok_until", 0.0)
+    monkeypatch.setattr(health, "_runs", {})
 
 
 def readyz(client) -> tuple[int, dict]:
@@ -146,6 +148,7 @@ def test_a_pending_migration_fails_readiness(client):
     finally:
         with connection.cursor() as cursor:
             cursor.execute("INSERT INTO django_migrations (id, app, name, applied) VALUES (%s, %s, %s, %s)", row)
+    health._runs.clear()  # the next probe a second later, past the reuse of this answer
     assert readyz(client)[0] == 200
 
 
@@ -209,3 +212,16 @@ def test_a_scrape_survives_a_database_that_is_down(client, production, monkeypat
     assert response.status_code == 200
     assert b"zeckta_outbox_pending" not in response.content
     assert b"# TYPE zeckta_http_request_seconds histogram" in response.content
+
+
+def test_probes_arriving_together_share_one_check(client, settings, silent_server, monkeypatch):
+    hung = {**connections.settings["default"], "HOST": "127.0.0.1", "PORT": str(silent_server.port)}
+    monkeypatch.setitem(connections.settings, "default", hung)
+    statuses: list[int] = []
+    probes = [threading.Thread(target=lambda: statuses.append(readyz(client)[0])) for _ in range(4)]
+    for probe in probes:
+        probe.start()
+    for probe in probes:
+        probe.join(timeout=10)
+    assert statuses == [503] * 4
+    assert len(silent_server.accepted) == 1  # one connection attempt for the four of them
