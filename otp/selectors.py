@@ -108,6 +108,6 @@ def reviewer_code_get(*, workspace: Workspace, dest: str) -> str | None:
 def outbox_state() -> OutboxState:
     """The SMS not yet handed to a provider, for /metrics: one query on the partial index of pending rows
     (otp_sms_pending_idx), whatever the size of the table."""
-    row = SmsMessage.objects.filter(status__in=SmsMessage.PENDING).aggregate(pending=Count("pk"),
+    row = SmsMessage.objects.filter(status__in=SmsMessage.IN_OUTBOX).aggregate(pending=Count("pk"),
                                                                              oldest=Min("created_at"))
     return OutboxState(pending=row["pending"], oldest_created_at=row["oldest"])

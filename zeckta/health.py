@@ -6,10 +6,12 @@ redirect, sessions, CSRF), and before the request-id and access-metric middlewar
 seconds would otherwise dominate zeckta_http_request_seconds.
 
 /readyz runs its checks in threads of their own against a deadline (HEALTH_CHECK_TIMEOUT_SECONDS), so it
-answers in time when a dependency hangs rather than refuses. A check still hung from an earlier probe is
-not started again (it answers `fail` at once): a frozen database costs one thread per check, not one per
-probe. Each check reports `ok`, `fail`, or `skipped` when the service is not configured to use that
-dependency at all (no REDIS_URL, no broker: `make run`'s embedded mode), which is not a failure.
+answers in time when a dependency hangs rather than refuses. Probes share a run under way or a second old
+(`_run_for`): a frozen database costs one thread per check, not one per probe, and a flood of probes one
+connection a second. Each check reports `ok`, `fail`, or `skipped` when the service is not configured to use
+that dependency at all (no REDIS_URL, no broker: `make run`'s embedded mode), which is not a failure: the
+contract's four keys are always there, and `skipped` says plainly that nothing was checked, where `ok` would
+claim a Redis that does not exist.
 
 Not django-health-check: its view answers its own JSON shape with 500 on any failure, where the contract
 wants this shape, 503, and a `degraded` 200 when only the broker is down; and of the checks it would

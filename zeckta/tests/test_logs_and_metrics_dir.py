@@ -119,3 +119,15 @@ def test_the_default_directory_is_refused_when_another_user_made_it(tmp_path: Pa
     )
     result = python(script, TMPDIR=str(tmp_path))
     assert result.stdout.startswith("refused"), result.stdout + result.stderr
+
+
+def test_gunicorn_marks_a_worker_that_exits_keeping_its_counts(tmp_path: Path):
+    script = (
+        "import runpy, types; config = runpy.run_path('gunicorn.conf.py'); "
+        "from zeckta import multiprocess; group = multiprocess.group_dir(); "
+        "[(group / name).write_bytes(b'') for name in ('counter_4242.db', 'gauge_livesum_4242.db')]; "
+        "config['child_exit'](None, types.SimpleNamespace(pid=4242)); "
+        "print(sorted(path.name for path in group.iterdir()))"
+    )
+    result = python(script, METRICS_DIR=str(tmp_path))
+    assert result.stdout.strip() == "['counter_4242.db']", result.stderr
