@@ -46,6 +46,7 @@ class TrafficHour(models.Model):
 class NumberSuspect(models.Model):
     """A destination, or a range of numbers (the destination with its last digits hidden), that received the
     most unconverted SMS of a workspace over the pumping window: flagged when too few of its codes came back.
+    Its SMS are those of its sessions: each one's first send and its resends.
 
     SMS pumping (artificially inflated traffic) sends OTP SMS to numbers the fraudster is paid for and never
     types a code: many sends, few approvals, often spread over one range. The list is replaced on each run.
@@ -90,6 +91,8 @@ class RollupState(models.Model):
     name = models.CharField(max_length=32, unique=True)
     refreshed_at = models.DateTimeField(null=True, blank=True)
     rebuilt_from = models.DateTimeField(null=True, blank=True)  # the first hour the last refresh rebuilt
+    # When a run last rebuilt every hour that may still change (COCKPIT_ROLLUP_SETTLE_HOURS).
+    settled_at = models.DateTimeField(null=True, blank=True)
     took_ms = models.PositiveIntegerField(default=0)  # milliseconds the last refresh took
 
     def __str__(self) -> str:

@@ -2,7 +2,7 @@
 Reviewer numbers, kept by staff through the services (audited; their fixed code is write-only)."""
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django import forms
@@ -10,6 +10,7 @@ from django.contrib import admin
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
@@ -23,6 +24,8 @@ from otp.services import (
     reviewer_number_delete,
     reviewer_number_update,
 )
+from senders.models import Route
+from senders.routes import DEFAULT_ROUTE_KEY
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -49,15 +52,45 @@ def _search(queryset: QuerySet, term: str, *, destination_field: str, id_filter)
         return queryset.filter(**{f"{destination_field}__contains": term})
 
 
+class CreatedWithinFilter(admin.SimpleListFilter):
+    """Recent sessions by their `created_at` index. In place of a date hierarchy, whose list of years and months
+    is a scan of the whole table on every page (a quarter of a second at a million sessions)."""
+
+    title = "created"
+    parameter_name = "created_within"
+    WINDOWS = {"1h": ("in the last hour", timedelta(hours=1)), "24h": ("in the last 24 hours", timedelta(hours=24)),
+               "7d": ("in the last 7 days", timedelta(days=7))}
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [(key, label) for key, (label, _) in self.WINDOWS.items()]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        window = self.WINDOWS.get(self.value() or "")
+        return queryset.filter(created_at__gte=timezone.now() - window[1]) if window else queryset
+
+
+class RouteNameFilter(admin.SimpleListFilter):
+    """The routes an SMS can take, listed from the routes themselves: not a DISTINCT over every SMS."""
+
+    title = "route"
+    parameter_name = "route"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        names = list(Route.objects.order_by("priority", "name").values_list("name", flat=True))
+        return [(name, name) for name in [*names, DEFAULT_ROUTE_KEY]]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(route_name=self.value()) if self.value() else queryset
+
+
 @admin.register(OtpSession)
 class OtpSessionAdmin(ReadOnlyAdmin):
     list_display = ["public_id", "workspace", "dest", "country", "src", "purpose", "status", "attempts", "resends",
                     "is_test", "created_at", "verified_at"]
-    list_filter = ["status", "purpose", "is_test", "workspace"]
+    list_filter = [CreatedWithinFilter, "status", "purpose", "is_test", "workspace"]
     list_select_related = ["workspace"]
     search_fields = ["dest"]  # shows the search box; get_search_results decides how a term is matched
     search_help_text = "A phone number (or part of one), or a session id."
-    date_hierarchy = "created_at"
     # Each page would count the whole table a second time for "N total": not with a million sessions.
     show_full_result_count = False
     # code_digest is deliberately in no list: not even its HMAC is shown.
@@ -139,11 +172,13 @@ def sms_summary(message: SmsMessage) -> str:
 class SmsMessageAdmin(ReadOnlyAdmin):
     list_display = ["reference_id", "to", "country", "src", "status", "route_name", "segments", "units", "attempts",
                     "provider_message_id", "created_at", "delivered_at"]
-    list_filter = ["status", "encoding", "is_test", "workspace"]
+    # No date hierarchy and no filter by encoding: each would scan every SMS on every page.
+    list_filter = ["status", RouteNameFilter, "is_test", "workspace"]
     show_full_result_count = False  # see OtpSessionAdmin
+    # Newest first by id (ids follow time): the primary key, where -created_at would sort every SMS row.
+    ordering = ["-id"]
     search_fields = ["to"]  # see get_search_results
     search_help_text = "A phone number (or part of one), a reference id or a session id."
-    date_hierarchy = "created_at"
     # encrypted_text (the SMS, with its code) is deliberately in no list.
     inlines = [SmsAttemptInline]
     fields = ("reference_id", "session_link", "workspace", "is_test", "to", "country", "src", "status", "route_name",

@@ -143,7 +143,7 @@ class SenderNameAdmin(admin.ModelAdmin):
 class WriteOnlyJSONField(forms.JSONField):
     """Starts empty: a JSONField would show its empty value as `null`, which reads like a setting."""
 
-    def prepare_value(self, value: object) -> object:
+    def prepare_value(self, value: object) -> str:
         return "" if value is None else super().prepare_value(value)
 
 

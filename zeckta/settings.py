@@ -282,10 +282,12 @@ WEBHOOK_PROCESSING_LEASE_SECONDS = 60
 WEBHOOK_RETENTION_DAYS = env.int("WEBHOOK_RETENTION_DAYS", default=7)  # finished deliveries are purged after
 
 # --- The operators' cockpit (the admin dashboard) ------------------------------------------------
-# Each run of the rollup rebuilds the hours whose sessions may still change: a session can be approved up to
-# its validity (at most 24 h) after it was made, and receipts come later still. A receipt later than this
-# is not counted.
-COCKPIT_ROLLUP_REFRESH_HOURS = env.int("COCKPIT_ROLLUP_REFRESH_HOURS", default=48)
+# Each run of the rollup (every minute) rebuilds the last hours; every quarter of an hour one rebuilds all
+# the hours whose sessions may still change: a session can be approved up to its validity (at most 24 h)
+# after it was made, and receipts come later still. A receipt later than that is not counted.
+COCKPIT_ROLLUP_RECENT_HOURS = 2
+COCKPIT_ROLLUP_SETTLE_HOURS = env.int("COCKPIT_ROLLUP_SETTLE_HOURS", default=48)
+COCKPIT_ROLLUP_SETTLE_EVERY_SECONDS = 900
 # The first run (or one after beat stood still) rebuilds this far back; never more than sessions are kept.
 COCKPIT_ROLLUP_BACKFILL_DAYS = min(31, OTP_SESSION_RETENTION_DAYS)
 COCKPIT_ROLLUP_RETENTION_DAYS = env.int("COCKPIT_ROLLUP_RETENTION_DAYS", default=400)  # rollup rows kept

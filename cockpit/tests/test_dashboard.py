@@ -253,14 +253,28 @@ def test_a_refresh_rebuilds_the_recent_hours_and_keeps_older_ones_after_the_purg
     OtpSession.objects.filter(created_at__gt=ago(days=1), country="KE").update(status=EXPIRED)
     result = traffic_rollup_refresh()
 
-    assert result.hours == settings.COCKPIT_ROLLUP_REFRESH_HOURS + 1
+    assert result.hours == settings.COCKPIT_ROLLUP_RECENT_HOURS + 1
     assert sum(TrafficHour.objects.filter(hour__lt=ago(days=2)).values_list("requests", flat=True)) == 2
     assert TrafficHour.objects.get(country="KE").approved == 0  # a recent hour, rebuilt
 
 
+def test_every_quarter_of_an_hour_a_run_rebuilds_what_may_still_change(history):
+    assert traffic_rollup_refresh().hours == settings.COCKPIT_ROLLUP_RECENT_HOURS + 1
+    # A receipt for an SMS of yesterday: only a settling run sees it.
+    yesterday = OtpSessionFactory(sender_name=OtpSession.objects.first().sender_name, created_at=ago(hours=20))
+    SmsMessageFactory(session=yesterday, status="delivered", route_name="afritel")
+    traffic_rollup_refresh()
+    assert not TrafficHour.objects.filter(hour__lt=ago(hours=19), hour__gt=ago(hours=21)).exists()
+
+    RollupState.objects.update(settled_at=ago(seconds=settings.COCKPIT_ROLLUP_SETTLE_EVERY_SECONDS + 1))
+    assert traffic_rollup_refresh().hours == settings.COCKPIT_ROLLUP_SETTLE_HOURS + 1
+    assert TrafficHour.objects.get(hour__lt=ago(hours=19), hour__gt=ago(hours=21)).delivered == 1
+    assert traffic_rollup_refresh().hours == settings.COCKPIT_ROLLUP_RECENT_HOURS + 1  # settled for a while
+
+
 def test_a_run_after_beat_stood_still_rebuilds_from_its_last_run(history):
     RollupState.objects.update(refreshed_at=ago(days=5))
-    assert traffic_rollup_refresh().rebuilt_from <= ago(days=5, hours=settings.COCKPIT_ROLLUP_REFRESH_HOURS)
+    assert traffic_rollup_refresh().rebuilt_from <= ago(days=5, hours=settings.COCKPIT_ROLLUP_RECENT_HOURS)
 
 
 def test_beat_runs_the_rollup_every_minute():

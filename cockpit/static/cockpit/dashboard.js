@@ -19,7 +19,7 @@
           {type: "bar", label: "Approved", data: series.approved, backgroundColor: "#417690", yAxisID: "y", order: 2},
           {type: "bar", label: "Failed", data: series.failed, backgroundColor: "#ba2121", yAxisID: "y", order: 2},
           {type: "line", label: "Conversion %", data: series.conversion, borderColor: "#e08a00",
-           backgroundColor: "#e08a00", yAxisID: "share", tension: 0.25, spanGaps: true, pointRadius: 2, order: 1}
+           backgroundColor: "#e08a00", yAxisID: "share", spanGaps: false, pointRadius: 3, order: 1}
         ]
       },
       options: {
