@@ -10,7 +10,7 @@ INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run serve migrate demo worker test fuzz lint typecheck audit format bench profile
+.PHONY: help venv run serve migrate demo worker test fuzz lint typecheck audit format bench profile screenshots
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-9s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -50,6 +50,11 @@ worker: $(INSTALLED) .env ## A Celery worker with beat (needs REDIS_URL or CELER
 test: $(INSTALLED) ## Run the whole suite against the real PostgreSQL and Redis (PYTEST_ARGS=... to narrow)
 	$(VENV)/bin/pytest -q --create-db $(PYTEST_ARGS)
 
+# The same screenshot test `make test` runs, writing its PNGs where the README shows them (needs chromium:
+# apt-get install -y chromium).
+screenshots: $(INSTALLED) ## Retake the admin screenshots in docs/screenshots (headless Chromium, ~30 s)
+	SCREENSHOTS_DIR=docs/screenshots $(VENV)/bin/pytest -q --create-db -p no:cacheprovider cockpit/tests/test_screenshots.py
+
 # A longer, randomised run of the schemathesis and Hypothesis state-machine tests (make test runs them
 # bounded and deterministic). FUZZ_MAX_EXAMPLES sets the examples per operation / per machine run.
 FUZZ_MAX_EXAMPLES ?= 500
@@ -63,7 +68,7 @@ lint: $(INSTALLED) ## ruff check, mypy (as typecheck), then the dependency audit
 	$(PY) scripts/audit_dependencies.py
 
 # mypy reads mypy.ini: the files, the django-stubs and DRF plugins and the settings they load.
-typecheck: $(INSTALLED) ## mypy over the four apps
+typecheck: $(INSTALLED) ## mypy over the apps
 	$(VENV)/bin/mypy
 
 audit: $(INSTALLED) ## pip-audit over the installed requirements (says so when no vulnerability database is reachable)

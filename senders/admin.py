@@ -140,10 +140,17 @@ class SenderNameAdmin(admin.ModelAdmin):
         })
 
 
+class WriteOnlyJSONField(forms.JSONField):
+    """Starts empty: a JSONField would show its empty value as `null`, which reads like a setting."""
+
+    def prepare_value(self, value: object) -> str:
+        return "" if value is None else super().prepare_value(value)
+
+
 class RouteForm(forms.ModelForm):
     """Settings are write-only: the form never shows them; JSON typed here replaces them all."""
 
-    new_settings = forms.JSONField(
+    new_settings = WriteOnlyJSONField(
         required=False, widget=forms.Textarea(attrs={"rows": 4, "cols": 60}),
         help_text='The backend\'s settings as JSON, e.g. {"account_sid": "AC...", "auth_token": "..."}. '
                   "Stored encrypted and never shown again; leave empty to keep the current ones.",

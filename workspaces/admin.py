@@ -262,6 +262,10 @@ class LedgerEntryAdmin(admin.ModelAdmin):
     list_display = ["created_at", "workspace", "delta_units", "balance_after", "reason", "reference", "actor"]
     list_filter = ["workspace", "reason"]
     list_select_related = ["workspace"]
+    # A prepaid workspace writes a row per SMS: newest first by id (the primary key, no sort of every row),
+    # and no second count of the whole table on each page.
+    ordering = ["-id"]
+    show_full_result_count = False
     search_fields = ["reference", "actor", "workspace__slug"]
     fields = ("workspace", "delta_units", "balance_after", "reason", "reference", "actor", "created_at")
     readonly_fields = fields

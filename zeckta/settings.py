@@ -34,7 +34,8 @@ if not DEBUG:
         raise ImproperlyConfigured(f"set {', '.join(_missing)} in the environment (required when DEBUG is off)")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin, with the Zeckta site (branding, dashboard, operator guide) as admin.site.
+    "cockpit.apps.ZecktaAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -49,6 +50,7 @@ INSTALLED_APPS = [
     "senders",
     "webhooks",
     "otp",
+    "cockpit",
 ]
 
 MIDDLEWARE = [
@@ -198,6 +200,8 @@ CELERY_BEAT_SCHEDULE = {
     "purge-old-webhooks": {"task": "webhooks.tasks.purge_old_deliveries", "schedule": 3600.0},
     # Test-mode texts hold readable codes: gone within TEST_INBOX_RETENTION_SECONDS plus 15 minutes.
     "purge-test-inbox": {"task": "otp.tasks.purge_test_inbox", "schedule": 900.0},
+    # The admin dashboard's rollup: its hours that may still change, and the suspected-pumping list.
+    "refresh-traffic-rollup": {"task": "cockpit.tasks.refresh_traffic_rollup", "schedule": 60.0},
 }
 
 # --- Rate limits ------------------------------------------------------------------------------
@@ -279,6 +283,25 @@ WEBHOOK_SECRET_OVERLAP_SECONDS = 24 * 3600
 WEBHOOK_STALE_AFTER_SECONDS = 30
 WEBHOOK_PROCESSING_LEASE_SECONDS = 60
 WEBHOOK_RETENTION_DAYS = env.int("WEBHOOK_RETENTION_DAYS", default=7)  # finished deliveries are purged after
+
+# --- The operators' cockpit (the admin dashboard) ------------------------------------------------
+# Each run of the rollup (every minute) rebuilds the last hours; every quarter of an hour one rebuilds all
+# the hours whose sessions may still change: a session can be approved up to its validity (at most 24 h)
+# after it was made, and receipts come later still. A receipt later than that is not counted.
+COCKPIT_ROLLUP_RECENT_HOURS = 2
+COCKPIT_ROLLUP_SETTLE_HOURS = env.int("COCKPIT_ROLLUP_SETTLE_HOURS", default=48)
+COCKPIT_ROLLUP_SETTLE_EVERY_SECONDS = 900
+# The first run (or one after beat stood still) rebuilds this far back; never more than sessions are kept.
+COCKPIT_ROLLUP_BACKFILL_DAYS = min(31, OTP_SESSION_RETENTION_DAYS)
+COCKPIT_ROLLUP_RETENTION_DAYS = env.int("COCKPIT_ROLLUP_RETENTION_DAYS", default=400)  # rollup rows kept
+# SMS pumping: over this window, destinations and number ranges with at least this many SMS and at most this
+# share of them approved are flagged. A range is a number with its last COCKPIT_RANGE_HIDDEN_DIGITS hidden.
+COCKPIT_PUMPING_WINDOW_HOURS = 24
+COCKPIT_PUMPING_MIN_SMS_PER_DESTINATION = env.int("COCKPIT_PUMPING_MIN_SMS_PER_DESTINATION", default=5)
+COCKPIT_PUMPING_MIN_SMS_PER_RANGE = env.int("COCKPIT_PUMPING_MIN_SMS_PER_RANGE", default=20)
+COCKPIT_PUMPING_MAX_CONVERSION = env.float("COCKPIT_PUMPING_MAX_CONVERSION", default=0.2)  # approved ÷ SMS
+COCKPIT_RANGE_HIDDEN_DIGITS = 3  # a range of 1,000 numbers
+COCKPIT_PUMPING_LIST_LIMIT = 20  # destinations, and ranges, kept per run (the most unconverted SMS first)
 
 # --- REST framework and OpenAPI ----------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -1,5 +1,5 @@
 """The import graph holds the layering of docs/architecture.md: `zeckta` <- `workspaces` <- `senders` <-
-`webhooks` <- `otp`.
+`webhooks` <- `otp` <- `cockpit`.
 
 An app imports only itself and the apps to its left, and no module takes part in an import cycle, not even
 through an import inside a function. Every module of the five apps is walked: code, tests, commands,
@@ -13,7 +13,8 @@ from pathlib import Path
 
 from django.conf import settings
 
-LAYERS = ("zeckta", "workspaces", "senders", "webhooks", "otp")  # each may import those before it, never after
+# Each may import those before it, never after.
+LAYERS = ("zeckta", "workspaces", "senders", "webhooks", "otp", "cockpit")
 
 
 @dataclass(frozen=True)

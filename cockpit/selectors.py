@@ -1,0 +1,195 @@
+"""Reads for the dashboard: sums over the hourly rollup (a few hundred to a few thousand rows for 30 days,
+whatever the number of sessions), never over the sessions themselves."""
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+import pycountry
+from django.conf import settings
+from django.db.models import Q, Sum
+from django.urls import reverse
+
+from cockpit.models import NumberSuspect, RollupState, TrafficHour
+from cockpit.services import TRAFFIC_ROLLUP, hour_floor
+from senders.models import Route
+from workspaces.models import NON_GEOGRAPHIC_REGION, Workspace
+
+METRICS = ("requests", "approved", "wrong_codes", "sms", "delivered", "failed", "units")
+# The windows, each the current (partial) hour and the whole hours before it.
+WINDOWS = {"24h": 24, "30d": 30 * 24}  # in hours
+WINDOW_LABELS = {"24h": "Last 24 hours", "30d": "Last 30 days"}
+DEFAULT_WINDOW = "24h"
+
+
+@dataclass
+class Counts:
+    requests: int = 0
+    approved: int = 0
+    wrong_codes: int = 0
+    sms: int = 0
+    delivered: int = 0
+    failed: int = 0
+    units: int = 0
+
+    def add(self, values: Mapping[str, int | None], suffix: str = "") -> None:
+        for metric in METRICS:
+            setattr(self, metric, getattr(self, metric) + (values[metric + suffix] or 0))
+
+    @property
+    def conversion(self) -> float | None:
+        """Approved sessions ÷ SMS sent (resends included): what share of the SMS paid for a sign-in."""
+        return self.approved / self.sms if self.sms else None
+
+    @property
+    def delivery_rate(self) -> float | None:
+        """SMS with a `delivered` receipt ÷ SMS sent (a route whose provider sends no receipts shows none)."""
+        return self.delivered / self.sms if self.sms else None
+
+
+@dataclass
+class Row:
+    key: str  # the slug, route name or country code (the tests find rows by it)
+    label: str
+    counts: Counts = field(default_factory=Counts)
+    url: str = ""  # its admin page, when it has one
+
+
+@dataclass
+class Dashboard:
+    window: str
+    refreshed_at: datetime | None  # when the rollup was last rebuilt (None: never; beat is not running)
+    refresh_took_ms: int
+    totals: dict[str, Counts]  # per window
+    by_workspace: list[Row]  # for `window`, the most SMS first
+    by_route: list[Row]
+    by_country: list[Row]
+    hourly: list[tuple[datetime, Counts]]  # each of the last 24 hours, oldest first
+    daily: list[tuple[date, Counts]]  # each of the last 30 UTC days, oldest first
+    destinations: list[NumberSuspect]  # flagged first
+    ranges: list[NumberSuspect]
+
+    @property
+    def totals_rows(self) -> list[tuple[str, str, Counts]]:
+        return [(name, WINDOW_LABELS[name], counts) for name, counts in self.totals.items()]
+
+    @property
+    def window_label(self) -> str:
+        return WINDOW_LABELS[self.window]
+
+    @property
+    def least_sms_destination(self) -> int:
+        return settings.COCKPIT_PUMPING_MIN_SMS_PER_DESTINATION
+
+    @property
+    def least_sms_range(self) -> int:
+        return settings.COCKPIT_PUMPING_MIN_SMS_PER_RANGE
+
+    @property
+    def pumping_rule(self) -> str:
+        share = settings.COCKPIT_PUMPING_MAX_CONVERSION * 100
+        return (f"at least {self.least_sms_destination} SMS to one number, or {self.least_sms_range} to one range "
+                f"of {10 ** settings.COCKPIT_RANGE_HIDDEN_DIGITS:,} numbers, with a conversion of {share:g} % or less")
+
+    @property
+    def flagged(self) -> int:
+        return sum(suspect.flagged for suspect in [*self.destinations, *self.ranges])
+
+    def chart_data(self) -> dict:
+        """What the charts draw, as JSON for the page (the same numbers as its tables)."""
+
+        def series(points: Iterable[tuple[datetime | date, Counts]], label_format: str) -> dict:
+            points = list(points)
+            return {
+                "labels": [moment.strftime(label_format) for moment, _ in points],
+                **{metric: [getattr(counts, metric) for _, counts in points]
+                   for metric in ("requests", "approved", "sms", "delivered", "failed")},
+                "conversion": [None if c.conversion is None else round(c.conversion * 100, 1) for _, c in points],
+            }
+
+        return {"hourly": series(self.hourly, "%H:00"), "daily": series(self.daily, "%d %b")}
+
+
+def country_label(code: str) -> str:
+    if code == NON_GEOGRAPHIC_REGION:
+        return "No country (+800, +870, +881 ...)"
+    country = pycountry.countries.get(alpha_2=code) if code else None
+    return f"{code} {getattr(country, 'common_name', None) or country.name}" if country else (code or "unknown")
+
+
+def dashboard_get(*, now: datetime, window: str = DEFAULT_WINDOW, workspace: Workspace | None = None,
+                  route_name: str | None = None) -> Dashboard:
+    """The dashboard as of the rollup's last refresh: totals for both windows, the breakdowns for `window`, the
+    series for the charts and the suspected pumping; of one workspace's traffic, or one route's, when given.
+    Six queries, whatever the traffic: the rollup holds at most one row per hour, workspace, country and
+    route, however many sessions there were."""
+    window = window if window in WINDOWS else DEFAULT_WINDOW
+    current = hour_floor(now)
+    starts = {name: current - timedelta(hours=hours - 1) for name, hours in WINDOWS.items()}
+    hours = TrafficHour.objects.filter(hour__gte=starts["30d"], hour__lte=current)
+    if workspace is not None:
+        hours = hours.filter(workspace=workspace)
+    if route_name is not None:
+        hours = hours.filter(route_name=route_name)
+    in_window = {name: Q(hour__gte=start) for name, start in starts.items()}
+    combos = hours.values("workspace_id", "country", "route_name").annotate(**{
+        f"{metric}_{name}": Sum(metric, filter=condition) for metric in METRICS for name, condition in in_window.items()
+    }).order_by()
+    series = {row["hour"]: row for row in hours.values("hour").annotate(**{m: Sum(m) for m in METRICS}).order_by()}
+
+    totals = {name: Counts() for name in WINDOWS}
+    groups: dict[str, dict[str, Row]] = {"workspace": {}, "route": {}, "country": {}}
+    for combo in combos:
+        for name in WINDOWS:
+            totals[name].add(combo, f"_{name}")
+        for dimension, key in (("workspace", combo["workspace_id"]), ("route", combo["route_name"]),
+                               ("country", combo["country"])):
+            groups[dimension].setdefault(str(key), Row(key=str(key), label=str(key))).counts.add(combo, f"_{window}")
+    by = {dimension: sorted((row for row in rows.values() if row.counts.requests or row.counts.sms),
+                            key=lambda row: (-row.counts.sms, -row.counts.requests, row.label))
+          for dimension, rows in groups.items()}
+
+    workspaces = Workspace.objects.in_bulk([int(row.key) for row in by["workspace"]])
+    for row in by["workspace"]:
+        ws = workspaces[int(row.key)]
+        row.key, row.label, row.url = ws.slug, ws.name, reverse("admin:workspaces_workspace_change", args=[ws.pk])
+    routes = dict(Route.objects.filter(name__in=[row.key for row in by["route"]]).values_list("name", "pk"))
+    for row in by["route"]:
+        row.label = row.key or "(no SMS sent yet)"
+        if row.key in routes:
+            row.url = reverse("admin:senders_route_change", args=[routes[row.key]])
+        elif row.key == "default":
+            row.label = "default (the SMS_BACKEND settings)"
+    for row in by["country"]:
+        row.label = country_label(row.key)
+
+    hourly = []
+    for offset in range(WINDOWS["24h"]):
+        moment = starts["24h"] + timedelta(hours=offset)
+        counts = Counts()
+        if moment in series:
+            counts.add(series[moment])
+        hourly.append((moment, counts))
+    days: dict[date, Counts] = {(current - timedelta(days=back)).date(): Counts() for back in range(29, -1, -1)}
+    for moment, sums in series.items():
+        if moment.date() in days:
+            days[moment.date()].add(sums)
+
+    state = RollupState.objects.filter(name=TRAFFIC_ROLLUP).first()
+    suspects = NumberSuspect.objects.select_related("workspace")
+    if workspace is not None:
+        suspects = suspects.filter(workspace=workspace)
+    suspects_list = list(suspects)
+    return Dashboard(
+        window=window,
+        refreshed_at=state.refreshed_at if state else None,
+        refresh_took_ms=state.took_ms if state else 0,
+        totals=totals,
+        by_workspace=by["workspace"],
+        by_route=by["route"],
+        by_country=by["country"],
+        hourly=hourly,
+        daily=list(days.items()),
+        destinations=[s for s in suspects_list if s.kind == NumberSuspect.Kind.DESTINATION],
+        ranges=[s for s in suspects_list if s.kind == NumberSuspect.Kind.RANGE],
+    )

@@ -1,0 +1,174 @@
+"""The rollups behind the dashboard, rebuilt from the sessions and SMS of the last hours by beat.
+
+The dashboard must stay cheap when the service holds a million sessions, and OTP request and verify must
+not pay for it: instead of counting on the hot path, a periodic job (every minute) re-aggregates recent hours
+and replaces them. Each run reads only the sessions created in those hours (the `created_at` index) and their
+SMS (the `session_id` index); older hours keep the counts of their last rebuild, so the rollup outlives the
+sessions' purge.
+
+Most runs rebuild the last COCKPIT_ROLLUP_RECENT_HOURS; every COCKPIT_ROLLUP_SETTLE_EVERY_SECONDS a run rebuilds
+the last COCKPIT_ROLLUP_SETTLE_HOURS instead, for what changes late: a session can be approved up to its
+validity (at most 24 h) after it was made, and receipts come later still. Each run also rebuilds the list of
+suspected SMS pumping over the last COCKPIT_PUMPING_WINDOW_HOURS, from the sessions alone.
+"""
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Count, F, Max, Min, OuterRef, Q, Subquery, Sum, Value
+from django.db.models.functions import Coalesce, Collate, Left, Length, TruncHour
+from django.utils import timezone
+
+from cockpit.models import NumberSuspect, RollupState, TrafficHour
+from otp.models import OtpSession, SmsMessage
+
+TRAFFIC_ROLLUP = "traffic"  # the RollupState row of this job
+
+SmsStatus = SmsMessage.Status
+FAILED_STATUSES = (SmsStatus.FAILED, SmsStatus.UNDELIVERABLE, SmsStatus.REJECTED, SmsStatus.EXPIRED)
+# What a workspace is charged: the SMS a provider took. An SMS that failed before any provider took it, or
+# that expired unsent (a resend replaced it), was never charged (prepaid ones are refunded); one a provider
+# took and then reported undeliverable, rejected or expired was.
+CHARGED = Q(status__in=(SmsStatus.SUBMITTED, SmsStatus.SENT, SmsStatus.DELIVERED, SmsStatus.UNDELIVERABLE,
+                        SmsStatus.REJECTED)) | (Q(status=SmsStatus.EXPIRED) & ~Q(provider_message_id=""))
+
+
+def hour_floor(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    rebuilt_from: datetime  # the first hour rebuilt
+    hours: int  # hourly buckets rebuilt (the current one included)
+    rows: int  # TrafficHour rows written
+    suspects: int  # NumberSuspect rows written, flagged or not
+    took_ms: int
+
+
+def traffic_rollup_refresh(*, now: datetime | None = None, rebuild_from: datetime | None = None) -> RefreshResult:
+    """Rebuilds the rollup's recent hours (or, when a settling run is due, all that may still change), and the
+    suspected-pumping list.
+
+    The first run, or one after beat stood still, rebuilds from the last run on (at most
+    COCKPIT_ROLLUP_BACKFILL_DAYS back), so a gap heals itself; `rebuild_from` rebuilds from that hour on
+    (never before the sessions' retention: older hours would come back empty). Readers see the old rows or the
+    new ones, never a mix: it is one transaction.
+    """
+    started = time.monotonic()
+    now = now or timezone.now()
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                # The per-session subquery makes the planner's estimate large enough to compile the query to
+                # machine code (JIT), which cost more than the whole query runs; and a day of sessions sorted
+                # by number spills to disk at the default 4 MB of sort memory. For this transaction only.
+                cursor.execute("SET LOCAL jit = off")
+                cursor.execute("SET LOCAL work_mem = '64MB'")
+        RollupState.objects.get_or_create(name=TRAFFIC_ROLLUP)
+        # Two beat processes (or a run that outlasts its interval) queue here rather than rebuild twice.
+        state = RollupState.objects.select_for_update().get(name=TRAFFIC_ROLLUP)
+        settling = state.settled_at is None or state.settled_at <= now - timedelta(
+            seconds=settings.COCKPIT_ROLLUP_SETTLE_EVERY_SECONDS)
+        window = timedelta(hours=settings.COCKPIT_ROLLUP_SETTLE_HOURS if settling
+                           else settings.COCKPIT_ROLLUP_RECENT_HOURS)
+        backfill = now - timedelta(days=settings.COCKPIT_ROLLUP_BACKFILL_DAYS)
+        last = state.refreshed_at
+        if rebuild_from is not None:
+            start = hour_floor(min(rebuild_from, now - window))
+        else:
+            start = hour_floor(max(backfill, min(now - window, last - window)) if last else backfill)
+        rows = _traffic_rows(start=start, end=now)
+        TrafficHour.objects.filter(hour__gte=start).delete()
+        TrafficHour.objects.bulk_create(rows, batch_size=1000)
+        TrafficHour.objects.filter(hour__lt=now - timedelta(days=settings.COCKPIT_ROLLUP_RETENTION_DAYS)).delete()
+
+        suspects = _number_suspects(since=now - timedelta(hours=settings.COCKPIT_PUMPING_WINDOW_HOURS))
+        NumberSuspect.objects.all().delete()
+        NumberSuspect.objects.bulk_create(suspects)
+
+        took_ms = round((time.monotonic() - started) * 1000)
+        RollupState.objects.filter(pk=state.pk).update(
+            refreshed_at=now, rebuilt_from=start, took_ms=took_ms,
+            settled_at=now if settling or start <= now - timedelta(hours=settings.COCKPIT_ROLLUP_SETTLE_HOURS)
+            else state.settled_at,
+        )
+    hours = int((hour_floor(now) - start) / timedelta(hours=1)) + 1
+    return RefreshResult(rebuilt_from=start, hours=hours, rows=len(rows), suspects=len(suspects), took_ms=took_ms)
+
+
+def _traffic_rows(*, start: datetime, end: datetime) -> list[TrafficHour]:
+    """The hourly rows of live sessions created in [start, end): two grouped queries, merged here."""
+    sessions = OtpSession.objects.filter(is_test=False, created_at__gte=start, created_at__lt=end)
+    latest_route = SmsMessage.objects.filter(session=OuterRef("pk")).order_by("-id").values("route_name")[:1]
+    by_session = (
+        sessions.annotate(bucket=TruncHour("created_at"), place=F("country"),
+                          route=Coalesce(Subquery(latest_route), Value("")))
+        .values("bucket", "workspace_id", "place", "route")
+        .annotate(requests=Count("pk"), approved=Count("pk", filter=Q(status=OtpSession.Status.APPROVED)),
+                  wrong_codes=Coalesce(Sum("attempts_used"), 0))
+        .order_by()
+    )
+    by_sms = (
+        SmsMessage.objects.filter(is_test=False, session__created_at__gte=start, session__created_at__lt=end)
+        .annotate(bucket=TruncHour("session__created_at"), place=F("session__country"), route=F("route_name"))
+        .values("bucket", "workspace_id", "place", "route")
+        .annotate(sms=Count("pk"), delivered=Count("pk", filter=Q(status=SmsStatus.DELIVERED)),
+                  failed=Count("pk", filter=Q(status__in=FAILED_STATUSES)),
+                  units=Coalesce(Sum("units", filter=CHARGED), 0))
+        .order_by()
+    )
+    merged: dict[tuple, dict[str, Any]] = defaultdict(dict)
+    for row in [*by_session, *by_sms]:
+        key = (row.pop("bucket"), row.pop("workspace_id"), row.pop("place"), row.pop("route"))
+        merged[key].update(row)
+    return [
+        TrafficHour(hour=hour, workspace_id=workspace_id, country=country, route_name=route, **counts)
+        for (hour, workspace_id, country, route), counts in sorted(merged.items())
+    ]
+
+
+def number_range(number: str) -> str:
+    """The range a number belongs to: its first digits, the last COCKPIT_RANGE_HIDDEN_DIGITS hidden."""
+    return number[: -settings.COCKPIT_RANGE_HIDDEN_DIGITS]
+
+
+def _number_suspects(*, since: datetime) -> list[NumberSuspect]:
+    """Per workspace, the destinations and ranges with the most SMS that no approval followed since `since`
+    (among those with at least COCKPIT_PUMPING_MIN_SMS_*), flagged when their conversion is at most
+    COCKPIT_PUMPING_MAX_CONVERSION.
+
+    Read from the sessions alone (the `created_at` index): a session's SMS are its first send and its resends.
+    Joining the SMS rows would cost a scan of all of them, every minute, for the same number.
+    """
+    sessions = OtpSession.objects.filter(is_test=False, created_at__gte=since)
+    # Grouped in the "C" collation: numbers are digits, and sorting a day of them by the database's language
+    # rules cost several times more.
+    # A destination is one number (no DISTINCT: its groups are hashed, not sorted).
+    kinds = (
+        (NumberSuspect.Kind.DESTINATION, Collate("dest", "C"), Value(1),
+         settings.COCKPIT_PUMPING_MIN_SMS_PER_DESTINATION),
+        (NumberSuspect.Kind.RANGE, Collate(Left("dest", Length("dest") - settings.COCKPIT_RANGE_HIDDEN_DIGITS), "C"),
+         Count(Collate("dest", "C"), distinct=True), settings.COCKPIT_PUMPING_MIN_SMS_PER_RANGE),
+    )
+    suspects = []
+    for kind, number, distinct_numbers, least in kinds:
+        rows = (
+            sessions.annotate(number=number).values("workspace_id", "country", "number")
+            .annotate(sms=Sum(F("resends") + 1), numbers=distinct_numbers,
+                      approved=Count("pk", filter=Q(status=OtpSession.Status.APPROVED)),
+                      first_sms_at=Min("created_at"), last_sms_at=Max("created_at"))
+            .filter(sms__gte=least)
+            .order_by((F("approved") - F("sms")).asc(), "number")[: settings.COCKPIT_PUMPING_LIST_LIMIT]
+        )
+        suspects += [
+            NumberSuspect(kind=kind, flagged=row["approved"] <= row["sms"] * settings.COCKPIT_PUMPING_MAX_CONVERSION,
+                          **row)
+            for row in rows
+        ]
+    return suspects
