@@ -186,6 +186,22 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # processing, and the sweeper (every 30 s) publishes it again; the claim keeps that to one send.
     "ack_emulation": False,
 }
+# Three queues, so that a backlog of one kind of work never waits behind another: SMS sends (the OTP a user
+# is waiting for), webhook deliveries (a slow receiver holds a worker up to its timeout) and housekeeping
+# (the beat's sweepers and purges; a purge can run for seconds). A worker started without -Q consumes all
+# three (`make run`, the tests, one machine); at scale each gets workers of its own (docs/operations.md).
+# The names are in otp.delivery and webhooks.delivery too, which publish straight onto them.
+CELERY_TASK_QUEUES: dict[str, dict[str, str]] = {"sms": {}, "webhooks": {}, "housekeeping": {}}
+CELERY_TASK_DEFAULT_QUEUE = "housekeeping"  # every task not routed below: the beat's periodic ones
+CELERY_TASK_ROUTES = {
+    "otp.tasks.send_sms": {"queue": "sms"},
+    "webhooks.tasks.deliver": {"queue": "webhooks"},
+}
+# Beat sends only while it holds a lock in Redis (zeckta.beat): a second beat, started by mistake or as a
+# standby on another machine, waits and takes over within BEAT_LOCK_TTL_SECONDS of the first one dying.
+# The schedule's last runs are kept in Redis too, so no beat writes a schedule file.
+CELERY_BEAT_SCHEDULER = "zeckta.beat:LockedScheduler"
+BEAT_LOCK_TTL_SECONDS = env.int("BEAT_LOCK_TTL_SECONDS", default=30)
 # Task names as registered (otp.delivery's constants; not imported: settings load before any app).
 CELERY_BEAT_SCHEDULE = {
     "requeue-stale-outbox": {"task": "otp.tasks.requeue_stale_sms", "schedule": 30.0},
