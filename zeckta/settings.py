@@ -23,6 +23,12 @@ _DEV_OTP_HASH_KEY = "dev-insecure-otp-hash-key-change-me"
 SECRET_KEY = env.str("SECRET_KEY", default=_DEV_SECRET_KEY if DEBUG else "")
 OTP_HASH_KEY = env.str("OTP_HASH_KEY", default=_DEV_OTP_HASH_KEY if DEBUG else "")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"] if DEBUG else [])
+# Previous values, comma-separated, while a rotation settles (docs/operations.md, Secrets). Django checks
+# sessions and signatures against SECRET_KEY_FALLBACKS; the keys derived from old secrets keep decrypting
+# what was encrypted under them (zeckta.crypto). Pending codes are NOT checked against old OTP_HASH_KEYs:
+# their digests are compared inside the database function, so those sessions fail until resent or expired.
+SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
+OTP_HASH_KEY_FALLBACKS = env.list("OTP_HASH_KEY_FALLBACKS", default=[])
 
 if not DEBUG:
     _missing = [name for name, value in [("SECRET_KEY", SECRET_KEY), ("OTP_HASH_KEY", OTP_HASH_KEY)] if not value]
@@ -263,6 +269,7 @@ SMS_HTTP_RECEIPT_TOKEN = env.str("SMS_HTTP_RECEIPT_TOKEN", default="")
 PUBLIC_URL = env.str("PUBLIC_URL", default="").rstrip("/")
 # Key for route credentials at rest; derived from SECRET_KEY/OTP_HASH_KEY when unset.
 ROUTE_ENCRYPTION_KEY = env.str("ROUTE_ENCRYPTION_KEY", default="")
+ROUTE_ENCRYPTION_KEY_FALLBACKS = env.list("ROUTE_ENCRYPTION_KEY_FALLBACKS", default=[])  # previous keys, still read
 SMS_MAX_SEND_ATTEMPTS = env.int("SMS_MAX_SEND_ATTEMPTS", default=6)  # gateway calls per message
 SMS_RETRY_BACKOFF_SECONDS = env.float("SMS_RETRY_BACKOFF_SECONDS", default=2.0)  # first retry delay
 SMS_RETRY_BACKOFF_MAX_SECONDS = env.float("SMS_RETRY_BACKOFF_MAX_SECONDS", default=60.0)
@@ -273,6 +280,7 @@ SMS_STALE_AFTER_SECONDS = env.int("SMS_STALE_AFTER_SECONDS", default=30)
 SMS_PROCESSING_LEASE_SECONDS = env.int("SMS_PROCESSING_LEASE_SECONDS", default=120)
 # Key for the encrypted retry copy of the SMS text; derived from SECRET_KEY/OTP_HASH_KEY when unset.
 SMS_ENCRYPTION_KEY = env.str("SMS_ENCRYPTION_KEY", default="")
+SMS_ENCRYPTION_KEY_FALLBACKS = env.list("SMS_ENCRYPTION_KEY_FALLBACKS", default=[])  # previous keys, still read
 
 # --- Event webhooks (API.md section 9) ----------------------------------------------------------
 # Hosts (no port) of receivers inside the operator's own network: they may use plain http and are exempt
@@ -280,6 +288,7 @@ SMS_ENCRYPTION_KEY = env.str("SMS_ENCRYPTION_KEY", default="")
 WEBHOOK_ALLOWED_HOSTS = [host.lower() for host in env.list("WEBHOOK_ALLOWED_HOSTS", default=[])]
 # Key for the signing secrets at rest; derived from SECRET_KEY/OTP_HASH_KEY when unset.
 WEBHOOK_ENCRYPTION_KEY = env.str("WEBHOOK_ENCRYPTION_KEY", default="")
+WEBHOOK_ENCRYPTION_KEY_FALLBACKS = env.list("WEBHOOK_ENCRYPTION_KEY_FALLBACKS", default=[])  # previous keys, still read
 WEBHOOK_MAX_ENDPOINTS_PER_WORKSPACE = env.int("WEBHOOK_MAX_ENDPOINTS_PER_WORKSPACE", default=10)
 WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=5.0)  # to connect, and to each read
 # Seconds before each retry (with +-20 % jitter); the last one repeats until the retry window closes.
