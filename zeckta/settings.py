@@ -98,6 +98,18 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 # Off by default: the check is one more round trip (SELECT 1) at the start of every request. Without it,
 # after a database restart each web process answers its first request 503 and then reconnects.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=False)
+# psycopg's connection pool, off by default: a gunicorn sync worker or a prefork Celery child serves one
+# request or task at a time, so CONN_MAX_AGE already keeps its one connection open, and a pool only adds
+# a check-out and a check-in per request (docs/operations.md, PostgreSQL). Worth it for threaded processes
+# (gunicorn --threads, Celery --pool threads), whose threads then share up to this many connections.
+DATABASE_POOL_MAX_SIZE = env.int("DATABASE_POOL_MAX_SIZE", default=0)
+if DATABASE_POOL_MAX_SIZE and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": DATABASE_POOL_MAX_SIZE,
+        "timeout": 10,  # seconds a request waits for a free connection before it fails (503)
+    }
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django refuses persistent connections with a pool: it keeps them
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"
