@@ -196,7 +196,7 @@ class WebProcess:
         return Path(self.log.name).read_text(errors="replace")
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        ready = wait_for(lambda: _answers(self.port) or self.process.poll() is not None, timeout=timeout)
+        ready = wait_for(lambda: serves_http(self.port) or self.process.poll() is not None, timeout=timeout)
         assert ready and self.process.poll() is None, f"gunicorn did not start:\n{self.output()}"
 
     def stop(self) -> None:
@@ -211,10 +211,13 @@ class WebProcess:
         os.unlink(self.log.name)
 
 
-def _answers(port: int) -> bool:
+def serves_http(port: int) -> bool:
+    """Whether a web process on `port` answers (its OpenAPI document: no key, no database)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
     try:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
         connection.request("GET", "/openapi.json", headers={"Host": "localhost", "X-Forwarded-Proto": "https"})
         return connection.getresponse().status == 200
     except OSError:
         return False
+    finally:
+        connection.close()

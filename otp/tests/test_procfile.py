@@ -1,7 +1,6 @@
 """The Procfile is what `make run` starts (scripts/serve.py): web alone without a broker, web, worker and beat
 with one; Ctrl-C stops them all. honcho reads the same file."""
 
-import http.client
 import os
 import signal
 import subprocess
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from otp.tests.processes import RedisServer
+from otp.tests.processes import RedisServer, serves_http
 from zeckta.testing import free_port, wait_for
 
 BASE_DIR = Path(__file__).resolve().parents[2]
@@ -25,15 +24,6 @@ def test_the_procfile_names_web_worker_and_beat_and_honcho_accepts_it():
                             timeout=30)
     assert result.returncode == 0, result.stderr
     assert "(web, worker, beat)" in result.stderr + result.stdout
-
-
-def answers(port: int) -> bool:
-    try:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-        connection.request("GET", "/openapi.json", headers={"Host": "localhost", "X-Forwarded-Proto": "https"})
-        return connection.getresponse().status == 200
-    except OSError:
-        return False
 
 
 def serve(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, int]:
@@ -67,11 +57,11 @@ def test_with_a_broker_serve_runs_web_worker_and_beat_and_ctrl_c_stops_them(tmp_
         "REDIS_URL": redis_server.url,
     }, log)
     try:
-        assert wait_for(lambda: answers(port), timeout=60), log.read_text()
+        assert wait_for(lambda: serves_http(port), timeout=60), log.read_text()
         assert wait_for(lambda: " ready." in log.read_text() and "took the beat lock" in log.read_text(),
                         timeout=60), log.read_text()
         assert stop(process) == 0, log.read_text()
-        assert not answers(port)
+        assert not serves_http(port)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
@@ -88,7 +78,7 @@ def test_without_a_broker_serve_runs_the_web_process_alone(tmp_path):
         "DATABASE_URL": f"sqlite:///{tmp_path / 'embedded.sqlite3'}", "SMS_BACKEND": "console",
     }, log)
     try:
-        assert wait_for(lambda: answers(port), timeout=60), log.read_text()
+        assert wait_for(lambda: serves_http(port), timeout=60), log.read_text()
         assert stop(process) == 0, log.read_text()
     finally:
         if process.poll() is None:
