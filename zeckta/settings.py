@@ -103,6 +103,9 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", defa
 # a check-out and a check-in per request (docs/operations.md, PostgreSQL). Worth it for threaded processes
 # (gunicorn --threads, Celery --pool threads), whose threads then share up to this many connections.
 DATABASE_POOL_MAX_SIZE = env.int("DATABASE_POOL_MAX_SIZE", default=0)
+# Behind PgBouncer in transaction mode a cursor cannot outlive its transaction: Django then reads
+# `.iterator()` querysets client-side (docs/operations.md, PostgreSQL).
+DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = env.bool("DISABLE_SERVER_SIDE_CURSORS", default=False)
 if DATABASE_POOL_MAX_SIZE and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1,
