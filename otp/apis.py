@@ -1,6 +1,7 @@
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from urllib.parse import parse_qsl
 
 from django.conf import settings
@@ -31,7 +32,9 @@ from senders.gateways import GatewayError, ReceiptRejected, ReceiptRequest
 from senders.routes import route_choice
 from workspaces.authentication import HasWorkspace, HoldsTestKey
 from workspaces.viewsets import WorkspaceViewSet
+from zeckta import metrics
 from zeckta.api.errors import error_body
+from zeckta.api.handlers import error_answer
 from zeckta.api.responses import envelope
 from zeckta.api.schema import COMMON_ERRORS, error_envelope, error_responses, example
 from zeckta.api.schema import envelope as envelope_schema
@@ -103,6 +106,10 @@ class OtpViewSet(WorkspaceViewSet):
     )
     @action(detail=False, methods=["post"], url_path="request")
     def request_otp(self, request: Request) -> Response:
+        with _refusals_counted():
+            return self._request_otp(request)
+
+    def _request_otp(self, request: Request) -> Response:
         data = validated(OtpRequestInputSerializer, request.data)
 
         def perform() -> tuple[int, dict]:
@@ -120,6 +127,7 @@ class OtpViewSet(WorkspaceViewSet):
             )
             body = OtpRequestDataSerializer(result, context={"now": timezone.now()}).data
             message = MESSAGE_REUSED if result.reused else MESSAGE_SENT
+            metrics.OTP_REQUESTS.labels(outcome="reused" if result.reused else "new").inc()
             return 200, envelope(message, body)
 
         transaction = data.get("transaction")
@@ -155,10 +163,12 @@ class OtpViewSet(WorkspaceViewSet):
         def perform() -> tuple[int, dict]:
             result = services.otp_resend(workspace=self.workspace, session_id=session_id, test=self.is_test,
                                          actor=self.actor)
+            metrics.OTP_REQUESTS.labels(outcome="resent").inc()
             return 200, envelope(MESSAGE_RESENT, OtpResendDataSerializer(result, context={"now": timezone.now()}).data)
 
         # The operation and its session are the body's identity: the same key on another session is reused.
-        return self._idempotent(request, payload={"resend": str(session_id)}, perform=perform)
+        with _refusals_counted():
+            return self._idempotent(request, payload={"resend": str(session_id)}, perform=perform)
 
     def _idempotent(self, request: Request, *, payload: dict, perform: Callable[[], tuple[int, dict]]) -> Response:
         """Runs `perform`, once per Idempotency-Key when the request has one (replayed for 24 hours)."""
@@ -173,6 +183,8 @@ class OtpViewSet(WorkspaceViewSet):
             workspace=self.workspace, key=idempotency_key, payload=payload, perform=perform, test=self.is_test
         )
         headers = {"Idempotent-Replayed": "true"} if answer.replayed else {}
+        if answer.replayed:
+            metrics.OTP_REQUESTS.labels(outcome="replayed").inc()
         return Response(answer.body, status=answer.status, headers=headers)
 
     @extend_schema(
@@ -209,6 +221,7 @@ class OtpViewSet(WorkspaceViewSet):
         data = validated(OtpVerifyInputSerializer, request.data)
         result = services.otp_verify(workspace=self.workspace, session_id=data["sessionId"], code=data["code"],
                                      transaction=data.get("transaction"), test=self.is_test)
+        metrics.OTP_VERIFICATIONS.labels(status=result.outcome.value).inc()
         body = OtpVerifyDataSerializer(result).data
         if result.verified:
             return Response(envelope(MESSAGE_VERIFIED, body))
@@ -251,6 +264,17 @@ class OtpViewSet(WorkspaceViewSet):
         session = selectors.otp_session_get(workspace=self.workspace, session_id=session_id, test=self.is_test)
         data = OtpSessionDataSerializer(session, context={"now": timezone.now()}).data
         return Response(envelope("OTP session retrieved", data))
+
+
+@contextmanager
+def _refusals_counted() -> Iterator[None]:
+    """An OTP request or resend that fails is counted under the error code its answer carries."""
+    try:
+        yield
+    except Exception as exc:
+        answer = error_answer(exc)
+        metrics.OTP_REQUESTS.labels(outcome=answer.code if answer else "INTERNAL_ERROR").inc()
+        raise
 
 
 class TestInboxViewSet(WorkspaceViewSet):

@@ -11,6 +11,9 @@ class OtpConfig(AppConfig):
         # them by name (it cannot import `otp.tasks`, which imports it).
         import otp.tasks  # noqa: F401
         from otp.models import ReviewerNumber
+        from otp.selectors import outbox_state
+        from zeckta import metrics
         from zeckta.localcache import forget_on_save
 
         forget_on_save(ReviewerNumber)  # the per-process copy of each workspace's reviewer numbers
+        metrics.outbox_reader_register(outbox_state)  # zeckta_outbox_* at scrape time

@@ -5,6 +5,7 @@ the beat runs `sms_requeue_stale` and `otp_sessions_purge`.
 """
 
 import logging
+import time
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -24,6 +25,8 @@ from senders.routes import RouteChoice, route_rate_wait, routes_for
 from webhooks.selectors import webhook_subscribed
 from workspaces.billing import balance_credit
 from workspaces.models import LedgerEntry
+from zeckta import metrics
+from zeckta.api.context import log_context_update
 from zeckta.celery import app as celery_app
 from zeckta.db import columns_of, db_value, instance_from_row
 
@@ -116,6 +119,7 @@ def sms_deliver(*, message_id: int) -> str:
     if choice is None:
         _finish(_mine(message), message, SmsStatus.FAILED, error="every route was tried")
         return SmsStatus.FAILED
+    log_context_update(route=choice.name)
     wait = route_rate_wait(choice)
     if wait:
         # Not an attempt: give back what the claim counted, and come back in the next second.
@@ -134,19 +138,23 @@ def sms_deliver(*, message_id: int) -> str:
                          started_at=now)
     outgoing = OutgoingSms(to=message.to, src=message.src, text=text, reference=str(message.public_id),
                            receipt_url=choice.receipt_url())
+    started = time.perf_counter()
     try:
         result = choice.gateway().send(outgoing)
     except PermanentGatewayError as exc:
+        _sms_counted(choice, "failed", started)
         _attempt_failed(attempt, exc)
         logger.warning("SMS %s failed permanently on route %s: %s", message.public_id, choice.name, exc)
         return _fail_over(_mine(message), message, choice, error=str(exc), on_route=on_route)
     except TransientGatewayError as exc:
         _attempt_failed(attempt, exc)
         if message.route_attempts >= settings.SMS_MAX_SEND_ATTEMPTS:
+            _sms_counted(choice, "failed", started)
             logger.warning("SMS %s: route %s failed %s times: %s", message.public_id, choice.name,
                            message.route_attempts, exc)
             return _fail_over(_mine(message), message, choice, on_route=on_route,
                               error=f"gave up after {message.route_attempts} attempts on route {choice.name}: {exc}")
+        _sms_counted(choice, "retried", started)
         delay = _retry_delay(message.route_attempts)
         _mine(message).update(
             status=SmsStatus.QUEUED, claimed_at=None, last_error=str(exc)[:500],
@@ -154,6 +162,8 @@ def sms_deliver(*, message_id: int) -> str:
         )
         logger.info("SMS %s attempt %s failed (%s); retrying", message.public_id, message.attempts, exc)
         raise SmsRetryLater(delay) from None
+    _sms_counted(choice, "sent", started)
+    metrics.SMS_UNITS.labels(country=_country(message) or "unknown").inc(message.units)
     attempt.status = SmsAttempt.Status.ACCEPTED
     attempt.provider_message_id = result.provider_message_id[:200]
     attempt.provider_status = result.provider_status[:64]
@@ -259,6 +269,12 @@ def _settle_sent(message: SmsMessage, attempt: SmsAttempt, *, claimed_at: dateti
              attempt.provider_message_id, attempt.provider_status, attempt.started_at, done],
         )
         return cursor.fetchone()[0] == 1
+
+
+def _sms_counted(choice: RouteChoice, status: str, started: float) -> None:
+    """One provider call's outcome and time, in the metrics (zeckta_sms_total, zeckta_sms_send_seconds)."""
+    metrics.SMS_SEND_SECONDS.labels(route=choice.name).observe(time.perf_counter() - started)
+    metrics.SMS.labels(route=choice.name, status=status).inc()
 
 
 def _route_now(message: SmsMessage) -> RouteChoice | None:

@@ -132,6 +132,8 @@ class SmsMessage(models.Model):
 
     # A session whose SMS ended so is never reused: its code can never arrive.
     FAILED_FOR_GOOD = frozenset({Status.FAILED, Status.UNDELIVERABLE, Status.REJECTED})
+    # Still in the outbox: not handed to a provider yet (the rows otp_sms_pending_idx covers).
+    IN_OUTBOX = (Status.QUEUED, Status.PROCESSING)
     TERMINAL = frozenset({Status.SENT, Status.DELIVERED, Status.FAILED, Status.UNDELIVERABLE, Status.EXPIRED,
                           Status.REJECTED})
 

@@ -17,6 +17,7 @@ from django.utils import timezone
 from otp.events import otp_event_emit, otp_sms_event_type
 from otp.models import EarlyReceipt, SmsAttempt, SmsMessage
 from senders.gateways import FINAL_RECEIPT_STATUSES, RECEIPT_SENT, Receipt
+from zeckta import metrics
 from zeckta.db import advisory_xact_lock
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ def _attempt_apply(attempt: SmsAttempt, *, status: str, provider_status: str, er
         return False
     SmsAttempt.objects.filter(pk=attempt.pk).update(status=status, provider_status=provider_status[:64],
                                                      error_code=error_code[:64], receipt_at=at)
+    metrics.SMS.labels(route=attempt.route_name, status=status).inc()  # a final receipt, once per attempt
     # The SMS itself shows the receipt of the send that carried it last, and only once.
     changed = SmsMessage.objects.filter(
         pk=attempt.message_id, route_key=attempt.route_key, provider_message_id=attempt.provider_message_id

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from cryptography.fernet import InvalidToken
 from django.conf import settings
 from django.db import connection
+from django.db.models import Count, Min
 
 from otp.crypto import decrypt_inbox_text, decrypt_reviewer_code
 from otp.errors import OtpSessionNotFound
@@ -13,25 +14,32 @@ from otp.models import OtpSession, ReviewerNumber, SmsMessage, TestInboxMessage
 from workspaces.models import Workspace
 from zeckta.db import columns_of, db_value, instance_from_row
 from zeckta.localcache import LocalCache
+from zeckta.metrics import OutboxState
 
 logger = logging.getLogger(__name__)
 
 # By hand: one statement, compiled once. The session's latest SMS (the one whose code works) is the one
-# with the highest id; the subquery reads it from the session_id index. A test key's sessions and a live
-# key's never see each other (API.md section 10): the mode is part of the lookup.
-_SESSION_WITH_SMS = (
-    f"SELECT {columns_of(OtpSession, 's')}, {columns_of(SmsMessage, 'm')}"
-    f" FROM {OtpSession._meta.db_table} s LEFT JOIN {SmsMessage._meta.db_table} m"
-    f" ON m.id = (SELECT max(id) FROM {SmsMessage._meta.db_table} WHERE session_id = s.id)"
-    " WHERE s.workspace_id = %s AND s.public_id = %s AND s.is_test = %s"
-)
+# with the highest id, read through the session_id index: LATERAL ... LIMIT 1 on PostgreSQL (a join on
+# `m.id = (SELECT max(id) ...)` let its planner hash the whole SMS table), the max() form on SQLite, which
+# has no LATERAL. A test key's sessions and a live key's never see each other (API.md section 10): the
+# mode is part of the lookup.
+_SESSIONS, _SMS = OtpSession._meta.db_table, SmsMessage._meta.db_table
+_SESSION_COLUMNS = f"SELECT {columns_of(OtpSession, 's')}, {columns_of(SmsMessage, 'm')} FROM {_SESSIONS} s"
+_SESSION_WHERE = " WHERE s.workspace_id = %s AND s.public_id = %s AND s.is_test = %s"
+_SESSION_WITH_SMS = {
+    "postgresql": f"{_SESSION_COLUMNS} LEFT JOIN LATERAL"
+    f" (SELECT * FROM {_SMS} WHERE session_id = s.id ORDER BY id DESC LIMIT 1) m ON true{_SESSION_WHERE}",
+    "sqlite": f"{_SESSION_COLUMNS} LEFT JOIN {_SMS} m"
+    f" ON m.id = (SELECT max(id) FROM {_SMS} WHERE session_id = s.id){_SESSION_WHERE}",
+}
 
 
 def otp_session_get(*, workspace: Workspace, session_id: uuid.UUID, test: bool = False) -> OtpSession:
     """The workspace's session with its latest SMS; another workspace's session, or one of the other mode
     (test or live), is simply not found."""
     with connection.cursor() as cursor:
-        cursor.execute(_SESSION_WITH_SMS, [workspace.pk, db_value(OtpSession, "public_id", session_id), test])
+        params = [workspace.pk, db_value(OtpSession, "public_id", session_id), test]
+        cursor.execute(_SESSION_WITH_SMS[connection.vendor], params)
         row = cursor.fetchone()
     if row is None:
         raise OtpSessionNotFound()
@@ -95,3 +103,11 @@ def reviewer_code_get(*, workspace: Workspace, dest: str) -> str | None:
         logger.error("a reviewer number of workspace %s no longer decrypts (keys changed?): enter it again in the "
                      "admin", workspace.slug)
         return None
+
+
+def outbox_state() -> OutboxState:
+    """The SMS not yet handed to a provider, for /metrics: one query on the partial index of pending rows
+    (otp_sms_pending_idx), whatever the size of the table."""
+    row = SmsMessage.objects.filter(status__in=SmsMessage.IN_OUTBOX).aggregate(pending=Count("pk"),
+                                                                             oldest=Min("created_at"))
+    return OutboxState(pending=row["pending"], oldest_created_at=row["oldest"])

@@ -63,7 +63,7 @@ from webhooks.selectors import webhook_subscribed
 from workspaces.audit import SYSTEM_ACTOR, audit_record, field_changes
 from workspaces.billing import balance_debit
 from workspaces.models import AuditEvent, Workspace
-from zeckta import sms_text
+from zeckta import metrics, sms_text
 from zeckta.db import advisory_lock_key, advisory_xact_lock, uuid7
 from zeckta.errors import ValidationFailed
 from zeckta.localcache import local_caches_changed
@@ -279,8 +279,15 @@ def _request_in_database(new: NewSession) -> OtpRequestResult:
     _refuse(outcome, workspace=workspace, country=new.country, wait=wait or 0, now=new.now)
 
 
+# A send limit's name (the database function's outcome) -> zeckta_rate_limited_total's reason.
+_RATE_LIMITED_REASONS = {"destination_limited": "destination", "guesses_limited": "wrong_codes",
+                         "country_limited": "country", "daily_cap": "daily_cap"}
+
+
 def _refuse(limit: str, *, workspace: Workspace, country: str, wait: int, now: datetime) -> NoReturn:
     """Raises the error for a send limit the request met."""
+    if limit in _RATE_LIMITED_REASONS:
+        metrics.RATE_LIMITED.labels(reason=_RATE_LIMITED_REASONS[limit]).inc()
     if limit == "destination_limited":
         raise DestinationRateLimited(retry_after_seconds=wait)
     if limit == "guesses_limited":
@@ -531,6 +538,7 @@ def _check_resendable(session: OtpSession, *, now: datetime) -> None:
     if session.resend_available_at is None:
         raise ResendLimitReached()
     if session.resend_available_at > now:
+        metrics.RATE_LIMITED.labels(reason="resend_cooldown").inc()
         raise ResendTooSoon(retry_after_seconds=math.ceil((session.resend_available_at - now).total_seconds()))
 
 

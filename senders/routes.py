@@ -18,7 +18,7 @@ from typing import Any
 import redis
 from cryptography.fernet import InvalidToken, MultiFernet
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 
 from senders.errors import RouteExists, RouteNotFound
 from senders.gateways import BACKENDS, SmsGateway, get_gateway
@@ -79,6 +79,16 @@ def _enabled_routes() -> list[Route]:
     if _routes_cache is None or now - _routes_cache[0] > ROUTES_CACHE_SECONDS:
         _routes_cache = (now, list(Route.objects.filter(enabled=True).order_by("priority", "name")))
     return _routes_cache[1]
+
+
+def production_route_names() -> list[str]:
+    """The enabled routes whose backend really sends, for `check --deploy --database default`; none when the
+    database cannot be read (the check then counts SMS_BACKEND alone)."""
+    try:
+        return list(Route.objects.filter(enabled=True).exclude(backend__in=DEVELOPMENT_BACKENDS)
+                    .order_by("priority", "name").values_list("name", flat=True))
+    except DatabaseError:
+        return []
 
 
 def routes_changed() -> None:

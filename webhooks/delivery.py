@@ -20,6 +20,7 @@ from django.utils import timezone
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.signing import secret_decrypt, signature_header
 from webhooks.transport import Answer, post
+from zeckta import metrics
 from zeckta.celery import app as celery_app
 
 logger = logging.getLogger(__name__)
@@ -135,6 +136,7 @@ def _settle(delivery: WebhookDelivery, endpoint: WebhookEndpoint, answer: Answer
         with transaction.atomic():
             if mine.update(status=Status.DELIVERED, finished_at=done, **outcome) and endpoint.failing:
                 endpoints.filter(failing_since__isnull=False).update(failing_since=None, updated_at=done)
+        metrics.WEBHOOK_DELIVERIES.labels(outcome="delivered").inc()
         logger.info("webhook %s delivered (attempt %s, HTTP %s)", delivery.webhook_id, delivery.attempts,
                     answer.status)
         return Status.DELIVERED
@@ -142,6 +144,7 @@ def _settle(delivery: WebhookDelivery, endpoint: WebhookEndpoint, answer: Answer
         with transaction.atomic():
             if mine.update(status=Status.GIVEN_UP, finished_at=done, **outcome):
                 endpoints.filter(failing_since__isnull=True).update(failing_since=done, updated_at=done)
+        metrics.WEBHOOK_DELIVERIES.labels(outcome="given_up").inc()
         logger.warning("webhook %s given up after %s attempts: %s; endpoint %s marked failing",
                        delivery.webhook_id, delivery.attempts, answer.error, endpoint.public_id)
         return Status.GIVEN_UP
@@ -150,6 +153,7 @@ def _settle(delivery: WebhookDelivery, endpoint: WebhookEndpoint, answer: Answer
     wait = (next_at - done).total_seconds()
     if mine.update(status=Status.PENDING, next_attempt_at=next_at, **outcome) and wait <= COUNTDOWN_MAX_SECONDS:
         webhook_deliveries_enqueue(delivery_ids=[delivery.pk], countdown=wait)
+    metrics.WEBHOOK_DELIVERIES.labels(outcome="retrying").inc()
     logger.info("webhook %s attempt %s failed (%s); next in %.0fs", delivery.webhook_id, delivery.attempts,
                 answer.error, wait)
     return Status.PENDING

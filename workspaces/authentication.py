@@ -9,6 +9,8 @@ from rest_framework.request import Request
 from workspaces.models import ApiKey
 from workspaces.ratelimit import RateLimiterUnavailable, get_rate_limiter
 from workspaces.selectors import api_key_authenticate
+from zeckta import metrics
+from zeckta.api.context import log_context_update
 from zeckta.api.errors import AuthenticationRateLimited, AuthenticationRequired, WorkspaceSuspended
 from zeckta.errors import NotFound
 
@@ -41,6 +43,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         if api_key is None:
             _count_failure(request)
             raise AuthenticationRequired()
+        log_context_update(workspace=api_key.workspace.slug, key_prefix=api_key.prefix)
         if not api_key.workspace.is_active:
             raise WorkspaceSuspended()
         return (None, api_key)
@@ -59,6 +62,7 @@ def _count_failure(request: Request) -> None:
         logger.warning("rate limiter unavailable, not counting a failed authentication: %s", exc)
         return
     if decision.blocked:
+        metrics.RATE_LIMITED.labels(reason="auth_failures").inc()
         raise AuthenticationRateLimited(wait=decision.retry_after)
 
 

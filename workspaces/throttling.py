@@ -9,6 +9,7 @@ from rest_framework.throttling import BaseThrottle
 
 from workspaces.models import ApiKey
 from workspaces.ratelimit import RateDecision, RateLimiterUnavailable, get_rate_limiter
+from zeckta import metrics
 from zeckta.errors import ServiceUnavailable
 
 if TYPE_CHECKING:  # rest_framework.views loads this module while it defines APIView
@@ -40,6 +41,8 @@ class ApiKeyRateThrottle(BaseThrottle):
             logger.warning("rate limiter unavailable, serving %s without it: %s", action, exc)
             return True
         request.rate_limit_headers = self.decision.headers()  # type: ignore[attr-defined]
+        if not self.decision.allowed:
+            metrics.RATE_LIMITED.labels(reason="key_rate").inc()
         return self.decision.allowed
 
     def wait(self) -> float | None:

@@ -7,3 +7,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "zeckta.settings")
 app = Celery("zeckta")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# Signal handlers: the request's context in tasks, the service's logging, the worker's metrics directory.
+import zeckta.taskcontext  # noqa: E402,F401

@@ -3,10 +3,14 @@
 They catch the settings that work in development and are unsafe in production: no broker (tasks would
 run inside requests and rate limits per process), SQLite, guessable secrets, SMS texts in clear text on
 the network, and SMS backends that only print or keep the codes.
+
+No METRICS_TOKEN is not among them: without it /metrics answers loopback clients only, which is safe
+(docs/deploy.md says what to do behind a proxy on the same machine).
 """
 
 import ipaddress
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,9 +23,20 @@ from django.core.checks import Warning as CheckWarning
 DEVELOPMENT_SMS_BACKENDS = frozenset({"console", "file", "locmem"})
 SECRET_MIN_LENGTH = 32  # characters
 SECRET_SETTINGS = ("SECRET_KEY", "OTP_HASH_KEY")
+# Secrets the service may be given on top, held to the same rule when they are set. Not the providers'
+# own tokens (SMS_HTTP_TOKEN): their length is the provider's choice.
+OPTIONAL_SECRET_SETTINGS = ("SMS_ENCRYPTION_KEY", "ROUTE_ENCRYPTION_KEY", "WEBHOOK_ENCRYPTION_KEY", "METRICS_TOKEN",
+                            "SMS_HTTP_RECEIPT_TOKEN")
 # Values nobody should deploy with: the development defaults (settings.py) and, read from the file itself,
 # whatever .env.example suggests.
 KNOWN_PLACEHOLDERS = frozenset({"dev-insecure-secret-key-change-me", "dev-insecure-otp-hash-key-change-me"})
+# What gives a value away as copied from documentation rather than generated: "change me", "replace me",
+# and the prefix of the key `django-admin startproject` writes.
+PLACEHOLDER_WORDS = re.compile(r"change[-_ ]?me|replace[-_ ]?me|^django-insecure-", re.IGNORECASE)
+
+# Names of the enabled provider routes whose backend really sends, when the database may be read
+# (`check --deploy --database default`): registered by the senders app, which owns routes.
+production_routes_reader: Callable[[], list[str]] | None = None
 
 
 def _env_example_values(path: Path) -> set[str]:
@@ -62,9 +77,10 @@ def check_production_settings(app_configs: Iterable[Any] | None, **kwargs: Any) 
             id="zeckta.E002",
         ))
     placeholders = KNOWN_PLACEHOLDERS | _env_example_values(settings.BASE_DIR / ".env.example")
-    for name in SECRET_SETTINGS:
+    optional = [name for name in OPTIONAL_SECRET_SETTINGS if getattr(settings, name, "")]
+    for name in (*SECRET_SETTINGS, *optional):
         value = getattr(settings, name)
-        if len(value) < SECRET_MIN_LENGTH or value in placeholders:
+        if len(value) < SECRET_MIN_LENGTH or value in placeholders or PLACEHOLDER_WORDS.search(value):
             errors.append(Error(
                 f"{name} is shorter than {SECRET_MIN_LENGTH} characters or a published placeholder.",
                 hint=f"Generate one: python -c 'import secrets; print(secrets.token_urlsafe(48))' and set {name}.",
@@ -78,11 +94,7 @@ def check_production_settings(app_configs: Iterable[Any] | None, **kwargs: Any) 
             id="zeckta.E004",
         ))
     if settings.SMS_BACKEND in DEVELOPMENT_SMS_BACKENDS:
-        errors.append(Error(
-            f"SMS_BACKEND is {settings.SMS_BACKEND!r}: OTP codes would be printed or kept, never sent.",
-            hint="Set SMS_BACKEND=http with SMS_HTTP_URL (and SMS_HTTP_TOKEN) for your SMS gateway.",
-            id="zeckta.E005",
-        ))
+        errors.append(_development_default_route(kwargs.get("databases")))
     if settings.LOCAL_CACHE_SECONDS > 1:
         errors.append(CheckWarning(
             f"LOCAL_CACHE_SECONDS is {settings.LOCAL_CACHE_SECONDS}: a revoked API key or a suspended workspace "
@@ -91,3 +103,23 @@ def check_production_settings(app_configs: Iterable[Any] | None, **kwargs: Any) 
             id="zeckta.W001",
         ))
     return errors
+
+
+def _development_default_route(databases: Iterable[str] | None) -> CheckMessage:
+    """SMS_BACKEND is the last route of every SMS. As the only one it is an error; behind provider routes
+    (admin, `add_route`) a warning: an SMS to a country they do not serve, or failing over from them,
+    would still have its code printed or kept. Routes are read only when the check may use the database."""
+    routes = production_routes_reader() if production_routes_reader and databases and "default" in databases else []
+    if routes:
+        return CheckWarning(
+            f"SMS_BACKEND is {settings.SMS_BACKEND!r}: behind the routes {', '.join(routes)}, SMS to countries they "
+            "do not serve, or failing over from them, would have their codes printed or kept, never sent.",
+            hint="Make a route serve every country, or set SMS_BACKEND=http with SMS_HTTP_URL.",
+            id="zeckta.W002",
+        )
+    return Error(
+        f"SMS_BACKEND is {settings.SMS_BACKEND!r}: OTP codes would be printed or kept, never sent.",
+        hint="Set SMS_BACKEND=http with SMS_HTTP_URL (and SMS_HTTP_TOKEN) for your SMS gateway; with provider "
+        "routes configured in the admin, run `check --deploy --database default` to have them counted.",
+        id="zeckta.E005",
+    )

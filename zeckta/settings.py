@@ -58,7 +58,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # /healthz, /readyz and /metrics, answered before anything below could refuse a probe (Host, HTTPS).
+    "zeckta.health.ProbeMiddleware",
     "zeckta.api.middleware.RequestIdMiddleware",
+    "zeckta.api.observe.ObserveMiddleware",  # the log context, request metrics, a line for each /v1/ error
     # Before SecurityMiddleware: under /v1/ a bad Host, plain HTTP or an oversized body is answered in the
     # envelope, never with Django's HTML 400 or an HTTPS redirect that comes after the key crossed the wire.
     "zeckta.api.middleware.ApiEdgeMiddleware",
@@ -344,16 +347,34 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {"ErrorCode": "zeckta.api.schema.ERROR_CODES"},
 }
 
+# --- Health, metrics and logs (API.md section 12) -------------------------------------------------
+# Bearer token /metrics requires when set; without it, and with DEBUG off, only loopback clients may scrape.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Where the gunicorn and Celery processes of this machine keep their metrics for /metrics to add up
+# (zeckta.multiprocess; each process group has a directory of its own inside, wiped when it starts).
+# Default: a directory of this user and checkout under the system's temporary directory.
+METRICS_DIR = env.str("METRICS_DIR", default="")
+# /readyz's deadline for all its checks together: a probe answers within it even if a dependency hangs.
+HEALTH_CHECK_TIMEOUT_SECONDS = env.float("HEALTH_CHECK_TIMEOUT_SECONDS", default=1.5)
+
 # --- Logging: every line of a request carries its requestId ------------------------------------
+# `json`: one JSON object a line (time, level, logger, message, requestId, workspace, keyPrefix, route);
+# `text`: for a terminal.
+LOG_FORMAT = env.str("LOG_FORMAT", default="text" if DEBUG else "json")
+if LOG_FORMAT not in ("json", "text"):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"LOG_FORMAT must be json or text, not {LOG_FORMAT!r}")
 LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"request_id": {"()": "zeckta.api.logging.RequestIdFilter"}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [requestId=%(request_id)s] %(message)s"},
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [requestId=%(request_id)s] %(message)s"},
+        "json": {"()": "zeckta.api.logging.JsonLogFormatter"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "filters": ["request_id"], "formatter": "plain"},
+        "console": {"class": "logging.StreamHandler", "filters": ["request_id"], "formatter": LOG_FORMAT},
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {

@@ -53,12 +53,25 @@ def test_production_settings_pass_the_deploy_check_without_warnings():
         ({"SMS_HTTP_URL": "", "SMS_BACKEND": "console"}, "zeckta.E005"),  # codes printed, not sent
         ({"SMS_HTTP_URL": "", "SMS_BACKEND": "file"}, "zeckta.E005"),
         ({"SMS_HTTP_URL": "", "SMS_BACKEND": "locmem"}, "zeckta.E005"),
+        ({"SECRET_KEY": "django-insecure-" + "q" * 50}, "zeckta.E003"),  # startproject's, never replaced
+        ({"OTP_HASH_KEY": "please-change-me-" + "q" * 40}, "zeckta.E003"),
+        ({"METRICS_TOKEN": "metrics"}, "zeckta.E003"),  # the optional secrets too, once set
+        ({"SMS_ENCRYPTION_KEY": "short"}, "zeckta.E003"),
+        ({"WEBHOOK_ENCRYPTION_KEY": "short"}, "zeckta.E003"),
+        ({"SMS_HTTP_RECEIPT_TOKEN": "receipts"}, "zeckta.E003"),
     ],
 )
 def test_the_deploy_check_fails_on_an_unsafe_production_environment(change, error):
     result = manage("check", "--deploy", env={**PRODUCTION_ENV, **change})
     assert result.returncode != 0, result.stdout + result.stderr
     assert error in result.stderr and "ERROR" in result.stderr
+
+
+def test_a_long_metrics_token_and_no_metrics_token_both_pass_without_warnings():
+    # Without one, /metrics answers loopback clients only: nothing to warn about.
+    for env in (PRODUCTION_ENV, {**PRODUCTION_ENV, "METRICS_TOKEN": "m" * 40}):
+        result = manage("check", "--deploy", "--fail-level", "WARNING", env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_a_local_cache_longer_than_a_second_is_a_deploy_warning():
