@@ -4,8 +4,8 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-# Stamp written after a successful `pip install -r requirements.txt`: the install is skipped while it
-# is newer than requirements.txt.
+# Stamp written after a successful `pip install -r requirements-dev.txt` (the runtime requirements.txt and
+# the tests and tools on top): the install is skipped while it is newer than both files.
 INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 
@@ -15,12 +15,12 @@ PYTEST_ARGS ?=
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-9s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(INSTALLED): requirements.txt
+$(INSTALLED): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-venv: $(INSTALLED) ## Create .venv and install requirements.txt (skipped when unchanged)
+venv: $(INSTALLED) ## Create .venv and install requirements-dev.txt (skipped when unchanged)
 
 # Only written when missing: development mode with fresh secrets (settings refuse to start without
 # secrets when DEBUG is off). .env is gitignored.
@@ -34,12 +34,12 @@ migrate: $(INSTALLED) .env ## Create the PostgreSQL database if DATABASE_URL nam
 demo: migrate ## Ensure the demo workspace, sender ZECKTA and a fresh demo API key (printed)
 	$(PY) manage.py ensure_demo
 
-run: migrate ## Migrate, print a demo key and curl, serve on 127.0.0.1:8000 (plus Celery when REDIS_URL is set)
+run: migrate ## Migrate, print a demo key and curl, serve on 127.0.0.1:8000 (plus worker and beat when REDIS_URL is set)
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py ensure_demo
 	exec $(PY) scripts/serve.py
 
-serve: $(INSTALLED) .env ## Serve only (gunicorn, plus a Celery worker with beat when a broker is set)
+serve: $(INSTALLED) .env ## Serve only: the Procfile's web (plus worker and beat when a broker is set)
 	exec $(PY) scripts/serve.py
 
 worker: $(INSTALLED) .env ## A Celery worker with beat (needs REDIS_URL or CELERY_BROKER_URL)

@@ -119,22 +119,25 @@ def create_bench_workspace() -> str:
 
 
 # Past sessions of the bench workspace itself (the worst case: every index starts with the workspace),
-# to other numbers (+23350...), spread over the last 30 days: approved, expired or locked, each with its
+# to other numbers (+23350...), one a second back from now (at most 30 days): approved, expired or locked, each with its
 # SMS row as delivery leaves it.
 SEED_SESSIONS_SQL = """
 INSERT INTO otp_otpsession (public_id, workspace_id, sender_name_id, dest, country, src, purpose, code_digest,
-                            status, attempts_used, max_attempts, created_at, expires_at, verified_at)
+                            status, attempts_used, max_attempts, app_hash, message_template, resends,
+                            web_otp_domain, created_at, expires_at, verified_at)
 SELECT gen_random_uuid(), w.id, sn.id, '+23350' || lpad(g::text, 7, '0'), 'GH', sn.name, 'LOGIN',
        md5(g::text) || md5(g::text || 'x'),
-       (ARRAY['APPROVED', 'EXPIRED', 'MAX_ATTEMPTS_REACHED'])[1 + mod(g, 3)], mod(g, 3), 5,
+       (ARRAY['APPROVED', 'EXPIRED', 'MAX_ATTEMPTS_REACHED'])[1 + mod(g, 3)], mod(g, 3), 5, '',
+       'Your login code is <OTP>. It expires in <MINUTES> minutes. Never share it with anyone.', 0, '',
        now() - mod(g, 2592000) * interval '1 second', now() - mod(g, 2592000) * interval '1 second' + interval '5 min',
        CASE WHEN mod(g, 3) = 0 THEN now() - mod(g, 2592000) * interval '1 second' + interval '30 s' END
   FROM generate_series(1, %(count)s) AS g, workspaces_workspace w, senders_sendername sn
  WHERE w.slug = 'bench' AND sn.workspace_id = w.id;
-INSERT INTO otp_smsmessage (public_id, session_id, workspace_id, "to", src, status, encoding, segments, units,
-                            attempts, route_key, route_name, route_attempts, routes_tried, provider_message_id,
+INSERT INTO otp_smsmessage (public_id, session_id, workspace_id, "to", country, src, status, encoding, segments,
+                            units, attempts, route_key, route_name, route_attempts, routes_tried, provider_message_id,
                             last_error, next_attempt_at, created_at, updated_at, finished_at)
-SELECT gen_random_uuid(), s.id, s.workspace_id, s.dest, s.src, 'sent', 'GSM-7', 1, 1, 1, 'default', 'default', 1,
+SELECT gen_random_uuid(), s.id, s.workspace_id, s.dest, s.country, s.src, 'sent', 'GSM-7', 1, 1, 1, 'default',
+       'default', 1,
        '[]', md5(s.id::text), '', s.created_at, s.created_at, s.created_at, s.created_at
   FROM otp_otpsession s WHERE left(s.dest, 6) = '+23350';
 """

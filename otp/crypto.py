@@ -5,7 +5,7 @@ import hmac
 import secrets
 import uuid
 
-from cryptography.fernet import Fernet
+from cryptography.fernet import MultiFernet
 from django.conf import settings
 
 from otp.transactions import Transaction
@@ -30,16 +30,16 @@ def code_matches(session_id: uuid.UUID, code: str, digest: str, transaction: Tra
     return hmac.compare_digest(code_digest(session_id, code, transaction), digest)
 
 
-def _current_fernet() -> Fernet:
-    return fernet_for(b"sms-retry-copy-v1", settings.SMS_ENCRYPTION_KEY)
+def sms_copy_fernet() -> MultiFernet:
+    return fernet_for(b"sms-retry-copy-v1", settings.SMS_ENCRYPTION_KEY, settings.SMS_ENCRYPTION_KEY_FALLBACKS)
 
 
 def encrypt_text(text: str) -> bytes:
-    return _current_fernet().encrypt(text.encode())
+    return sms_copy_fernet().encrypt(text.encode())
 
 
 def decrypt_text(token: bytes | memoryview) -> str:
-    return _current_fernet().decrypt(bytes(token)).decode()
+    return sms_copy_fernet().decrypt(bytes(token)).decode()
 
 
 # Keys of their own (zeckta.crypto): a leaked inbox key opens no retry copy, and the reverse.
@@ -47,19 +47,27 @@ _TEST_INBOX = b"test-inbox-v1"
 _REVIEWER_CODE = b"reviewer-code-v1"
 
 
+def inbox_fernet() -> MultiFernet:
+    return fernet_for(_TEST_INBOX)
+
+
+def reviewer_code_fernet() -> MultiFernet:
+    return fernet_for(_REVIEWER_CODE)
+
+
 def encrypt_inbox_text(text: str) -> bytes:
     """A test-mode SMS, kept for the test inbox (API.md section 10)."""
-    return fernet_for(_TEST_INBOX).encrypt(text.encode())
+    return inbox_fernet().encrypt(text.encode())
 
 
 def decrypt_inbox_text(token: bytes | memoryview) -> str:
-    return fernet_for(_TEST_INBOX).decrypt(bytes(token)).decode()
+    return inbox_fernet().decrypt(bytes(token)).decode()
 
 
 def encrypt_reviewer_code(code: str) -> bytes:
     """A reviewer number's fixed code: the only code the service keeps in a reversible form."""
-    return fernet_for(_REVIEWER_CODE).encrypt(code.encode())
+    return reviewer_code_fernet().encrypt(code.encode())
 
 
 def decrypt_reviewer_code(token: bytes | memoryview) -> str:
-    return fernet_for(_REVIEWER_CODE).decrypt(bytes(token)).decode()
+    return reviewer_code_fernet().decrypt(bytes(token)).decode()

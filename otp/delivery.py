@@ -41,6 +41,8 @@ SMS_DELIVER_TASK = "otp.tasks.send_sms"
 SMS_REQUEUE_STALE_TASK = "otp.tasks.requeue_stale_sms"
 OTP_SESSIONS_PURGE_TASK = "otp.tasks.purge_old_sessions"
 INBOX_PURGE_TASK = "otp.tasks.purge_test_inbox"
+# The queue settings.CELERY_TASK_ROUTES gives SMS_DELIVER_TASK: SMS sends have workers of their own at scale.
+SMS_QUEUE = "sms"
 
 
 def sms_enqueue_on_commit(*, message_id: int, expires_at: datetime) -> None:
@@ -56,7 +58,7 @@ def sms_enqueue(*, message_id: int, expires_at: datetime) -> None:
         # The anonymous exchange with the queue's name as routing key: kombu's Redis transport then pushes
         # straight onto the queue, one round trip, instead of first reading the exchange's bindings.
         celery_app.tasks[SMS_DELIVER_TASK].apply_async(
-            args=[message_id], expires=expires_at, exchange="", routing_key=celery_app.conf.task_default_queue
+            args=[message_id], expires=expires_at, exchange="", routing_key=SMS_QUEUE
         )
     except Exception:
         logger.warning("could not publish SMS task for message %s; the outbox sweeper will retry", message_id,

@@ -50,7 +50,7 @@ def main() -> int:
             capture_output=True, text=True, timeout=TIMEOUT_SECONDS,
         )
     except FileNotFoundError:
-        print(f"audit failed: pip-audit is not installed in {VENV_BIN} (pip install -r requirements.txt)")
+        print(f"audit failed: pip-audit is not installed in {VENV_BIN} (pip install -r requirements-dev.txt)")
         return 1
     except subprocess.TimeoutExpired:
         print(f"audit failed: pip-audit did not finish within {TIMEOUT_SECONDS} s")

@@ -1,15 +1,18 @@
-"""Runs the service in the foreground: gunicorn, plus a Celery worker with beat when a broker is set.
+"""Runs the service in the foreground from the Procfile: web alone, or web, worker and beat when a broker is set.
 
-Used by `make run` / `make serve`. Ctrl-C (or SIGTERM) stops every process it started, children included;
-if one of them exits on its own, the others are stopped too, so a half-running service is never left behind.
+Used by `make run` / `make serve`. Each process is the Procfile's line of its name, run by /bin/sh with the
+virtualenv's bin first on PATH (honcho runs the same lines; deploy/systemd has them for production).
+Ctrl-C (or SIGTERM) stops every process it started, children included; if one of them exits on its own,
+the others are stopped too, so a half-running service is never left behind.
 
 Environment: BIND (default 127.0.0.1:8000), WEB_CONCURRENCY and GUNICORN_THREADS (gunicorn workers and
 threads per worker: 2 x 1 with a broker, 1 x 4 without), and the service's own settings (REDIS_URL or
-CELERY_BROKER_URL decides whether a worker is started). `.env` is read the way zeckta/settings.py reads
-it: real environment variables win.
+CELERY_BROKER_URL decides whether a worker and beat are started). `.env` is read the way zeckta/settings.py
+reads it: real environment variables win.
 """
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,6 +24,13 @@ import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 STOP_GRACE_SECONDS = 20  # how long a process may take to shut down before it is killed
+PROCFILE_LINE = re.compile(r"^([A-Za-z0-9_-]+):\s*(.+)$")  # the format honcho and foreman read
+
+
+def procfile(path: Path = BASE_DIR / "Procfile") -> dict[str, str]:
+    """The Procfile's process types and their commands, in order (comments and blank lines skipped)."""
+    lines = (PROCFILE_LINE.match(line) for line in path.read_text(encoding="utf-8").splitlines())
+    return {match.group(1): match.group(2) for match in lines if match}
 
 
 def _redacted(url: str) -> str:
@@ -40,44 +50,29 @@ def main() -> int:
     threads = os.environ.get("GUNICORN_THREADS", "1" if broker else "4")
     database = os.environ.get("DATABASE_URL") or "sqlite (db.sqlite3)"
 
-    child_env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    commands = {
-        "gunicorn": [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "zeckta.wsgi",
-            "--bind",
-            bind,
-            "--workers",
-            workers,
-            "--threads",
-            threads,
-            "--access-logfile",
-            "-",
-            "--timeout",
-            "30",
-            # No shared control socket in ~/.gunicorn: several instances may run on one machine.
-            "--no-control-socket",
-        ],
+    venv_bin = str(Path(sys.executable).parent)
+    child_env = {
+        **os.environ, "PYTHONUNBUFFERED": "1", "BIND": bind, "WEB_CONCURRENCY": workers, "GUNICORN_THREADS": threads,
+        "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
     }
-    if broker:
-        # -B embeds beat (stale-outbox sweeper, purge): right for one machine, see README for more.
-        commands["celery"] = [sys.executable, "-m", "celery", "-A", "zeckta", "worker", "-B", "--loglevel=info"]
+    # Without a broker tasks run inside the requests: the web process is the whole service.
+    wanted = ["web", "worker", "beat"] if broker else ["web"]
+    commands = {name: command for name, command in procfile().items() if name in wanted}
 
     print(f"database: {_redacted(database)}", flush=True)
     if broker:
-        print(f"tasks: Celery worker with beat on {_redacted(broker)}", flush=True)
+        print(f"tasks: Celery worker and beat on {_redacted(broker)}", flush=True)
     else:
         print("tasks: in-process (no REDIS_URL / CELERY_BROKER_URL); SMS are sent during the request", flush=True)
     print(f"serving on http://{bind}  (Ctrl-C stops everything)", flush=True)
 
-    # Fixed argv lists built above (no shell): only the bind address and worker count come from the environment.
-    # Each in its own process group, signalled as a whole: a worker's pool and beat children then stop
-    # with it even when its main process died first.
+    # The Procfile's lines, run by the shell as honcho runs them (`exec`: the shell becomes the process).
+    # Each in its own process group, signalled as a whole: a worker's pool children and gunicorn's workers
+    # then stop with it even when its main process died first.
     processes = {
-        name: subprocess.Popen(cmd, cwd=BASE_DIR, env=child_env, start_new_session=True)  # noqa: S603
-        for name, cmd in commands.items()
+        name: subprocess.Popen(["/bin/sh", "-c", f"exec {command}"], cwd=BASE_DIR, env=child_env,  # noqa: S603
+                               start_new_session=True)
+        for name, command in commands.items()
     }
     stopping = False
 

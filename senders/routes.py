@@ -16,7 +16,7 @@ from functools import lru_cache
 from typing import Any
 
 import redis
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import InvalidToken, MultiFernet
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
 
@@ -129,13 +129,13 @@ def _is_uuid(value: str) -> bool:
 # --- Settings, encrypted at rest ------------------------------------------------------------------
 
 
-def _fernet() -> Fernet:
-    return fernet_for(_ROUTE_SETTINGS_PURPOSE, settings.ROUTE_ENCRYPTION_KEY)
+def route_settings_fernet() -> MultiFernet:
+    return fernet_for(_ROUTE_SETTINGS_PURPOSE, settings.ROUTE_ENCRYPTION_KEY, settings.ROUTE_ENCRYPTION_KEY_FALLBACKS)
 
 
 def route_settings(route: Route) -> dict[str, Any]:
     try:
-        raw = _fernet().decrypt(bytes(route.encrypted_settings))
+        raw = route_settings_fernet().decrypt(bytes(route.encrypted_settings))
     except InvalidToken:
         # The key changed since the route was saved: its sends fail (and fail over) until it is saved again.
         logger.error("route %s: its settings cannot be decrypted with the current key", route.name)
@@ -144,7 +144,7 @@ def route_settings(route: Route) -> dict[str, Any]:
 
 
 def _encrypt(values: Mapping[str, Any]) -> bytes:
-    return _fernet().encrypt(json.dumps(dict(values)).encode())
+    return route_settings_fernet().encrypt(json.dumps(dict(values)).encode())
 
 
 def route_settings_problem(backend: str, values: Mapping[str, Any]) -> str | None:

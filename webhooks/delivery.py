@@ -31,6 +31,8 @@ Status = WebhookDelivery.Status
 WEBHOOK_DELIVER_TASK = "webhooks.tasks.deliver"
 WEBHOOK_REQUEUE_DUE_TASK = "webhooks.tasks.requeue_due_deliveries"
 WEBHOOK_PURGE_TASK = "webhooks.tasks.purge_old_deliveries"
+# The queue settings.CELERY_TASK_ROUTES gives WEBHOOK_DELIVER_TASK: a slow receiver never delays an SMS.
+WEBHOOKS_QUEUE = "webhooks"
 
 # A retry this soon is also published with a countdown; a later one waits for the sweeper (seconds).
 COUNTDOWN_MAX_SECONDS = 60
@@ -51,8 +53,7 @@ def webhook_deliveries_enqueue(*, delivery_ids: list[int], countdown: float = 0)
         try:
             # By name: `webhooks.tasks` imports this module. The anonymous exchange: one round trip to Redis.
             celery_app.tasks[WEBHOOK_DELIVER_TASK].apply_async(
-                args=[delivery_id], countdown=countdown or None, exchange="",
-                routing_key=celery_app.conf.task_default_queue,
+                args=[delivery_id], countdown=countdown or None, exchange="", routing_key=WEBHOOKS_QUEUE,
             )
         except Exception:
             logger.warning("could not publish webhook delivery %s; the sweeper will retry", delivery_id,

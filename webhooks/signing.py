@@ -9,7 +9,7 @@ import base64
 import secrets
 from datetime import UTC, datetime
 
-from cryptography.fernet import Fernet
+from cryptography.fernet import MultiFernet
 from django.conf import settings
 from standardwebhooks.webhooks import Webhook
 
@@ -32,16 +32,16 @@ def secret_prefix(secret: str) -> str:
 
 
 def secret_encrypt(secret: str) -> bytes:
-    return _fernet().encrypt(secret.encode())
+    return secret_fernet().encrypt(secret.encode())
 
 
 def secret_decrypt(encrypted: bytes) -> str:
     """Raises cryptography's InvalidToken when the key changed since the secret was stored."""
-    return _fernet().decrypt(bytes(encrypted)).decode()
+    return secret_fernet().decrypt(bytes(encrypted)).decode()
 
 
-def _fernet() -> Fernet:
-    return fernet_for(_PURPOSE, settings.WEBHOOK_ENCRYPTION_KEY)
+def secret_fernet() -> MultiFernet:
+    return fernet_for(_PURPOSE, settings.WEBHOOK_ENCRYPTION_KEY, settings.WEBHOOK_ENCRYPTION_KEY_FALLBACKS)
 
 
 def signature_header(*, secrets_: list[str], webhook_id: str, timestamp: int, body: str) -> str:

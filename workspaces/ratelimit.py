@@ -36,7 +36,12 @@ if blocked > 0 then
   return {0, 0, second + blocked, blocked, 0}
 end
 local count = 0
-if tonumber(redis.call('HGET', KEYS[1], 's')) == second then
+local stored = tonumber(redis.call('HGET', KEYS[1], 's'))
+if stored and stored >= second then
+  -- This second's window, or a newer one that another process opened while this call was on its way (its
+  -- clock read just before the second turned): counted there. Resetting to the older second would let
+  -- the newer window count from zero twice.
+  second = stored
   count = tonumber(redis.call('HGET', KEYS[1], 'c'))
 else
   redis.call('HSET', KEYS[1], 's', second, 'c', 0)

@@ -23,6 +23,12 @@ _DEV_OTP_HASH_KEY = "dev-insecure-otp-hash-key-change-me"
 SECRET_KEY = env.str("SECRET_KEY", default=_DEV_SECRET_KEY if DEBUG else "")
 OTP_HASH_KEY = env.str("OTP_HASH_KEY", default=_DEV_OTP_HASH_KEY if DEBUG else "")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"] if DEBUG else [])
+# Previous values, comma-separated, while a rotation settles (docs/operations.md, Secrets). Django checks
+# sessions and signatures against SECRET_KEY_FALLBACKS; the keys derived from old secrets keep decrypting
+# what was encrypted under them (zeckta.crypto). Pending codes are NOT checked against old OTP_HASH_KEYs:
+# their digests are compared inside the database function, so those sessions fail until resent or expired.
+SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
+OTP_HASH_KEY_FALLBACKS = env.list("OTP_HASH_KEY_FALLBACKS", default=[])
 
 if not DEBUG:
     _missing = [name for name, value in [("SECRET_KEY", SECRET_KEY), ("OTP_HASH_KEY", OTP_HASH_KEY)] if not value]
@@ -97,6 +103,21 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 # Off by default: the check is one more round trip (SELECT 1) at the start of every request. Without it,
 # after a database restart each web process answers its first request 503 and then reconnects.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=False)
+# psycopg's connection pool, off by default: a gunicorn sync worker or a prefork Celery child serves one
+# request or task at a time, so CONN_MAX_AGE already keeps its one connection open, and a pool only adds
+# a check-out and a check-in per request (docs/operations.md, PostgreSQL). Worth it for threaded processes
+# (gunicorn --threads, Celery --pool threads), whose threads then share up to this many connections.
+DATABASE_POOL_MAX_SIZE = env.int("DATABASE_POOL_MAX_SIZE", default=0)
+# Behind PgBouncer in transaction mode a cursor cannot outlive its transaction: Django then reads
+# `.iterator()` querysets client-side (docs/operations.md, PostgreSQL).
+DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = env.bool("DISABLE_SERVER_SIDE_CURSORS", default=False)
+if DATABASE_POOL_MAX_SIZE and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": DATABASE_POOL_MAX_SIZE,
+        "timeout": 10,  # seconds a request waits for a free connection before it fails (503)
+    }
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django refuses persistent connections with a pool: it keeps them
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"
@@ -191,6 +212,22 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # processing, and the sweeper (every 30 s) publishes it again; the claim keeps that to one send.
     "ack_emulation": False,
 }
+# Three queues, so that a backlog of one kind of work never waits behind another: SMS sends (the OTP a user
+# is waiting for), webhook deliveries (a slow receiver holds a worker up to its timeout) and housekeeping
+# (the beat's sweepers and purges; a purge can run for seconds). A worker started without -Q consumes all
+# three (`make run`, the tests, one machine); at scale each gets workers of its own (docs/operations.md).
+# The names are in otp.delivery and webhooks.delivery too, which publish straight onto them.
+CELERY_TASK_QUEUES: dict[str, dict[str, str]] = {"sms": {}, "webhooks": {}, "housekeeping": {}}
+CELERY_TASK_DEFAULT_QUEUE = "housekeeping"  # every task not routed below: the beat's periodic ones
+CELERY_TASK_ROUTES = {
+    "otp.tasks.send_sms": {"queue": "sms"},
+    "webhooks.tasks.deliver": {"queue": "webhooks"},
+}
+# Beat sends only while it holds a lock in Redis (zeckta.beat): a second beat, started by mistake or as a
+# standby on another machine, waits and takes over within BEAT_LOCK_TTL_SECONDS of the first one dying.
+# The schedule's last runs are kept in Redis too, so no beat writes a schedule file.
+CELERY_BEAT_SCHEDULER = "zeckta.beat:LockedScheduler"
+BEAT_LOCK_TTL_SECONDS = env.int("BEAT_LOCK_TTL_SECONDS", default=30)
 # Task names as registered (otp.delivery's constants; not imported: settings load before any app).
 CELERY_BEAT_SCHEDULE = {
     "requeue-stale-outbox": {"task": "otp.tasks.requeue_stale_sms", "schedule": 30.0},
@@ -254,6 +291,7 @@ SMS_HTTP_RECEIPT_TOKEN = env.str("SMS_HTTP_RECEIPT_TOKEN", default="")
 PUBLIC_URL = env.str("PUBLIC_URL", default="").rstrip("/")
 # Key for route credentials at rest; derived from SECRET_KEY/OTP_HASH_KEY when unset.
 ROUTE_ENCRYPTION_KEY = env.str("ROUTE_ENCRYPTION_KEY", default="")
+ROUTE_ENCRYPTION_KEY_FALLBACKS = env.list("ROUTE_ENCRYPTION_KEY_FALLBACKS", default=[])  # previous keys, still read
 SMS_MAX_SEND_ATTEMPTS = env.int("SMS_MAX_SEND_ATTEMPTS", default=6)  # gateway calls per message
 SMS_RETRY_BACKOFF_SECONDS = env.float("SMS_RETRY_BACKOFF_SECONDS", default=2.0)  # first retry delay
 SMS_RETRY_BACKOFF_MAX_SECONDS = env.float("SMS_RETRY_BACKOFF_MAX_SECONDS", default=60.0)
@@ -264,6 +302,7 @@ SMS_STALE_AFTER_SECONDS = env.int("SMS_STALE_AFTER_SECONDS", default=30)
 SMS_PROCESSING_LEASE_SECONDS = env.int("SMS_PROCESSING_LEASE_SECONDS", default=120)
 # Key for the encrypted retry copy of the SMS text; derived from SECRET_KEY/OTP_HASH_KEY when unset.
 SMS_ENCRYPTION_KEY = env.str("SMS_ENCRYPTION_KEY", default="")
+SMS_ENCRYPTION_KEY_FALLBACKS = env.list("SMS_ENCRYPTION_KEY_FALLBACKS", default=[])  # previous keys, still read
 
 # --- Event webhooks (API.md section 9) ----------------------------------------------------------
 # Hosts (no port) of receivers inside the operator's own network: they may use plain http and are exempt
@@ -271,6 +310,7 @@ SMS_ENCRYPTION_KEY = env.str("SMS_ENCRYPTION_KEY", default="")
 WEBHOOK_ALLOWED_HOSTS = [host.lower() for host in env.list("WEBHOOK_ALLOWED_HOSTS", default=[])]
 # Key for the signing secrets at rest; derived from SECRET_KEY/OTP_HASH_KEY when unset.
 WEBHOOK_ENCRYPTION_KEY = env.str("WEBHOOK_ENCRYPTION_KEY", default="")
+WEBHOOK_ENCRYPTION_KEY_FALLBACKS = env.list("WEBHOOK_ENCRYPTION_KEY_FALLBACKS", default=[])  # previous keys, still read
 WEBHOOK_MAX_ENDPOINTS_PER_WORKSPACE = env.int("WEBHOOK_MAX_ENDPOINTS_PER_WORKSPACE", default=10)
 WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=5.0)  # to connect, and to each read
 # Seconds before each retry (with +-20 % jitter); the last one repeats until the retry window closes.

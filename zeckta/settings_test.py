@@ -19,3 +19,11 @@ STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.s
 
 # Every 4xx a test provokes would print a django.request warning; tests that read them lower the level.
 LOGGING["loggers"]["django.request"] = {"level": "ERROR"}  # noqa: F405
+
+# Process tests (otp/tests/test_scale_out.py) run beat with every periodic task this many seconds apart,
+# so that "once per interval" can be watched within a few seconds.
+if os.environ.get("TEST_BEAT_INTERVAL_SECONDS"):
+    CELERY_BEAT_SCHEDULE = {  # noqa: F405
+        name: {**entry, "schedule": float(os.environ["TEST_BEAT_INTERVAL_SECONDS"])}
+        for name, entry in CELERY_BEAT_SCHEDULE.items()  # noqa: F405
+    }

@@ -1,6 +1,7 @@
 """Real processes and servers for the delivery tests: a private redis-server, Celery workers, the broker."""
 
 import contextlib
+import http.client
 import os
 import shutil
 import signal
@@ -26,10 +27,11 @@ def redis_for(url: str) -> redis.Redis:
 
 
 def clean_queue(url: str) -> None:
-    """Empties the Celery queue of the test run's own Redis db (REDIS_URL names a db for tests only)."""
+    """Empties the Celery queues of the test run's own Redis db (REDIS_URL names a db for tests only)."""
     client = redis_for(url)
-    for key in client.scan_iter("celery*"):
-        client.delete(key)
+    for pattern in ["celery*", *(f"{queue}*" for queue in celery_app.conf.task_queues)]:
+        for key in client.scan_iter(pattern):  # a queue and its priority lists (`sms\x06\x163` ...)
+            client.delete(key)
     client.delete("unacked", "unacked_index", "unacked_mutex")
 
 def reset_broker_pools() -> None:
@@ -105,9 +107,11 @@ def _pings(client: redis.Redis) -> bool:
         return False
 
 class WorkerProcess:
-    """`celery -A zeckta worker` in a subprocess, on the test database and the given broker."""
+    """`celery -A zeckta worker` in a subprocess, on the test database and the given broker: with `node`, a
+    node name of its own (as on another machine); with `beat`, an embedded beat (`-B`)."""
 
-    def __init__(self, *, broker_url: str, gateway: FakeGateway, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, *, broker_url: str, gateway: FakeGateway, extra_env: dict[str, str] | None = None,
+                 node: str | None = None, beat: bool = False) -> None:
         self.log = tempfile.NamedTemporaryFile(prefix="zeckta-worker-", suffix=".log", delete=False)  # noqa: SIM115
         self.final_output: str | None = None  # kept once stopped and the log file is gone
         db = settings.DATABASES["default"]
@@ -131,7 +135,7 @@ class WorkerProcess:
         self.process = subprocess.Popen(
             [str(Path(sys.executable).with_name("celery")), "-A", "zeckta", "worker", "--pool", "solo",
              "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
-             "--hostname", f"zeckta-test-{os.getpid()}@%h"],
+             "--hostname", f"{node or f'zeckta-test-{os.getpid()}'}@%h", *(["--beat"] if beat else [])],
             cwd=BASE_DIR, env=env, stdout=self.log, stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, so kill() can never reach pytest
         )
@@ -164,3 +168,56 @@ class WorkerProcess:
         self.log.close()
         self.final_output = Path(self.log.name).read_text(errors="replace")
         os.unlink(self.log.name)
+
+
+class WebProcess:
+    """`gunicorn zeckta.wsgi` in a subprocess (its own master and sync workers), on the test database."""
+
+    def __init__(self, *, redis_url: str, workers: int = 2, extra_env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.log = tempfile.NamedTemporaryFile(prefix="zeckta-web-", suffix=".log", delete=False)  # noqa: SIM115
+        db = settings.DATABASES["default"]
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(BASE_DIR),
+            "DJANGO_SETTINGS_MODULE": "zeckta.settings_test",
+            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+            "REDIS_URL": redis_url,
+            "CELERY_BROKER_URL": redis_url,
+            **(extra_env or {}),
+        }
+        self.process = subprocess.Popen(
+            [str(Path(sys.executable).with_name("gunicorn")), "zeckta.wsgi", "--bind", f"127.0.0.1:{self.port}",
+             "--workers", str(workers), "--worker-class", "sync", "--log-level", "warning", "--no-control-socket"],
+            cwd=BASE_DIR, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        ready = wait_for(lambda: serves_http(self.port) or self.process.poll() is not None, timeout=timeout)
+        assert ready and self.process.poll() is None, f"gunicorn did not start:\n{self.output()}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()  # graceful: the master stops its workers
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=5)
+        self.log.close()
+        os.unlink(self.log.name)
+
+
+def serves_http(port: int) -> bool:
+    """Whether a web process on `port` answers (its OpenAPI document: no key, no database)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        connection.request("GET", "/openapi.json", headers={"Host": "localhost", "X-Forwarded-Proto": "https"})
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()

@@ -9,6 +9,7 @@ import redis
 from django.conf import settings
 from django.db import connection
 
+from otp.delivery import SMS_QUEUE
 from otp.tests.helpers import deliver_and_read_code, request_otp, session_url, verify, wrong_code
 from zeckta.testing import DEST
 
@@ -63,7 +64,7 @@ def test_neither_code_nor_key_is_stored_logged_queued_or_returned(
     workspace.otp_code_length = 10  # a 10-digit code cannot turn up by chance in a timestamp or a UUID
     workspace.save()
     broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
-    broker.delete("celery")
+    broker.delete(SMS_QUEUE)
 
     bodies = []
     with django_capture_on_commit_callbacks(execute=True):  # publishes the send task to the real broker
@@ -84,4 +85,4 @@ def test_neither_code_nor_key_is_stored_logged_queued_or_returned(
         assert code not in haystack
         assert raw_key not in haystack
         assert raw_key[len("zk_live_"):] not in haystack
-    broker.delete("celery")
+    broker.delete(SMS_QUEUE)

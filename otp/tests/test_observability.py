@@ -18,10 +18,10 @@ from django.urls import reverse
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from otp.delivery import SmsRetryLater, sms_deliver
+from otp.delivery import SMS_QUEUE, SmsRetryLater, sms_deliver
 from otp.models import SmsAttempt, SmsMessage
 from otp.tests.helpers import request_otp, resend, verify, wrong_code
-from webhooks.delivery import webhook_deliver
+from webhooks.delivery import WEBHOOKS_QUEUE, webhook_deliver
 from webhooks.models import WebhookDelivery
 from workspaces.tests.factories import issue_key
 from zeckta.api.logging import JsonLogFormatter, RequestIdFilter
@@ -297,7 +297,8 @@ def test_the_tasks_a_request_publishes_carry_its_context(api, raw_key, receiver,
     sms_deliver(message_id=SmsMessage.objects.get().pk)
     approved = verify(api, session_id, code_sent(fake_gateway))
 
-    queued = [json.loads(raw) for raw in reversed(broker_queue.lrange("celery", 0, -1))]
+    queued = [json.loads(raw) for queue in (SMS_QUEUE, WEBHOOKS_QUEUE)  # each on its own queue
+              for raw in reversed(broker_queue.lrange(queue, 0, -1))]
     assert [message["headers"]["task"] for message in queued] == ["otp.tasks.send_sms", "webhooks.tasks.deliver"]
     for message, answer in zip(queued, (response, approved), strict=True):
         headers = message["headers"]

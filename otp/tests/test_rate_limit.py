@@ -144,3 +144,20 @@ def test_a_busy_keys_calls_are_leased_yet_the_limit_holds_exactly_across_process
 
     clock.shift(1)  # a new second: leases of the last one are void, the key has its whole rate again
     assert first.check(key_id=api_key.pk, limit=640).remaining == 639
+
+
+def test_a_call_that_read_the_clock_just_before_the_second_turned_counts_in_the_newer_window(workspace):
+    """Web processes read the clock before they ask Redis: a call stamped with second S can arrive after
+    another process opened window S+1. It counts there; reopening S would start S+1 from zero again."""
+    api_key, _ = issue_key(workspace, tps=2)
+    limiter = ratelimit.RedisRateLimiter(django_settings.REDIS_URL)
+
+    with time_machine.travel(NOW + 1, tick=False):
+        assert limiter.check(key_id=api_key.pk, limit=2).allowed  # window NOW + 1 opens
+    with time_machine.travel(NOW, tick=False):
+        late = limiter.check(key_id=api_key.pk, limit=2)  # stamped NOW, arriving after it
+    with time_machine.travel(NOW + 1, tick=False):
+        refused = limiter.check(key_id=api_key.pk, limit=2)
+
+    assert (late.allowed, late.reset_at) == (True, NOW + 2)  # counted in the newer window
+    assert refused.allowed is False  # that window's two calls are spent

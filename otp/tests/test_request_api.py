@@ -5,6 +5,7 @@ import time_machine
 from django.utils import timezone
 
 from otp.apis import MESSAGE_REUSED, MESSAGE_SENT
+from otp.delivery import SMS_QUEUE
 from otp.models import OtpSession, SmsMessage
 from otp.tests.helpers import REQUEST_URL, deliver_and_read_code, request_otp
 from senders.tests.factories import SenderNameFactory
@@ -281,4 +282,4 @@ def test_a_402_leaves_no_session_no_outbox_row_and_no_task_on_the_broker(api, wo
     assert_api_error(response, status=402, code="INSUFFICIENT_BALANCE")
     assert not OtpSession.objects.exists() and not SmsMessage.objects.exists()
     assert not LedgerEntry.objects.exists()
-    assert broker_queue.llen("celery") == 0
+    assert broker_queue.llen(SMS_QUEUE) == 0

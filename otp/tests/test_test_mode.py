@@ -9,6 +9,7 @@ from cryptography.fernet import Fernet
 
 from otp.apis import MESSAGE_SENT
 from otp.crypto import decrypt_inbox_text
+from otp.delivery import SMS_QUEUE
 from otp.models import DailySmsCount, OtpSession, SmsMessage, TestInboxMessage, WrongCode
 from otp.services import inbox_purge
 from otp.tests.helpers import cancel, later, new_session, request_otp, resend, session_url, verify, wrong_code
@@ -53,7 +54,7 @@ def test_a_test_request_answers_like_a_live_one_sends_nothing_and_puts_the_code_
     assert set(body["data"]) == live_shape and body["data"]["reused"] is False
     session_id = body["data"]["sessionId"]
     # Nothing went anywhere: no task after commit, none on the broker, nothing in the provider's outbox.
-    assert published == [] and broker_queue.llen("celery") == 0 and locmem.outbox == []
+    assert published == [] and broker_queue.llen(SMS_QUEUE) == 0 and locmem.outbox == []
     message = SmsMessage.objects.get(session__public_id=session_id)
     assert (message.status, message.is_test, message.attempts) == ("delivered", True, 0)
     assert message.delivered_at is not None and message.encrypted_text is None  # nothing left to send

@@ -15,7 +15,7 @@ import redis
 from django.conf import settings
 from django.utils import timezone
 
-from otp.delivery import sms_requeue_stale
+from otp.delivery import SMS_QUEUE, sms_requeue_stale
 from otp.models import SmsMessage
 from otp.tests.helpers import request_otp, verify
 from otp.tests.processes import broker_pointed_at
@@ -159,7 +159,7 @@ def test_a_request_while_the_broker_hangs_answers_200_and_the_sweeper_publishes_
     with broker_pointed_at(private_redis.url):
         request_otp(api, OTHER_DEST)  # a live pooled connection, as in a running web process
         broker = redis.Redis.from_url(private_redis.url)
-        broker.delete("celery")
+        broker.delete(SMS_QUEUE)
         private_redis.freeze()  # accepts connections, never answers: publishing waits one socket timeout
 
         response = request_otp(api, DEST)  # pytest-timeout bounds it
@@ -174,7 +174,7 @@ def test_a_request_while_the_broker_hangs_answers_200_and_the_sweeper_publishes_
 
     # Both rows are in the queue again. (The timed-out publish may still land once redis reads its
     # socket: a duplicate task, which the claim in sms_deliver turns into a no-op.)
-    bodies = [json.loads(base64.b64decode(json.loads(raw)["body"])) for raw in broker.lrange("celery", 0, -1)]
+    bodies = [json.loads(base64.b64decode(json.loads(raw)["body"])) for raw in broker.lrange(SMS_QUEUE, 0, -1)]
     assert {body[0][0] for body in bodies} == set(SmsMessage.objects.values_list("pk", flat=True))
 
 

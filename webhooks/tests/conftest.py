@@ -6,6 +6,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from webhooks.delivery import WEBHOOKS_QUEUE
 from zeckta.celery import app as celery_app
 
 
@@ -13,6 +14,6 @@ from zeckta.celery import app as celery_app
 def broker() -> Iterator[redis.Redis]:
     """The test run's own Redis broker db (REDIS_URL names a db for tests only), its queue emptied."""
     client = redis.Redis.from_url(celery_app.conf.broker_url, socket_timeout=2)
-    client.delete(celery_app.conf.task_default_queue)
+    client.delete(WEBHOOKS_QUEUE)
     yield client
-    client.delete(celery_app.conf.task_default_queue)
+    client.delete(WEBHOOKS_QUEUE)

@@ -13,7 +13,13 @@ from django.db import transaction
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from webhooks.delivery import retry_delay, webhook_deliver, webhook_deliveries_purge, webhook_deliveries_requeue
+from webhooks.delivery import (
+    WEBHOOKS_QUEUE,
+    retry_delay,
+    webhook_deliver,
+    webhook_deliveries_purge,
+    webhook_deliveries_requeue,
+)
 from webhooks.models import Event, WebhookDelivery, WebhookEndpoint
 from webhooks.services import webhook_endpoint_rotate_secret, webhook_event_record
 from webhooks.tasks import webhook_deliver_task
@@ -31,7 +37,7 @@ def make_due(delivery: WebhookDelivery) -> None:
 
 def published_ids(broker) -> list[int]:
     """The delivery ids of the send tasks waiting in the broker's queue."""
-    bodies = [json.loads(base64.b64decode(json.loads(raw)["body"])) for raw in broker.lrange("celery", 0, -1)]
+    bodies = [json.loads(base64.b64decode(json.loads(raw)["body"])) for raw in broker.lrange(WEBHOOKS_QUEUE, 0, -1)]
     return [body[0][0] for body in bodies]
 
 
@@ -137,7 +143,7 @@ def test_a_receiver_that_was_down_gets_the_event_once_it_is_back(settings, works
     receiver = Receiver().start(port=port)
     try:
         make_due(delivery)
-        broker.delete("celery")
+        broker.delete(WEBHOOKS_QUEUE)
         assert webhook_deliveries_requeue() == 1  # the beat's sweeper, as every 30 s
         assert published_ids(broker) == [delivery.pk]
         assert webhook_deliver_task(delivery.pk) == "delivered"  # what the worker runs for that message
