@@ -166,7 +166,8 @@ def clear_queue(redis_url: str) -> None:
     import redis
 
     client = redis.Redis.from_url(redis_url, socket_timeout=2)
-    client.delete("celery", "unacked", "unacked_index")
+    # The service's three queues (settings.CELERY_TASK_QUEUES), and Celery's default one of older runs.
+    client.delete("sms", "webhooks", "housekeeping", "celery", "unacked", "unacked_index")
     client.close()
 
 
