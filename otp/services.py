@@ -59,7 +59,7 @@ from otp.templating import default_template, transaction_template
 from otp.transactions import Transaction
 from senders.models import SenderName
 from senders.selectors import sender_name_get_approved
-from webhooks.selectors import webhook_subscribed
+from webhooks.selectors import webhook_subscribed_to_any
 from workspaces.audit import SYSTEM_ACTOR, audit_record, field_changes
 from workspaces.billing import balance_debit
 from workspaces.models import AuditEvent, Workspace
@@ -610,7 +610,7 @@ _VERIFY_EVENTS = {
 def _events_transaction(workspace: Workspace, *events: str) -> AbstractContextManager:
     """A transaction when an endpoint of the workspace receives one of `events`, else nothing: the hot
     paths keep their one autocommitted statement unless an event must be written with it."""
-    if any(webhook_subscribed(workspace_id=workspace.pk, event_type=event) for event in events):
+    if webhook_subscribed_to_any(workspace_id=workspace.pk, event_types=events):
         return transaction.atomic()
     return nullcontext()
 

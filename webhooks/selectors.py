@@ -1,6 +1,7 @@
 """Reads for webhook endpoints, always scoped by workspace, and the subscription check of the hot path."""
 
 import uuid
+from collections.abc import Collection
 
 from django.db.models import QuerySet
 
@@ -32,7 +33,12 @@ def webhook_endpoints_subscribed(*, workspace_id: int, event_type: str) -> list[
 def webhook_subscribed(*, workspace_id: int, event_type: str) -> bool:
     """Whether any endpoint of the workspace receives `event_type`. The caller's cheap check before it
     builds an event's data: no SQL while the cache is warm."""
-    return any(event_type in events for _, events in webhook_subscriptions(workspace_id=workspace_id))
+    return webhook_subscribed_to_any(workspace_id=workspace_id, event_types=(event_type,))
+
+
+def webhook_subscribed_to_any(*, workspace_id: int, event_types: Collection[str]) -> bool:
+    """Whether any endpoint of the workspace receives one of `event_types`: one cache lookup for all."""
+    return any(not events.isdisjoint(event_types) for _, events in webhook_subscriptions(workspace_id=workspace_id))
 
 
 def webhook_endpoint_list(*, workspace_id: int) -> QuerySet[WebhookEndpoint]:
