@@ -11,6 +11,8 @@ _lock = threading.Lock()
 class FileGateway(SmsGateway):
     """Appends each SMS as one JSON line to settings.SMS_FILE_PATH (for staging and demos)."""
 
+    optional_settings = ("path",)
+
     def send(self, message: OutgoingSms) -> GatewayResult:
         line = json.dumps({"to": message.to, "from": message.src, "text": message.text,
                            "reference": message.reference})
