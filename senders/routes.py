@@ -31,7 +31,8 @@ from zeckta.errors import ValidationFailed
 
 logger = logging.getLogger(__name__)
 
-DEVELOPMENT_BACKENDS = frozenset({"console", "file", "locmem"})
+# The backends that print or keep codes (their classes say so): never counted as a production route.
+DEVELOPMENT_BACKENDS = frozenset(name for name in BACKENDS if backend_class(name).development_only)
 ROUTES_CACHE_SECONDS = 2.0  # how long a worker keeps the route list: an admin change reaches it that fast
 RECEIPT_PATH = "/v1/webhooks/sms/"  # + the route's key: otp/receipt_urls.py routes it to the receipt view
 DEFAULT_ROUTE_KEY = "default"  # the receipt URL's routeId, and the route name shown, of the SMS_* settings

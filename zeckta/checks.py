@@ -20,7 +20,8 @@ from django.core.checks import CheckMessage, Error, Tags, register
 from django.core.checks import Warning as CheckWarning
 
 # Backends that keep codes where operators read them (stdout, a file) or nowhere (memory): development only.
-DEVELOPMENT_SMS_BACKENDS = frozenset({"console", "file", "locmem"})
+# Registered by the senders app, whose gateway classes say which they are (`development_only`).
+DEVELOPMENT_SMS_BACKENDS: frozenset[str] = frozenset()
 SECRET_MIN_LENGTH = 32  # characters
 SECRET_SETTINGS = ("SECRET_KEY", "OTP_HASH_KEY")
 # Secrets the service may be given on top, held to the same rule when they are set. Not the providers'

@@ -130,6 +130,8 @@ class SmsGateway:
 
     required_settings: tuple[str, ...] = ()
     optional_settings: tuple[str, ...] = ()
+    # Prints or keeps the codes instead of sending them (console, file, locmem): never a production route.
+    development_only = False
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
         self.config: Mapping[str, Any] = config or {}
