@@ -176,7 +176,12 @@ def route_receipt_url_problem(backend: str, route_key: str) -> str | None:
     (no PUBLIC_URL: no receipt URL is sent). Vonage takes at most 100 characters."""
     if backend not in BACKENDS or not settings.PUBLIC_URL:
         return None
-    return backend_class(backend).receipt_url_problem(receipt_url(route_key))
+    url = receipt_url(route_key)
+    problem = backend_class(backend).receipt_url_problem(url)
+    if problem is None:
+        return None
+    return (f"{problem}: PUBLIC_URL ({len(settings.PUBLIC_URL)} characters) + {RECEIPT_PATH}<routeId> "
+            f"({len(url) - len(settings.PUBLIC_URL)} characters)")
 
 
 def route_receipt_url_problems() -> list[str]:

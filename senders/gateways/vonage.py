@@ -131,10 +131,8 @@ class VonageGateway(ProviderGateway):
     @classmethod
     def receipt_url_problem(cls, url: str) -> str | None:
         if len(url) > CALLBACK_MAX_CHARS:
-            return (
-                f"the receipt URL {url} is {len(url)} characters; Vonage refuses a callback over "
-                f"{CALLBACK_MAX_CHARS} (status 23)"
-            )
+            limit = CALLBACK_MAX_CHARS
+            return f"the receipt URL is {len(url)} characters; Vonage refuses a callback over {limit} (status 23)"
         return None
 
 
