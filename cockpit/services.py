@@ -34,8 +34,7 @@ FAILED_STATUSES = (SmsStatus.FAILED, SmsStatus.UNDELIVERABLE, SmsStatus.REJECTED
 # What a workspace is charged: the SMS a provider took. An SMS that failed before any provider took it, or
 # that expired unsent (a resend replaced it), was never charged (prepaid ones are refunded); one a provider
 # took and then reported undeliverable, rejected or expired was.
-CHARGED = Q(status__in=(SmsStatus.SUBMITTED, SmsStatus.SENT, SmsStatus.DELIVERED, SmsStatus.UNDELIVERABLE,
-                        SmsStatus.REJECTED)) | (Q(status=SmsStatus.EXPIRED) & ~Q(provider_message_id=""))
+CHARGED = Q(status__in=SmsMessage.PROVIDER_TOOK) | (Q(status=SmsStatus.EXPIRED) & ~Q(provider_message_id=""))
 
 
 def hour_floor(moment: datetime) -> datetime:

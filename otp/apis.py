@@ -15,9 +15,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from otp import idempotency, selectors, services
-from otp.errors import ReceiptForbidden
+from otp.errors import ReceiptForbidden, ReceiptTooLarge
 from otp.models import VerifyOutcome
-from otp.receipts import receipts_apply
+from otp.receipts import RECEIPTS_PER_REQUEST_MAX, receipts_apply
 from otp.serializers import (
     InboxMessageSerializer,
     InboxQuerySerializer,
@@ -28,7 +28,7 @@ from otp.serializers import (
     OtpVerifyDataSerializer,
     OtpVerifyInputSerializer,
 )
-from senders.gateways import GatewayError, ReceiptRejected, ReceiptRequest
+from senders.gateways import GatewayError, ReceiptInvalid, ReceiptRejected, ReceiptRequest
 from senders.routes import route_choice
 from workspaces.authentication import HasWorkspace, HoldsTestKey
 from workspaces.viewsets import WorkspaceViewSet
@@ -337,7 +337,7 @@ class SmsReceiptView(APIView):
         "encoding are the provider's own (form-encoded or JSON).",
         request=None,
         auth=[],
-        responses={200: RECEIPT_ACCEPTED, **error_responses(403, 404, 405, 413, 500)},
+        responses={200: RECEIPT_ACCEPTED, **error_responses(400, 403, 404, 405, 413, 500)},
         tags=["webhooks"],
     )
     def post(self, request: Request, route_id: str) -> Response:
@@ -347,6 +347,12 @@ class SmsReceiptView(APIView):
         except (ReceiptRejected, GatewayError) as exc:
             logger.warning("receipt refused on route %s: %s", choice.name, exc)
             raise ReceiptForbidden() from None
+        except ReceiptInvalid as exc:
+            raise ValidationFailed(str(exc), errors={exc.field: [str(exc)]}) from None
+        if len(receipts) > RECEIPTS_PER_REQUEST_MAX:
+            logger.warning("receipt request on route %s refused: %s receipts, at most %s", choice.name,
+                           len(receipts), RECEIPTS_PER_REQUEST_MAX)
+            raise ReceiptTooLarge(f"At most {RECEIPTS_PER_REQUEST_MAX} receipts per request.")
         receipts_apply(route_key=choice.key, receipts=receipts)
         return Response(envelope("Receipt accepted"))
 
@@ -355,9 +361,12 @@ def _receipt_request(request: Request) -> ReceiptRequest:
     raw = request._request
     body = raw.body
     content_type = raw.content_type or ""
-    form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)) \
-        if content_type == "application/x-www-form-urlencoded" else {}
+    pairs = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True) \
+        if content_type == "application/x-www-form-urlencoded" else []
+    form_lists: dict[str, list[str]] = {}
+    for name, value in pairs:
+        form_lists.setdefault(name, []).append(value)
     # The URL the provider signed: the public one when the service sits behind a proxy that rewrites it.
     url = f"{settings.PUBLIC_URL}{raw.get_full_path()}" if settings.PUBLIC_URL else raw.build_absolute_uri()
-    return ReceiptRequest(url=url, headers=dict(raw.headers), query=raw.GET.dict(), form=form, body=body,
-                          content_type=content_type)
+    return ReceiptRequest(url=url, headers=dict(raw.headers), query=raw.GET.dict(), form=dict(pairs), body=body,
+                          content_type=content_type, form_lists=form_lists)

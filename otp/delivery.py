@@ -137,7 +137,7 @@ def sms_deliver(*, message_id: int) -> str:
     attempt = SmsAttempt(message_id=message.pk, route=choice.route, route_key=choice.key, route_name=choice.name,
                          started_at=now)
     outgoing = OutgoingSms(to=message.to, src=message.src, text=text, reference=str(message.public_id),
-                           receipt_url=choice.receipt_url())
+                           receipt_url=choice.receipt_url(), retry=message.route_attempts > 1)
     started = time.perf_counter()
     try:
         result = choice.gateway().send(outgoing)

@@ -49,3 +49,11 @@ class ReceiptForbidden(ApplicationError):
     status_code = 403
     code = "FORBIDDEN"
     default_message = "This receipt failed the route's authentication."
+
+
+class ReceiptTooLarge(ApplicationError):
+    """One receipt request carrying more receipts than RECEIPTS_PER_REQUEST_MAX: nothing of it is applied."""
+
+    status_code = 413
+    code = "PAYLOAD_TOO_LARGE"
+    default_message = "This receipt request carries too many receipts."

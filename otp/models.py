@@ -122,6 +122,8 @@ class SmsMessage(models.Model):
     class Status(models.TextChoices):
         QUEUED = "queued"
         PROCESSING = "processing"
+        # In the contract's list (API.md section 4), never written: the service has no step between handing
+        # an SMS to a provider and the provider taking it, which is `sent`. Nothing may count on it.
         SUBMITTED = "submitted"
         SENT = "sent"
         DELIVERED = "delivered"
@@ -130,6 +132,9 @@ class SmsMessage(models.Model):
         EXPIRED = "expired"
         REJECTED = "rejected"
 
+    # What a workspace is charged for: the SMS a provider took (`sent`), whatever its receipt said later.
+    # `expired` is charged only when a provider took it first (a provider message id), see cockpit.
+    PROVIDER_TOOK = frozenset({Status.SENT, Status.DELIVERED, Status.UNDELIVERABLE, Status.REJECTED})
     # A session whose SMS ended so is never reused: its code can never arrive.
     FAILED_FOR_GOOD = frozenset({Status.FAILED, Status.UNDELIVERABLE, Status.REJECTED})
     # Still in the outbox: not handed to a provider yet (the rows otp_sms_pending_idx covers).
@@ -263,7 +268,10 @@ class SmsAttempt(models.Model):
     """
 
     class Status(models.TextChoices):
-        SENDING = "sending"  # written before the call: a crash mid-call leaves this
+        # Never stored: an attempt row is written with its outcome, after the call (otp.delivery), one
+        # statement less per SMS. A crash mid-call leaves no attempt; its SMS stays `processing` until the
+        # sweeper re-claims it and sends again with the same reference.
+        SENDING = "sending"
         ACCEPTED = "accepted"  # the provider took it
         FAILED = "failed"  # the provider refused it, or never answered
         SENT = "sent"

@@ -22,10 +22,29 @@ from zeckta.db import advisory_xact_lock
 
 logger = logging.getLogger(__name__)
 
+# What one receipt request may make the service do. A provider reports each message once or a few times
+# (Infobip may batch the reports of a moment in one body), and the service sends one SMS per call: a
+# request carrying more is not a provider's. A larger one is refused whole (413): each receipt costs a
+# transaction and a lock, and a 64 KiB body holds about a thousand.
+RECEIPTS_PER_REQUEST_MAX = 100
+# Receipts for ids no attempt carries yet are kept as EarlyReceipt rows; one request may add this many.
+# Only a send still committing its answer has such an id, so a real report names one or two: a body full
+# of made-up ids (its token is enough to send one) must not fill the table. The rest are logged, dropped.
+EARLY_RECEIPTS_PER_REQUEST_MAX = 10
+
 
 def receipts_apply(*, route_key: str, receipts: list[Receipt]) -> int:
     """Applies each receipt in its own transaction; returns how many changed an attempt."""
-    return sum(_receipt_apply(route_key=route_key, receipt=receipt) for receipt in receipts)
+    changed, early_left = 0, EARLY_RECEIPTS_PER_REQUEST_MAX
+    for receipt in receipts:
+        applied = _receipt_apply(route_key=route_key, receipt=receipt, keep_early=early_left > 0)
+        if applied is None:
+            early_left -= 1
+        changed += bool(applied)
+    if early_left < 0:
+        logger.warning("route %s: %s receipts for unknown message ids dropped (at most %s kept per request)",
+                       route_key, -early_left, EARLY_RECEIPTS_PER_REQUEST_MAX)
+    return changed
 
 
 def receipt_lock(*, route_key: str, provider_message_id: str) -> None:
@@ -36,13 +55,17 @@ def receipt_lock(*, route_key: str, provider_message_id: str) -> None:
 
 
 @transaction.atomic
-def _receipt_apply(*, route_key: str, receipt: Receipt) -> bool:
+def _receipt_apply(*, route_key: str, receipt: Receipt, keep_early: bool) -> bool | None:
+    """Whether the receipt changed its attempt; None when it names no attempt (kept as an EarlyReceipt
+    if `keep_early`, else dropped)."""
     now = timezone.now()
     if not receipt.provider_message_id:
         return False
     receipt_lock(route_key=route_key, provider_message_id=receipt.provider_message_id)
     # of=self: the joins only read the ids its webhook event needs; the SMS and session rows stay unlocked.
     attempt = _attempts_named(route_key, receipt.provider_message_id).select_for_update(of=("self",)).first()
+    if attempt is None and not keep_early:
+        return None
     if attempt is None:
         EarlyReceipt.objects.create(
             route_key=route_key, provider_message_id=receipt.provider_message_id[:200], status=receipt.status,
@@ -50,7 +73,7 @@ def _receipt_apply(*, route_key: str, receipt: Receipt) -> bool:
         )
         logger.info("receipt for an unknown message id on route %s, kept in case its send has not committed",
                     route_key)
-        return False
+        return None
     return _attempt_apply(attempt, status=receipt.status, provider_status=receipt.provider_status,
                           error_code=receipt.error_code, at=receipt.at or now)
 

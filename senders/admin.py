@@ -1,5 +1,7 @@
 """Sender names: staff approve or reject what workspaces ask to send from, through the sender services."""
 
+import uuid
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
@@ -10,7 +12,9 @@ from django.template.response import TemplateResponse
 from senders.errors import SenderNameExists
 from senders.models import Route, SenderName
 from senders.routes import (
+    RECEIPT_PATH,
     route_create,
+    route_receipt_url_problem,
     route_settings_problem,
     route_settings_replace,
     routes_changed,
@@ -177,6 +181,13 @@ class RouteForm(forms.ModelForm):
             problem = route_settings_problem(cleaned.get("backend") or self.instance.backend, values or {})
             if problem:
                 self.add_error("new_settings", problem)
+        backend = cleaned.get("backend")
+        if backend:
+            # A new route gets its id in route_create: any one has the same length, so the same verdict.
+            route_key = str(self.instance.public_id if self.instance.pk is not None else uuid.uuid4())
+            problem = route_receipt_url_problem(backend, route_key)
+            if problem:
+                self.add_error("backend", problem)
         return cleaned
 
 
@@ -196,7 +207,7 @@ class RouteAdmin(admin.ModelAdmin):
 
     @admin.display(description="receipt URL path")
     def receipt_path(self, obj: Route) -> str:
-        return f"/v1/webhooks/sms/{obj.public_id}" if obj.pk else "-"
+        return f"{RECEIPT_PATH}{obj.public_id}" if obj.pk else "-"
 
     def save_model(self, request: HttpRequest, obj: Route, form: forms.ModelForm, change: bool) -> None:
         actor = request.user.get_username()

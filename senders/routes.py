@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
 
 from senders.errors import RouteExists, RouteNotFound
-from senders.gateways import BACKENDS, SmsGateway, get_gateway
+from senders.gateways import BACKENDS, SmsGateway, backend_class, get_gateway
 from senders.models import Route
 from workspaces.audit import SYSTEM_ACTOR, audit_record
 from workspaces.models import AuditEvent
@@ -31,8 +31,10 @@ from zeckta.errors import ValidationFailed
 
 logger = logging.getLogger(__name__)
 
-DEVELOPMENT_BACKENDS = frozenset({"console", "file", "locmem"})
+# The backends that print or keep codes (their classes say so): never counted as a production route.
+DEVELOPMENT_BACKENDS = frozenset(name for name in BACKENDS if backend_class(name).development_only)
 ROUTES_CACHE_SECONDS = 2.0  # how long a worker keeps the route list: an admin change reaches it that fast
+RECEIPT_PATH = "/v1/webhooks/sms/"  # + the route's key: otp/receipt_urls.py routes it to the receipt view
 DEFAULT_ROUTE_KEY = "default"  # the receipt URL's routeId, and the route name shown, of the SMS_* settings
 _ROUTE_SETTINGS_PURPOSE = b"route-settings-v1"
 
@@ -62,7 +64,12 @@ class RouteChoice:
         return self.route is not None or self.backend != "http" or bool(settings.SMS_HTTP_RECEIPT_TOKEN)
 
     def receipt_url(self) -> str:
-        return f"{settings.PUBLIC_URL}/v1/webhooks/sms/{self.key}" if settings.PUBLIC_URL else ""
+        return receipt_url(self.key) if settings.PUBLIC_URL else ""
+
+
+def receipt_url(route_key: str) -> str:
+    """Where the providers of a route post its receipts (API.md section 11): PUBLIC_URL + the receipt path."""
+    return f"{settings.PUBLIC_URL}{RECEIPT_PATH}{route_key}"
 
 
 def default_route() -> RouteChoice:
@@ -148,12 +155,13 @@ def _encrypt(values: Mapping[str, Any]) -> bytes:
 
 
 def route_settings_problem(backend: str, values: Mapping[str, Any]) -> str | None:
-    spec = BACKENDS.get(backend)
-    if spec is None:
+    if backend not in BACKENDS:
         available = ", ".join(sorted(BACKENDS))
         return f"backend {backend!r} is not available in this version (available: {available})"
-    missing = sorted(spec.required - set(values))
-    unknown = sorted(set(values) - spec.required - spec.optional)
+    gateway_class = backend_class(backend)
+    required, optional = set(gateway_class.required_settings), set(gateway_class.optional_settings)
+    missing = sorted(required - set(values))
+    unknown = sorted(set(values) - required - optional)
     if missing:
         return f"the {backend} backend needs the setting(s) {', '.join(missing)}"
     if unknown:
@@ -161,6 +169,34 @@ def route_settings_problem(backend: str, values: Mapping[str, Any]) -> str | Non
     if backend == "smpp" and (len(str(values["system_id"])) > 15 or len(str(values["password"])) > 8):
         return "SMPP 3.4 allows a system_id of at most 15 characters and a password of at most 8"
     return None
+
+
+def route_receipt_url_problem(backend: str, route_key: str) -> str | None:
+    """Why the provider would refuse the receipt URL a route of `backend` sends with each SMS, or None
+    (no PUBLIC_URL: no receipt URL is sent). Vonage takes at most 100 characters."""
+    if backend not in BACKENDS or not settings.PUBLIC_URL:
+        return None
+    url = receipt_url(route_key)
+    problem = backend_class(backend).receipt_url_problem(url)
+    if problem is None:
+        return None
+    return (f"{problem}: PUBLIC_URL ({len(settings.PUBLIC_URL)} characters) + {RECEIPT_PATH}<routeId> "
+            f"({len(url) - len(settings.PUBLIC_URL)} characters)")
+
+
+def route_receipt_url_problems() -> list[str]:
+    """The enabled routes whose receipt URL their provider would refuse, for `check --deploy --database
+    default`; none when the database cannot be read."""
+    try:
+        routes = list(Route.objects.filter(enabled=True).order_by("priority", "name"))
+    except DatabaseError:
+        return []
+    problems = []
+    for route in routes:
+        problem = route_receipt_url_problem(route.backend, str(route.public_id))
+        if problem:
+            problems.append(f"route {route.name}: {problem}")
+    return problems
 
 
 def route_create(
@@ -181,10 +217,14 @@ def route_create(
     problem = route_settings_problem(backend, values)
     if problem:
         raise ValidationFailed(problem)
+    public_id = uuid.uuid4()  # chosen here: the receipt URL it makes must suit the provider
+    problem = route_receipt_url_problem(backend, str(public_id))
+    if problem:
+        raise ValidationFailed(problem)
     try:
         with transaction.atomic():
             route = Route.objects.create(
-                name=name, backend=backend, encrypted_settings=_encrypt(values),
+                public_id=public_id, name=name, backend=backend, encrypted_settings=_encrypt(values),
                 countries=parse_countries(countries), priority=priority, rate_per_second=rate_per_second,
                 enabled=enabled,
             )

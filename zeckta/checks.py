@@ -20,7 +20,8 @@ from django.core.checks import CheckMessage, Error, Tags, register
 from django.core.checks import Warning as CheckWarning
 
 # Backends that keep codes where operators read them (stdout, a file) or nowhere (memory): development only.
-DEVELOPMENT_SMS_BACKENDS = frozenset({"console", "file", "locmem"})
+# Registered by the senders app, whose gateway classes say which they are (`development_only`).
+DEVELOPMENT_SMS_BACKENDS: frozenset[str] = frozenset()
 SECRET_MIN_LENGTH = 32  # characters
 SECRET_SETTINGS = ("SECRET_KEY", "OTP_HASH_KEY")
 # Secrets the service may be given on top, held to the same rule when they are set. Not the providers'
@@ -37,6 +38,9 @@ PLACEHOLDER_WORDS = re.compile(r"change[-_ ]?me|replace[-_ ]?me|^django-insecure
 # Names of the enabled provider routes whose backend really sends, when the database may be read
 # (`check --deploy --database default`): registered by the senders app, which owns routes.
 production_routes_reader: Callable[[], list[str]] | None = None
+# The enabled routes whose receipt URL (PUBLIC_URL + /v1/webhooks/sms/<routeId>) their provider refuses
+# (Vonage: over 100 characters), each as one sentence; registered by the senders app too.
+receipt_url_problems_reader: Callable[[], list[str]] | None = None
 
 
 def _env_example_values(path: Path) -> set[str]:
@@ -95,6 +99,13 @@ def check_production_settings(app_configs: Iterable[Any] | None, **kwargs: Any) 
         ))
     if settings.SMS_BACKEND in DEVELOPMENT_SMS_BACKENDS:
         errors.append(_development_default_route(kwargs.get("databases")))
+    databases = kwargs.get("databases")
+    if receipt_url_problems_reader is not None and databases and "default" in databases:
+        errors.extend(Error(
+            f"{problem}: every SMS through it would be refused and fail over.",
+            hint="Shorten PUBLIC_URL (Vonage takes a callback URL of at most 100 characters).",
+            id="zeckta.E006",
+        ) for problem in receipt_url_problems_reader())
     if settings.LOCAL_CACHE_SECONDS > 1:
         errors.append(CheckWarning(
             f"LOCAL_CACHE_SECONDS is {settings.LOCAL_CACHE_SECONDS}: a revoked API key or a suspended workspace "

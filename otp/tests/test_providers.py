@@ -4,6 +4,7 @@ accepted, permanent error (failing over), transient error then success, time-out
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from urllib.parse import urlencode
 
@@ -138,8 +139,9 @@ def test_vonage_throttling_is_retried_and_a_bad_number_fails_over(api, fake_vona
     assert delivery(api, session_id)["route"] == "relay"
 
 
-def vonage_receipt(client, route: Route, params: dict, *, secret: str = VONAGE_SIGNATURE_SECRET):
-    signed = {**params, "timestamp": "1796205600", "nonce": "b1e4"}
+def vonage_receipt(client, route: Route, params: dict, *, secret: str = VONAGE_SIGNATURE_SECRET,
+                   timestamp: float | None = None):
+    signed = {**params, "timestamp": str(int(time.time() if timestamp is None else timestamp)), "nonce": "b1e4"}
     signed["sig"] = vonage.signature(secret, signed)
     return client.post(reverse("sms-receipt", args=[route.public_id]), urlencode(signed),
                        content_type="application/x-www-form-urlencoded")
@@ -177,7 +179,7 @@ def test_vonage_hmac_signatures_are_checked_too(api, client, fake_vonage):
         "signature_method": "sha256", "base_url": fake_vonage.base_url})
     session_id, message = sent_otp(api)
     deliver(message)
-    params = {"messageId": "0C00000000000001", "status": "delivered", "timestamp": "1796205600"}
+    params = {"messageId": "0C00000000000001", "status": "delivered", "timestamp": str(int(time.time()))}
     md5_signed = {**params, "sig": vonage.signature(VONAGE_SIGNATURE_SECRET, params)}
     sha_signed = {**params, "sig": vonage.signature(VONAGE_SIGNATURE_SECRET, params, method="sha256").upper()}
     url = reverse("sms-receipt", args=[route.public_id])

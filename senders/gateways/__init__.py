@@ -15,41 +15,36 @@ from django.utils.module_loading import import_string
 from senders.gateways.base import (
     FINAL_RECEIPT_STATUSES,
     RECEIPT_SENT,
-    BackendSpec,
     GatewayError,
     GatewayResult,
     OutgoingSms,
     PermanentGatewayError,
     Receipt,
+    ReceiptInvalid,
     ReceiptRejected,
     ReceiptRequest,
     SmsGateway,
     TransientGatewayError,
 )
 
-# What each backend is and which route settings it needs (API.md section 11). Every HTTP backend also
-# takes `base_url`, so a proxy or a test double can stand in for the provider.
-BACKENDS: dict[str, BackendSpec] = {
-    "console": BackendSpec("senders.gateways.console.ConsoleGateway"),
-    "file": BackendSpec("senders.gateways.file.FileGateway", optional=frozenset({"path"})),
-    "locmem": BackendSpec("senders.gateways.locmem.LocmemGateway"),
-    "http": BackendSpec("senders.gateways.http.HttpGateway", required=frozenset({"url"}),
-                        optional=frozenset({"token", "receipt_token", "timeout"})),
-    "twilio": BackendSpec("senders.gateways.twilio.TwilioGateway",
-                          required=frozenset({"account_sid", "auth_token"}),
-                          optional=frozenset({"messaging_service_sid", "base_url", "timeout"})),
-    "vonage": BackendSpec("senders.gateways.vonage.VonageGateway",
-                          required=frozenset({"api_key", "api_secret", "signature_secret"}),
-                          optional=frozenset({"signature_method", "base_url", "timeout"})),
-    "infobip": BackendSpec("senders.gateways.infobip.InfobipGateway", required=frozenset({"api_key", "receipt_token"}),
-                           optional=frozenset({"base_url", "timeout"})),
-    "smpp": BackendSpec("senders.gateways.smpp.SmppGateway",
-                        required=frozenset({"host", "port", "system_id", "password"}),
-                        optional=frozenset({"system_type", "tls", "timeout"})),
-    "africastalking": BackendSpec("senders.gateways.africastalking.AfricasTalkingGateway",
-                                  required=frozenset({"username", "api_key", "receipt_token"}),
-                                  optional=frozenset({"base_url", "timeout"})),
+# The built-in backends by name. Each class says which route settings it takes (`required_settings`,
+# `optional_settings`): one list, read by route validation and by the gateway alike.
+BACKENDS: dict[str, str] = {
+    "console": "senders.gateways.console.ConsoleGateway",
+    "file": "senders.gateways.file.FileGateway",
+    "locmem": "senders.gateways.locmem.LocmemGateway",
+    "http": "senders.gateways.http.HttpGateway",
+    "twilio": "senders.gateways.twilio.TwilioGateway",
+    "vonage": "senders.gateways.vonage.VonageGateway",
+    "infobip": "senders.gateways.infobip.InfobipGateway",
+    "smpp": "senders.gateways.smpp.SmppGateway",
+    "africastalking": "senders.gateways.africastalking.AfricasTalkingGateway",
 }
+
+
+def backend_class(backend: str) -> type[SmsGateway]:
+    """The gateway class of a built-in backend name, or of a dotted path (SMS_BACKEND may name one)."""
+    return import_string(BACKENDS.get(backend, backend))
 
 
 def default_route_config() -> dict[str, Any]:
@@ -67,9 +62,7 @@ def get_gateway(backend: str | None = None, config: Mapping[str, Any] | None = N
     """The gateway of a backend with its route settings; without arguments, the default route's."""
     if backend is None:
         backend, config = settings.SMS_BACKEND, default_route_config()
-    spec = BACKENDS.get(backend)
-    gateway_class = import_string(spec.path if spec is not None else backend)
-    return gateway_class(dict(config or {}))
+    return backend_class(backend)(dict(config or {}))
 
 
 __all__ = [
@@ -81,10 +74,12 @@ __all__ = [
     "OutgoingSms",
     "PermanentGatewayError",
     "Receipt",
+    "ReceiptInvalid",
     "ReceiptRejected",
     "ReceiptRequest",
     "SmsGateway",
     "TransientGatewayError",
+    "backend_class",
     "default_route_config",
     "get_gateway",
 ]

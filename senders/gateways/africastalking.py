@@ -25,25 +25,43 @@ from senders.gateways.transport import ProviderGateway, json_object, post
 DEFAULT_BASE_URL = "https://api.africastalking.com"  # the sandbox: https://api.sandbox.africastalking.com
 ACCEPTED_CODES = frozenset({100, 101, 102})
 TRANSIENT_CODES = frozenset({500, 501})
-STATUS_MAP = {"Success": "delivered", "Failed": "undeliverable", "AbsentSubscriber": "undeliverable",
-              "Rejected": "rejected", "Expired": "expired", "Sent": "sent", "Submitted": "sent", "Buffered": "sent"}
+STATUS_MAP = {
+    "Success": "delivered",
+    "Failed": "undeliverable",
+    "AbsentSubscriber": "undeliverable",
+    "Rejected": "rejected",
+    "Expired": "expired",
+    "Sent": "sent",
+    "Submitted": "sent",
+    "Buffered": "sent",
+}
 
 
 class AfricasTalkingGateway(ProviderGateway):
     provider = "africastalking"
-    required_settings = ("username", "api_key")
+    # receipt_token: Africa's Talking signs no report, so without it no receipt can be authenticated.
+    required_settings = ("username", "api_key", "receipt_token")
+    optional_settings = ("base_url", "timeout")
     default_base_url = DEFAULT_BASE_URL
 
     def send(self, message: OutgoingSms) -> GatewayResult:
-        form = {"username": self.setting('username'), "to": message.to, "message": message.text, "from": message.src}
-        answer = post(f"{self.base_url}/version1/messaging", body=urlencode(form).encode(),
-                      headers={"apiKey": self.setting('api_key'), "Accept": "application/json",
-                               "Content-Type": "application/x-www-form-urlencoded"}, timeout=self.timeout)
+        form = {"username": self.setting("username"), "to": message.to, "message": message.text, "from": message.src}
+        answer = post(
+            f"{self.base_url}/version1/messaging",
+            body=urlencode(form).encode(),
+            headers={
+                "apiKey": self.setting("api_key"),
+                "Accept": "application/json",
+                "Content-Type": "application/x-www-form-urlencoded",
+            },
+            timeout=self.timeout,
+        )
         if answer.status >= 500 or answer.status == 429:
             raise TransientGatewayError(f"africastalking error: HTTP {answer.status}", error_code=str(answer.status))
         if answer.status >= 300:
-            raise PermanentGatewayError(f"africastalking refused the request: HTTP {answer.status}",
-                                        error_code=str(answer.status))
+            raise PermanentGatewayError(
+                f"africastalking refused the request: HTTP {answer.status}", error_code=str(answer.status)
+            )
         recipients = (json_object(answer.body).get("SMSMessageData") or {}).get("Recipients") or [{}]
         first = recipients[0] if isinstance(recipients[0], dict) else {}
         code = int(first.get("statusCode") or 0)
@@ -61,6 +79,11 @@ class AfricasTalkingGateway(ProviderGateway):
         message_id = request.form.get("id", "")
         if status is None or not message_id:
             return []
-        return [Receipt(provider_message_id=message_id, status=status, provider_status=request.form["status"],
-                        error_code=request.form.get("failureReason", ""))]
-
+        return [
+            Receipt(
+                provider_message_id=message_id,
+                status=status,
+                provider_status=request.form["status"],
+                error_code=request.form.get("failureReason", ""),
+            )
+        ]

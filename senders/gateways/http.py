@@ -1,7 +1,6 @@
 """The `http` backend: Zeckta's own JSON shape (API.md section 7), for a relay or a provider adapter."""
 
 import json
-from datetime import datetime
 from typing import Any
 
 from senders.gateways import default_route_config
@@ -14,6 +13,7 @@ from senders.gateways.base import (
     ReceiptRequest,
     SmsGateway,
     TransientGatewayError,
+    receipt_time,
 )
 from senders.gateways.receipt_token import check_receipt_token
 from senders.gateways.transport import post
@@ -27,6 +27,9 @@ class HttpGateway(SmsGateway):
     {"id", "status", "timestamp"} with the route's `receipt_token` as a Bearer token or `?token=`.
     """
 
+    required_settings = ("url",)
+    optional_settings = ("token", "receipt_token", "timeout")
+
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         # Without route settings: the default route's (the SMS_HTTP_* settings).
         super().__init__(config if config is not None else default_route_config())
@@ -39,16 +42,18 @@ class HttpGateway(SmsGateway):
         self.timeout = float(self.config.get("timeout") or 5.0)  # seconds
 
     def send(self, message: OutgoingSms) -> GatewayResult:
-        body = json.dumps({"to": message.to, "from": message.src, "text": message.text,
-                           "reference": message.reference}).encode()
+        body = json.dumps(
+            {"to": message.to, "from": message.src, "text": message.text, "reference": message.reference}
+        ).encode()
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         answer = post(self.url, body=body, headers=headers, timeout=self.timeout)
         if 300 <= answer.status < 500:
             # 4xx: the gateway refused this message; 3xx: a misconfigured URL. Retrying cannot help.
-            raise PermanentGatewayError(f"gateway refused the message: HTTP {answer.status}",
-                                        error_code=str(answer.status))
+            raise PermanentGatewayError(
+                f"gateway refused the message: HTTP {answer.status}", error_code=str(answer.status)
+            )
         if answer.status >= 500:
             raise TransientGatewayError(f"gateway error: HTTP {answer.status}", error_code=str(answer.status))
         return GatewayResult(provider_message_id=_message_id(answer.body))
@@ -61,8 +66,15 @@ class HttpGateway(SmsGateway):
             return []
         if not isinstance(data, dict) or data.get("status") not in FINAL_RECEIPT_STATUSES | {"sent"}:
             return []
-        return [Receipt(provider_message_id=str(data.get("id") or ""), status=data["status"],
-                        provider_status=data["status"], at=_timestamp(data.get("timestamp")))]
+        # An absurd timestamp is refused (400), not stored: see receipt_time.
+        return [
+            Receipt(
+                provider_message_id=str(data.get("id") or ""),
+                status=data["status"],
+                provider_status=data["status"],
+                at=receipt_time(data.get("timestamp")),
+            )
+        ]
 
 
 def _message_id(payload: bytes) -> str:
@@ -72,12 +84,3 @@ def _message_id(payload: bytes) -> str:
         return ""
     value = data.get("id") if isinstance(data, dict) else None
     return str(value)[:200] if value is not None else ""
-
-
-def _timestamp(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None

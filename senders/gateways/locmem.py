@@ -10,6 +10,8 @@ _lock = threading.Lock()
 class LocmemGateway(SmsGateway):
     """Test backend: keeps messages in memory, like Django's locmem email backend."""
 
+    development_only = True
+
     def send(self, message: OutgoingSms) -> GatewayResult:
         with _lock:
             outbox.append(message)

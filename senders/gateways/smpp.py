@@ -64,6 +64,9 @@ def decrypt_job(token: bytes) -> dict[str, Any]:
 class SmppGateway(SmsGateway):
     """Submits through the route's bind process; needs Redis (REDIS_URL) and that process running."""
 
+    required_settings = ("host", "port", "system_id", "password")
+    optional_settings = ("system_type", "tls", "timeout")
+
     def send(self, message: OutgoingSms) -> GatewayResult:
         route_key = str(self.config.get("_route_key") or "")
         if not route_key or not settings.REDIS_URL:

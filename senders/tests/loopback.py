@@ -27,10 +27,13 @@ def shutdown(server: ThreadingHTTPServer | None) -> None:
 
 
 def write_json(handler: BaseHTTPRequestHandler, status: int, body: object) -> None:
-    data = json.dumps(body).encode()
+    write_body(handler, status, json.dumps(body).encode(), content_type="application/json")
+
+
+def write_body(handler: BaseHTTPRequestHandler, status: int, data: bytes, *, content_type: str) -> None:
     try:
         handler.send_response(status)
-        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Type", content_type)
         handler.send_header("Content-Length", str(len(data)))
         handler.end_headers()
         handler.wfile.write(data)
