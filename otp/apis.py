@@ -94,6 +94,7 @@ IDEMPOTENCY_KEY = OpenApiParameter(
 VERIFY_FAILED = error_envelope("VerifyFailedEnvelope", OtpVerifyDataSerializer(allow_null=True))
 
 
+@extend_schema(tags=["otp"])
 class OtpViewSet(WorkspaceViewSet):
     """POST request, POST verify, GET one session: validate, call one service or selector, serialize."""
 
@@ -300,6 +301,7 @@ def _refusals_counted() -> Iterator[None]:
         raise
 
 
+@extend_schema(tags=["test-inbox"])
 class TestInboxViewSet(WorkspaceViewSet):
     """`GET /v1/messaging/test-inbox?dest=...` (API.md section 10): the SMS test keys "sent" to one number.
 
@@ -361,7 +363,7 @@ class SmsReceiptView(APIView):
         request=None,
         auth=[],
         responses={200: RECEIPT_ACCEPTED, **error_responses(403, 404, 405, 413, 500)},
-        tags=["webhooks"],
+        tags=["receipts"],  # the providers' callbacks, apart from the clients' own webhooks
     )
     def post(self, request: Request, route_id: str) -> Response:
         choice = route_choice(route_id)

@@ -25,6 +25,12 @@ OPERATIONS = {
     ("/v1/webhooks/sms/{route_id}", "post"),  # providers' receipts: their own authentication, no key
 }
 KEYLESS = {"/v1/webhooks/sms/{route_id}"}
+# Each operation's resource: generated clients file their calls under it (openapi-python-client: api.otp...).
+RESOURCES = {
+    "/v1/messaging/otp/": "otp", "/v1/messaging/test-inbox": "test-inbox",
+    "/v1/messaging/sender-names": "sender-names", "/v1/messaging/webhooks": "webhooks",
+    "/v1/webhooks/sms/": "receipts",  # the providers' callbacks, apart from the clients' webhooks
+}
 
 
 @pytest.fixture
@@ -38,6 +44,17 @@ def test_the_document_is_public_and_lists_every_operation(document):
     found = {(path, method) for path, item in document["paths"].items() for method in item}
     assert found == OPERATIONS
     assert len({op["operationId"] for item in document["paths"].values() for op in item.values()}) == len(OPERATIONS)
+
+
+def test_every_operation_is_tagged_with_its_resource_and_every_tag_is_described(document):
+    tags = {(path, method): operation.get("tags") for path, item in document["paths"].items()
+            for method, operation in item.items()}
+    expected = {(path, method): [next(tag for prefix, tag in RESOURCES.items() if path.startswith(prefix))]
+                for path, method in tags}
+    assert tags == expected
+    declared = {tag["name"]: tag.get("description") for tag in document["tags"]}
+    assert set(declared) == set(RESOURCES.values()) and all(declared.values())
+    assert not {"api", "v1", "messaging"} & {tag for listed in tags.values() for tag in listed}
 
 
 def test_it_describes_the_bearer_scheme_on_every_operation(document):
