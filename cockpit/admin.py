@@ -49,10 +49,16 @@ def _last_24h_sum(metric: str, **match: OuterRef) -> Subquery:
 def _traffic(*, workspace: Workspace | None = None, route_name: str | None = None) -> str:
     """One workspace's or one route's part of the dashboard, as a table on its page."""
     dashboard = dashboard_get(now=timezone.now(), window=DETAIL_WINDOW, workspace=workspace, route_name=route_name)
-    return render_to_string("cockpit/traffic.html", {
-        "dashboard": dashboard, "windows": WINDOW_LABELS, "show_workspaces": workspace is None,
-        "show_routes": route_name is None, "show_suspects": workspace is not None,
-    })
+    return render_to_string(
+        "cockpit/traffic.html",
+        {
+            "dashboard": dashboard,
+            "windows": WINDOW_LABELS,
+            "show_workspaces": workspace is None,
+            "show_routes": route_name is None,
+            "show_suspects": workspace is not None,
+        },
+    )
 
 
 def _conversion(approved: int | None, sms: int | None) -> str:
@@ -65,8 +71,16 @@ admin.site.unregister(Workspace)
 @admin.register(Workspace)
 class WorkspaceTrafficAdmin(WorkspaceAdmin):
     # The OTP policy stays on each workspace's page: the list says which are active, what they pay, what they send.
-    list_display = ["name", "slug", "is_active", "is_prepaid", "balance_units", "daily_sms_cap",
-                    *WORKSPACE_TRAFFIC_COLUMNS, "created_at"]
+    list_display = [
+        "name",
+        "slug",
+        "is_active",
+        "is_prepaid",
+        "balance_units",
+        "daily_sms_cap",
+        *WORKSPACE_TRAFFIC_COLUMNS,
+        "created_at",
+    ]
     readonly_fields = [*WorkspaceAdmin.readonly_fields, "traffic"]
     fieldsets = [WorkspaceAdmin.fieldsets[0], ("Traffic", {"fields": ["traffic"]}), *WorkspaceAdmin.fieldsets[1:]]
 
@@ -110,8 +124,7 @@ admin.site.unregister(Route)
 @admin.register(Route)
 class RouteTrafficAdmin(RouteAdmin):
     # The receipt URL path stays on each route's page.
-    list_display = [*(name for name in RouteAdmin.list_display if name != "receipt_path"),
-                    *ROUTE_TRAFFIC_COLUMNS]
+    list_display = [*(name for name in RouteAdmin.list_display if name != "receipt_path"), *ROUTE_TRAFFIC_COLUMNS]
     readonly_fields = [*RouteAdmin.readonly_fields, "traffic", "recent_attempts"]
     fields = [*RouteAdmin.fields, "traffic", "recent_attempts"]
 
@@ -159,18 +172,30 @@ class RouteTrafficAdmin(RouteAdmin):
         if obj.pk is None:
             return "-"
         # Newest first by id (ids follow time): the primary key walked backwards, no sort of the route's rows.
-        attempts = list(SmsAttempt.objects.filter(route=obj).select_related("message").order_by("-id")
-                        [:RECENT_ATTEMPTS])
+        attempts = list(
+            SmsAttempt.objects.filter(route=obj).select_related("message").order_by("-id")[:RECENT_ATTEMPTS]
+        )
         if not attempts:
             return "None yet."
         rows = format_html_join(
-            "", "<tr><td>{}</td><td><a href='{}'>{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
-            "</tr>",
-            ((a.started_at.strftime("%Y-%m-%d %H:%M:%S"), reverse("admin:otp_smsmessage_change", args=[a.message_id]),
-              a.message.to, a.status, a.provider_message_id or "-", a.provider_status or "-", a.error_code or "-",
-              a.receipt_at.strftime("%H:%M:%S") if a.receipt_at else "-") for a in attempts),
+            "",
+            "<tr><td>{}</td><td><a href='{}'>{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    a.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+                    reverse("admin:otp_smsmessage_change", args=[a.message_id]),
+                    a.message.to,
+                    a.status,
+                    a.provider_message_id or "-",
+                    a.provider_status or "-",
+                    a.error_code or "-",
+                    a.receipt_at.strftime("%H:%M:%S") if a.receipt_at else "-",
+                )
+                for a in attempts
+            ),
         )
         return format_html(
             "<table><tr><th>started</th><th>SMS to</th><th>status</th><th>provider id</th><th>provider status</th>"
-            "<th>error code</th><th>receipt</th></tr>{}</table>", rows,
+            "<th>error code</th><th>receipt</th></tr>{}</table>",
+            rows,
         )

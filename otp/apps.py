@@ -24,5 +24,6 @@ class OtpConfig(AppConfig):
         # known in advance: the configured ones get their series with their first SMS.
         metrics.known_label_values(metrics.OTP_REQUESTS, outcome=[*metrics.RequestOutcome, *REQUEST_REFUSAL_CODES])
         metrics.known_label_values(metrics.OTP_VERIFICATIONS, status=VerifyOutcome.values)
-        metrics.known_label_values(metrics.SMS, route=[DEFAULT_ROUTE_KEY],
-                                   status=[*metrics.SmsSendOutcome, *sorted(FINAL_RECEIPT_STATUSES)])
+        metrics.known_label_values(
+            metrics.SMS, route=[DEFAULT_ROUTE_KEY], status=[*metrics.SmsSendOutcome, *sorted(FINAL_RECEIPT_STATUSES)]
+        )

@@ -205,8 +205,9 @@ class _OutboxCollector(Collector):
         age = 0.0
         if state.oldest_created_at is not None:
             age = max((timezone.now() - state.oldest_created_at).total_seconds(), 0.0)
-        oldest = GaugeMetricFamily("zeckta_outbox_oldest_seconds",
-                                   "Age in seconds of the oldest SMS not yet handed to a provider (0: none).")
+        oldest = GaugeMetricFamily(
+            "zeckta_outbox_oldest_seconds", "Age in seconds of the oldest SMS not yet handed to a provider (0: none)."
+        )
         oldest.add_metric([], age)
         yield pending
         yield oldest

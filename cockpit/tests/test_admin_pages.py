@@ -20,8 +20,15 @@ from senders.tests.factories import SenderNameFactory
 
 pytestmark = pytest.mark.django_db
 
-GUIDE_SECTIONS = ("approve-a-sender", "issue-a-key", "revoke-a-key", "add-a-route", "credit-a-balance", "no-sms",
-                  "pumping")
+GUIDE_SECTIONS = (
+    "approve-a-sender",
+    "issue-a-key",
+    "revoke-a-key",
+    "add-a-route",
+    "credit-a-balance",
+    "no-sms",
+    "pumping",
+)
 
 
 @pytest.fixture
@@ -37,10 +44,17 @@ def traffic(workspace, route):
     for status, sms_status in (("APPROVED", "delivered"), ("EXPIRED", "undeliverable")):
         session = OtpSessionFactory(sender_name=sender, status=status, created_at=now - timedelta(hours=1))
         message = SmsMessageFactory(session=session, status=sms_status, route_name="afritel", route_key="r")
-        SmsAttempt.objects.create(message=message, route=route, route_key="r", route_name="afritel",
-                                  status=sms_status, provider_message_id=f"pm-{status}",
-                                  error_code="27" if sms_status == "undeliverable" else "",
-                                  started_at=message.created_at, finished_at=message.created_at)
+        SmsAttempt.objects.create(
+            message=message,
+            route=route,
+            route_key="r",
+            route_name="afritel",
+            status=sms_status,
+            provider_message_id=f"pm-{status}",
+            error_code="27" if sms_status == "undeliverable" else "",
+            started_at=message.created_at,
+            finished_at=message.created_at,
+        )
     traffic_rollup_refresh()
 
 
@@ -50,8 +64,13 @@ def test_the_guide_covers_the_daily_tasks(admin_client):
     for section in GUIDE_SECTIONS:
         assert f'id="{section}"' in response.text
     # Each task links to the page that does it.
-    for name in ("admin:senders_sendername_changelist", "admin:workspaces_apikey_add", "admin:senders_route_add",
-                 "admin:workspaces_workspace_changelist", "admin:otp_otpsession_changelist"):
+    for name in (
+        "admin:senders_sendername_changelist",
+        "admin:workspaces_apikey_add",
+        "admin:senders_route_add",
+        "admin:workspaces_workspace_changelist",
+        "admin:otp_otpsession_changelist",
+    ):
         assert reverse(name) in response.text
     assert "<title>Operator guide | Zeckta OTP</title>" in response.text
 
@@ -77,11 +96,16 @@ def test_a_workspace_page_shows_its_traffic_and_the_list_its_last_day(admin_clie
     page = admin_client.get(reverse("admin:workspaces_workspace_change", args=[workspace.pk]))
     tables = tables_of(page.text)
     assert numbers(tables["cockpit-totals"]["24h"], "requests", "approved", "sms", "delivered", "conversion") == (
-        "2", "1", "2", "1", "50.0 %")
+        "2",
+        "1",
+        "2",
+        "1",
+        "50.0 %",
+    )
     assert numbers(tables["cockpit-by-route"]["afritel"], "sms", "failed") == ("2", "1")
 
     listing = admin_client.get(reverse("admin:workspaces_workspace_changelist")).text
-    row = re.search(r'<tr>.*?acme.*?</tr>', listing, re.S).group()
+    row = re.search(r"<tr>.*?acme.*?</tr>", listing, re.S).group()
     assert '<td class="field-sms_24h">2</td>' in row and '<td class="field-conversion_24h">50.0 %</td>' in row
     assert admin_client.get(reverse("admin:workspaces_workspace_add")).status_code == 200  # no traffic to add
 
@@ -89,7 +113,10 @@ def test_a_workspace_page_shows_its_traffic_and_the_list_its_last_day(admin_clie
 def test_a_route_page_shows_its_traffic_and_its_latest_attempts(admin_client, route, traffic):
     page = admin_client.get(reverse("admin:senders_route_change", args=[route.pk])).text
     assert numbers(tables_of(page)["cockpit-totals"]["24h"], "sms", "delivered", "delivery_rate") == (
-        "2", "1", "50.0 %")
+        "2",
+        "1",
+        "50.0 %",
+    )
     assert "pm-APPROVED" in page and "pm-EXPIRED" in page and "undeliverable" in page
     assert 'name="new_settings"' in page and ">null</textarea>" not in page  # write-only: it starts empty
 
@@ -112,9 +139,17 @@ def grant(client, user, *codenames: str) -> None:
 
 
 def test_a_workspace_page_shows_traffic_and_pumping_only_with_the_dashboard_permission(client, workspace, traffic):
-    NumberSuspect.objects.create(kind=NumberSuspect.Kind.DESTINATION, workspace=workspace, country="GH",
-                                 number="+233240000001", sms=6, approved=0, flagged=True,
-                                 first_sms_at=timezone.now(), last_sms_at=timezone.now())
+    NumberSuspect.objects.create(
+        kind=NumberSuspect.Kind.DESTINATION,
+        workspace=workspace,
+        country="GH",
+        number="+233240000001",
+        sms=6,
+        approved=0,
+        flagged=True,
+        first_sms_at=timezone.now(),
+        last_sms_at=timezone.now(),
+    )
     user = staff_client(client, "view_workspace", "change_workspace", "add_workspace")
     change = reverse("admin:workspaces_workspace_change", args=[workspace.pk])
     listing = reverse("admin:workspaces_workspace_changelist")

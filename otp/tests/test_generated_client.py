@@ -35,9 +35,22 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
     (tmp_path / "config.yaml").write_text(CONFIG)
     generator = Path(sys.executable).with_name("openapi-python-client")
     result = subprocess.run(
-        [str(generator), "generate", "--path", "openapi.json", "--config", "config.yaml", "--meta", "none",
-         "--output-path", PACKAGE],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        [
+            str(generator),
+            "generate",
+            "--path",
+            "openapi.json",
+            "--config",
+            "config.yaml",
+            "--meta",
+            "none",
+            "--output-path",
+            PACKAGE,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     sys.path.insert(0, str(tmp_path))
@@ -56,9 +69,17 @@ def module(package: ModuleType, name: str) -> ModuleType:
 def test_the_operations_are_filed_by_resource(generated):
     api = Path(generated.__file__).parent / "api"
     files = {path.relative_to(api).as_posix() for path in api.rglob("*.py") if path.name != "__init__.py"}
-    assert {"otp/otp_request.py", "otp/otp_verify.py", "otp/otp_session_retrieve.py", "otp/otp_resend.py",
-            "otp/otp_cancel.py", "test_inbox/test_inbox_list.py", "receipts/sms_receipt.py",
-            "sender_names/sender_names_create.py", "webhooks/webhooks_create.py"} <= files
+    assert {
+        "otp/otp_request.py",
+        "otp/otp_verify.py",
+        "otp/otp_session_retrieve.py",
+        "otp/otp_resend.py",
+        "otp/otp_cancel.py",
+        "test_inbox/test_inbox_list.py",
+        "receipts/sms_receipt.py",
+        "sender_names/sender_names_create.py",
+        "webhooks/webhooks_create.py",
+    } <= files
     assert not (api / "v1").exists() and not (api / "api").exists()
 
 
@@ -66,16 +87,19 @@ def test_the_operations_are_filed_by_resource(generated):
 def test_a_generated_client_signs_in_end_to_end(generated, live_server, workspace, sender):
     _, raw_key = issue_key(workspace, test=True)
     client = generated.AuthenticatedClient(
-        base_url=live_server.url, token=raw_key, raise_on_unexpected_status=True,
+        base_url=live_server.url,
+        token=raw_key,
+        raise_on_unexpected_status=True,
         headers={"X-Forwarded-Proto": "https"},  # as the TLS proxy in front of the service says
     )
     models = module(generated, "models")
-    otp = {name: module(generated, f"api.otp.{name}") for name in ("otp_request", "otp_verify",
-                                                                   "otp_session_retrieve")}
+    otp = {name: module(generated, f"api.otp.{name}") for name in ("otp_request", "otp_verify", "otp_session_retrieve")}
     inbox = module(generated, "api.test_inbox.test_inbox_list")
 
-    requested = otp["otp_request"].sync(client=client, body=models.OtpRequestInputRequest(
-        dest=DEST, src=sender.name, purpose=models.OtpRequestInputPurposeEnum.LOGIN))
+    requested = otp["otp_request"].sync(
+        client=client,
+        body=models.OtpRequestInputRequest(dest=DEST, src=sender.name, purpose=models.OtpRequestInputPurposeEnum.LOGIN),
+    )
     assert isinstance(requested, models.OtpRequestEnvelope) and requested.success
     session_id = requested.data.session_id
     assert requested.data.reused is False and requested.data.attempts_left == 5
@@ -85,13 +109,15 @@ def test_a_generated_client_signs_in_end_to_end(generated, live_server, workspac
     code = re.search(r"\b\d{6}\b", listed.data[0].text).group()
     wrong = str((int(code) + 1) % 10**6).zfill(6)
 
-    refused = otp["otp_verify"].sync_detailed(client=client, body=models.OtpVerifyInputRequest(
-        session_id=session_id, code=wrong))
+    refused = otp["otp_verify"].sync_detailed(
+        client=client, body=models.OtpVerifyInputRequest(session_id=session_id, code=wrong)
+    )
     assert refused.status_code == 400 and isinstance(refused.parsed, models.VerifyFailedEnvelope)
     assert refused.parsed.code == models.ErrorCode.INVALID and refused.parsed.data.attempts_left == 4
 
-    approved = otp["otp_verify"].sync(client=client, body=models.OtpVerifyInputRequest(
-        session_id=session_id, code=code))
+    approved = otp["otp_verify"].sync(
+        client=client, body=models.OtpVerifyInputRequest(session_id=session_id, code=code)
+    )
     assert isinstance(approved, models.OtpVerifyEnvelope) and approved.data.verified is True
 
     session = otp["otp_session_retrieve"].sync(client=client, session_id=session_id)
