@@ -1,6 +1,10 @@
 """The cockpit's additions to other apps' admin pages: each workspace's and each route's traffic, read from the
 rollup (never from the sessions), and a route's latest delivery attempts. The pages stay the lower apps'; these
-subclasses replace their registrations, since only this top app may read the OTP traffic."""
+subclasses replace their registrations, since only this top app may read the OTP traffic.
+
+The traffic is the dashboard's, cut to one workspace or route: it needs the dashboard's permission, as on the
+index, and staff with only the rights of the page see the page without it. A route's latest attempts are SMS (a
+number each, linking to the SMS's page): they need the permission to view SMS."""
 
 from datetime import timedelta
 
@@ -15,6 +19,7 @@ from django.utils.html import format_html, format_html_join
 from cockpit.models import TrafficHour
 from cockpit.selectors import WINDOW_LABELS, dashboard_get
 from cockpit.services import hour_floor
+from cockpit.sites import DASHBOARD_PERMISSION
 from cockpit.templatetags.cockpit import percent
 from otp.models import SmsAttempt
 from senders.admin import RouteAdmin
@@ -24,6 +29,13 @@ from workspaces.models import Workspace
 
 RECENT_ATTEMPTS = 20  # on a route's page
 DETAIL_WINDOW = "30d"  # the breakdowns on a workspace's or a route's page
+SMS_VIEW_PERMISSION = "otp.view_smsmessage"  # a route's latest attempts: each one's number and SMS page
+WORKSPACE_TRAFFIC_COLUMNS = ("sms_24h", "conversion_24h")
+ROUTE_TRAFFIC_COLUMNS = ("sms_24h", "delivery_24h", "failed_24h")
+
+
+def _sees_traffic(request: HttpRequest) -> bool:
+    return request.user.has_perm(DASHBOARD_PERMISSION)
 
 
 def _last_24h_sum(metric: str, **match: OuterRef) -> Subquery:
@@ -37,10 +49,16 @@ def _last_24h_sum(metric: str, **match: OuterRef) -> Subquery:
 def _traffic(*, workspace: Workspace | None = None, route_name: str | None = None) -> str:
     """One workspace's or one route's part of the dashboard, as a table on its page."""
     dashboard = dashboard_get(now=timezone.now(), window=DETAIL_WINDOW, workspace=workspace, route_name=route_name)
-    return render_to_string("cockpit/traffic.html", {
-        "dashboard": dashboard, "windows": WINDOW_LABELS, "show_workspaces": workspace is None,
-        "show_routes": route_name is None, "show_suspects": workspace is not None,
-    })
+    return render_to_string(
+        "cockpit/traffic.html",
+        {
+            "dashboard": dashboard,
+            "windows": WINDOW_LABELS,
+            "show_workspaces": workspace is None,
+            "show_routes": route_name is None,
+            "show_suspects": workspace is not None,
+        },
+    )
 
 
 def _conversion(approved: int | None, sms: int | None) -> str:
@@ -53,20 +71,37 @@ admin.site.unregister(Workspace)
 @admin.register(Workspace)
 class WorkspaceTrafficAdmin(WorkspaceAdmin):
     # The OTP policy stays on each workspace's page: the list says which are active, what they pay, what they send.
-    list_display = ["name", "slug", "is_active", "is_prepaid", "balance_units", "daily_sms_cap", "sms_24h",
-                    "conversion_24h", "created_at"]
+    list_display = [
+        "name",
+        "slug",
+        "is_active",
+        "is_prepaid",
+        "balance_units",
+        "daily_sms_cap",
+        *WORKSPACE_TRAFFIC_COLUMNS,
+        "created_at",
+    ]
     readonly_fields = [*WorkspaceAdmin.readonly_fields, "traffic"]
     fieldsets = [WorkspaceAdmin.fieldsets[0], ("Traffic", {"fields": ["traffic"]}), *WorkspaceAdmin.fieldsets[1:]]
 
+    def get_list_display(self, request: HttpRequest) -> list:
+        hidden = () if _sees_traffic(request) else WORKSPACE_TRAFFIC_COLUMNS
+        return [name for name in super().get_list_display(request) if name not in hidden]
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[Workspace]:
-        return super().get_queryset(request).annotate(
+        queryset = super().get_queryset(request)
+        if not _sees_traffic(request):
+            return queryset
+        return queryset.annotate(
             sms_24h=_last_24h_sum("sms", workspace=OuterRef("pk")),
             approved_24h=_last_24h_sum("approved", workspace=OuterRef("pk")),
         )
 
     def get_fieldsets(self, request: HttpRequest, obj: Workspace | None = None) -> list:
         fieldsets = list(super().get_fieldsets(request, obj))
-        return fieldsets if obj is not None else [entry for entry in fieldsets if entry[0] != "Traffic"]
+        if obj is not None and _sees_traffic(request):
+            return fieldsets
+        return [entry for entry in fieldsets if entry[0] != "Traffic"]
 
     @admin.display(description="SMS (24 h)", ordering="sms_24h")
     def sms_24h(self, obj: Workspace) -> int:
@@ -89,21 +124,31 @@ admin.site.unregister(Route)
 @admin.register(Route)
 class RouteTrafficAdmin(RouteAdmin):
     # The receipt URL path stays on each route's page.
-    list_display = [*(name for name in RouteAdmin.list_display if name != "receipt_path"), "sms_24h",
-                    "delivery_24h", "failed_24h"]
+    list_display = [*(name for name in RouteAdmin.list_display if name != "receipt_path"), *ROUTE_TRAFFIC_COLUMNS]
     readonly_fields = [*RouteAdmin.readonly_fields, "traffic", "recent_attempts"]
     fields = [*RouteAdmin.fields, "traffic", "recent_attempts"]
 
+    def get_list_display(self, request: HttpRequest) -> list:
+        hidden = () if _sees_traffic(request) else ROUTE_TRAFFIC_COLUMNS
+        return [name for name in super().get_list_display(request) if name not in hidden]
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[Route]:
-        return super().get_queryset(request).annotate(
+        queryset = super().get_queryset(request)
+        if not _sees_traffic(request):
+            return queryset
+        return queryset.annotate(
             sms_24h=_last_24h_sum("sms", route_name=OuterRef("name")),
             delivered_24h=_last_24h_sum("delivered", route_name=OuterRef("name")),
             failed_24h=_last_24h_sum("failed", route_name=OuterRef("name")),
         )
 
     def get_fields(self, request: HttpRequest, obj: Route | None = None) -> list:
-        fields = list(super().get_fields(request, obj))
-        return fields if obj is not None else [name for name in fields if name not in ("traffic", "recent_attempts")]
+        hidden = set()
+        if obj is None or not _sees_traffic(request):
+            hidden.add("traffic")
+        if obj is None or not request.user.has_perm(SMS_VIEW_PERMISSION):
+            hidden.add("recent_attempts")
+        return [name for name in super().get_fields(request, obj) if name not in hidden]
 
     @admin.display(description="SMS (24 h)", ordering="sms_24h")
     def sms_24h(self, obj: Route) -> int:
@@ -127,18 +172,30 @@ class RouteTrafficAdmin(RouteAdmin):
         if obj.pk is None:
             return "-"
         # Newest first by id (ids follow time): the primary key walked backwards, no sort of the route's rows.
-        attempts = list(SmsAttempt.objects.filter(route=obj).select_related("message").order_by("-id")
-                        [:RECENT_ATTEMPTS])
+        attempts = list(
+            SmsAttempt.objects.filter(route=obj).select_related("message").order_by("-id")[:RECENT_ATTEMPTS]
+        )
         if not attempts:
             return "None yet."
         rows = format_html_join(
-            "", "<tr><td>{}</td><td><a href='{}'>{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
-            "</tr>",
-            ((a.started_at.strftime("%Y-%m-%d %H:%M:%S"), reverse("admin:otp_smsmessage_change", args=[a.message_id]),
-              a.message.to, a.status, a.provider_message_id or "-", a.provider_status or "-", a.error_code or "-",
-              a.receipt_at.strftime("%H:%M:%S") if a.receipt_at else "-") for a in attempts),
+            "",
+            "<tr><td>{}</td><td><a href='{}'>{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    a.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+                    reverse("admin:otp_smsmessage_change", args=[a.message_id]),
+                    a.message.to,
+                    a.status,
+                    a.provider_message_id or "-",
+                    a.provider_status or "-",
+                    a.error_code or "-",
+                    a.receipt_at.strftime("%H:%M:%S") if a.receipt_at else "-",
+                )
+                for a in attempts
+            ),
         )
         return format_html(
             "<table><tr><th>started</th><th>SMS to</th><th>status</th><th>provider id</th><th>provider status</th>"
-            "<th>error code</th><th>receipt</th></tr>{}</table>", rows,
+            "<th>error code</th><th>receipt</th></tr>{}</table>",
+            rows,
         )

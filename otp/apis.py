@@ -15,7 +15,18 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from otp import idempotency, selectors, services
-from otp.errors import ReceiptForbidden, ReceiptTooLarge
+from otp.errors import (
+    DestinationRateLimited,
+    IdempotencyKeyReused,
+    OtpExpired,
+    OtpSessionNotFound,
+    ReceiptForbidden,
+    ReceiptTooLarge,
+    ResendLimitReached,
+    ResendTooSoon,
+    SessionNotPending,
+    WorkspaceQuotaExceeded,
+)
 from otp.models import VerifyOutcome
 from otp.receipts import RECEIPTS_PER_REQUEST_MAX, receipts_apply
 from otp.serializers import (
@@ -31,15 +42,17 @@ from otp.serializers import (
 from senders.gateways import GatewayError, ReceiptInvalid, ReceiptRejected, ReceiptRequest
 from senders.routes import route_choice
 from workspaces.authentication import HasWorkspace, HoldsTestKey
+from workspaces.errors import InsufficientBalance
 from workspaces.viewsets import WorkspaceViewSet
 from zeckta import metrics
-from zeckta.api.errors import error_body
+from zeckta.api.errors import MalformedJson, PayloadTooLarge, error_body
 from zeckta.api.handlers import error_answer
 from zeckta.api.responses import envelope
 from zeckta.api.schema import COMMON_ERRORS, error_envelope, error_responses, example
 from zeckta.api.schema import envelope as envelope_schema
 from zeckta.api.utils import validated
-from zeckta.errors import ValidationFailed
+from zeckta.errors import ServiceUnavailable, ValidationFailed
+from zeckta.metrics import RequestOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +71,17 @@ VERIFY_OUTCOMES = {
     VerifyOutcome.NOT_FOUND: (status.HTTP_404_NOT_FOUND, "OTP session not found."),
 }
 MESSAGE_VERIFIED = VERIFY_OUTCOMES[VerifyOutcome.APPROVED][1]
+
+# What an OTP request or resend may be refused with, past authentication and the key's rate: each refusal
+# counts under its code in zeckta_otp_requests_total, and these codes are exported at 0 from the start.
+UNEXPECTED_REFUSAL = "INTERNAL_ERROR"  # an exception the API does not map: answered 500
+REQUEST_REFUSAL_CODES = (
+    *(error.code for error in (ValidationFailed, InsufficientBalance, DestinationRateLimited, WorkspaceQuotaExceeded,
+                               IdempotencyKeyReused, SessionNotPending, ResendLimitReached, ResendTooSoon, OtpExpired,
+                               OtpSessionNotFound, ServiceUnavailable)),
+    *(str(error.default_code) for error in (MalformedJson, PayloadTooLarge)),  # parsing the body
+    UNEXPECTED_REFUSAL,
+)
 MESSAGE_CANCELED = "OTP session canceled"
 
 SESSION_ID = "feab6011-2469-4804-ace5-ee9dcb5b9ef2"
@@ -71,6 +95,7 @@ IDEMPOTENCY_KEY = OpenApiParameter(
 VERIFY_FAILED = error_envelope("VerifyFailedEnvelope", OtpVerifyDataSerializer(allow_null=True))
 
 
+@extend_schema(tags=["otp"])
 class OtpViewSet(WorkspaceViewSet):
     """POST request, POST verify, GET one session: validate, call one service or selector, serialize."""
 
@@ -127,7 +152,7 @@ class OtpViewSet(WorkspaceViewSet):
             )
             body = OtpRequestDataSerializer(result, context={"now": timezone.now()}).data
             message = MESSAGE_REUSED if result.reused else MESSAGE_SENT
-            metrics.OTP_REQUESTS.labels(outcome="reused" if result.reused else "new").inc()
+            metrics.OTP_REQUESTS.labels(outcome=RequestOutcome.REUSED if result.reused else RequestOutcome.NEW).inc()
             return 200, envelope(message, body)
 
         transaction = data.get("transaction")
@@ -163,7 +188,7 @@ class OtpViewSet(WorkspaceViewSet):
         def perform() -> tuple[int, dict]:
             result = services.otp_resend(workspace=self.workspace, session_id=session_id, test=self.is_test,
                                          actor=self.actor)
-            metrics.OTP_REQUESTS.labels(outcome="resent").inc()
+            metrics.OTP_REQUESTS.labels(outcome=RequestOutcome.RESENT).inc()
             return 200, envelope(MESSAGE_RESENT, OtpResendDataSerializer(result, context={"now": timezone.now()}).data)
 
         # The operation and its session are the body's identity: the same key on another session is reused.
@@ -184,7 +209,7 @@ class OtpViewSet(WorkspaceViewSet):
         )
         headers = {"Idempotent-Replayed": "true"} if answer.replayed else {}
         if answer.replayed:
-            metrics.OTP_REQUESTS.labels(outcome="replayed").inc()
+            metrics.OTP_REQUESTS.labels(outcome=RequestOutcome.REPLAYED).inc()
         return Response(answer.body, status=answer.status, headers=headers)
 
     @extend_schema(
@@ -273,10 +298,11 @@ def _refusals_counted() -> Iterator[None]:
         yield
     except Exception as exc:
         answer = error_answer(exc)
-        metrics.OTP_REQUESTS.labels(outcome=answer.code if answer else "INTERNAL_ERROR").inc()
+        metrics.OTP_REQUESTS.labels(outcome=answer.code if answer else UNEXPECTED_REFUSAL).inc()
         raise
 
 
+@extend_schema(tags=["test-inbox"])
 class TestInboxViewSet(WorkspaceViewSet):
     """`GET /v1/messaging/test-inbox?dest=...` (API.md section 10): the SMS test keys "sent" to one number.
 
@@ -338,7 +364,7 @@ class SmsReceiptView(APIView):
         request=None,
         auth=[],
         responses={200: RECEIPT_ACCEPTED, **error_responses(400, 403, 404, 405, 413, 500)},
-        tags=["webhooks"],
+        tags=["receipts"],  # the providers' callbacks, apart from the clients' own webhooks
     )
     def post(self, request: Request, route_id: str) -> Response:
         choice = route_choice(route_id)

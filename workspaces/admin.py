@@ -4,6 +4,8 @@ Writes that have a service go through it (issuing and revoking keys, crediting a
 key or a key digest is never rendered, and the balance is never written from a form.
 """
 
+from typing import Any
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
@@ -37,12 +39,25 @@ WORKSPACE_ABUSE_FIELDS = (
     "allowed_countries", "destination_limit", "destination_window_seconds", "wrong_code_budget", "daily_sms_cap",
     "refuse_fixed_line_and_voip", "country_hourly_limit",
 )
+# What a workspace may spend: a postpaid one is counted and never refused, so unticking is_prepaid is as much
+# a credit decision as adding units, and needs the same permission (balance_units is never a form field).
+WORKSPACE_BILLING_FIELDS = ("is_prepaid",)
+CREDIT_PERMISSION = "workspaces.credit_balance"
 
 
 class WorkspaceAdminForm(forms.ModelForm):
     class Meta:
         model = Workspace
-        fields = ["name", "slug", "is_active", *WORKSPACE_POLICY_FIELDS, *WORKSPACE_ABUSE_FIELDS, "is_prepaid"]
+        fields = ["name", "slug", "is_active", *WORKSPACE_POLICY_FIELDS, *WORKSPACE_ABUSE_FIELDS,
+                  *WORKSPACE_BILLING_FIELDS]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Without the credit permission the billing mode is read-only (WorkspaceAdmin.get_readonly_fields): a
+        # workspace added then starts prepaid at a zero balance, and can spend nothing until someone with the
+        # permission credits it or makes it postpaid.
+        if self.instance._state.adding and "is_prepaid" not in self.fields:
+            self.instance.is_prepaid = True
 
     def clean_default_message_template(self) -> str:
         template = self.cleaned_data["default_message_template"]
@@ -95,7 +110,11 @@ class WorkspaceAdmin(admin.ModelAdmin):
         (None, {"fields": ["name", "slug", "is_active", "public_id"]}),
         ("OTP policy", {"fields": list(WORKSPACE_POLICY_FIELDS)}),
         ("Destinations and abuse limits", {"fields": list(WORKSPACE_ABUSE_FIELDS)}),
-        ("Billing", {"fields": ["is_prepaid", "balance_units", "ledger"]}),
+        ("Billing", {
+            "fields": [*WORKSPACE_BILLING_FIELDS, "balance_units", "ledger"],
+            "description": "Prepaid or postpaid, and the balance: changed by staff with the permission to credit "
+                           "a prepaid balance.",
+        }),
         ("History", {"fields": ["created_at", "updated_at"]}),
     ]
     inlines = [ApiKeyInline]
@@ -118,8 +137,14 @@ class WorkspaceAdmin(admin.ModelAdmin):
             workspace_update(workspace=obj, values=values, actor=request.user.get_username())
 
     def has_credit_permission(self, request: HttpRequest) -> bool:
-        """Adding money is its own permission (workspaces.credit_balance), not part of editing a policy."""
-        return request.user.has_perm("workspaces.credit_balance")
+        """Adding money is its own permission (workspaces.credit_balance), not part of editing a policy; so is
+        choosing the billing mode."""
+        return request.user.has_perm(CREDIT_PERMISSION)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Workspace | None = None) -> list[str]:
+        fields = list(super().get_readonly_fields(request, obj))
+        # Read-only fields are left out of the form: a posted is_prepaid is then ignored, on add and change alike.
+        return fields if self.has_credit_permission(request) else [*fields, *WORKSPACE_BILLING_FIELDS]
 
     @admin.action(description="Credit balance", permissions=["credit"])
     def credit_balance(self, request: HttpRequest, queryset: QuerySet[Workspace]) -> HttpResponse | None:

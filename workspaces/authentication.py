@@ -62,7 +62,7 @@ def _count_failure(request: Request) -> None:
         logger.warning("rate limiter unavailable, not counting a failed authentication: %s", exc)
         return
     if decision.blocked:
-        metrics.RATE_LIMITED.labels(reason="auth_failures").inc()
+        metrics.RATE_LIMITED.labels(reason=metrics.RateLimitReason.AUTH_FAILURES).inc()
         raise AuthenticationRateLimited(wait=decision.retry_after)
 
 

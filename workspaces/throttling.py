@@ -42,7 +42,7 @@ class ApiKeyRateThrottle(BaseThrottle):
             return True
         request.rate_limit_headers = self.decision.headers()  # type: ignore[attr-defined]
         if not self.decision.allowed:
-            metrics.RATE_LIMITED.labels(reason="key_rate").inc()
+            metrics.RATE_LIMITED.labels(reason=metrics.RateLimitReason.KEY_RATE).inc()
         return self.decision.allowed
 
     def wait(self) -> float | None:

@@ -7,12 +7,21 @@ they stay in this process's registry.
 
 Label values are few and fixed (the contract's codes and statuses, route names, ISO country codes, URL
 pattern names): never a phone number, a session id, a key or anything a client chooses.
+
+Every label value known in advance is exported at 0 from the first scrape, as Prometheus' instrumentation
+guidance asks (a series that appears with its first event breaks `rate()` and alerts on a fresh deployment):
+each vocabulary is declared once, with `known_label_values`, from the enum that defines it (below, or an
+app's own in its `ready()`), and a scrape writes the missing series before it reads. Some values cannot be
+known in advance: the countries of zeckta_sms_units_total, and the routes operators configure (only the
+`SMS_BACKEND` route, which always exists, is declared); those series appear with their first count.
 """
 
+import itertools
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from django.utils import timezone
 from prometheus_client import (
@@ -36,10 +45,55 @@ logger = logging.getLogger(__name__)
 # `*_created` series double what a scrape returns and are not kept in multiprocess mode anyway.
 disable_created_metrics()
 
+
+# --- The vocabularies of the labels that belong to no app's model --------------------------------------
+
+
+class RequestOutcome(StrEnum):
+    """zeckta_otp_requests_total's outcomes besides a refusal, whose outcome is its error code."""
+
+    NEW = "new"
+    REUSED = "reused"
+    RESENT = "resent"
+    REPLAYED = "replayed"  # the stored answer of an Idempotency-Key seen before
+
+
+class SmsSendOutcome(StrEnum):
+    """zeckta_sms_total's statuses for a call to a provider; its receipts add their final statuses."""
+
+    SENT = "sent"  # a provider accepted it
+    RETRIED = "retried"  # a transient error: tried again
+    FAILED = "failed"  # refused, or given up on that route
+
+
+class RateLimitReason(StrEnum):
+    """zeckta_rate_limited_total's reasons: the limit that refused a request."""
+
+    KEY_RATE = "key_rate"  # an API key's requests per second
+    AUTH_FAILURES = "auth_failures"  # an address past its failed authentications
+    DESTINATION = "destination"  # new OTP SMS to one destination per window
+    WRONG_CODES = "wrong_codes"  # one destination's wrong-code budget
+    COUNTRY = "country"  # a workspace's hourly ceiling per country
+    DAILY_CAP = "daily_cap"  # a workspace's daily SMS cap
+    RESEND_COOLDOWN = "resend_cooldown"  # a resend before resendAvailableInSeconds
+
+
+class WebhookOutcome(StrEnum):
+    """zeckta_webhook_deliveries_total's outcomes of one delivery attempt."""
+
+    DELIVERED = "delivered"  # a 2xx answer
+    RETRYING = "retrying"  # failed: tried again later
+    GIVEN_UP = "given_up"  # failed past the retry window: the endpoint is marked failing
+
+
+def _listed(values: Iterable[str]) -> str:
+    return ", ".join(values)
+
+
 OTP_REQUESTS = Counter(
     "zeckta_otp_requests_total",
-    "OTP requests and resends by outcome: new, reused, resent, replayed (Idempotency-Key), or the error code "
-    "of a refusal (DESTINATION_RATE_LIMITED, INSUFFICIENT_BALANCE, VALIDATION_ERROR...).",
+    f"OTP requests and resends by outcome: {_listed(RequestOutcome)}, or the error code of a refusal "
+    "(DESTINATION_RATE_LIMITED, INSUFFICIENT_BALANCE, VALIDATION_ERROR...).",
     ["outcome"],
 )
 OTP_VERIFICATIONS = Counter(
@@ -50,8 +104,8 @@ OTP_VERIFICATIONS = Counter(
 )
 SMS = Counter(
     "zeckta_sms_total",
-    "SMS events by route and status: sent (a provider accepted it), retried (a transient error, tried again), "
-    "failed (refused or given up on that route), and the receipts delivered, undeliverable, rejected, expired.",
+    f"SMS events by route and status: the calls to a provider ({_listed(SmsSendOutcome)}), and the final "
+    "statuses of the receipts (delivered, undeliverable, rejected, expired).",
     ["route", "status"],
 )
 SMS_UNITS = Counter(
@@ -61,14 +115,12 @@ SMS_UNITS = Counter(
 )
 RATE_LIMITED = Counter(
     "zeckta_rate_limited_total",
-    "Requests refused by a limit: key_rate (an API key's requests per second), auth_failures (an address "
-    "past its failed authentications), destination, wrong_codes, country, daily_cap, resend_cooldown.",
+    f"Requests refused by a limit, by reason: {_listed(RateLimitReason)}.",
     ["reason"],
 )
 WEBHOOK_DELIVERIES = Counter(
     "zeckta_webhook_deliveries_total",
-    "Webhook delivery attempts by outcome: delivered (2xx), retrying (failed, tried again later), "
-    "given_up (failed past the retry window; the endpoint is marked failing).",
+    f"Webhook delivery attempts by outcome: {_listed(WebhookOutcome)}.",
     ["outcome"],
 )
 SMS_SEND_SECONDS = Histogram(
@@ -89,6 +141,33 @@ HTTP_RESPONSES = Counter(
     ["view", "status"],
 )
 
+
+# --- Label values known in advance ---------------------------------------------------------------------
+
+# (metric, label name -> its known values): every combination is a series from the first scrape.
+_known: list[tuple[Counter, dict[str, tuple[str, ...]]]] = []
+
+
+def known_label_values(metric: Counter, **values: Iterable[str]) -> None:
+    """Declares the values each label of `metric` is known to take, from the enum or constant that defines
+    them: every combination is exported at 0 before anything is counted. Other values still count."""
+    _known.append((metric, {label: tuple(str(value) for value in given) for label, given in values.items()}))
+
+
+def _known_series_export() -> None:
+    """Makes every declared series exist (at 0 until counted). Run by the process answering a scrape, before
+    it reads: in a process group its zeros are written to its own file, where the scrape reads them whatever
+    the layout (a Celery worker sets Django up before its group's files are chosen, so a worker could not
+    write them at start-up), and since counters add up over processes, zeros never double a count. Cheap
+    and idempotent: an existing series is only looked up."""
+    for metric, vocabulary in _known:
+        labels = list(vocabulary)
+        for combination in itertools.product(*vocabulary.values()):
+            metric.labels(**dict(zip(labels, combination, strict=True)))
+
+
+known_label_values(RATE_LIMITED, reason=RateLimitReason)
+known_label_values(WEBHOOK_DELIVERIES, outcome=WebhookOutcome)
 
 
 # --- Gauges read at scrape time ----------------------------------------------------------------
@@ -126,8 +205,9 @@ class _OutboxCollector(Collector):
         age = 0.0
         if state.oldest_created_at is not None:
             age = max((timezone.now() - state.oldest_created_at).total_seconds(), 0.0)
-        oldest = GaugeMetricFamily("zeckta_outbox_oldest_seconds",
-                                   "Age in seconds of the oldest SMS not yet handed to a provider (0: none).")
+        oldest = GaugeMetricFamily(
+            "zeckta_outbox_oldest_seconds", "Age in seconds of the oldest SMS not yet handed to a provider (0: none)."
+        )
         oldest.add_metric([], age)
         yield pending
         yield oldest
@@ -154,6 +234,7 @@ def is_multiprocess() -> bool:
 
 def scrape() -> tuple[bytes, str]:
     """The /metrics answer: the body in Prometheus text format, and its content type."""
+    _known_series_export()
     registry = CollectorRegistry()
     registry.register(_ProcessGroupsCollector() if is_multiprocess() else _RegistryCollector())
     registry.register(_OutboxCollector())

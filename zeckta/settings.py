@@ -368,6 +368,15 @@ SPECTACULAR_SETTINGS = {
     "SERVE_AUTHENTICATION": [],
     "SECURITY": [{"ApiKey": []}],
     "ENUM_NAME_OVERRIDES": {"ErrorCode": "zeckta.api.schema.ERROR_CODES"},
+    # Every operation is tagged with its resource: generated clients group their calls by tag
+    # (openapi-python-client: `api.otp.otp_request`), and the docs page by section.
+    "TAGS": [
+        {"name": "otp", "description": "Request, verify, read, resend and cancel one-time passwords."},
+        {"name": "sender-names", "description": "The names your SMS come from: requested here, approved by staff."},
+        {"name": "webhooks", "description": "Your endpoints for signed OTP events (Standard Webhooks)."},
+        {"name": "test-inbox", "description": "The SMS test keys sent, codes included: for your end-to-end tests."},
+        {"name": "receipts", "description": "SMS providers' delivery receipts: called by providers, not clients."},
+    ],
 }
 
 # --- Health, metrics and logs (API.md section 12) -------------------------------------------------

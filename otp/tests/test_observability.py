@@ -8,12 +8,16 @@ how much a count moved; test_observability_e2e adds them up across real processe
 
 import json
 import logging
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 import time_machine
+from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
@@ -24,6 +28,7 @@ from otp.tests.helpers import request_otp, resend, verify, wrong_code
 from webhooks.delivery import WEBHOOKS_QUEUE, webhook_deliver
 from webhooks.models import WebhookDelivery
 from workspaces.tests.factories import issue_key
+from zeckta import metrics
 from zeckta.api.logging import JsonLogFormatter, RequestIdFilter
 from zeckta.celery import app as celery_app
 from zeckta.taskcontext import HEADER_KEY_PREFIX, HEADER_REQUEST_ID, HEADER_WORKSPACE
@@ -78,6 +83,36 @@ def post_receipt(client, provider_id: str, status: str):
     assert response.status_code == 200
 
 
+# Every series of the contract's counters whose label values are known in advance (API.md sections 3, 4 and
+# 12), written out from the contract rather than from the code that declares them.
+KNOWN_AT_START = [
+    *(f'zeckta_otp_requests_total{{outcome="{outcome}"}}' for outcome in (
+        "new", "reused", "resent", "replayed", "VALIDATION_ERROR", "MALFORMED_JSON", "INSUFFICIENT_BALANCE",
+        "DESTINATION_RATE_LIMITED", "WORKSPACE_QUOTA_EXCEEDED", "IDEMPOTENCY_KEY_REUSED", "SESSION_NOT_PENDING",
+        "RESEND_LIMIT_REACHED", "RESEND_TOO_SOON", "EXPIRED", "NOT_FOUND", "SERVICE_UNAVAILABLE", "INTERNAL_ERROR")),
+    *(f'zeckta_otp_verifications_total{{status="{status}"}}' for status in (
+        "APPROVED", "INVALID", "EXPIRED", "MAX_ATTEMPTS_REACHED", "ALREADY_USED", "CANCELED", "NOT_FOUND")),
+    *(f'zeckta_sms_total{{route="default",status="{status}"}}' for status in (
+        "sent", "retried", "failed", "delivered", "undeliverable", "rejected", "expired")),
+    *(f'zeckta_rate_limited_total{{reason="{reason}"}}' for reason in (
+        "key_rate", "auth_failures", "destination", "wrong_codes", "country", "daily_cap", "resend_cooldown")),
+    *(f'zeckta_webhook_deliveries_total{{outcome="{outcome}"}}' for outcome in ("delivered", "retrying", "given_up")),
+]
+# Labels whose values are not all known in advance: the routes operators configure.
+OPEN_LABELS = {"route"}
+
+
+def series(name: str, labels: dict[str, str]) -> str:
+    return name + "{" + ",".join(f'{label}="{value}"' for label, value in labels.items()) + "}"
+
+
+def undeclared(samples: Samples) -> list[str]:
+    """The series of a declared counter whose label values were not declared in advance."""
+    declared = {metric._name + "_total": vocabulary for metric, vocabulary in metrics._known}
+    return [series(name, dict(labels)) for name, labels in samples if name in declared
+            and any(value not in declared[name][label] for label, value in labels if label not in OPEN_LABELS)]
+
+
 def code_sent(fake_gateway) -> str:
     return re.search(r"\b\d{6}\b", fake_gateway.texts()[-1]).group()
 
@@ -116,7 +151,9 @@ def test_a_flow_moves_each_count_once(api, client, counted, fake_gateway, receiv
         'zeckta_http_request_seconds_count{view="otp-verify"}': 3,
         'zeckta_http_responses_total{view="otp-verify",status="400"}': 1,
     }
-    assert counted().of(expected) == expected
+    moves = counted()
+    assert moves.of(expected) == expected
+    assert undeclared(moves.after) == []
 
 
 def test_label_values_never_name_a_destination_a_session_or_a_key(api, client, raw_key, fake_gateway):
@@ -153,7 +190,9 @@ def test_each_limit_is_counted_under_its_reason(api, workspace, sender, client, 
         'zeckta_otp_requests_total{outcome="DESTINATION_RATE_LIMITED"}': 1,
         'zeckta_otp_requests_total{outcome="RESEND_TOO_SOON"}': 1,
     }
-    assert counted().of(expected) == expected
+    moves = counted()
+    assert moves.of(expected) == expected
+    assert undeclared(moves.after) == []  # each reason is one the code declares
 
 
 def test_failed_sends_and_webhooks_are_counted_by_outcome(api, counted, fake_gateway, receiver, settings):
@@ -180,7 +219,27 @@ def test_failed_sends_and_webhooks_are_counted_by_outcome(api, counted, fake_gat
         'zeckta_webhook_deliveries_total{outcome="retrying"}': 1,
         'zeckta_webhook_deliveries_total{outcome="given_up"}': 1,
     }
-    assert counted().of(expected) == expected
+    moves = counted()
+    assert moves.of(expected) == expected
+    assert undeclared(moves.after) == []
+
+
+def test_a_fresh_process_shows_every_known_series_at_0_from_its_first_scrape():
+    """Before any traffic, as Prometheus' instrumentation guidance asks: rate() and alerts work from the start."""
+    db = settings.DATABASES["default"]
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "zeckta.settings_test", "REDIS_URL": settings.REDIS_URL,
+           "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # this process's own registry, as runserver has
+    first_scrape = ("import django; django.setup(); from django.test import Client; "
+                    "import sys; sys.stdout.write(Client().get('/metrics').content.decode())")
+    text = subprocess.run([sys.executable, "-c", first_scrape], cwd=settings.BASE_DIR, env=env, capture_output=True,
+                          text=True, timeout=60, check=True).stdout
+
+    samples = {series(sample.name, sample.labels): sample.value
+               for family in text_string_to_metric_families(text) for sample in family.samples}
+    assert {name: samples.get(name) for name in KNOWN_AT_START} == dict.fromkeys(KNOWN_AT_START, 0.0)
+    # The units per country cannot be known in advance: none yet.
+    assert not [name for name in samples if name.startswith("zeckta_sms_units_total")]
 
 
 def test_the_outbox_gauges_show_what_waits_and_for_how_long(api, client, fake_gateway):

@@ -204,3 +204,28 @@ def test_counts_survive_a_web_worker_that_dies(web, metrics_dir, client_key):
 
     for _ in range(SCRAPES):
         assert value(scrape(web), "zeckta_otp_verifications_total", status="NOT_FOUND") == 6
+
+
+def test_the_first_scrape_of_a_fresh_web_group_shows_the_known_series_at_0_and_zeros_never_double(
+    web, metrics_dir, client_key
+):
+    known = {"zeckta_webhook_deliveries_total": ("outcome", "delivered"),
+             "zeckta_otp_verifications_total": ("status", "NOT_FOUND"),
+             "zeckta_rate_limited_total": ("reason", "destination"),
+             "zeckta_otp_requests_total": ("outcome", "INSUFFICIENT_BALANCE")}
+    first = scrape(web)  # nothing has been counted yet: gunicorn was only asked /healthz
+    shown = {name: first.get((name, ((label, label_value),))) for name, (label, label_value) in known.items()}
+    assert shown == dict.fromkeys(known, 0.0)  # present, at 0
+    assert first.get(("zeckta_sms_total", (("route", "default"), ("status", "delivered")))) == 0.0
+
+    auth = {"Authorization": f"Bearer {client_key}"}
+    assert web.call("POST", "/v1/messaging/otp/verify", body={
+        "sessionId": "0b7c1f9e-0d5a-4c1e-9a57-3c1a2b9d8e01", "code": "123456"}, headers=auth)[0] == 404
+    for _ in range(SCRAPES):  # each worker that answers writes its zeros too; they add up to nothing
+        samples = scrape(web)
+        assert value(samples, "zeckta_otp_verifications_total", status="NOT_FOUND") == 1
+        assert value(samples, "zeckta_webhook_deliveries_total", outcome="delivered") == 0
+    writers = [path for path in metrics_dir.glob("web-*/counter_*.db")
+               if any(sample.name == "zeckta_webhook_deliveries_total"
+                      for family in MultiProcessCollector.merge([str(path)]) for sample in family.samples)]
+    assert len(writers) > 1  # several processes hold the zeros, and the sum is still 0

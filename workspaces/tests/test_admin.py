@@ -9,7 +9,7 @@ from django.test import RequestFactory
 from django.urls import reverse
 
 from workspaces.billing import balance_credit
-from workspaces.models import ApiKey, LedgerEntry, Workspace
+from workspaces.models import ApiKey, AuditEvent, LedgerEntry, Workspace
 from workspaces.tests.factories import WorkspaceFactory, issue_key
 
 CHANGELIST = "admin:workspaces_{}_changelist"
@@ -320,6 +320,60 @@ def test_crediting_a_balance_needs_its_own_permission(client, db):
     staff = User.objects.get(pk=staff.pk)  # permissions are cached on the instance
     client.force_login(staff)
     assert "credit_balance" in client.get(url).text
+
+
+def workspace_staff(client, *, codenames: tuple[str, ...] = ("view_workspace", "change_workspace", "add_workspace")):
+    """A logged-in staff user with the workspace rights and without the permission to credit a balance."""
+    from django.contrib.auth.models import Permission, User
+
+    staff = User.objects.create_user("clerk", password="pw-1234567890", is_staff=True)
+    staff.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    client.force_login(staff)
+    return staff
+
+
+@pytest.mark.parametrize("prepaid", [True, False])
+def test_the_billing_mode_is_read_only_without_the_credit_permission(client, db, prepaid):
+    workspace_staff(client)
+    workspace = WorkspaceFactory(slug="pre", is_prepaid=prepaid)
+    url = reverse(CHANGE.format("workspace"), args=[workspace.pk])
+
+    page = client.get(url)
+    flipped = workspace_form_data(workspace, name="Renamed", is_prepaid=None if prepaid else "on")
+    response = client.post(url, flipped)
+
+    assert page.status_code == 200 and 'name="is_prepaid"' not in page.text
+    assert response.status_code == 302  # the rest of the form saves; the billing mode is not part of it
+    saved = Workspace.objects.get(pk=workspace.pk)
+    assert (saved.name, saved.is_prepaid, saved.balance_units) == ("Renamed", prepaid, 0)
+    assert not AuditEvent.objects.filter(detail__changes__has_key="is_prepaid").exists()
+
+
+def test_a_workspace_added_without_the_credit_permission_starts_prepaid_at_zero(client, db):
+    workspace_staff(client)
+    url = reverse("admin:workspaces_workspace_add")
+
+    page = client.get(url)
+    response = client.post(url, workspace_form_data(Workspace(name="New Co", slug="new-co")))  # is_prepaid unticked
+
+    assert page.status_code == 200 and 'name="is_prepaid"' not in page.text
+    assert response.status_code == 302
+    created = Workspace.objects.get(slug="new-co")
+    assert (created.is_prepaid, created.balance_units) == (True, 0)  # it can spend nothing yet
+    assert AuditEvent.objects.get(action=AuditEvent.Action.WORKSPACE_CREATED).detail["prepaid"] is True
+
+
+def test_staff_with_the_credit_permission_choose_the_billing_mode(client, db):
+    workspace_staff(client, codenames=("view_workspace", "change_workspace", "add_workspace", "credit_balance"))
+    workspace = WorkspaceFactory(slug="pre", is_prepaid=True)
+    url = reverse(CHANGE.format("workspace"), args=[workspace.pk])
+
+    assert 'name="is_prepaid"' in client.get(url).text
+    assert client.post(url, workspace_form_data(workspace, is_prepaid=None)).status_code == 302
+    assert Workspace.objects.get(pk=workspace.pk).is_prepaid is False
+    added = client.post(reverse("admin:workspaces_workspace_add"), workspace_form_data(Workspace(name="Post",
+                                                                                                 slug="post")))
+    assert added.status_code == 302 and Workspace.objects.get(slug="post").is_prepaid is False
 
 
 def test_admin_logins_are_throttled(client, admin_user):

@@ -25,6 +25,14 @@ OPERATIONS = {
     ("/v1/webhooks/sms/{route_id}", "post"),  # providers' receipts: their own authentication, no key
 }
 KEYLESS = {"/v1/webhooks/sms/{route_id}"}
+# Each operation's resource: generated clients file their calls under it (openapi-python-client: api.otp...).
+RESOURCES = {
+    "/v1/messaging/otp/": "otp",
+    "/v1/messaging/test-inbox": "test-inbox",
+    "/v1/messaging/sender-names": "sender-names",
+    "/v1/messaging/webhooks": "webhooks",
+    "/v1/webhooks/sms/": "receipts",  # the providers' callbacks, apart from the clients' webhooks
+}
 
 
 @pytest.fixture
@@ -38,6 +46,22 @@ def test_the_document_is_public_and_lists_every_operation(document):
     found = {(path, method) for path, item in document["paths"].items() for method in item}
     assert found == OPERATIONS
     assert len({op["operationId"] for item in document["paths"].values() for op in item.values()}) == len(OPERATIONS)
+
+
+def test_every_operation_is_tagged_with_its_resource_and_every_tag_is_described(document):
+    tags = {
+        (path, method): operation.get("tags")
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+    }
+    expected = {
+        (path, method): [next(tag for prefix, tag in RESOURCES.items() if path.startswith(prefix))]
+        for path, method in tags
+    }
+    assert tags == expected
+    declared = {tag["name"]: tag.get("description") for tag in document["tags"]}
+    assert set(declared) == set(RESOURCES.values()) and all(declared.values())
+    assert not {"api", "v1", "messaging"} & {tag for listed in tags.values() for tag in listed}
 
 
 def test_it_describes_the_bearer_scheme_on_every_operation(document):
@@ -79,12 +103,32 @@ def test_the_docs_page_works_offline(client):
 
 # API.md section 1's table, and the outcomes a failed verify answers with as its code.
 CONTRACT_CODES = {
-    "VALIDATION_ERROR", "MALFORMED_JSON", "INVALID_HOST", "AUTHENTICATION_FAILED", "INSUFFICIENT_BALANCE",
-    "WORKSPACE_SUSPENDED", "HTTPS_REQUIRED", "NOT_FOUND", "METHOD_NOT_ALLOWED", "PAYLOAD_TOO_LARGE",
-    "UNSUPPORTED_MEDIA_TYPE", "IDEMPOTENCY_KEY_REUSED", "SESSION_NOT_PENDING", "RESEND_LIMIT_REACHED",
-    "SENDER_NAME_EXISTS", "SENDER_NAME_NOT_EDITABLE", "RATE_LIMITED", "DESTINATION_RATE_LIMITED", "RESEND_TOO_SOON",
-    "WORKSPACE_QUOTA_EXCEEDED", "INTERNAL_ERROR", "SERVICE_UNAVAILABLE",
-    "INVALID", "EXPIRED", "MAX_ATTEMPTS_REACHED", "ALREADY_USED",
+    "VALIDATION_ERROR",
+    "MALFORMED_JSON",
+    "INVALID_HOST",
+    "AUTHENTICATION_FAILED",
+    "INSUFFICIENT_BALANCE",
+    "WORKSPACE_SUSPENDED",
+    "HTTPS_REQUIRED",
+    "NOT_FOUND",
+    "METHOD_NOT_ALLOWED",
+    "PAYLOAD_TOO_LARGE",
+    "UNSUPPORTED_MEDIA_TYPE",
+    "IDEMPOTENCY_KEY_REUSED",
+    "SESSION_NOT_PENDING",
+    "RESEND_LIMIT_REACHED",
+    "SENDER_NAME_EXISTS",
+    "SENDER_NAME_NOT_EDITABLE",
+    "RATE_LIMITED",
+    "DESTINATION_RATE_LIMITED",
+    "RESEND_TOO_SOON",
+    "WORKSPACE_QUOTA_EXCEEDED",
+    "INTERNAL_ERROR",
+    "SERVICE_UNAVAILABLE",
+    "INVALID",
+    "EXPIRED",
+    "MAX_ATTEMPTS_REACHED",
+    "ALREADY_USED",
 }
 
 
@@ -101,8 +145,9 @@ def test_every_error_code_of_the_contract_is_in_the_document(document):
 def test_resend_is_documented_with_its_answers_and_examples(document):
     resend = document["paths"]["/v1/messaging/otp/{session_id}/resend"]["post"]
     assert {"200", "402", "404", "409", "410", "429"} <= set(resend["responses"])
-    assert all(code in resend["description"] for code in ("RESEND_TOO_SOON", "RESEND_LIMIT_REACHED",
-                                                          "SESSION_NOT_PENDING"))
+    assert all(
+        code in resend["description"] for code in ("RESEND_TOO_SOON", "RESEND_LIMIT_REACHED", "SESSION_NOT_PENDING")
+    )
     assert "Idempotency-Key" in {parameter["name"] for parameter in resend["parameters"]}
     resent = resend["responses"]["200"]["content"]["application/json"]["examples"]["Resent"]["value"]
     assert resent["data"]["resends"] == 1 and resent["message"] == "OTP resent successfully"
