@@ -126,6 +126,9 @@ class ApiErrorMiddleware:
         if isinstance(exception, DATABASE_UNAVAILABLE_ERRORS):
             log_database_unavailable(exception)
             error = DatabaseUnavailable()
-            return json_error_response(status=error.status_code, message=error.message, code=error.code)
+            response = json_error_response(status=error.status_code, message=error.message, code=error.code)
+            for name, value in error.headers.items():
+                response[name] = value  # Retry-After
+            return response
         logger.exception("unhandled error on %s %s", request.method, request.path)
         return json_error_response(status=500, message=INTERNAL_ERROR_MESSAGE, code="INTERNAL_ERROR")
