@@ -13,7 +13,8 @@ of work need more, on the connection of the process that does it, for as long as
 
 The limit is raised with a session-level SET and put back with RESET, which returns to the value the
 connection started with (the startup option), not to PostgreSQL's default. SMS and webhook tasks never pay
-for it: nothing is sent for them.
+for it: nothing is sent for them. With DATABASE_STATEMENT_TIMEOUT_SECONDS=0 (PgBouncer in transaction mode,
+where a session setting would stay on a server connection that other clients share) nothing is set at all.
 """
 
 import logging
@@ -36,8 +37,9 @@ def task_queue(task_name: str) -> str:
 
 
 def statement_timeout_set(connection: BaseDatabaseWrapper, *, seconds: float) -> None:
-    """This session's statement limit, until `statement_timeout_reset` (0: none). PostgreSQL only."""
-    if connection.vendor != "postgresql":
+    """This session's statement limit, until `statement_timeout_reset` (0: none). PostgreSQL only, and only
+    where the service sets limits per session (DATABASE_STATEMENT_TIMEOUT_SECONDS)."""
+    if connection.vendor != "postgresql" or not settings.DATABASE_STATEMENT_TIMEOUT_SECONDS:
         return
     with connection.cursor() as cursor:
         cursor.execute("SELECT set_config('statement_timeout', %s, false)", [str(round(seconds * 1000))])
@@ -48,6 +50,8 @@ def statement_timeout_reset(connection: BaseDatabaseWrapper) -> None:
     back (it starts with that limit when it reopens); one that cannot take the RESET (its transaction
     failed, the server went away) is closed, so that it never serves the next task with the long limit."""
     if connection.vendor != "postgresql" or connection.connection is None:
+        return
+    if not settings.DATABASE_STATEMENT_TIMEOUT_SECONDS:
         return
     try:
         with connection.cursor() as cursor:

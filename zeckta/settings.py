@@ -122,9 +122,11 @@ if DATABASE_POOL_MAX_SIZE and DATABASES["default"]["ENGINE"] == "django.db.backe
 # past it gunicorn kills the worker and answers its own 500 page, outside the envelope. Connecting gives up
 # after DATABASE_CONNECT_TIMEOUT_SECONDS (libpq counts whole seconds, 2 at least), a statement after
 # DATABASE_STATEMENT_TIMEOUT_SECONDS (enforced by the server, sent with the connection: no extra round trip);
-# either failure is an OperationalError, which a /v1/ request answers as 503 SERVICE_UNAVAILABLE. 0 turns
-# the statement limit off. Housekeeping tasks (purges, the rollup) and `migrate` get their own limits
-# (zeckta.dbtimeouts): a purge of a month of sessions may take minutes, an index on a big table longer.
+# either failure is an OperationalError, which a /v1/ request answers as 503 SERVICE_UNAVAILABLE.
+# Housekeeping tasks (purges, the rollup) and `migrate` get their own limits (zeckta.dbtimeouts): a purge of
+# a month of sessions may take minutes, an index on a big table longer. DATABASE_STATEMENT_TIMEOUT_SECONDS=0
+# sends no limit and sets none per session: behind PgBouncer in transaction mode, which refuses startup
+# options and shares server sessions, set it on the role instead (docs/operations.md, PostgreSQL).
 DATABASE_CONNECT_TIMEOUT_SECONDS = env.int("DATABASE_CONNECT_TIMEOUT_SECONDS", default=5)
 DATABASE_STATEMENT_TIMEOUT_SECONDS = env.float("DATABASE_STATEMENT_TIMEOUT_SECONDS", default=10.0)
 DATABASE_HOUSEKEEPING_STATEMENT_TIMEOUT_SECONDS = env.float(
@@ -133,9 +135,10 @@ DATABASE_HOUSEKEEPING_STATEMENT_TIMEOUT_SECONDS = env.float(
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     _options = DATABASES["default"].setdefault("OPTIONS", {})
     _options.setdefault("connect_timeout", max(DATABASE_CONNECT_TIMEOUT_SECONDS, 2))  # a URL's own value wins
-    # Appended to any `options` the URL carries; libpq's startup packet sets it for the whole session.
-    _statement_ms = round(DATABASE_STATEMENT_TIMEOUT_SECONDS * 1000)
-    _options["options"] = f"{_options.get('options', '')} -c statement_timeout={_statement_ms}".strip()
+    if DATABASE_STATEMENT_TIMEOUT_SECONDS > 0:
+        # Appended to any `options` the URL carries; libpq's startup packet sets it for the whole session.
+        _statement_ms = round(DATABASE_STATEMENT_TIMEOUT_SECONDS * 1000)
+        _options["options"] = f"{_options.get('options', '')} -c statement_timeout={_statement_ms}".strip()
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"

@@ -57,7 +57,8 @@ def test_connections_start_with_a_connect_and_a_statement_timeout_below_gunicorn
 def test_both_are_set_by_environment_variables_in_seconds():
     out = run(DATABASE_CONNECT_TIMEOUT_SECONDS="3", DATABASE_STATEMENT_TIMEOUT_SECONDS="2.5")
     assert (out["options"]["connect_timeout"], out["statement_timeout"]) == (3, "2500ms")
-    assert run(DATABASE_STATEMENT_TIMEOUT_SECONDS="0")["statement_timeout"] == "0"  # no limit
+    off = run(DATABASE_STATEMENT_TIMEOUT_SECONDS="0")  # none sent: the server's (or the role's) own applies
+    assert "options" not in off["options"] and off["statement_timeout"] == "0"
     assert run(DATABASE_CONNECT_TIMEOUT_SECONDS="1")["options"]["connect_timeout"] == 2  # libpq's least
 
 
@@ -89,6 +90,11 @@ def test_housekeeping_tasks_run_under_their_own_longer_limit_then_put_it_back():
     purge = "otp.tasks.purge_old_sessions"
     assert settings.CELERY_BEAT_SCHEDULE["purge-old-sessions"]["task"] == purge
     assert _run_signals(purge) == ("10min", "10s")
+
+
+def test_with_the_limit_off_no_task_sets_one(settings):
+    settings.DATABASE_STATEMENT_TIMEOUT_SECONDS = 0  # PgBouncer in transaction mode: no session settings
+    assert _run_signals("otp.tasks.purge_old_sessions") == ("10s", "10s")  # this connection's own, untouched
 
 
 @pytest.mark.parametrize("task_name", ["otp.tasks.send_sms", "webhooks.tasks.deliver"])
