@@ -2,6 +2,8 @@
 request answers 503 SERVICE_UNAVAILABLE in the envelope, with Retry-After, well inside gunicorn's worker
 timeout (30 s), instead of gunicorn killing the worker and answering its own 500 page."""
 
+import http.client
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -12,9 +14,10 @@ from django.conf import settings
 from django.db import connections
 
 from otp.models import OtpSession, SmsMessage
-from otp.tests.helpers import request_otp
+from otp.tests.helpers import REQUEST_URL, request_otp
+from otp.tests.processes import WebProcess
 from zeckta.errors import DatabaseUnavailable
-from zeckta.testing import DEST, SilentServer, assert_api_error, hung_database, in_a_thread_of_its_own
+from zeckta.testing import DEST, SilentServer, assert_api_error, hung_database, in_a_thread_of_its_own, wait_for
 
 
 @pytest.fixture
@@ -77,3 +80,52 @@ def test_a_statement_held_past_the_statement_timeout_answers_503_and_writes_noth
     assert elapsed < 0.5 + 3.0  # a bound, not a timing
     assert not OtpSession.objects.exists() and not SmsMessage.objects.exists()
     assert request_otp(api, DEST).status_code == 200  # the lock gone, the same request goes through
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_under_gunicorn_a_hung_database_gets_the_envelope_not_the_worker_timeout_and_healthz_answers(
+    silent_server,
+):
+    """One sync worker, its database a host that never answers: the API request is answered 503 in the
+    envelope once the connect timeout passes (not gunicorn's HTML 500 at its 30 s worker timeout), and a
+    liveness probe that arrived meanwhile is answered as soon as the worker is free."""
+    web = WebProcess(redis_url=settings.REDIS_URL, workers=1, extra_env={
+        "DATABASE_URL": f"postgres://zeckta@127.0.0.1:{silent_server.port}/zeckta",
+        "DATABASE_CONNECT_TIMEOUT_SECONDS": "2",
+    })  # fmt: skip
+    try:
+        web.wait_ready()
+        answers: dict[str, tuple[int, dict[str, str], bytes, float]] = {}
+
+        def call(name: str, method: str, path: str, headers: dict[str, str]) -> None:
+            started = time.monotonic()
+            connection = http.client.HTTPConnection("127.0.0.1", web.port, timeout=40)
+            try:
+                connection.request(method, path, body=b'{"dest": "+233202007745"}' if method == "POST" else None,
+                                   headers={"Host": "localhost", **headers})  # fmt: skip
+                response = connection.getresponse()
+                answers[name] = (response.status, dict(response.getheaders()), response.read(),
+                                 time.monotonic() - started)  # fmt: skip
+            finally:
+                connection.close()
+
+        api = threading.Thread(target=call, args=("api", "POST", REQUEST_URL, {
+            "X-Forwarded-Proto": "https", "Authorization": "Bearer zk_live_" + "a" * 43,
+            "Content-Type": "application/json",
+        }))  # fmt: skip
+        api.start()
+        assert wait_for(lambda: silent_server.accepted, timeout=10)  # the worker is now waiting on the database
+        probe = threading.Thread(target=call, args=("probe", "GET", "/healthz", {}))
+        probe.start()
+        api.join(timeout=40)
+        probe.join(timeout=40)
+    finally:
+        web.stop()
+    status, headers, body, elapsed = answers["api"]
+    assert status == 503, body
+    assert json.loads(body)["code"] == "SERVICE_UNAVAILABLE" and headers["Retry-After"] == "5"
+    assert elapsed < 2 + 5.0  # the connect timeout, far from gunicorn's 30 s (a bound, not a timing)
+    status, headers, body, elapsed = answers["probe"]
+    assert (status, json.loads(body)) == (200, {"status": "ok"})
+    assert elapsed < 2 + 5.0
