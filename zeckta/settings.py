@@ -135,6 +135,13 @@ DATABASE_HOUSEKEEPING_STATEMENT_TIMEOUT_SECONDS = env.float(
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     _options = DATABASES["default"].setdefault("OPTIONS", {})
     _options.setdefault("connect_timeout", max(DATABASE_CONNECT_TIMEOUT_SECONDS, 2))  # a URL's own value wins
+    # A host that vanished mid-statement (a network cut, a failover) never closes its socket, and its server
+    # cannot enforce a statement timeout: TCP keepalives notice after 5 + 3 x 2 = 11 s of silence, and sent
+    # data left unacknowledged for 10 s (tcp_user_timeout, in ms) breaks the connection too. A server frozen
+    # on a live host is caught by neither: zeckta.api.middleware.envelope_on_worker_abort answers that one.
+    _tcp = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3}
+    for _name, _value in {**_tcp, "tcp_user_timeout": 10_000}.items():
+        _options.setdefault(_name, _value)
     if DATABASE_STATEMENT_TIMEOUT_SECONDS > 0:
         # Appended to any `options` the URL carries; libpq's startup packet sets it for the whole session.
         _statement_ms = round(DATABASE_STATEMENT_TIMEOUT_SECONDS * 1000)

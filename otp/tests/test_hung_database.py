@@ -15,7 +15,7 @@ from django.db import connections
 
 from otp.models import OtpSession, SmsMessage
 from otp.tests.helpers import REQUEST_URL, request_otp
-from otp.tests.processes import WebProcess
+from otp.tests.processes import WebProcess, serves_http
 from zeckta.errors import DatabaseUnavailable
 from zeckta.testing import DEST, SilentServer, assert_api_error, hung_database, in_a_thread_of_its_own, wait_for
 
@@ -90,10 +90,14 @@ def test_under_gunicorn_a_hung_database_gets_the_envelope_not_the_worker_timeout
     """One sync worker, its database a host that never answers: the API request is answered 503 in the
     envelope once the connect timeout passes (not gunicorn's HTML 500 at its 30 s worker timeout), and a
     liveness probe that arrived meanwhile is answered as soon as the worker is free."""
-    web = WebProcess(redis_url=settings.REDIS_URL, workers=1, extra_env={
-        "DATABASE_URL": f"postgres://zeckta@127.0.0.1:{silent_server.port}/zeckta",
-        "DATABASE_CONNECT_TIMEOUT_SECONDS": "2",
-    })  # fmt: skip
+    web = WebProcess(
+        redis_url=settings.REDIS_URL,
+        workers=1,
+        extra_env={
+            "DATABASE_URL": f"postgres://zeckta@127.0.0.1:{silent_server.port}/zeckta",
+            "DATABASE_CONNECT_TIMEOUT_SECONDS": "2",
+        },
+    )
     try:
         web.wait_ready()
         answers: dict[str, tuple[int, dict[str, str], bytes, float]] = {}
@@ -102,18 +106,35 @@ def test_under_gunicorn_a_hung_database_gets_the_envelope_not_the_worker_timeout
             started = time.monotonic()
             connection = http.client.HTTPConnection("127.0.0.1", web.port, timeout=40)
             try:
-                connection.request(method, path, body=b'{"dest": "+233202007745"}' if method == "POST" else None,
-                                   headers={"Host": "localhost", **headers})  # fmt: skip
+                connection.request(
+                    method,
+                    path,
+                    body=b'{"dest": "+233202007745"}' if method == "POST" else None,
+                    headers={"Host": "localhost", **headers},
+                )
                 response = connection.getresponse()
-                answers[name] = (response.status, dict(response.getheaders()), response.read(),
-                                 time.monotonic() - started)  # fmt: skip
+                answers[name] = (
+                    response.status,
+                    dict(response.getheaders()),
+                    response.read(),
+                    time.monotonic() - started,
+                )
             finally:
                 connection.close()
 
-        api = threading.Thread(target=call, args=("api", "POST", REQUEST_URL, {
-            "X-Forwarded-Proto": "https", "Authorization": "Bearer zk_live_" + "a" * 43,
-            "Content-Type": "application/json",
-        }))  # fmt: skip
+        api = threading.Thread(
+            target=call,
+            args=(
+                "api",
+                "POST",
+                REQUEST_URL,
+                {
+                    "X-Forwarded-Proto": "https",
+                    "Authorization": "Bearer zk_live_" + "a" * 43,
+                    "Content-Type": "application/json",
+                },
+            ),
+        )
         api.start()
         assert wait_for(lambda: silent_server.accepted, timeout=10)  # the worker is now waiting on the database
         probe = threading.Thread(target=call, args=("probe", "GET", "/healthz", {}))
@@ -129,3 +150,46 @@ def test_under_gunicorn_a_hung_database_gets_the_envelope_not_the_worker_timeout
     status, headers, body, elapsed = answers["probe"]
     assert (status, json.loads(body)) == (200, {"status": "ok"})
     assert elapsed < 2 + 5.0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_a_request_gunicorn_aborts_at_its_worker_timeout_still_gets_the_envelope(silent_server):
+    """The one wait no time limit ends (here a connect with no timeout at all, as a reply that never comes
+    from a paused server would be): gunicorn aborts the worker at --timeout, and the client gets 503 in the
+    envelope with Retry-After, not gunicorn's HTML 500; the master starts a fresh worker."""
+    web = WebProcess(
+        redis_url=settings.REDIS_URL,
+        workers=1,
+        extra_args=("--timeout", "2"),
+        extra_env={
+            "DATABASE_URL": f"postgres://zeckta@127.0.0.1:{silent_server.port}/zeckta?connect_timeout=0",
+        },
+    )
+    try:
+        web.wait_ready()
+        started = time.monotonic()
+        connection = http.client.HTTPConnection("127.0.0.1", web.port, timeout=40)
+        connection.request(
+            "GET",
+            "/v1/messaging/otp/0190a8d2-7b7c-7cc3-8f64-2b1e1c5d9a10",
+            headers={
+                "Host": "localhost",
+                "X-Forwarded-Proto": "https",
+                "Authorization": "Bearer zk_live_" + "a" * 43,
+            },
+        )
+        response = connection.getresponse()
+        body, elapsed = response.read(), time.monotonic() - started
+        connection.close()
+        assert response.status == 503, body
+        assert response.getheader("Content-Type") == "application/json"
+        assert response.getheader("Retry-After") == "5"
+        envelope = json.loads(body)
+        assert (envelope["success"], envelope["code"], envelope["data"]) == (False, "SERVICE_UNAVAILABLE", None)
+        assert envelope["requestId"] == response.getheader("X-Request-ID") and envelope["requestId"]
+        assert 2 <= elapsed < 2 + 10.0  # gunicorn's timeout, then its next check (a bound, not a timing)
+        assert wait_for(lambda: serves_http(web.port), timeout=20)  # a fresh worker serves
+        assert "WORKER TIMEOUT" in web.output()
+    finally:
+        web.stop()

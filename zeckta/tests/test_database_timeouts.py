@@ -1,6 +1,7 @@
 """No wait on PostgreSQL outlasts gunicorn's worker timeout (30 s): every connection starts with a connect
 timeout and a statement timeout (settings), housekeeping tasks run under a longer limit of their own and
-`migrate` under none (zeckta.dbtimeouts)."""
+`migrate` under none (zeckta.dbtimeouts). What still reaches the worker timeout is answered in the envelope
+(zeckta.api.middleware.envelope_on_worker_abort; with real gunicorn in otp/tests/test_hung_database.py)."""
 
 import json
 import os
@@ -14,19 +15,24 @@ from django.core.management import call_command
 from django.db import connection
 from django.db.models.signals import pre_migrate
 
+from zeckta.api.middleware import ENVIRON_REQUEST_ID, envelope_on_worker_abort
 from zeckta.celery import app as celery_app
 
 pytestmark = pytest.mark.django_db
 
 SCRIPT = r"""
-import json
+import json, os, socket
 import django
 django.setup()
 from django.db import connection
 with connection.cursor() as cursor:
     cursor.execute("SHOW statement_timeout")
     shown = cursor.fetchone()[0]
-print(json.dumps({"options": connection.settings_dict["OPTIONS"], "statement_timeout": shown}))
+tcp = socket.socket(fileno=os.dup(connection.connection.pgconn.socket))
+keepalive = [tcp.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)] + [
+    tcp.getsockopt(socket.IPPROTO_TCP, option)
+    for option in (socket.TCP_KEEPIDLE, socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT, socket.TCP_USER_TIMEOUT)]
+print(json.dumps({"options": connection.settings_dict["OPTIONS"], "statement_timeout": shown, "tcp": keepalive}))
 """
 
 
@@ -34,10 +40,19 @@ def run(database_url: str | None = None, **env: str) -> dict:
     db = settings.DATABASES["default"]
     url = database_url or f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
     result = subprocess.run(
-        [sys.executable, "-c", SCRIPT], cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=60,
-        env={**os.environ, "PYTHONPATH": str(settings.BASE_DIR), "DJANGO_SETTINGS_MODULE": "zeckta.settings_test",
-             "DATABASE_URL": url, **env},
-    )  # fmt: skip
+        [sys.executable, "-c", SCRIPT],
+        cwd=settings.BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            **os.environ,
+            "PYTHONPATH": str(settings.BASE_DIR),
+            "DJANGO_SETTINGS_MODULE": "zeckta.settings_test",
+            "DATABASE_URL": url,
+            **env,
+        },
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -52,6 +67,8 @@ def test_connections_start_with_a_connect_and_a_statement_timeout_below_gunicorn
     out = run()
     assert out["options"]["connect_timeout"] == 5
     assert out["statement_timeout"] == "10s"
+    # The socket itself: keepalive on, probes after 5 s of silence, every 2 s, 3 of them; 10,000 ms unacked.
+    assert out["tcp"] == [1, 5, 2, 3, 10_000]
 
 
 def test_both_are_set_by_environment_variables_in_seconds():
@@ -64,8 +81,10 @@ def test_both_are_set_by_environment_variables_in_seconds():
 
 def test_options_of_the_database_url_are_kept_beside_the_statement_timeout():
     db = settings.DATABASES["default"]
-    url = (f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-           "?connect_timeout=7&options=-c%20lock_timeout%3D1000")  # fmt: skip
+    url = (
+        f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+        "?connect_timeout=7&options=-c%20lock_timeout%3D1000"
+    )
     out = run(url)
     assert out["options"]["connect_timeout"] == 7  # the URL's own value wins
     assert out["options"]["options"] == "-c lock_timeout=1000 -c statement_timeout=10000"
@@ -79,8 +98,9 @@ def _run_signals(task_name: str) -> tuple[str, str]:
     try:
         signals.task_prerun.send(sender=task, task_id="a-task", task=task, args=(), kwargs={})
         during = show_statement_timeout()
-        signals.task_postrun.send(sender=task, task_id="a-task", task=task, args=(), kwargs={}, retval=0,
-                                  state="SUCCESS")  # fmt: skip
+        signals.task_postrun.send(
+            sender=task, task_id="a-task", task=task, args=(), kwargs={}, retval=0, state="SUCCESS"
+        )
         return during, show_statement_timeout()
     finally:
         task.pop_request()
@@ -115,3 +135,19 @@ def test_migrate_runs_without_a_statement_limit_and_puts_it_back():
         pre_migrate.disconnect(dispatch_uid="test-look")
     assert seen and set(seen) == {"0"}
     assert show_statement_timeout() == "10s"
+
+
+def test_a_worker_abort_outside_v1_is_left_to_gunicorn():
+    def aborted(environ, start_response):
+        raise SystemExit(1)  # what gunicorn's SIGABRT handler raises in the waiting worker
+
+    served = envelope_on_worker_abort(aborted)
+    answered: list[str] = []
+    body = served(
+        {"PATH_INFO": "/v1/messaging/otp/request", "REQUEST_METHOD": "POST", ENVIRON_REQUEST_ID: "r-1"},
+        lambda status, headers, exc_info=None: answered.append(status),
+    )
+    assert answered == ["503 Service Unavailable"]
+    assert json.loads(b"".join(body))["requestId"] == "r-1"
+    with pytest.raises(SystemExit):
+        served({"PATH_INFO": "/admin/", "REQUEST_METHOD": "GET"}, lambda *args: None)

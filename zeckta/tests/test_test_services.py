@@ -31,12 +31,14 @@ case "$*" in *status*) [ -e "$STATE/pg_up" ] ;; *start*) touch "$STATE/pg_up" ;;
     "chromium": "true",
 }
 
-pytestmark = pytest.mark.skipif(not any(Path("/etc/postgresql").glob("*")),
-                                reason="the script reads the PostgreSQL version from /etc/postgresql")  # fmt: skip
+pytestmark = pytest.mark.skipif(
+    not any(Path("/etc/postgresql").glob("*")), reason="the script reads the PostgreSQL version from /etc/postgresql"
+)
 
 
-def run(tmp_path: Path, *, uid: int = 0, missing: tuple[str, ...] = (), up: tuple[str, ...] = ("pg", "redis"),
-        **env: str) -> tuple[subprocess.CompletedProcess, list[str]]:  # fmt: skip
+def run(
+    tmp_path: Path, *, uid: int = 0, missing: tuple[str, ...] = (), up: tuple[str, ...] = ("pg", "redis"), **env: str
+) -> tuple[subprocess.CompletedProcess, list[str]]:
     stubs, state = tmp_path / "bin", tmp_path / "state"
     stubs.mkdir()
     state.mkdir()
@@ -53,10 +55,19 @@ def run(tmp_path: Path, *, uid: int = 0, missing: tuple[str, ...] = (), up: tupl
     for server in up:
         (state / f"{server}_up").touch()
     result = subprocess.run(
-        [str(stubs / "bash"), str(SCRIPT)], capture_output=True, text=True, timeout=60,
-        env={"PATH": str(stubs), "STUBS": str(stubs), "STATE": str(state), "STUB_UID": str(uid),
-             "TEST_SERVICES_WAIT_SECONDS": "2", **env},
-    )  # fmt: skip
+        [str(stubs / "bash"), str(SCRIPT)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            "PATH": str(stubs),
+            "STUBS": str(stubs),
+            "STATE": str(state),
+            "STUB_UID": str(uid),
+            "TEST_SERVICES_WAIT_SECONDS": "2",
+            **env,
+        },
+    )
     log = (state / "log").read_text().splitlines() if (state / "log").exists() else []
     return result, log
 
@@ -73,10 +84,13 @@ def test_as_root_it_installs_a_missing_chromium_with_apt_get(tmp_path):
     assert "installing chromium" in result.stdout
 
 
-@pytest.mark.parametrize(("uid", "missing", "why"), [
-    (1000, ("chromium",), "not root"),
-    (0, ("chromium", "apt-get"), "no apt-get"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("uid", "missing", "why"),
+    [
+        (1000, ("chromium",), "not root"),
+        (0, ("chromium", "apt-get"), "no apt-get"),
+    ],
+)
 def test_without_root_or_apt_get_it_says_why_in_one_line_and_fails(tmp_path, uid, missing, why):
     result, log = run(tmp_path, uid=uid, missing=missing)
     assert result.returncode == 1
