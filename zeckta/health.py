@@ -11,10 +11,11 @@ test a database connection that had an error (`SELECT 1`, `close_old_connections
 hangs, that test would hang the probe with it. Liveness says "this process serves", never "its database
 answers": restarting a process does not mend a database, and a restart of every instance during an
 outage only adds a wave of reconnections when it ends. That is why the liveness probe must not restart on
-a database that hangs, and why it cannot hang on one here: every wait on PostgreSQL is bounded below
-gunicorn's worker timeout (DATABASE_CONNECT_TIMEOUT_SECONDS, DATABASE_STATEMENT_TIMEOUT_SECONDS), so a
-worker blocked in a request is free again within seconds and answers the probe that waited for it.
-gunicorn's master already replaces a worker that stops for good (--timeout). /readyz is what takes an
+a database that hangs, and why it cannot hang on one here: the waits on PostgreSQL are bounded below
+gunicorn's worker timeout (DATABASE_CONNECT_TIMEOUT_SECONDS, DATABASE_STATEMENT_TIMEOUT_SECONDS, TCP
+keepalives), so a worker blocked in a request is free again within seconds and answers the probe that
+waited for it; one that is not (a server frozen on a live host) is aborted by gunicorn's master at
+--timeout and replaced. /readyz is what takes an
 instance out of rotation while its database is down (docs/deploy.md, Probes, has the probe settings).
 
 /readyz runs its checks in threads of their own against a deadline (HEALTH_CHECK_TIMEOUT_SECONDS), so it
