@@ -70,9 +70,9 @@ services: ## Bring up what `make test` needs: Chromium, PostgreSQL and Redis (sc
 test: services $(INSTALLED) ## Bring up the services, then run the whole suite against them (PYTEST_ARGS=... to narrow)
 	$(VENV)/bin/pytest -q --create-db $(PYTEST_ARGS)
 
-# The same screenshot test `make test` runs, writing its PNGs where the README shows them (needs chromium:
-# apt-get install -y chromium).
-screenshots: $(INSTALLED) ## Retake the admin screenshots in docs/screenshots (headless Chromium, ~30 s)
+# The same screenshot test `make test` runs, writing its PNGs where the README shows them (Chromium, PostgreSQL
+# and Redis brought up as for `make test`).
+screenshots: services $(INSTALLED) ## Retake the admin screenshots in docs/screenshots (headless Chromium, ~30 s)
 	SCREENSHOTS_DIR=docs/screenshots $(VENV)/bin/pytest -q --create-db -p no:cacheprovider cockpit/tests/test_screenshots.py
 
 # A longer, randomised run of the schemathesis and Hypothesis state-machine tests (make test runs them
