@@ -4,23 +4,38 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-# Stamp written after a successful `pip install -r requirements-dev.txt` (the runtime requirements.txt and
-# the tests and tools on top): the install is skipped while it is newer than both files.
+# Stamp written after a successful install of requirements-dev.lock (the runtime requirements.txt and the
+# tests and tools on top, every dependency pinned with its hashes): skipped while newer than both locks.
 INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
+# `make lock` resolves for the oldest Python the service supports, with markers for the others.
+LOCK_PYTHON := 3.11
+UV_COMPILE := $(VENV)/bin/uv pip compile --quiet --generate-hashes --universal --python-version $(LOCK_PYTHON) \
+	--custom-compile-command "make lock"
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run serve migrate demo worker test fuzz lint typecheck audit format bench profile screenshots
+.PHONY: help venv lock services run serve migrate demo worker test fuzz lint typecheck audit format bench profile \
+	screenshots
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-9s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(INSTALLED): requirements.txt requirements-dev.txt
+# --require-hashes: pip installs nothing that is not in the lock, byte for byte (a dependency of a dependency
+# included). The lock is checked against the .txt files by zeckta/tests/test_requirements_lock.py.
+$(INSTALLED): requirements.lock requirements-dev.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.lock
 	touch $@
 
-venv: $(INSTALLED) ## Create .venv and install requirements-dev.txt (skipped when unchanged)
+venv: $(INSTALLED) ## Create .venv and install requirements-dev.lock (skipped when unchanged)
+
+# After a change to requirements.txt or requirements-dev.txt. The dev lock is constrained by the runtime one,
+# so the two never disagree on a shared dependency.
+lock: $(INSTALLED) ## Rewrite requirements.lock and requirements-dev.lock (hashes of every dependency) from the .txt files
+	$(UV_COMPILE) --output-file requirements.lock requirements.txt
+	$(UV_COMPILE) --constraint requirements.lock --output-file requirements-dev.lock requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.lock
+	touch $(INSTALLED)
 
 # Only written when missing: development mode with fresh secrets (settings refuse to start without
 # secrets when DEBUG is off). .env is gitignored.
@@ -45,14 +60,19 @@ serve: $(INSTALLED) .env ## Serve only: the Procfile's web (plus worker and beat
 worker: $(INSTALLED) .env ## A Celery worker with beat (needs REDIS_URL or CELERY_BROKER_URL)
 	$(VENV)/bin/celery -A zeckta worker -B --loglevel=info
 
+# Installs (as root, with apt-get) and starts what the suite needs and is missing: Chromium, PostgreSQL, Redis;
+# says in one line why when it cannot. .ci/run goes through here too (make test).
+services: ## Bring up what `make test` needs: Chromium, PostgreSQL and Redis (scripts/test_services.sh)
+	bash scripts/test_services.sh
+
 # DATABASE_URL and REDIS_URL default to postgres://postgres@127.0.0.1:5432/zeckta and
 # redis://127.0.0.1:6379/15 (zeckta/settings_test.py); set them to use others.
-test: $(INSTALLED) ## Run the whole suite against the real PostgreSQL and Redis (PYTEST_ARGS=... to narrow)
+test: services $(INSTALLED) ## Bring up the services, then run the whole suite against them (PYTEST_ARGS=... to narrow)
 	$(VENV)/bin/pytest -q --create-db $(PYTEST_ARGS)
 
-# The same screenshot test `make test` runs, writing its PNGs where the README shows them (needs chromium:
-# apt-get install -y chromium).
-screenshots: $(INSTALLED) ## Retake the admin screenshots in docs/screenshots (headless Chromium, ~30 s)
+# The same screenshot test `make test` runs, writing its PNGs where the README shows them (Chromium, PostgreSQL
+# and Redis brought up as for `make test`).
+screenshots: services $(INSTALLED) ## Retake the admin screenshots in docs/screenshots (headless Chromium, ~30 s)
 	SCREENSHOTS_DIR=docs/screenshots $(VENV)/bin/pytest -q --create-db -p no:cacheprovider cockpit/tests/test_screenshots.py
 
 # A longer, randomised run of the schemathesis and Hypothesis state-machine tests (make test runs them
@@ -62,7 +82,8 @@ fuzz: $(INSTALLED) ## Fuzz the API from its OpenAPI document and the OTP state m
 	FUZZ_MAX_EXAMPLES=$(FUZZ_MAX_EXAMPLES) FUZZ_RANDOM=1 $(VENV)/bin/pytest -q --create-db -p no:cacheprovider \
 		otp/tests/test_fuzz.py otp/tests/test_state_machine.py $(PYTEST_ARGS)
 
-lint: $(INSTALLED) ## ruff check, mypy (as typecheck), then the dependency audit
+lint: $(INSTALLED) ## ruff format --check, ruff check, mypy (as typecheck), then the dependency audit
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(PY) scripts/audit_dependencies.py

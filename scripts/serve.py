@@ -1,7 +1,13 @@
 """Runs the service in the foreground from the Procfile: web alone, or web, worker and beat when a broker is set.
 
 Used by `make run` / `make serve`. Each process is the Procfile's line of its name, run by /bin/sh with the
-virtualenv's bin first on PATH (honcho runs the same lines; deploy/systemd has them for production).
+virtualenv's bin first on PATH (deploy/systemd has the same lines for production).
+
+The project's one Procfile runner, in place of honcho: `make run` needs a choice honcho does not make (web
+alone when no broker is configured, since tasks then run in the request, with threads instead of processes
+so the in-memory rate limit and SQLite's single writer stay right), and stopping a process's whole group,
+so that Celery's pool children and gunicorn's workers go with their parent even when it died first. That is
+the whole of it; honcho would be a runtime dependency for a ~100-line loop.
 Ctrl-C (or SIGTERM) stops every process it started, children included; if one of them exits on its own,
 the others are stopped too, so a half-running service is never left behind.
 
@@ -24,7 +30,7 @@ import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 STOP_GRACE_SECONDS = 20  # how long a process may take to shut down before it is killed
-PROCFILE_LINE = re.compile(r"^([A-Za-z0-9_-]+):\s*(.+)$")  # the format honcho and foreman read
+PROCFILE_LINE = re.compile(r"^([A-Za-z0-9_-]+):\s*(.+)$")  # the format foreman, honcho and Heroku read
 
 
 def procfile(path: Path = BASE_DIR / "Procfile") -> dict[str, str]:
@@ -66,7 +72,7 @@ def main() -> int:
         print("tasks: in-process (no REDIS_URL / CELERY_BROKER_URL); SMS are sent during the request", flush=True)
     print(f"serving on http://{bind}  (Ctrl-C stops everything)", flush=True)
 
-    # The Procfile's lines, run by the shell as honcho runs them (`exec`: the shell becomes the process).
+    # The Procfile's lines, run by the shell as Procfile runners do (`exec`: the shell becomes the process).
     # Each in its own process group, signalled as a whole: a worker's pool children and gunicorn's workers
     # then stop with it even when its main process died first.
     processes = {

@@ -8,3 +8,6 @@ class ZecktaConfig(AppConfig):
 
     def ready(self) -> None:
         import zeckta.checks  # noqa: F401  (deployment checks)
+        from zeckta.dbtimeouts import connect_migrate_signals
+
+        connect_migrate_signals()  # `migrate` runs without the statement limit of requests

@@ -13,6 +13,17 @@ purge still runs hourly when beat restarts more often than that.
 
 Lost lock, lost Redis: a beat that cannot renew stops sending at once; while Redis is down it could not
 publish anyway (the broker is the same Redis, or the sweepers it runs need it).
+
+Why not celery-redbeat, which also keeps a lock and the schedule in Redis: its election is of another kind.
+It takes the lock once, at start-up (`beat_init`), blocking there and asking again every `max_interval`
+(300 s by default), and the lock lives `lock_timeout` (five `max_interval`s, 25 minutes by default): a
+holder that dies leaves the periodic work stopped that long unless both are tuned down. A holder that loses
+its lock (Redis restarted without persistence, a pause past the TTL) fails its next `extend` with an
+exception and beat exits, where this one stands by and competes again. redbeat's schedule in Redis is
+editable at run time (entries created through its API), which this service does not use: its schedule is
+CELERY_BEAT_SCHEDULE, and only the last runs need sharing. What is left is about a hundred lines over
+Celery's own Scheduler, tested by zeckta/tests/test_beat.py and, with real processes, by
+otp/tests/test_scale_out.py (two beats, one sender, a takeover when the holder is killed).
 """
 
 import logging

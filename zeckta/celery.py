@@ -8,5 +8,7 @@ app = Celery("zeckta")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
-# Signal handlers: the request's context in tasks, the service's logging, the worker's metrics directory.
+# Signal handlers: the request's context in tasks, the service's logging, the worker's metrics directory;
+# the longer statement limit of housekeeping tasks.
+import zeckta.dbtimeouts  # noqa: E402,F401
 import zeckta.taskcontext  # noqa: E402,F401

@@ -76,9 +76,16 @@ class TooManyRequests(ApplicationError):
 
 
 class ServiceUnavailable(ApplicationError):
+    """A dependency needed to answer safely is down. The answer says when to retry: a client that retries at
+    once, in a loop, only adds to the load of whatever is recovering."""
+
     status_code = 503
     code = "SERVICE_UNAVAILABLE"
     default_message = "The service is temporarily unavailable. Retry later."
+    retry_after_seconds = 5  # about a database restart or a failover
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message, headers={"Retry-After": str(self.retry_after_seconds)})
 
 
 class DatabaseUnavailable(ServiceUnavailable):

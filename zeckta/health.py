@@ -5,6 +5,19 @@ MIDDLEWARE, answers them before anything that would refuse such a request (ALLOW
 redirect, sessions, CSRF), and before the request-id and access-metric middleware: a probe every few
 seconds would otherwise dominate zeckta_http_request_seconds.
 
+/healthz is answered earlier still under gunicorn: `liveness_first` wraps the WSGI application
+(zeckta.wsgi), so the probe never reaches Django's request handling, whose `request_started` signal may
+test a database connection that had an error (`SELECT 1`, `close_old_connections`): on a database that
+hangs, that test would hang the probe with it. Liveness says "this process serves", never "its database
+answers": restarting a process does not mend a database, and a restart of every instance during an
+outage only adds a wave of reconnections when it ends. That is why the liveness probe must not restart on
+a database that hangs, and why it cannot hang on one here: the waits on PostgreSQL are bounded below
+gunicorn's worker timeout (DATABASE_CONNECT_TIMEOUT_SECONDS, DATABASE_STATEMENT_TIMEOUT_SECONDS, TCP
+keepalives), so a worker blocked in a request is free again within seconds and answers the probe that
+waited for it; one that is not (a server frozen on a live host) is aborted by gunicorn's master at
+--timeout and replaced. /readyz is what takes an
+instance out of rotation while its database is down (docs/deploy.md, Probes, has the probe settings).
+
 /readyz runs its checks in threads of their own against a deadline (HEALTH_CHECK_TIMEOUT_SECONDS), so it
 answers in time when a dependency hangs rather than refuses. Probes share a run under way or a second old
 (`_run_for`): a frozen database costs one thread per check, not one per probe, and a flood of probes one
@@ -13,10 +26,14 @@ that dependency at all (no REDIS_URL, no broker: `make run`'s embedded mode), wh
 contract's four keys are always there, and `skipped` says plainly that nothing was checked, where `ok` would
 claim a Redis that does not exist.
 
-Not django-health-check: its view answers its own JSON shape with 500 on any failure, where the contract
-wants this shape, 503, and a `degraded` 200 when only the broker is down; and of the checks it would
-bring, the broker connection and pending migrations are not among them. The four checks below are a few
-lines each with the clients the service already has.
+Not django-health-check, though it has a check for each of ours (the database, Redis, a Celery ping of the
+workers, and pending migrations in `health_check.contrib.migrations`): its view answers its own shape
+(one key per plugin, human-readable values, or HTML) with 500 when any check fails, where the contract
+wants these four keys, 503 on failure, and a `degraded` 200 when only the broker is down (a warning, in its
+terms, fails the whole answer unless told otherwise). Its Celery check also asks the workers to answer a
+task, which is not what readiness of a web process depends on: a request still succeeds without them, its
+SMS waits in the outbox. Mapping its results onto the contract would be more code than the four checks
+below, each a few lines with the clients the service already has.
 """
 
 import hmac
@@ -28,6 +45,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 import redis
 from django.conf import settings
@@ -204,9 +222,27 @@ def _log_changes(checks: dict[str, str], problems: dict[str, str]) -> None:
 # --- Views ---------------------------------------------------------------------------------------
 
 
+LIVENESS_PATH = "/healthz"
+LIVENESS_BODY = json.dumps({"status": "ok"}).encode()
+
+
 def healthz(request: HttpRequest) -> HttpResponse:
     """Liveness: the process serves requests. Touches no dependency."""
-    return JsonResponse({"status": "ok"})
+    return HttpResponse(LIVENESS_BODY, content_type="application/json")
+
+
+def liveness_first(application: Callable[..., Any]) -> Callable[..., Any]:
+    """The WSGI application, with GET and HEAD /healthz answered before it (see the module's docstring);
+    any other method goes on to ProbeMiddleware's 405."""
+
+    def serve(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if environ.get("PATH_INFO") != LIVENESS_PATH or environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            return application(environ, start_response)
+        headers = [("Content-Type", "application/json"), ("Cache-Control", "no-store")]
+        start_response("200 OK", [*headers, ("Content-Length", str(len(LIVENESS_BODY)))])
+        return [b""] if environ["REQUEST_METHOD"] == "HEAD" else [LIVENESS_BODY]
+
+    return serve
 
 
 def readyz(request: HttpRequest) -> HttpResponse:

@@ -118,6 +118,34 @@ if DATABASE_POOL_MAX_SIZE and DATABASES["default"]["ENGINE"] == "django.db.backe
         "timeout": 10,  # seconds a request waits for a free connection before it fails (503)
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django refuses persistent connections with a pool: it keeps them
+# Nothing waits on PostgreSQL longer than gunicorn's worker --timeout (30 s, Procfile and deploy/systemd):
+# past it gunicorn kills the worker and answers its own 500 page, outside the envelope. Connecting gives up
+# after DATABASE_CONNECT_TIMEOUT_SECONDS (libpq counts whole seconds, 2 at least), a statement after
+# DATABASE_STATEMENT_TIMEOUT_SECONDS (enforced by the server, sent with the connection: no extra round trip);
+# either failure is an OperationalError, which a /v1/ request answers as 503 SERVICE_UNAVAILABLE.
+# Housekeeping tasks (purges, the rollup) and `migrate` get their own limits (zeckta.dbtimeouts): a purge of
+# a month of sessions may take minutes, an index on a big table longer. DATABASE_STATEMENT_TIMEOUT_SECONDS=0
+# sends no limit and sets none per session: behind PgBouncer in transaction mode, which refuses startup
+# options and shares server sessions, set it on the role instead (docs/operations.md, PostgreSQL).
+DATABASE_CONNECT_TIMEOUT_SECONDS = env.int("DATABASE_CONNECT_TIMEOUT_SECONDS", default=5)
+DATABASE_STATEMENT_TIMEOUT_SECONDS = env.float("DATABASE_STATEMENT_TIMEOUT_SECONDS", default=10.0)
+DATABASE_HOUSEKEEPING_STATEMENT_TIMEOUT_SECONDS = env.float(
+    "DATABASE_HOUSEKEEPING_STATEMENT_TIMEOUT_SECONDS", default=600.0
+)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    _options = DATABASES["default"].setdefault("OPTIONS", {})
+    _options.setdefault("connect_timeout", max(DATABASE_CONNECT_TIMEOUT_SECONDS, 2))  # a URL's own value wins
+    # A host that vanished mid-statement (a network cut, a failover) never closes its socket, and its server
+    # cannot enforce a statement timeout: TCP keepalives notice after 5 + 3 x 2 = 11 s of silence, and sent
+    # data left unacknowledged for 10 s (tcp_user_timeout, in ms) breaks the connection too. A server frozen
+    # on a live host is caught by neither: zeckta.api.middleware.envelope_on_worker_abort answers that one.
+    _tcp = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3}
+    for _name, _value in {**_tcp, "tcp_user_timeout": 10_000}.items():
+        _options.setdefault(_name, _value)
+    if DATABASE_STATEMENT_TIMEOUT_SECONDS > 0:
+        # Appended to any `options` the URL carries; libpq's startup packet sets it for the whole session.
+        _statement_ms = round(DATABASE_STATEMENT_TIMEOUT_SECONDS * 1000)
+        _options["options"] = f"{_options.get('options', '')} -c statement_timeout={_statement_ms}".strip()
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"

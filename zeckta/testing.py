@@ -17,7 +17,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management import call_command
-from django.db import connection
+from django.db import connection, connections
 from rest_framework.test import APIClient
 
 DEST = "+233202007745"  # a valid Ghanaian mobile number
@@ -118,3 +118,60 @@ def assert_one_line_error(result: subprocess.CompletedProcess, fragment: str) ->
     assert lines[0].startswith("CommandError: ")
     assert fragment in lines[0]
     assert "Traceback" not in result.stderr
+
+
+# --- A dependency that hangs ------------------------------------------------------------------------
+
+
+class SilentServer:
+    """Accepts TCP connections and never says a word: a dependency that hangs (a frozen host)."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        self._stopping = False
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        self.listener.settimeout(0.1)
+        while not self._stopping:
+            try:
+                self.accepted.append(self.listener.accept()[0])
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._thread.join(timeout=5)
+        for peer in self.accepted:
+            peer.close()
+        self.listener.close()
+
+
+def hung_database(monkeypatch: Any, silent_server: SilentServer, *, connect_timeout_seconds: int = 2) -> None:
+    """Database connections opened from now on (by a new thread: this one keeps its own) go to a server that
+    accepts and never answers, with this connect timeout. `monkeypatch` puts the settings back."""
+    options = {**connections.settings["default"].get("OPTIONS", {}), "connect_timeout": connect_timeout_seconds}
+    hung = {**connections.settings["default"], "HOST": "127.0.0.1", "PORT": str(silent_server.port), "OPTIONS": options}
+    monkeypatch.setitem(connections.settings, "default", hung)
+
+
+def in_a_thread_of_its_own(call: Callable[[], Any], *, timeout: float = 30.0) -> Any:
+    """`call`'s result, run in a new thread: Django opens it a connection of its own (closed after)."""
+    results: list[Any] = []
+
+    def run() -> None:
+        try:
+            results.append(call())
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=timeout)
+    assert results, f"no answer within {timeout} s"
+    return results[0]

@@ -173,7 +173,8 @@ class WorkerProcess:
 class WebProcess:
     """`gunicorn zeckta.wsgi` in a subprocess (its own master and sync workers), on the test database."""
 
-    def __init__(self, *, redis_url: str, workers: int = 2, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, *, redis_url: str, workers: int = 2, extra_env: dict[str, str] | None = None,
+                 extra_args: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.log = tempfile.NamedTemporaryFile(prefix="zeckta-web-", suffix=".log", delete=False)  # noqa: SIM115
         db = settings.DATABASES["default"]
@@ -188,7 +189,8 @@ class WebProcess:
         }
         self.process = subprocess.Popen(
             [str(Path(sys.executable).with_name("gunicorn")), "zeckta.wsgi", "--bind", f"127.0.0.1:{self.port}",
-             "--workers", str(workers), "--worker-class", "sync", "--log-level", "warning", "--no-control-socket"],
+             "--workers", str(workers), "--worker-class", "sync", "--log-level", "warning", "--no-control-socket",
+             *extra_args],
             cwd=BASE_DIR, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
 

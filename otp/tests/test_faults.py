@@ -39,6 +39,7 @@ def assert_service_unavailable(response) -> dict:
         "success": False, "message": DB_UNAVAILABLE_MESSAGE, "code": "SERVICE_UNAVAILABLE", "data": None,
         "requestId": response["X-Request-ID"],
     }
+    assert response["Retry-After"] == str(DatabaseUnavailable.retry_after_seconds)
     assert "Traceback" not in response.content.decode()
     return body
 
@@ -225,4 +226,5 @@ def test_a_lost_database_outside_drf_is_a_503_envelope_too(caplog):
     assert response.status_code == 503
     body = json.loads(response.content)
     assert (body["success"], body["code"], body["message"]) == (False, "SERVICE_UNAVAILABLE", DB_UNAVAILABLE_MESSAGE)
+    assert response["Retry-After"] == str(DatabaseUnavailable.retry_after_seconds)
     assert [r.levelno for r in caplog.records if r.name == "zeckta.api.errors"] == [logging.ERROR]

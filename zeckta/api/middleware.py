@@ -1,7 +1,10 @@
 import io
+import json
 import logging
+import sys
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
@@ -16,6 +19,7 @@ from zeckta.api.errors import (
     HttpsRequired,
     InvalidHost,
     PayloadTooLarge,
+    error_body,
     log_database_unavailable,
 )
 from zeckta.api.responses import json_error_response
@@ -24,6 +28,9 @@ from zeckta.errors import DatabaseUnavailable
 logger = logging.getLogger("zeckta.api")
 
 API_PREFIX = "/v1/"
+# Where RequestIdMiddleware leaves the id in the WSGI environ (request.META is that dict), for the answer
+# `envelope_on_worker_abort` gives after Django's own handling was cut off.
+ENVIRON_REQUEST_ID = "zeckta.request_id"
 
 
 class RequestIdMiddleware:
@@ -37,6 +44,7 @@ class RequestIdMiddleware:
         request_id = str(uuid.uuid4())
         # HttpRequest declares no such attribute; RequestIdFilter reads it back with getattr.
         request.request_id = request_id  # type: ignore[attr-defined]
+        request.META[ENVIRON_REQUEST_ID] = request_id
         token = request_id_var.set(request_id)
         try:
             response = self.get_response(request)
@@ -126,6 +134,44 @@ class ApiErrorMiddleware:
         if isinstance(exception, DATABASE_UNAVAILABLE_ERRORS):
             log_database_unavailable(exception)
             error = DatabaseUnavailable()
-            return json_error_response(status=error.status_code, message=error.message, code=error.code)
+            response = json_error_response(status=error.status_code, message=error.message, code=error.code)
+            for name, value in error.headers.items():
+                response[name] = value  # Retry-After
+            return response
         logger.exception("unhandled error on %s %s", request.method, request.path)
         return json_error_response(status=500, message=INTERNAL_ERROR_MESSAGE, code="INTERNAL_ERROR")
+
+
+def envelope_on_worker_abort(application: Callable[..., Any]) -> Callable[..., Any]:
+    """The WSGI application, with a /v1/ request that gunicorn aborts answered 503 SERVICE_UNAVAILABLE in the
+    envelope instead of gunicorn's own HTML 500.
+
+    gunicorn's master aborts a sync worker that has not finished a request within --timeout (30 s): SIGABRT,
+    whose handler raises SystemExit wherever the worker is waiting. The database time limits
+    (DATABASE_CONNECT_TIMEOUT_SECONDS, DATABASE_STATEMENT_TIMEOUT_SECONDS) end nearly every wait long before
+    that, and TCP keepalives find a host that vanished (settings); what none of them ends is a PostgreSQL
+    whose host still answers TCP but whose server never answers (a paused container, a stopped process),
+    where even the COMMIT's reply may never come. Such a
+    request may have committed: 503 with Retry-After tells the client to retry, which the service's request
+    reuse and idempotency keys make safe. The worker still exits after this answer (gunicorn has marked it
+    not alive), and the master starts a fresh one.
+    """
+
+    def serve(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        try:
+            return application(environ, start_response)
+        except SystemExit:
+            if not str(environ.get("PATH_INFO", "")).startswith(API_PREFIX):
+                raise
+            logger.error("worker aborted on %s %s: answered 503", environ.get("REQUEST_METHOD"), environ["PATH_INFO"])
+            error = DatabaseUnavailable()
+            request_id = environ.get(ENVIRON_REQUEST_ID)
+            body = json.dumps({**error_body(message=error.message, code=error.code), "requestId": request_id}).encode()
+            headers = [("Content-Type", "application/json"), ("Cache-Control", "no-store"), *error.headers.items()]
+            headers.append(("Content-Length", str(len(body))))
+            if request_id:
+                headers.append(("X-Request-ID", request_id))
+            start_response("503 Service Unavailable", headers, sys.exc_info())
+            return [body]
+
+    return serve

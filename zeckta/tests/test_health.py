@@ -2,16 +2,18 @@
 no key and no envelope; /readyz says which dependency fails, in time even when one hangs; /metrics only
 for its token, or for loopback clients when there is none."""
 
-import socket
+import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from wsgiref.util import setup_testing_defaults
 
 import pytest
+from django.core.signals import request_started
 from django.db import connection, connections
 
 from zeckta import health
-from zeckta.testing import free_port, wait_for
+from zeckta.testing import SilentServer, free_port, hung_database, in_a_thread_of_its_own, wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -26,35 +28,6 @@ def production(settings) -> None:
     settings.SECURE_SSL_REDIRECT = True
     settings.ALLOWED_HOSTS = ["otp.example.com"]
     settings.METRICS_TOKEN = ""
-
-
-class SilentServer:
-    """Accepts TCP connections and never says a word: a dependency that hangs (a frozen host)."""
-
-    def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.accepted: list[socket.socket] = []
-        self._stopping = False
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        self.listener.settimeout(0.1)
-        while not self._stopping:
-            try:
-                self.accepted.append(self.listener.accept()[0])
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-
-    def stop(self) -> None:
-        self._stopping = True
-        self._thread.join(timeout=5)
-        for peer in self.accepted:
-            peer.close()
-        self.listener.close()
 
 
 @pytest.fixture
@@ -225,3 +198,47 @@ def test_probes_arriving_together_share_one_check(client, settings, silent_serve
         probe.join(timeout=10)
     assert statuses == [503] * 4
     assert len(silent_server.accepted) == 1  # one connection attempt for the four of them
+
+
+# --- A database that hangs ------------------------------------------------------------------------
+
+
+def test_healthz_answers_while_the_database_hangs(client, silent_server, monkeypatch):
+    hung_database(monkeypatch, silent_server)
+    started = time.monotonic()
+    response = in_a_thread_of_its_own(lambda: client.get("/healthz"))
+    assert (response.status_code, response.json()) == (200, {"status": "ok"})
+    assert time.monotonic() - started < 1.0  # no connection attempt to wait for (a bound, not a timing)
+    assert silent_server.accepted == []
+
+
+def _wsgi_get(application: Callable[..., Iterable[bytes]], path: str, method: str = "GET") -> tuple[str, dict, bytes]:
+    environ: dict[str, object] = {"REQUEST_METHOD": method, "PATH_INFO": path}
+    setup_testing_defaults(environ)
+    answered: dict[str, object] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: object = None) -> None:
+        answered.update(status=status, headers=dict(headers))
+
+    body = b"".join(application(environ, start_response))
+    return str(answered["status"]), dict(answered["headers"]), body  # type: ignore[call-overload]
+
+
+def test_under_gunicorn_healthz_never_enters_djangos_request_handling():
+    """Django's request_started closes or tests (SELECT 1) a connection that had an error: on a hung database
+    that test would hang. zeckta.wsgi answers GET and HEAD /healthz before it."""
+    from zeckta.wsgi import application
+
+    started: list[object] = []
+    receiver = lambda **kwargs: started.append(kwargs)  # noqa: E731
+    request_started.connect(receiver)
+    try:
+        status, headers, body = _wsgi_get(application, "/healthz")
+        assert (status, json.loads(body)) == ("200 OK", {"status": "ok"})
+        assert headers["Cache-Control"] == "no-store" and headers["Content-Type"] == "application/json"
+        assert _wsgi_get(application, "/healthz", "HEAD")[:2] == ("200 OK", headers)
+        assert started == []
+        assert _wsgi_get(application, "/healthz", "POST")[0].startswith("405")  # Django's ProbeMiddleware
+        assert len(started) == 1
+    finally:
+        request_started.disconnect(receiver)
