@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from otp.crypto import code_matches
 from otp.models import OtpSession, ReviewerNumber, SmsMessage, TestInboxMessage, WrongCode
-from otp.services import reviewer_number_add, reviewer_number_delete, reviewer_number_update
+from otp.testmode import reviewer_number_add, reviewer_number_delete, reviewer_number_update
 from otp.tests.helpers import deliver_and_read_code, later, request_otp, resend, session_url, verify, wrong_code
 from senders.gateways import locmem
 from workspaces.models import AuditEvent, LedgerEntry, Workspace

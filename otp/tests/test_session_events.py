@@ -9,8 +9,8 @@ import pytest
 import time_machine
 from django.utils import timezone
 
+from otp.expiry import otp_sessions_expire
 from otp.models import OtpSession
-from otp.services import otp_sessions_expire
 from otp.tests.helpers import cancel, deliver_and_read_code, request_otp, verify, wrong_code
 from webhooks.models import WebhookDelivery
 from webhooks.services import webhook_endpoint_create
