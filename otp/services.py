@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import uuid
+from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -210,7 +211,7 @@ def otp_request(
 
 
 def _in_database(new: NewSession) -> bool:
-    """Whether the request runs as the PostgreSQL function `otp_request` (migration 0006), one round trip.
+    """Whether the request runs as the PostgreSQL function `otp_request` (otp/sql/otp_request.sql), one round trip.
 
     The Python version below keeps the same rules for SQLite and for prepaid workspaces, whose debit and
     ledger row stay in `workspaces.billing`; the tests run both (settings.OTP_DATABASE_FUNCTIONS). Test
@@ -269,47 +270,45 @@ def _new_session(
 def _request_in_database(new: NewSession) -> OtpRequestResult:
     workspace, sms = new.workspace, new.sms
     assert sms is not None  # _in_database() sends a reviewer number (no SMS) to the Python version
-    params: list[Any] = [
-        workspace.pk,
-        new.dest,
-        new.purpose,
-        new.country,
-        new.now,
-        new.now.date(),
-        advisory_lock_key(dest_lock(workspace, new.dest)),
-        advisory_lock_key(country_lock(workspace, new.country)),
-        workspace.otp_reuse_enabled,
-        _FAILED_FOR_GOOD,
-        workspace.destination_limit,
-        timedelta(seconds=workspace.destination_window_seconds),
-        workspace.wrong_code_budget,
-        timedelta(seconds=settings.OTP_WRONG_CODE_WINDOW_SECONDS),
-        workspace.country_hourly_limit,
-        COUNTRY_WINDOW,
-        workspace.daily_sms_cap or 0,
-        new.session_id,
-        new.sender_name.pk,
-        new.sender_name.name,
-        new.code_digest,
-        workspace.otp_max_attempts,
-        new.expires_at,
-        new.sms_id,
-        sms.encrypted_text,
-        sms.encoding,
-        sms.segments,
-        new.message_template,
-        new.app_hash,
-        new.web_otp_domain,
-        Jsonb(new.transaction.as_dict()) if new.transaction else None,
-        new.resend_available_at,
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT outcome, wait_seconds, session_public_id, session_expires_at, session_attempts_left,"
-            f" session_resend_available_at, sms_id FROM otp_request({', '.join(['%s'] * len(params))})",
-            params,  # in the order of its declaration
-        )
-        outcome, wait, session_id, expires_at, attempts_left, resend_at, sms_id = cursor.fetchone()
+    outcome, wait, session_id, expires_at, attempts_left, resend_at, sms_id = _call_function(
+        "otp_request",
+        returning="outcome, wait_seconds, session_public_id, session_expires_at, session_attempts_left,"
+        " session_resend_available_at, sms_id",
+        arguments={
+            "p_workspace_id": workspace.pk,
+            "p_dest": new.dest,
+            "p_purpose": new.purpose,
+            "p_country": new.country,
+            "p_now": new.now,
+            "p_day": new.now.date(),
+            "p_dest_lock": advisory_lock_key(dest_lock(workspace, new.dest)),
+            "p_country_lock": advisory_lock_key(country_lock(workspace, new.country)),
+            "p_reuse": workspace.otp_reuse_enabled,
+            "p_failed_for_good": _FAILED_FOR_GOOD,
+            "p_dest_limit": workspace.destination_limit,
+            "p_dest_window": timedelta(seconds=workspace.destination_window_seconds),
+            "p_wrong_budget": workspace.wrong_code_budget,
+            "p_wrong_window": timedelta(seconds=settings.OTP_WRONG_CODE_WINDOW_SECONDS),
+            "p_country_limit": workspace.country_hourly_limit,
+            "p_country_window": COUNTRY_WINDOW,
+            "p_daily_cap": workspace.daily_sms_cap or 0,
+            "p_session_public_id": new.session_id,
+            "p_sender_name_id": new.sender_name.pk,
+            "p_src": new.sender_name.name,
+            "p_code_digest": new.code_digest,
+            "p_max_attempts": workspace.otp_max_attempts,
+            "p_expires_at": new.expires_at,
+            "p_sms_public_id": new.sms_id,
+            "p_encrypted_text": sms.encrypted_text,
+            "p_encoding": sms.encoding,
+            "p_segments": sms.segments,
+            "p_message_template": new.message_template,
+            "p_app_hash": new.app_hash,
+            "p_web_otp_domain": new.web_otp_domain,
+            "p_transaction": Jsonb(new.transaction.as_dict()) if new.transaction else None,
+            "p_resend_available_at": new.resend_available_at,
+        },
+    )
     if outcome == "reused":
         return OtpRequestResult(session_id, expires_at, attempts_left, reused=True, resend_available_at=resend_at)
     if outcome == "created":
@@ -509,7 +508,7 @@ def otp_verify(
     Concurrent calls queue on the lock and each sees the previous one's outcome, so attempts can never
     exceed the limit and a session is approved at most once. A wrong code is also recorded against the
     destination's guess budget, which outlives the session. On PostgreSQL this is the function
-    `otp_verify` (migrations 0006, 0010), one round trip; elsewhere the same steps in Python.
+    `otp_verify` (otp/sql/otp_verify.sql), one round trip; elsewhere the same steps in Python.
 
     `transaction`, when given, must be the session's: the code's digest covers it, so another amount or
     payee (or one named for a session without any) is a wrong code. Without it, the session's own is used.
@@ -570,11 +569,26 @@ def _events_transaction(workspace: Workspace, *events: str) -> AbstractContextMa
 def _verify_in_database(
     *, workspace: Workspace, session_id: uuid.UUID, digest: str, now: datetime, transaction_sent: bool, test: bool
 ) -> tuple[str, int, str | None]:
+    return _call_function(
+        "otp_verify",
+        returning="outcome, attempts_left, bound_transaction",
+        arguments={
+            "p_workspace_id": workspace.pk,
+            "p_public_id": session_id,
+            "p_code_digest": digest,
+            "p_now": now,
+            "p_transaction_sent": transaction_sent,
+            "p_test": test,
+        },
+    )
+
+
+def _call_function(name: str, *, returning: str, arguments: Mapping[str, Any]) -> tuple[Any, ...]:
+    """One call to a function of otp/sql/, its arguments by name (`p_dest => ...`): one added, removed or
+    reordered there cannot silently shift the others."""
+    named = ", ".join(f"{argument} => %({argument})s" for argument in arguments)
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT outcome, attempts_left, bound_transaction FROM otp_verify(%s, %s, %s, %s, %s, %s)",
-            [workspace.pk, session_id, digest, now, transaction_sent, test],
-        )
+        cursor.execute(f"SELECT {returning} FROM {name}({named})", arguments)
         return cursor.fetchone()
 
 
