@@ -270,10 +270,10 @@ def _new_session(
 def _request_in_database(new: NewSession) -> OtpRequestResult:
     workspace, sms = new.workspace, new.sms
     assert sms is not None  # _in_database() sends a reviewer number (no SMS) to the Python version
-    outcome, wait, session_id, expires_at, attempts_left, resend_at, sms_id = _call_function(
+    outcome, wait, session_id, expires_at, attempts_left, resend_at, resends, sms_id = _call_function(
         "otp_request",
         returning="outcome, wait_seconds, session_public_id, session_expires_at, session_attempts_left,"
-        " session_resend_available_at, sms_id",
+        " session_resend_available_at, session_resends, sms_id",
         arguments={
             "p_workspace_id": workspace.pk,
             "p_dest": new.dest,
@@ -309,11 +309,17 @@ def _request_in_database(new: NewSession) -> OtpRequestResult:
             "p_resend_available_at": new.resend_available_at,
         },
     )
-    if outcome == "reused":
-        return OtpRequestResult(session_id, expires_at, attempts_left, reused=True, resend_available_at=resend_at)
-    if outcome == "created":
-        sms_enqueue_on_commit(message_id=sms_id, expires_at=expires_at)
-        return OtpRequestResult(session_id, expires_at, attempts_left, reused=False, resend_available_at=resend_at)
+    if outcome in ("reused", "created"):
+        if outcome == "created":
+            sms_enqueue_on_commit(message_id=sms_id, expires_at=expires_at)
+        return OtpRequestResult(
+            session_id,
+            expires_at,
+            attempts_left,
+            reused=outcome == "reused",
+            resend_available_at=resend_at,
+            resends=resends,
+        )
     send_limit_refuse(outcome, workspace=workspace, country=new.country, wait=wait or 0, now=new.now)
 
 

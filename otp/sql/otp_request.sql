@@ -16,7 +16,7 @@ CREATE OR REPLACE FUNCTION otp_request(
     p_dest_window interval,
     p_wrong_budget integer,
     p_wrong_window interval,
-    p_country_limit integer,         -- NULL: no hourly ceiling
+    p_country_limit integer,         -- NULL (or 0, as otp.limits reads it): no hourly ceiling
     p_country_window interval,
     p_daily_cap integer,             -- 0: no cap
     p_session_public_id uuid,
@@ -41,6 +41,7 @@ CREATE OR REPLACE FUNCTION otp_request(
     OUT session_expires_at timestamptz,
     OUT session_attempts_left integer,
     OUT session_resend_available_at timestamptz,
+    OUT session_resends integer,
     OUT sms_id bigint
 ) LANGUAGE plpgsql AS $$
 DECLARE
@@ -51,7 +52,7 @@ DECLARE
 BEGIN
     -- Two identical requests at once: the second waits here, then finds the first one's session.
     PERFORM pg_advisory_xact_lock(p_dest_lock);
-    SELECT s.id, s.public_id, s.expires_at, s.attempts_used, s.max_attempts, s.resend_available_at,
+    SELECT s.id, s.public_id, s.expires_at, s.attempts_used, s.max_attempts, s.resend_available_at, s.resends,
            -- Its latest SMS (a resend adds one): whether that one failed for good. Read through the
            -- session_id index; a join on max(id) let the planner hash the whole SMS table instead.
            (SELECT m.status FROM otp_smsmessage m WHERE m.session_id = s.id ORDER BY m.id DESC LIMIT 1)
@@ -69,6 +70,7 @@ BEGIN
         session_expires_at := pending.expires_at;
         session_attempts_left := greatest(pending.max_attempts - pending.attempts_used, 0);
         session_resend_available_at := pending.resend_available_at;
+        session_resends := pending.resends;
         RETURN;
     END IF;
 
@@ -89,7 +91,7 @@ BEGIN
         wait_seconds := ceil(extract(epoch FROM edge + p_wrong_window - p_now));
         RETURN;
     END IF;
-    IF p_country_limit IS NOT NULL AND p_country <> '' THEN
+    IF p_country_limit > 0 AND p_country <> '' THEN
         PERFORM pg_advisory_xact_lock(p_country_lock);  -- always after the destination's: no deadlock
         SELECT created_at INTO edge FROM otp_smsmessage
          WHERE workspace_id = p_workspace_id AND country = p_country AND created_at > p_now - p_country_window
@@ -134,5 +136,6 @@ BEGIN
     session_expires_at := p_expires_at;
     session_attempts_left := p_max_attempts;
     session_resend_available_at := p_resend_available_at;
+    session_resends := 0;
 END
 $$;
