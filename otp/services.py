@@ -270,45 +270,53 @@ def _new_session(
 def _request_in_database(new: NewSession) -> OtpRequestResult:
     workspace, sms = new.workspace, new.sms
     assert sms is not None  # _in_database() sends a reviewer number (no SMS) to the Python version
-    outcome, wait, session_id, expires_at, attempts_left, resend_at, resends, sms_id = _call_function(
-        "otp_request",
-        returning="outcome, wait_seconds, session_public_id, session_expires_at, session_attempts_left,"
-        " session_resend_available_at, session_resends, sms_id",
-        arguments={
-            "p_workspace_id": workspace.pk,
-            "p_dest": new.dest,
-            "p_purpose": new.purpose,
-            "p_country": new.country,
-            "p_now": new.now,
-            "p_day": new.now.date(),
-            "p_dest_lock": advisory_lock_key(dest_lock(workspace, new.dest)),
-            "p_country_lock": advisory_lock_key(country_lock(workspace, new.country)),
-            "p_reuse": workspace.otp_reuse_enabled,
-            "p_failed_for_good": _FAILED_FOR_GOOD,
-            "p_dest_limit": workspace.destination_limit,
-            "p_dest_window": timedelta(seconds=workspace.destination_window_seconds),
-            "p_wrong_budget": workspace.wrong_code_budget,
-            "p_wrong_window": timedelta(seconds=settings.OTP_WRONG_CODE_WINDOW_SECONDS),
-            "p_country_limit": workspace.country_hourly_limit,
-            "p_country_window": COUNTRY_WINDOW,
-            "p_daily_cap": workspace.daily_sms_cap or 0,
-            "p_session_public_id": new.session_id,
-            "p_sender_name_id": new.sender_name.pk,
-            "p_src": new.sender_name.name,
-            "p_code_digest": new.code_digest,
-            "p_max_attempts": workspace.otp_max_attempts,
-            "p_expires_at": new.expires_at,
-            "p_sms_public_id": new.sms_id,
-            "p_encrypted_text": sms.encrypted_text,
-            "p_encoding": sms.encoding,
-            "p_segments": sms.segments,
-            "p_message_template": new.message_template,
-            "p_app_hash": new.app_hash,
-            "p_web_otp_domain": new.web_otp_domain,
-            "p_transaction": Jsonb(new.transaction.as_dict()) if new.transaction else None,
-            "p_resend_available_at": new.resend_available_at,
-        },
-    )
+    arguments = {
+        "p_workspace_id": workspace.pk,
+        "p_dest": new.dest,
+        "p_purpose": new.purpose,
+        "p_country": new.country,
+        "p_now": new.now,
+        "p_day": new.now.date(),
+        "p_dest_lock": advisory_lock_key(dest_lock(workspace, new.dest)),
+        "p_country_lock": advisory_lock_key(country_lock(workspace, new.country)),
+        "p_reuse": workspace.otp_reuse_enabled,
+        "p_failed_for_good": _FAILED_FOR_GOOD,
+        "p_dest_limit": workspace.destination_limit,
+        "p_dest_window": timedelta(seconds=workspace.destination_window_seconds),
+        "p_wrong_budget": workspace.wrong_code_budget,
+        "p_wrong_window": timedelta(seconds=settings.OTP_WRONG_CODE_WINDOW_SECONDS),
+        "p_country_limit": workspace.country_hourly_limit,
+        "p_country_window": COUNTRY_WINDOW,
+        "p_daily_cap": workspace.daily_sms_cap or 0,
+        "p_session_public_id": new.session_id,
+        "p_sender_name_id": new.sender_name.pk,
+        "p_src": new.sender_name.name,
+        "p_code_digest": new.code_digest,
+        "p_max_attempts": workspace.otp_max_attempts,
+        "p_expires_at": new.expires_at,
+        "p_sms_public_id": new.sms_id,
+        "p_encrypted_text": sms.encrypted_text,
+        "p_encoding": sms.encoding,
+        "p_segments": sms.segments,
+        "p_message_template": new.message_template,
+        "p_app_hash": new.app_hash,
+        "p_web_otp_domain": new.web_otp_domain,
+        "p_transaction": Jsonb(new.transaction.as_dict()) if new.transaction else None,
+        "p_resend_available_at": new.resend_available_at,
+    }
+    # The function commits on its own; when a webhook would hear of the session it replaces (otp.expired),
+    # the event joins its transaction.
+    with _events_transaction(workspace, Event.OTP_EXPIRED):
+        outcome, wait, session_id, expires_at, attempts_left, resend_at, resends, sms_id, replaced = _call_function(
+            "otp_request",
+            returning="outcome, wait_seconds, session_public_id, session_expires_at, session_attempts_left,"
+            " session_resend_available_at, session_resends, sms_id, replaced_session_id",
+            arguments=arguments,
+        )
+        if replaced is not None:
+            otp_event_emit(
+                workspace_id=workspace.pk, session_public_id=replaced, event_type=Event.OTP_EXPIRED, at=new.now
+            )
     if outcome in ("reused", "created"):
         if outcome == "created":
             sms_enqueue_on_commit(message_id=sms_id, expires_at=expires_at)
@@ -350,7 +358,10 @@ def _request_in_transaction(new: NewSession, *, actor: str) -> OtpRequestResult:
                 resends=pending.resends,
             )
         # Expired, replaced because reuse is off, or its SMS can never arrive: it can never be approved.
-        OtpSession.objects.filter(pk=pending.pk, status=SessionStatus.PENDING).update(status=SessionStatus.EXPIRED)
+        if OtpSession.objects.filter(pk=pending.pk, status=SessionStatus.PENDING).update(status=SessionStatus.EXPIRED):
+            otp_event_emit(
+                workspace_id=workspace.pk, session_public_id=pending.public_id, event_type=Event.OTP_EXPIRED, at=now
+            )
 
     send_limits_check(workspace=workspace, dest=dest, country=new.country, now=now, test=new.test)
 

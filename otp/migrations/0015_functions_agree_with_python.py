@@ -2,7 +2,9 @@
 
 - otp_request reports a reused session's resends (OUT session_resends), as the Python version does;
 - a country ceiling of 0 means none, as in otp.limits, instead of an error (OFFSET -1); the workspace
-  constraints now refuse 0, and NULL stays the stored "no ceiling".
+  constraints now refuse 0, and NULL stays the stored "no ceiling";
+- otp_request names the pending session it replaced (OUT replaced_session_id), so that the caller reports
+  it as otp.expired in the same transaction.
 """
 
 from importlib import import_module
@@ -54,7 +56,8 @@ CREATE OR REPLACE FUNCTION otp_request(
     OUT session_attempts_left integer,
     OUT session_resend_available_at timestamptz,
     OUT session_resends integer,
-    OUT sms_id bigint
+    OUT sms_id bigint,
+    OUT replaced_session_id uuid     -- the pending session this one replaced: the caller reports otp.expired
 ) LANGUAGE plpgsql AS $$
 DECLARE
     pending record;
@@ -128,6 +131,7 @@ BEGIN
     IF has_pending THEN
         -- Expired, replaced because reuse is off, or its SMS can never arrive.
         UPDATE otp_otpsession SET status = 'EXPIRED' WHERE id = pending.id;
+        replaced_session_id := pending.public_id;
     END IF;
     INSERT INTO otp_otpsession (public_id, workspace_id, sender_name_id, dest, country, src, purpose, code_digest,
                                 status, attempts_used, max_attempts, created_at, expires_at, message_template,

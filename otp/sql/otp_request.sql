@@ -42,7 +42,8 @@ CREATE OR REPLACE FUNCTION otp_request(
     OUT session_attempts_left integer,
     OUT session_resend_available_at timestamptz,
     OUT session_resends integer,
-    OUT sms_id bigint
+    OUT sms_id bigint,
+    OUT replaced_session_id uuid     -- the pending session this one replaced: the caller reports otp.expired
 ) LANGUAGE plpgsql AS $$
 DECLARE
     pending record;
@@ -116,6 +117,7 @@ BEGIN
     IF has_pending THEN
         -- Expired, replaced because reuse is off, or its SMS can never arrive.
         UPDATE otp_otpsession SET status = 'EXPIRED' WHERE id = pending.id;
+        replaced_session_id := pending.public_id;
     END IF;
     INSERT INTO otp_otpsession (public_id, workspace_id, sender_name_id, dest, country, src, purpose, code_digest,
                                 status, attempts_used, max_attempts, created_at, expires_at, message_template,
