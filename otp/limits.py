@@ -64,15 +64,24 @@ def send_limit_refuse(limit: str, *, workspace: Workspace, country: str, wait: i
     raise ValueError(f"no such send limit: {limit!r}")
 
 
-def send_limits_check(*, workspace: Workspace, dest: str, country: str, now: datetime, test: bool) -> None:
+def send_limits_check(
+    *, workspace: Workspace, dest: str, country: str, now: datetime, test: bool, reviewer: bool = False
+) -> None:
     """Every limit on a new OTP SMS, a resend's too: they count SMS, not sessions, of the caller's mode
-    only (test rows among test rows)."""
+    only (test rows among test rows).
+
+    `reviewer` (`dest` is one of the workspace's reviewer numbers): its wrong codes count in both modes
+    together. Its fixed code is the same for a live and a test key, so a budget per mode would give a
+    guesser of that one code twice the budget.
+    """
     sent = SmsMessage.objects.filter(workspace=workspace, is_test=test)
     window = timedelta(seconds=workspace.destination_window_seconds)
     wait = _window_full_for(sent.filter(to=dest), limit=workspace.destination_limit, window=window, now=now)
     if wait is not None:
         send_limit_refuse("destination_limited", workspace=workspace, country=country, wait=wait, now=now)
-    wrong_codes = WrongCode.objects.filter(workspace=workspace, dest=dest, is_test=test)
+    wrong_codes = WrongCode.objects.filter(workspace=workspace, dest=dest)
+    if not reviewer:
+        wrong_codes = wrong_codes.filter(is_test=test)
     guess_window = timedelta(seconds=settings.OTP_WRONG_CODE_WINDOW_SECONDS)
     wait = _window_full_for(wrong_codes, limit=workspace.wrong_code_budget, window=guess_window, now=now)
     if wait is not None:

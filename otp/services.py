@@ -363,7 +363,9 @@ def _request_in_transaction(new: NewSession, *, actor: str) -> OtpRequestResult:
                 workspace_id=workspace.pk, session_public_id=pending.public_id, event_type=Event.OTP_EXPIRED, at=now
             )
 
-    send_limits_check(workspace=workspace, dest=dest, country=new.country, now=now, test=new.test)
+    send_limits_check(
+        workspace=workspace, dest=dest, country=new.country, now=now, test=new.test, reviewer=new.sms is None
+    )
 
     session = OtpSession.objects.create(
         public_id=new.session_id,
@@ -459,7 +461,9 @@ def otp_resend(
         session = sessions.select_for_update().get()
         now = timezone.now()
         _check_resendable(session, now=now)
-        send_limits_check(workspace=workspace, dest=dest, country=session.country, now=now, test=test)
+        send_limits_check(
+            workspace=workspace, dest=dest, country=session.country, now=now, test=test, reviewer=fixed_code is not None
+        )
         if not session.message_template:  # a session from before resends kept no template
             session.message_template = workspace.default_message_template or default_template(session.purpose)
         sms = (
