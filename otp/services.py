@@ -166,7 +166,9 @@ def otp_request(
     `test` (a test key's request): the session is a test one and its SMS goes to the test inbox. To one of
     the workspace's reviewer numbers, the code is the number's fixed one and no SMS is written; the use is
     audited under `actor`. Both run the Python version below, and both meet every send limit, counted
-    among their own mode's rows.
+    among their own mode's rows (a reviewer number's wrong codes count in both modes: `otp.limits`).
+    A pending session it replaces (expired, reuse off, or its SMS failed for good) is reported as
+    `otp.expired`, in the same transaction.
 
     `app_hash` and `web_otp_domain` add the autofill lines after the text (zeckta.sms_text.with_autofill);
     the segments, and so the units charged, count them too. `transaction` (TRANSACTION requests) fills
@@ -211,11 +213,13 @@ def otp_request(
 
 
 def _in_database(new: NewSession) -> bool:
-    """Whether the request runs as the PostgreSQL function `otp_request` (otp/sql/otp_request.sql), one round trip.
+    """Whether the request runs as the PostgreSQL function `otp_request` (otp/sql/otp_request.sql): one
+    round trip.
 
     The Python version below keeps the same rules for SQLite and for prepaid workspaces, whose debit and
-    ledger row stay in `workspaces.billing`; the tests run both (settings.OTP_DATABASE_FUNCTIONS). Test
-    requests and reviewer numbers take it too: the function knows only SMS that go to a provider.
+    ledger row stay in `workspaces.billing`. Test requests and reviewer numbers take it too: the function
+    knows only SMS that go to a provider. otp/tests/test_paths_agree.py holds the two versions to the same
+    answers (docs/architecture.md, "One home per rule").
     """
     return _database_functions() and not new.workspace.is_prepaid and not new.test and new.sms is not None
 

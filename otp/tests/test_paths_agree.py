@@ -92,7 +92,6 @@ class Twin:
     live: dict[str, APIClient]
     test: dict[str, APIClient]
     code_length: int
-    reviewer: bool
 
 
 @dataclass
@@ -141,7 +140,7 @@ class PathsAgreeMachine(RuleBasedStateMachine):
                 workspaces[world] = workspace
                 live[world] = api_client(issue_key(workspace, tps=10_000)[1])
                 test[world] = api_client(issue_key(workspace, tps=10_000, test=True)[1])
-            self.twins.append(Twin(workspaces, live, test, policy["otp_code_length"], reviewer))
+            self.twins.append(Twin(workspaces, live, test, policy["otp_code_length"]))
 
     # --- Rules ---------------------------------------------------------------------------------
 
