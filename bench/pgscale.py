@@ -60,7 +60,7 @@ def main() -> int:
     from django.db import connection
     from django.utils import timezone
 
-    from otp.delivery import otp_sessions_purge
+    from otp.expiry import otp_sessions_purge
 
     with connection.cursor() as cursor:
         # Each SMS with the attempt row of its one provider call, as delivery leaves it.

@@ -15,7 +15,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from otp.models import OtpSession, ReviewerNumber, SmsAttempt, SmsMessage
-from otp.services import (
+from otp.testmode import (
     REVIEWER_NUMBER_EDITABLE_FIELDS,
     REVIEWER_NUMBER_EXISTS,
     reviewer_code_problem,

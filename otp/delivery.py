@@ -1,7 +1,7 @@
-"""Delivering OTP SMS from the outbox: publish, claim, send through the gateway, settle, requeue, purge.
+"""Delivering OTP SMS from the outbox: publish, claim, send through the gateway, settle, requeue.
 
 The request path only calls `sms_enqueue_on_commit`; workers run `sms_deliver` (through `otp.tasks`) and
-the beat runs `sms_requeue_stale` and `otp_sessions_purge`.
+the beat runs `sms_requeue_stale`.
 """
 
 import logging
@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from otp.crypto import decrypt_text
 from otp.events import Event, otp_sms_event_emit, otp_sms_event_type
-from otp.models import DailySmsCount, EarlyReceipt, OtpSession, SmsAttempt, SmsMessage, WrongCode
+from otp.models import OtpSession, SmsAttempt, SmsMessage
 from otp.receipts import early_receipts_apply, receipt_lock
 from senders.gateways import GatewayError, OutgoingSms, PermanentGatewayError, TransientGatewayError
 from senders.routes import RouteChoice, route_rate_wait, routes_for
@@ -395,15 +395,3 @@ def sms_requeue_stale(*, limit: int = 500) -> int:
     for pk, expires_at in rows:
         sms_enqueue(message_id=pk, expires_at=max(expires_at, now + timedelta(seconds=30)))
     return len(rows)
-
-
-def otp_sessions_purge(*, older_than_days: int | None = None) -> int:
-    """Deletes sessions (and, by cascade, their SMS rows) past their retention, wrong codes past the guess
-    budget's window and daily counters of past days; returns how many sessions went."""
-    now = timezone.now()
-    days = older_than_days if older_than_days is not None else settings.OTP_SESSION_RETENTION_DAYS
-    deleted, _ = OtpSession.objects.filter(created_at__lt=now - timedelta(days=days)).delete()
-    WrongCode.objects.filter(created_at__lt=now - timedelta(seconds=settings.OTP_WRONG_CODE_WINDOW_SECONDS)).delete()
-    DailySmsCount.objects.filter(day__lt=now.date() - timedelta(days=1)).delete()
-    EarlyReceipt.objects.filter(received_at__lt=now - timedelta(days=1)).delete()
-    return deleted

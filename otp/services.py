@@ -1,7 +1,8 @@
-"""Writes for OTP sessions: request a code (or reuse the live one), resend it, verify it, cancel it; and for
-test mode (API.md section 10): the test inbox and reviewer numbers.
+"""Writes for OTP sessions: request a code (or reuse the live one), resend it, verify it, cancel it.
 
 Delivering the SMS is `otp.delivery`'s: a request only writes the outbox row and enqueues it on commit.
+The send limits are `otp.limits`', the test inbox and reviewer numbers `otp.testmode`'s, and expiry and
+retention `otp.expiry`'s.
 
 Test mode: every operation takes `test` (the caller's key is a zk_test_ one) and sees the sessions of its
 own mode only. A test SMS is never sent, charged or counted towards the daily cap: it is `delivered` at
@@ -11,17 +12,16 @@ once and its text kept in the test inbox. A reviewer number's code is its fixed 
 import json
 import logging
 import math
-import re
 import uuid
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, time, timedelta
-from typing import Any, NoReturn
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
@@ -29,52 +29,44 @@ from otp.crypto import (
     code_digest,
     code_matches,
     encrypt_inbox_text,
-    encrypt_reviewer_code,
     encrypt_text,
     generate_code,
 )
 from otp.delivery import sms_enqueue_on_commit, sms_supersede
-from otp.destinations import DestinationRefused, destination_check, destination_parse
+from otp.destinations import DestinationRefused, destination_check
 from otp.errors import (
-    DestinationRateLimited,
     OtpExpired,
     OtpSessionNotFound,
     ResendLimitReached,
     ResendTooSoon,
     SessionNotPending,
-    WorkspaceQuotaExceeded,
 )
 from otp.events import Event, otp_event_emit
+from otp.limits import COUNTRY_WINDOW, country_lock, daily_cap_count, dest_lock, send_limit_refuse, send_limits_check
 from otp.models import (
-    DailySmsCount,
     OtpSession,
-    ReviewerNumber,
     SmsMessage,
-    TestInboxMessage,
     VerifyOutcome,
     WrongCode,
 )
 from otp.selectors import reviewer_code_get
 from otp.templating import default_template, transaction_template
+from otp.testmode import inbox_keep, reviewer_number_used
 from otp.transactions import Transaction
 from senders.models import SenderName
 from senders.selectors import sender_name_get_approved
 from webhooks.selectors import webhook_subscribed_to_any
-from workspaces.audit import SYSTEM_ACTOR, audit_record, field_changes
+from workspaces.audit import SYSTEM_ACTOR
 from workspaces.billing import balance_debit
-from workspaces.models import AuditEvent, Workspace
+from workspaces.models import Workspace
 from zeckta import metrics, sms_text
 from zeckta.db import advisory_lock_key, advisory_xact_lock, uuid7
 from zeckta.errors import ValidationFailed
-from zeckta.localcache import local_caches_changed
 
 logger = logging.getLogger(__name__)
 
 SessionStatus = OtpSession.Status
-# delivery.route of a test SMS: it went to the test inbox, not to a provider.
-TEST_INBOX_ROUTE = "test-inbox"
 
-COUNTRY_WINDOW = timedelta(hours=1)
 _FAILED_FOR_GOOD = sorted(SmsMessage.FAILED_FOR_GOOD)  # otp_request()'s parameter, built once
 
 
@@ -112,10 +104,15 @@ def _rendered_sms(
     bound = _transaction_of(session_like)
     text = sms_text.with_autofill(
         sms_text.render(
-            session_like.message_template, code=code, validity_seconds=validity_seconds,
-            amount=bound.display_amount if bound else None, payee=bound.payee if bound else None,
+            session_like.message_template,
+            code=code,
+            validity_seconds=validity_seconds,
+            amount=bound.display_amount if bound else None,
+            payee=bound.payee if bound else None,
         ),
-        code=code, app_hash=session_like.app_hash or None, web_otp_domain=session_like.web_otp_domain or None,
+        code=code,
+        app_hash=session_like.app_hash or None,
+        web_otp_domain=session_like.web_otp_domain or None,
     )
     segments = sms_text.count_segments(text)
     encrypted = encrypt_inbox_text(text) if test else encrypt_text(text)
@@ -169,7 +166,9 @@ def otp_request(
     `test` (a test key's request): the session is a test one and its SMS goes to the test inbox. To one of
     the workspace's reviewer numbers, the code is the number's fixed one and no SMS is written; the use is
     audited under `actor`. Both run the Python version below, and both meet every send limit, counted
-    among their own mode's rows.
+    among their own mode's rows (a reviewer number's wrong codes count in both modes: `otp.limits`).
+    A pending session it replaces (expired, reuse off, or its SMS failed for good) is reported as
+    `otp.expired`, in the same transaction.
 
     `app_hash` and `web_otp_domain` add the autofill lines after the text (zeckta.sms_text.with_autofill);
     the segments, and so the units charged, count them too. `transaction` (TRANSACTION requests) fills
@@ -186,12 +185,21 @@ def otp_request(
     if sender_name is None:
         raise ValidationFailed.for_field("src", "Not an approved sender name of this workspace.")
     template = (
-        message_template or workspace.default_message_template
+        message_template
+        or workspace.default_message_template
         or (transaction_template() if transaction else default_template(purpose))
     )
     new = _new_session(
-        workspace=workspace, sender_name=sender_name, dest=dest, country=country, purpose=purpose, template=template,
-        app_hash=app_hash or "", web_otp_domain=web_otp_domain or "", transaction=transaction, test=test,
+        workspace=workspace,
+        sender_name=sender_name,
+        dest=dest,
+        country=country,
+        purpose=purpose,
+        template=template,
+        app_hash=app_hash or "",
+        web_otp_domain=web_otp_domain or "",
+        transaction=transaction,
+        test=test,
         fixed_code=reviewer_code_get(workspace=workspace, dest=dest),
     )
     if _in_database(new):
@@ -205,11 +213,13 @@ def otp_request(
 
 
 def _in_database(new: NewSession) -> bool:
-    """Whether the request runs as the PostgreSQL function `otp_request` (migration 0006), one round trip.
+    """Whether the request runs as the PostgreSQL function `otp_request` (otp/sql/otp_request.sql): one
+    round trip.
 
     The Python version below keeps the same rules for SQLite and for prepaid workspaces, whose debit and
-    ledger row stay in `workspaces.billing`; the tests run both (settings.OTP_DATABASE_FUNCTIONS). Test
-    requests and reviewer numbers take it too: the function knows only SMS that go to a provider.
+    ledger row stay in `workspaces.billing`. Test requests and reviewer numbers take it too: the function
+    knows only SMS that go to a provider. otp/tests/test_paths_agree.py holds the two versions to the same
+    answers (docs/architecture.md, "One home per rule").
     """
     return _database_functions() and not new.workspace.is_prepaid and not new.test and new.sms is not None
 
@@ -236,11 +246,23 @@ def _new_session(
     session_id = uuid7()
     code = fixed_code if fixed_code is not None else generate_code(workspace.otp_code_length)
     new = NewSession(
-        workspace=workspace, sender_name=sender_name, dest=dest, country=country, purpose=purpose, now=now,
-        session_id=session_id, code_digest=code_digest(session_id, code, transaction),
-        expires_at=now + timedelta(seconds=workspace.otp_validity_seconds), message_template=template,
-        app_hash=app_hash, web_otp_domain=web_otp_domain, transaction=transaction,
-        resend_available_at=resend_available_at(resends=0, now=now), sms_id=uuid7(), test=test, sms=None,
+        workspace=workspace,
+        sender_name=sender_name,
+        dest=dest,
+        country=country,
+        purpose=purpose,
+        now=now,
+        session_id=session_id,
+        code_digest=code_digest(session_id, code, transaction),
+        expires_at=now + timedelta(seconds=workspace.otp_validity_seconds),
+        message_template=template,
+        app_hash=app_hash,
+        web_otp_domain=web_otp_domain,
+        transaction=transaction,
+        resend_available_at=resend_available_at(resends=0, now=now),
+        sms_id=uuid7(),
+        test=test,
+        sms=None,
     )
     if fixed_code is not None:
         return new  # a reviewer number: nothing to send
@@ -252,80 +274,102 @@ def _new_session(
 def _request_in_database(new: NewSession) -> OtpRequestResult:
     workspace, sms = new.workspace, new.sms
     assert sms is not None  # _in_database() sends a reviewer number (no SMS) to the Python version
-    params: list[Any] = [
-        workspace.pk, new.dest, new.purpose, new.country, new.now, new.now.date(),
-        advisory_lock_key(_dest_lock(workspace, new.dest)), advisory_lock_key(_country_lock(workspace, new.country)),
-        workspace.otp_reuse_enabled, _FAILED_FOR_GOOD,
-        workspace.destination_limit, timedelta(seconds=workspace.destination_window_seconds),
-        workspace.wrong_code_budget, timedelta(seconds=settings.OTP_WRONG_CODE_WINDOW_SECONDS),
-        workspace.country_hourly_limit, COUNTRY_WINDOW, workspace.daily_sms_cap or 0,
-        new.session_id, new.sender_name.pk, new.sender_name.name, new.code_digest, workspace.otp_max_attempts,
-        new.expires_at, new.sms_id, sms.encrypted_text, sms.encoding, sms.segments,
-        new.message_template, new.app_hash, new.web_otp_domain,
-        Jsonb(new.transaction.as_dict()) if new.transaction else None, new.resend_available_at,
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT outcome, wait_seconds, session_public_id, session_expires_at, session_attempts_left,"
-            f" session_resend_available_at, sms_id FROM otp_request({', '.join(['%s'] * len(params))})",
-            params,  # in the order of its declaration
+    arguments = {
+        "p_workspace_id": workspace.pk,
+        "p_dest": new.dest,
+        "p_purpose": new.purpose,
+        "p_country": new.country,
+        "p_now": new.now,
+        "p_day": new.now.date(),
+        "p_dest_lock": advisory_lock_key(dest_lock(workspace, new.dest)),
+        "p_country_lock": advisory_lock_key(country_lock(workspace, new.country)),
+        "p_reuse": workspace.otp_reuse_enabled,
+        "p_failed_for_good": _FAILED_FOR_GOOD,
+        "p_dest_limit": workspace.destination_limit,
+        "p_dest_window": timedelta(seconds=workspace.destination_window_seconds),
+        "p_wrong_budget": workspace.wrong_code_budget,
+        "p_wrong_window": timedelta(seconds=settings.OTP_WRONG_CODE_WINDOW_SECONDS),
+        "p_country_limit": workspace.country_hourly_limit,
+        "p_country_window": COUNTRY_WINDOW,
+        "p_daily_cap": workspace.daily_sms_cap or 0,
+        "p_session_public_id": new.session_id,
+        "p_sender_name_id": new.sender_name.pk,
+        "p_src": new.sender_name.name,
+        "p_code_digest": new.code_digest,
+        "p_max_attempts": workspace.otp_max_attempts,
+        "p_expires_at": new.expires_at,
+        "p_sms_public_id": new.sms_id,
+        "p_encrypted_text": sms.encrypted_text,
+        "p_encoding": sms.encoding,
+        "p_segments": sms.segments,
+        "p_message_template": new.message_template,
+        "p_app_hash": new.app_hash,
+        "p_web_otp_domain": new.web_otp_domain,
+        "p_transaction": Jsonb(new.transaction.as_dict()) if new.transaction else None,
+        "p_resend_available_at": new.resend_available_at,
+    }
+    # The function commits on its own; when a webhook would hear of the session it replaces (otp.expired),
+    # the event joins its transaction.
+    with _events_transaction(workspace, Event.OTP_EXPIRED):
+        outcome, wait, session_id, expires_at, attempts_left, resend_at, resends, sms_id, replaced = _call_function(
+            "otp_request",
+            returning="outcome, wait_seconds, session_public_id, session_expires_at, session_attempts_left,"
+            " session_resend_available_at, session_resends, sms_id, replaced_session_id",
+            arguments=arguments,
         )
-        outcome, wait, session_id, expires_at, attempts_left, resend_at, sms_id = cursor.fetchone()
-    if outcome == "reused":
-        return OtpRequestResult(session_id, expires_at, attempts_left, reused=True, resend_available_at=resend_at)
-    if outcome == "created":
-        sms_enqueue_on_commit(message_id=sms_id, expires_at=expires_at)
-        return OtpRequestResult(session_id, expires_at, attempts_left, reused=False, resend_available_at=resend_at)
-    _refuse(outcome, workspace=workspace, country=new.country, wait=wait or 0, now=new.now)
-
-
-# A send limit's name (the database function's outcome) -> zeckta_rate_limited_total's reason.
-_RATE_LIMITED_REASONS = {"destination_limited": "destination", "guesses_limited": "wrong_codes",
-                         "country_limited": "country", "daily_cap": "daily_cap"}
-
-
-def _refuse(limit: str, *, workspace: Workspace, country: str, wait: int, now: datetime) -> NoReturn:
-    """Raises the error for a send limit the request met."""
-    if limit in _RATE_LIMITED_REASONS:
-        metrics.RATE_LIMITED.labels(reason=_RATE_LIMITED_REASONS[limit]).inc()
-    if limit == "destination_limited":
-        raise DestinationRateLimited(retry_after_seconds=wait)
-    if limit == "guesses_limited":
-        raise DestinationRateLimited(
-            "Too many wrong codes for this destination in the last 24 hours. Retry later.", retry_after_seconds=wait
+        if replaced is not None:
+            otp_event_emit(
+                workspace_id=workspace.pk, session_public_id=replaced, event_type=Event.OTP_EXPIRED, at=new.now
+            )
+    if outcome in ("reused", "created"):
+        if outcome == "created":
+            sms_enqueue_on_commit(message_id=sms_id, expires_at=expires_at)
+        return OtpRequestResult(
+            session_id,
+            expires_at,
+            attempts_left,
+            reused=outcome == "reused",
+            resend_available_at=resend_at,
+            resends=resends,
         )
-    if limit == "country_limited":
-        raise DestinationRateLimited(f"Too many OTP SMS to {country} in the last hour. Retry later.",
-                                     retry_after_seconds=wait)
-    if limit == "daily_cap":
-        tomorrow = datetime.combine(now.date() + timedelta(days=1), time.min, tzinfo=UTC)
-        raise WorkspaceQuotaExceeded(retry_after_seconds=math.ceil((tomorrow - now).total_seconds()))
-    raise ValueError(f"no such send limit: {limit!r}")
+    send_limit_refuse(outcome, workspace=workspace, country=new.country, wait=wait or 0, now=new.now)
 
 
 @transaction.atomic
 def _request_in_transaction(new: NewSession, *, actor: str) -> OtpRequestResult:
     workspace, dest, now = new.workspace, new.dest, new.now
-    advisory_xact_lock(_dest_lock(workspace, dest))
+    advisory_xact_lock(dest_lock(workspace, dest))
     pending = (
         OtpSession.objects.select_for_update()
-        .filter(workspace=workspace, dest=dest, purpose=new.purpose, status=SessionStatus.PENDING,
-                is_test=new.test)
+        .filter(workspace=workspace, dest=dest, purpose=new.purpose, status=SessionStatus.PENDING, is_test=new.test)
         # Its latest SMS's status, read along (one query): whether its code can still arrive.
-        .annotate(latest_sms_status=Subquery(
-            SmsMessage.objects.filter(session=OuterRef("pk")).order_by("-id").values("status")[:1]
-        ))
+        .annotate(
+            latest_sms_status=Subquery(
+                SmsMessage.objects.filter(session=OuterRef("pk")).order_by("-id").values("status")[:1]
+            )
+        )
         .first()
     )
     if pending is not None:
         failed_for_good = pending.latest_sms_status in SmsMessage.FAILED_FOR_GOOD
         if workspace.otp_reuse_enabled and pending.expires_at > now and not failed_for_good:
-            return OtpRequestResult(pending.public_id, pending.expires_at, pending.attempts_left, reused=True,
-                                    resend_available_at=pending.resend_available_at, resends=pending.resends)
+            return OtpRequestResult(
+                pending.public_id,
+                pending.expires_at,
+                pending.attempts_left,
+                reused=True,
+                resend_available_at=pending.resend_available_at,
+                resends=pending.resends,
+            )
         # Expired, replaced because reuse is off, or its SMS can never arrive: it can never be approved.
-        OtpSession.objects.filter(pk=pending.pk, status=SessionStatus.PENDING).update(status=SessionStatus.EXPIRED)
+        if OtpSession.objects.filter(pk=pending.pk, status=SessionStatus.PENDING).update(status=SessionStatus.EXPIRED):
+            otp_event_emit(
+                workspace_id=workspace.pk, session_public_id=pending.public_id, event_type=Event.OTP_EXPIRED, at=now
+            )
 
-    _check_send_limits(workspace=workspace, dest=dest, country=new.country, now=now, test=new.test)
+    send_limits_check(
+        workspace=workspace, dest=dest, country=new.country, now=now, test=new.test, reviewer=new.sms is None
+    )
 
     session = OtpSession.objects.create(
         public_id=new.session_id,
@@ -347,11 +391,16 @@ def _request_in_transaction(new: NewSession, *, actor: str) -> OtpRequestResult:
         is_test=new.test,
     )
     if new.sms is None:
-        _reviewer_number_used(session, workspace=workspace, actor=actor, now=now)
+        reviewer_number_used(session, workspace=workspace, actor=actor, now=now)
     else:
         _send_in_transaction(session, workspace=workspace, new_sms_id=new.sms_id, sms=new.sms, now=now)
-    return OtpRequestResult(session.public_id, session.expires_at, session.attempts_left, reused=False,
-                            resend_available_at=session.resend_available_at)
+    return OtpRequestResult(
+        session.public_id,
+        session.expires_at,
+        session.attempts_left,
+        reused=False,
+        resend_available_at=session.resend_available_at,
+    )
 
 
 def _send_in_transaction(
@@ -359,7 +408,7 @@ def _send_in_transaction(
 ) -> None:
     """The outbox row of a send (a session's first, or a resend), its prepaid debit and its count towards
     the daily cap; the send limits were checked by the caller, under the destination's lock. A test
-    session's SMS goes to the test inbox instead (`_keep_in_test_inbox`)."""
+    session's SMS goes to the test inbox instead (`inbox_keep`)."""
     message = SmsMessage(
         public_id=new_sms_id,
         session=session,
@@ -377,106 +426,15 @@ def _send_in_transaction(
         is_test=session.is_test,
     )
     if session.is_test:
-        _keep_in_test_inbox(message, sms=sms, now=now)
+        inbox_keep(message, now=now)
         return
     if workspace.is_prepaid:
         # Raises InsufficientBalance (402): the atomic block rolls back, nothing is sent.
         balance_debit(workspace=workspace, units=message.units, reference=str(message.public_id))
     # Last, as it holds the workspace's counter row until commit: only inserts follow.
-    _count_towards_daily_cap(workspace=workspace, now=now)
+    daily_cap_count(workspace=workspace, now=now)
     message.save()
     sms_enqueue_on_commit(message_id=message.pk, expires_at=session.expires_at)
-
-
-def _keep_in_test_inbox(message: SmsMessage, *, sms: RenderedSms, now: datetime) -> None:
-    """A test SMS: `delivered` at once, never sent, charged or counted towards the daily cap. Its text goes
-    to the test inbox in the request's transaction, so the inbox shows it as soon as the request answers."""
-    message.status = SmsMessage.Status.DELIVERED
-    message.encrypted_text = None  # no retry copy: nothing will ever send it
-    message.route_name = TEST_INBOX_ROUTE
-    message.delivered_at = message.finished_at = now
-    message.save()
-    TestInboxMessage.objects.create(workspace_id=message.workspace_id, session=message.session, dest=message.to,
-                                    src=message.src, encrypted_text=sms.encrypted_text, created_at=now)
-
-
-def _reviewer_number_used(session: OtpSession, *, workspace: Workspace, actor: str, now: datetime) -> None:
-    """A code was issued to a reviewer number: nothing is sent, and staff can see each use."""
-    audit_record(actor=actor, action=AuditEvent.Action.REVIEWER_NUMBER_USED, workspace=workspace,
-                 target=session.dest, at=now,
-                 detail={"session": str(session.public_id), "mode": "test" if session.is_test else "live",
-                         "resends": session.resends})
-    logger.info("reviewer number used for session %s: no SMS sent", session.public_id)
-
-
-def _dest_lock(workspace: Workspace, dest: str) -> str:
-    """Without it, two identical requests could both find no pending session and both send, and the
-    per-destination counts could be passed by requests for different purposes."""
-    return f"otp-dest:{workspace.pk}:{dest}"
-
-
-def _country_lock(workspace: Workspace, country: str) -> str:
-    """Taken after the destination's (always in that order, so never a deadlock): the hourly country
-    ceiling, which requests to different numbers would otherwise each pass."""
-    return f"otp-country:{workspace.pk}:{country}"
-
-
-def _count_towards_daily_cap(*, workspace: Workspace, now: datetime) -> None:
-    """One more SMS on the workspace's UTC day, or WorkspaceQuotaExceeded at its cap.
-
-    One upsert whose update is conditional: concurrent requests queue on the counter row and each
-    re-checks the count the previous one committed, so the cap holds exactly.
-    """
-    if not workspace.daily_sms_cap:
-        return
-    table = DailySmsCount._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (workspace_id, day, count) VALUES (%s, %s, 1) "
-            f"ON CONFLICT (workspace_id, day) DO UPDATE SET count = {table}.count + 1 "
-            f"WHERE {table}.count < %s RETURNING count",
-            [workspace.pk, now.date(), workspace.daily_sms_cap],
-        )
-        counted = cursor.fetchone()
-    if counted is None:
-        _refuse("daily_cap", workspace=workspace, country="", wait=0, now=now)
-
-
-def _check_send_limits(*, workspace: Workspace, dest: str, country: str, now: datetime, test: bool) -> None:
-    """Every limit on a new OTP SMS, a resend's too: they count SMS, not sessions, of the caller's mode
-    only (test rows among test rows)."""
-    sent = SmsMessage.objects.filter(workspace=workspace, is_test=test)
-    window = timedelta(seconds=workspace.destination_window_seconds)
-    wait = _window_full_for(sent.filter(to=dest), limit=workspace.destination_limit, window=window, now=now)
-    if wait is not None:
-        _refuse("destination_limited", workspace=workspace, country=country, wait=wait, now=now)
-    wrong_codes = WrongCode.objects.filter(workspace=workspace, dest=dest, is_test=test)
-    guess_window = timedelta(seconds=settings.OTP_WRONG_CODE_WINDOW_SECONDS)
-    wait = _window_full_for(wrong_codes, limit=workspace.wrong_code_budget, window=guess_window, now=now)
-    if wait is not None:
-        _refuse("guesses_limited", workspace=workspace, country=country, wait=wait, now=now)
-    if workspace.country_hourly_limit and country:
-        advisory_xact_lock(_country_lock(workspace, country))
-        wait = _window_full_for(
-            sent.filter(country=country), limit=workspace.country_hourly_limit, window=COUNTRY_WINDOW, now=now
-        )
-        if wait is not None:
-            _refuse("country_limited", workspace=workspace, country=country, wait=wait, now=now)
-
-
-def _window_full_for(
-    rows: QuerySet[SmsMessage] | QuerySet[WrongCode], *, limit: int, window: timedelta, now: datetime
-) -> int | None:
-    """Seconds until `rows` created within `window` drop below `limit`; None while below it.
-
-    Reads only the newest `limit` creation times (one indexed query): the window reopens when the
-    oldest of them leaves it.
-    """
-    newest_first = rows.filter(created_at__gt=now - window).order_by("-created_at")
-    recent = list(newest_first.values_list("created_at", flat=True)[:limit])
-    if len(recent) < limit:
-        return None
-    return math.ceil((recent[-1] + window - now).total_seconds())
 
 
 # --- Resend ------------------------------------------------------------------------------------
@@ -503,29 +461,38 @@ def otp_resend(
     fixed_code = reviewer_code_get(workspace=workspace, dest=dest)
     code = fixed_code if fixed_code is not None else generate_code(workspace.otp_code_length)
     with transaction.atomic():
-        advisory_xact_lock(_dest_lock(workspace, dest))
+        advisory_xact_lock(dest_lock(workspace, dest))
         session = sessions.select_for_update().get()
         now = timezone.now()
         _check_resendable(session, now=now)
-        _check_send_limits(workspace=workspace, dest=dest, country=session.country, now=now, test=test)
+        send_limits_check(
+            workspace=workspace, dest=dest, country=session.country, now=now, test=test, reviewer=fixed_code is not None
+        )
         if not session.message_template:  # a session from before resends kept no template
             session.message_template = workspace.default_message_template or default_template(session.purpose)
-        sms = None if fixed_code is not None else _rendered_sms(
-            session, code=code, validity_seconds=workspace.otp_validity_seconds, test=test
+        sms = (
+            None
+            if fixed_code is not None
+            else _rendered_sms(session, code=code, validity_seconds=workspace.otp_validity_seconds, test=test)
         )
         sms_supersede(session_id=session.pk, now=now)
         session.code_digest = code_digest(session.public_id, code, _transaction_of(session))
         session.expires_at = now + timedelta(seconds=workspace.otp_validity_seconds)
         session.resends += 1
         session.resend_available_at = resend_available_at(resends=session.resends, now=now)
-        session.save(update_fields=["code_digest", "expires_at", "resends", "resend_available_at",
-                                    "message_template"])
+        session.save(update_fields=["code_digest", "expires_at", "resends", "resend_available_at", "message_template"])
         if sms is None:
-            _reviewer_number_used(session, workspace=workspace, actor=actor, now=now)
+            reviewer_number_used(session, workspace=workspace, actor=actor, now=now)
         else:
             _send_in_transaction(session, workspace=workspace, new_sms_id=uuid7(), sms=sms, now=now)
-    return OtpRequestResult(session.public_id, session.expires_at, session.attempts_left, reused=False,
-                            resend_available_at=session.resend_available_at, resends=session.resends)
+    return OtpRequestResult(
+        session.public_id,
+        session.expires_at,
+        session.attempts_left,
+        reused=False,
+        resend_available_at=session.resend_available_at,
+        resends=session.resends,
+    )
 
 
 def _check_resendable(session: OtpSession, *, now: datetime) -> None:
@@ -566,7 +533,7 @@ def otp_verify(
     Concurrent calls queue on the lock and each sees the previous one's outcome, so attempts can never
     exceed the limit and a session is approved at most once. A wrong code is also recorded against the
     destination's guess budget, which outlives the session. On PostgreSQL this is the function
-    `otp_verify` (migrations 0006, 0010), one round trip; elsewhere the same steps in Python.
+    `otp_verify` (otp/sql/otp_verify.sql), one round trip; elsewhere the same steps in Python.
 
     `transaction`, when given, must be the session's: the code's digest covers it, so another amount or
     payee (or one named for a session without any) is a wrong code. Without it, the session's own is used.
@@ -574,14 +541,19 @@ def otp_verify(
     """
     now = timezone.now()
     if not _database_functions():
-        return _verify_in_transaction(workspace=workspace, session_id=session_id, code=code, transaction=transaction,
-                                      now=now, test=test)
+        return _verify_in_transaction(
+            workspace=workspace, session_id=session_id, code=code, transaction=transaction, now=now, test=test
+        )
     # The function commits on its own; when a webhook would report the outcome, the event joins its
     # transaction (an outbox row written with the change, or neither).
     with _events_transaction(workspace, *_VERIFY_EVENTS.values()):
         outcome, attempts_left, bound = _verify_in_database(
-            workspace=workspace, session_id=session_id, digest=code_digest(session_id, code, transaction), now=now,
-            transaction_sent=transaction is not None, test=test,
+            workspace=workspace,
+            session_id=session_id,
+            digest=code_digest(session_id, code, transaction),
+            now=now,
+            transaction_sent=transaction is not None,
+            test=test,
         )
         if outcome == "TRANSACTION_NEEDED" and bound is not None:
             # A second round trip for a transaction-bound session verified without its transaction only.
@@ -594,8 +566,12 @@ def otp_verify(
         if result.outcome in _VERIFY_EVENTS:
             # The function answers MAX_ATTEMPTS_REACHED and EXPIRED alike for the change and for every
             # later call: such events are recorded once per session (otp.events.ONCE_PER_SESSION).
-            otp_event_emit(workspace_id=workspace.pk, session_public_id=session_id,
-                           event_type=_VERIFY_EVENTS[result.outcome], at=now)
+            otp_event_emit(
+                workspace_id=workspace.pk,
+                session_public_id=session_id,
+                event_type=_VERIFY_EVENTS[result.outcome],
+                at=now,
+            )
     return result
 
 
@@ -618,17 +594,37 @@ def _events_transaction(workspace: Workspace, *events: str) -> AbstractContextMa
 def _verify_in_database(
     *, workspace: Workspace, session_id: uuid.UUID, digest: str, now: datetime, transaction_sent: bool, test: bool
 ) -> tuple[str, int, str | None]:
+    return _call_function(
+        "otp_verify",
+        returning="outcome, attempts_left, bound_transaction",
+        arguments={
+            "p_workspace_id": workspace.pk,
+            "p_public_id": session_id,
+            "p_code_digest": digest,
+            "p_now": now,
+            "p_transaction_sent": transaction_sent,
+            "p_test": test,
+        },
+    )
+
+
+def _call_function(name: str, *, returning: str, arguments: Mapping[str, Any]) -> tuple[Any, ...]:
+    """One call to a function of otp/sql/, its arguments by name (`p_dest => ...`): one added, removed or
+    reordered there cannot silently shift the others."""
+    named = ", ".join(f"{argument} => %({argument})s" for argument in arguments)
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT outcome, attempts_left, bound_transaction FROM otp_verify(%s, %s, %s, %s, %s, %s)",
-            [workspace.pk, session_id, digest, now, transaction_sent, test],
-        )
+        cursor.execute(f"SELECT {returning} FROM {name}({named})", arguments)
         return cursor.fetchone()
 
 
 @transaction.atomic
 def _verify_in_transaction(
-    *, workspace: Workspace, session_id: uuid.UUID, code: str, transaction: Transaction | None, now: datetime,
+    *,
+    workspace: Workspace,
+    session_id: uuid.UUID,
+    code: str,
+    transaction: Transaction | None,
+    now: datetime,
     test: bool,
 ) -> VerifyResult:
     session = (
@@ -642,8 +638,9 @@ def _verify_in_transaction(
 
     def changed(outcome: VerifyOutcome) -> VerifyResult:
         """The outcome of a state change: reported to the workspace's webhooks in this transaction."""
-        otp_event_emit(workspace_id=workspace.pk, session_public_id=session_id, event_type=_VERIFY_EVENTS[outcome],
-                       at=now)
+        otp_event_emit(
+            workspace_id=workspace.pk, session_public_id=session_id, event_type=_VERIFY_EVENTS[outcome], at=now
+        )
         return result(outcome)
 
     if session.status == SessionStatus.APPROVED:
@@ -691,138 +688,15 @@ def otp_cancel(*, workspace: Workspace, session_id: uuid.UUID, test: bool = Fals
     sessions = OtpSession.objects.filter(workspace=workspace, public_id=session_id, is_test=test)
     with _events_transaction(workspace, Event.OTP_CANCELED, Event.OTP_EXPIRED):
         if sessions.filter(status=SessionStatus.PENDING, expires_at__gt=now).update(status=SessionStatus.CANCELED):
-            otp_event_emit(workspace_id=workspace.pk, session_public_id=session_id, event_type=Event.OTP_CANCELED,
-                           at=now)
+            otp_event_emit(
+                workspace_id=workspace.pk, session_public_id=session_id, event_type=Event.OTP_CANCELED, at=now
+            )
             return
         # Expired while pending: written as such, as a verify would (the client sees EXPIRED either way).
         if sessions.filter(status=SessionStatus.PENDING, expires_at__lte=now).update(status=SessionStatus.EXPIRED):
-            otp_event_emit(workspace_id=workspace.pk, session_public_id=session_id, event_type=Event.OTP_EXPIRED,
-                           at=now)
+            otp_event_emit(
+                workspace_id=workspace.pk, session_public_id=session_id, event_type=Event.OTP_EXPIRED, at=now
+            )
     if not sessions.exists():
         raise OtpSessionNotFound()
     raise SessionNotPending()
-
-
-# --- Expiry ------------------------------------------------------------------------------------
-
-
-def otp_sessions_expire(*, limit: int = 1000) -> int:
-    """Writes EXPIRED on PENDING sessions past their validity (beat, every 30 s) and reports each as
-    `otp.expired`; returns how many. Readers already take such a session as expired: this is what tells
-    the workspace's webhooks, close to the moment it happened. Rows another transaction holds (a verify
-    of that very session) are skipped: the next run, or that verify, takes them.
-    """
-    now = timezone.now()
-    with transaction.atomic():
-        due = list(
-            OtpSession.objects.select_for_update(skip_locked=True)
-            .filter(status=SessionStatus.PENDING, expires_at__lte=now)
-            .order_by("expires_at")
-            .values_list("pk", "workspace_id", "public_id")[:limit]
-        )
-        OtpSession.objects.filter(pk__in=[pk for pk, _, _ in due]).update(status=SessionStatus.EXPIRED)
-        for _, workspace_id, public_id in due:
-            otp_event_emit(workspace_id=workspace_id, session_public_id=public_id, event_type=Event.OTP_EXPIRED,
-                           at=now)
-    return len(due)
-
-
-# --- Test inbox ----------------------------------------------------------------------------------
-
-
-def inbox_purge(*, now: datetime | None = None) -> int:
-    """Deletes test SMS older than TEST_INBOX_RETENTION_SECONDS (they hold readable codes); returns how many.
-    Their sessions follow the ordinary session purge."""
-    now = now or timezone.now()
-    cutoff = now - timedelta(seconds=settings.TEST_INBOX_RETENTION_SECONDS)
-    deleted, _ = TestInboxMessage.objects.filter(created_at__lte=cutoff).delete()
-    return deleted
-
-
-# --- Reviewer numbers ----------------------------------------------------------------------------
-
-# The fixed code: what a verify accepts (4 to 10 ASCII digits).
-REVIEWER_CODE_RE = re.compile(r"[0-9]{4,10}")
-REVIEWER_NUMBER_EDITABLE_FIELDS = frozenset({"dest", "note", "enabled"})
-REVIEWER_NUMBER_EXISTS = "This workspace already has this reviewer number."
-
-
-def reviewer_dest_problem(dest: str) -> str | None:
-    try:
-        destination_parse(dest)
-    except DestinationRefused as exc:
-        return str(exc)
-    return None
-
-
-def reviewer_code_problem(code: str) -> str | None:
-    if not REVIEWER_CODE_RE.fullmatch(code):
-        return "The fixed code must be 4 to 10 digits (0-9)."
-    return None
-
-
-def _check_reviewer_values(*, dest: str | None, code: str | None) -> None:
-    for field, problem in (("dest", dest is not None and reviewer_dest_problem(dest)),
-                           ("code", code is not None and reviewer_code_problem(code))):
-        if problem:
-            raise ValidationFailed.for_field(field, problem)
-
-
-def reviewer_number_add(
-    *, workspace: Workspace, dest: str, code: str, note: str = "", enabled: bool = True, actor: str = SYSTEM_ACTOR
-) -> ReviewerNumber:
-    """Adds a reviewer number: requests to it get `code` and send nothing. Audited (never with the code)."""
-    _check_reviewer_values(dest=dest, code=code)
-    number = ReviewerNumber(workspace=workspace, dest=dest, encrypted_code=encrypt_reviewer_code(code), note=note,
-                            enabled=enabled, created_by=actor)
-    try:
-        with transaction.atomic():
-            number.save(force_insert=True)
-            audit_record(actor=actor, action=AuditEvent.Action.REVIEWER_NUMBER_ADDED, workspace=workspace,
-                         target=dest, detail={"note": note, "enabled": enabled})
-    except IntegrityError:
-        raise ValidationFailed.for_field("dest", REVIEWER_NUMBER_EXISTS) from None
-    local_caches_changed()
-    return number
-
-
-def reviewer_number_update(
-    *, reviewer_number: ReviewerNumber, values: Mapping[str, Any], code: str | None = None,
-    actor: str = SYSTEM_ACTOR,
-) -> ReviewerNumber:
-    """Changes a reviewer number's destination, note or enabled flag, and its code when `code` is given;
-    audited once with the old and new values (the code only as `code_changed`)."""
-    unknown = set(values) - REVIEWER_NUMBER_EDITABLE_FIELDS
-    if unknown:
-        raise ValueError(f"not editable here: {', '.join(sorted(unknown))}")
-    _check_reviewer_values(dest=values.get("dest"), code=code)
-    try:
-        with transaction.atomic():
-            current = ReviewerNumber.objects.select_for_update().select_related("workspace").get(pk=reviewer_number.pk)
-            changes: dict[str, Any] = field_changes(
-                before={name: getattr(current, name) for name in values}, after=values, fields=values
-            )
-            update = {name: values[name] for name in changes}
-            if code is not None:
-                update["encrypted_code"] = encrypt_reviewer_code(code)
-            if update:
-                ReviewerNumber.objects.filter(pk=current.pk).update(**update, updated_at=timezone.now())
-                detail = {"changes": changes, **({"code_changed": True} if code is not None else {})}
-                audit_record(actor=actor, action=AuditEvent.Action.REVIEWER_NUMBER_CHANGED,
-                             workspace=current.workspace, target=values.get("dest", current.dest), detail=detail)
-    except IntegrityError:
-        raise ValidationFailed.for_field("dest", REVIEWER_NUMBER_EXISTS) from None
-    local_caches_changed()
-    reviewer_number.refresh_from_db()
-    return reviewer_number
-
-
-@transaction.atomic
-def reviewer_number_delete(*, reviewer_number: ReviewerNumber, actor: str = SYSTEM_ACTOR) -> None:
-    """Deletes it: from now on the number gets real SMS like any other. Audited."""
-    deleted, _ = ReviewerNumber.objects.filter(pk=reviewer_number.pk).delete()
-    if deleted:
-        audit_record(actor=actor, action=AuditEvent.Action.REVIEWER_NUMBER_DELETED,
-                     workspace=reviewer_number.workspace, target=reviewer_number.dest,
-                     detail={"note": reviewer_number.note})
-        local_caches_changed()

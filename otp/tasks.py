@@ -15,12 +15,12 @@ from otp.delivery import (
     SMS_DELIVER_TASK,
     SMS_REQUEUE_STALE_TASK,
     SmsRetryLater,
-    otp_sessions_purge,
     sms_deliver,
     sms_requeue_stale,
 )
+from otp.expiry import otp_sessions_expire, otp_sessions_purge
 from otp.idempotency import idempotency_records_purge
-from otp.services import inbox_purge, otp_sessions_expire
+from otp.testmode import inbox_purge
 
 OTP_SESSIONS_EXPIRE_TASK = "otp.tasks.expire_sessions"
 

@@ -13,6 +13,11 @@ from django.utils.html import escape
 OTP_VALIDITY_SECONDS_MIN, OTP_VALIDITY_SECONDS_MAX = 10, 86_400
 OTP_ATTEMPTS_MIN, OTP_ATTEMPTS_MAX = 1, 10
 OTP_CODE_LENGTH_MIN, OTP_CODE_LENGTH_MAX = 4, 10
+DAILY_SMS_CAP_MAX = 100_000_000  # 0 is no cap (API.md section 6)
+# The send limits count down from at least one: 0 would be an empty window both versions of the rules
+# (otp/sql/otp_request.sql, otp.limits) read past (OFFSET -1 in SQL). No ceiling is spelled 0 for the
+# daily cap and NULL for the country ceiling, as their help texts say.
+SEND_LIMIT_MIN = 1
 # The region phonenumbers gives numbers that belong to no country (+870, +881, +882 ...: satellite and
 # international networks). Listed in allowed_countries, it lets a workspace send to them.
 NON_GEOGRAPHIC_REGION = "001"
@@ -46,9 +51,7 @@ class Workspace(models.Model):
         max_length=160,
         blank=True,
         # Escaped: the admin renders help_text as HTML, where a bare <OTP> would vanish as an unknown tag.
-        help_text=escape(
-            "Used when a request has no messageTemplate. Must contain <OTP> once; may contain <MINUTES>."
-        ),
+        help_text=escape("Used when a request has no messageTemplate. Must contain <OTP> once; may contain <MINUTES>."),
     )
     allowed_countries = models.CharField(
         max_length=500,
@@ -58,21 +61,22 @@ class Workspace(models.Model):
     )
     destination_limit = models.PositiveIntegerField(
         default=settings.OTP_DEFAULT_DESTINATION_LIMIT,
-        validators=[MinValueValidator(1)],
+        validators=[MinValueValidator(SEND_LIMIT_MIN)],
         help_text="New OTP SMS allowed to one destination per window.",
     )
     destination_window_seconds = models.PositiveIntegerField(
-        default=settings.OTP_DEFAULT_DESTINATION_WINDOW_SECONDS, validators=[MinValueValidator(1)]
+        default=settings.OTP_DEFAULT_DESTINATION_WINDOW_SECONDS, validators=[MinValueValidator(SEND_LIMIT_MIN)]
     )
 
     wrong_code_budget = models.PositiveIntegerField(
         default=settings.OTP_DEFAULT_WRONG_CODE_BUDGET,
-        validators=[MinValueValidator(1)],
+        validators=[MinValueValidator(SEND_LIMIT_MIN)],
         help_text="Wrong codes one destination may enter across all its sessions in 24 hours; then new sessions "
         "for it are refused until the oldest leaves the window.",
     )
     daily_sms_cap = models.PositiveIntegerField(
         default=settings.OTP_DEFAULT_DAILY_SMS_CAP,
+        validators=[MaxValueValidator(DAILY_SMS_CAP_MAX)],
         help_text="New OTP SMS per UTC day for the whole workspace. 0: no cap.",
     )
     refuse_fixed_line_and_voip = models.BooleanField(
@@ -81,7 +85,7 @@ class Workspace(models.Model):
     country_hourly_limit = models.PositiveIntegerField(
         null=True,
         blank=True,
-        validators=[MinValueValidator(1)],
+        validators=[MinValueValidator(SEND_LIMIT_MIN)],
         help_text="Most new OTP SMS to any one country per hour. Empty: no ceiling.",
     )
 
@@ -109,6 +113,25 @@ class Workspace(models.Model):
             models.CheckConstraint(
                 condition=Q(otp_code_length__gte=OTP_CODE_LENGTH_MIN) & Q(otp_code_length__lte=OTP_CODE_LENGTH_MAX),
                 name="workspaces_workspace_code_length_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(destination_limit__gte=SEND_LIMIT_MIN),
+                name="workspaces_workspace_destination_limit_positive",
+            ),
+            models.CheckConstraint(
+                condition=Q(destination_window_seconds__gte=SEND_LIMIT_MIN),
+                name="workspaces_workspace_destination_window_positive",
+            ),
+            models.CheckConstraint(
+                condition=Q(wrong_code_budget__gte=SEND_LIMIT_MIN),
+                name="workspaces_workspace_wrong_code_budget_positive",
+            ),
+            models.CheckConstraint(
+                condition=Q(daily_sms_cap__lte=DAILY_SMS_CAP_MAX), name="workspaces_workspace_daily_sms_cap_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(country_hourly_limit__isnull=True) | Q(country_hourly_limit__gte=SEND_LIMIT_MIN),
+                name="workspaces_workspace_country_hourly_limit_positive",
             ),
             # A prepaid workspace never goes below zero: debits are conditional updates.
             models.CheckConstraint(

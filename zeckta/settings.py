@@ -276,7 +276,7 @@ API_KEY_MAX_TPS = env.int("API_KEY_MAX_TPS", default=10_000)
 # How long a process trusts its cached API keys, workspaces and sender names (zeckta.localcache): a
 # revoked key or a suspended workspace is refused everywhere within this time. 0 turns the caches off.
 LOCAL_CACHE_SECONDS = env.float("LOCAL_CACHE_SECONDS", default=1.0)
-# On PostgreSQL, an OTP request and a verify each run as one database function call (otp.services);
+# On PostgreSQL, an OTP request and a verify each run as one database function call (otp/sql/);
 # the tests turn this off to run the Python version of the same rules, which SQLite always uses.
 OTP_DATABASE_FUNCTIONS = True
 # Where per-key request counts live: `redis` (shared by every process) or `locmem` (this process only,

@@ -14,7 +14,7 @@ from zeckta.testing import free_port
 
 @pytest.fixture(params=["sql", "python"])
 def otp_path(request, settings) -> str:
-    """Runs a test against the PostgreSQL functions of migration 0006 and against the Python version of
+    """Runs a test against the PostgreSQL functions of otp/sql/ and against the Python version of
     the same rules (what SQLite and prepaid workspaces use): the two must answer alike."""
     settings.OTP_DATABASE_FUNCTIONS = request.param == "sql"
     return request.param

@@ -3,6 +3,7 @@ import pytest
 from phonenumbers import PhoneNumberType
 
 from otp.models import OtpSession
+from otp.services import otp_request
 from otp.tests.helpers import request_otp
 
 pytestmark = pytest.mark.django_db
@@ -55,3 +56,13 @@ def test_the_hourly_country_ceiling_stops_a_burst_to_one_country(api, workspace)
     assert refused.status_code == 429 and refused.json()["code"] == "DESTINATION_RATE_LIMITED"
     assert "GH" in refused.json()["message"] and int(refused["Retry-After"]) > 0
     assert request_otp(api, "+447400123456").status_code == 200  # another country is unaffected
+
+
+@pytest.mark.usefixtures("otp_path", "sender")
+def test_a_country_ceiling_of_0_is_no_ceiling_on_both_paths(workspace):
+    # The database refuses 0 (NULL is the stored "no ceiling"); a 0 that reaches the rules all the same
+    # reads as none in both versions, where the SQL function used to fail on it.
+    workspace.country_hourly_limit = 0
+    sent = [otp_request(workspace=workspace, dest=f"+23324400000{n}", src="ZECKTA", purpose="LOGIN") for n in range(3)]
+    assert [result.reused for result in sent] == [False, False, False]
+    assert OtpSession.objects.filter(workspace=workspace, country="GH").count() == 3

@@ -7,7 +7,7 @@ from cryptography.fernet import Fernet, InvalidToken
 
 from otp.crypto import decrypt_reviewer_code, decrypt_text
 from otp.models import ReviewerNumber, SmsMessage
-from otp.services import reviewer_number_add
+from otp.testmode import reviewer_number_add
 from otp.tests.helpers import deliver_and_read_code, later, new_session, resend, verify
 from senders.models import Route
 from senders.routes import route_create, route_settings

@@ -7,6 +7,7 @@ import pytest
 from otp.apis import MESSAGE_RESENT
 from otp.delivery import sms_deliver
 from otp.models import DailySmsCount, OtpSession, SmsMessage
+from otp.services import otp_request
 from otp.tests.helpers import (
     cancel,
     deliver_and_read_code,
@@ -285,3 +286,13 @@ def test_a_resend_racing_a_cancel_ends_in_one_consistent_state():
         # Whatever order: no SMS of a canceled session goes out.
         for message in SmsMessage.objects.filter(session=final):
             assert sms_deliver(message_id=message.pk) == "expired"
+
+
+def test_a_reused_request_reports_the_sessions_resends_on_both_paths(api, roomy):
+    session_id = new_session(api)
+    with later(31):
+        assert resend(api, session_id).status_code == 200
+        roomy.refresh_from_db()
+        result = otp_request(workspace=roomy, dest=DEST, src="ZECKTA", purpose="LOGIN")
+    assert (result.reused, str(result.session_id), result.resends) == (True, session_id, 1)
+    assert OtpSession.objects.get(public_id=session_id).resends == 1

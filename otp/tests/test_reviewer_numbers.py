@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from otp.crypto import code_matches
 from otp.models import OtpSession, ReviewerNumber, SmsMessage, TestInboxMessage, WrongCode
-from otp.services import reviewer_number_add, reviewer_number_delete, reviewer_number_update
+from otp.testmode import reviewer_number_add, reviewer_number_delete, reviewer_number_update
 from otp.tests.helpers import deliver_and_read_code, later, request_otp, resend, session_url, verify, wrong_code
 from senders.gateways import locmem
 from workspaces.models import AuditEvent, LedgerEntry, Workspace
@@ -81,6 +81,27 @@ def test_the_guess_budget_still_holds_for_a_reviewer_number(api, workspace, revi
     refused = assert_api_error(request_otp(api, DEST, purpose="PASSWORD_RESET"), status=429,
                                code="DESTINATION_RATE_LIMITED")
     assert "wrong codes" in refused["message"]
+
+
+@pytest.mark.usefixtures("otp_path")
+def test_a_reviewer_numbers_guess_budget_is_one_for_both_modes(api, workspace, reviewer):
+    # Its fixed code is the same for either key: a budget per mode would give a guesser twice the guesses.
+    Workspace.objects.filter(pk=workspace.pk).update(wrong_code_budget=2)
+    test_api = api_client(issue_key(workspace, test=True)[1])
+    live_session = request_otp(api, DEST).json()["data"]["sessionId"]
+    assert verify(api, live_session, wrong_code(FIXED_CODE)).status_code == 400
+    test_session = request_otp(test_api, DEST).json()["data"]["sessionId"]
+    assert verify(test_api, test_session, wrong_code(FIXED_CODE)).status_code == 400
+    assert sorted(WrongCode.objects.values_list("is_test", flat=True)) == [False, True]
+
+    for client in (api, test_api):
+        refused = assert_api_error(request_otp(client, DEST, purpose="PASSWORD_RESET"), status=429,
+                                   code="DESTINATION_RATE_LIMITED")
+        assert "wrong codes" in refused["message"]
+    with later(31):
+        for client, session_id in ((api, live_session), (test_api, test_session)):
+            assert_api_error(resend(client, session_id), status=429, code="DESTINATION_RATE_LIMITED")
+    assert OtpSession.objects.count() == 2 and OtpSession.objects.filter(resends=0).count() == 2
 
 
 def test_the_fixed_code_is_stored_encrypted(reviewer):

@@ -9,8 +9,8 @@ import pytest
 import time_machine
 from django.utils import timezone
 
+from otp.expiry import otp_sessions_expire
 from otp.models import OtpSession
-from otp.services import otp_sessions_expire
 from otp.tests.helpers import cancel, deliver_and_read_code, request_otp, verify, wrong_code
 from webhooks.models import WebhookDelivery
 from webhooks.services import webhook_endpoint_create
@@ -94,6 +94,46 @@ def test_an_expiry_a_verify_finds_first_is_reported_once(api, subscribed):
         assert verify(api, session_id, code).json()["data"]["status"] == "EXPIRED"
         assert otp_sessions_expire() == 0
     assert len(recorded("otp.expired")) == 1
+
+
+def test_a_request_that_replaces_an_expired_session_reports_it_once(api, subscribed):
+    expired_id, _ = new_session(api)
+    expires_at = OtpSession.objects.get(public_id=expired_id).expires_at
+    with time_machine.travel(expires_at + timedelta(seconds=20), tick=False):
+        replacing = request_otp(api, DEST)
+        assert replacing.status_code == 200 and replacing.json()["data"]["reused"] is False
+        assert otp_sessions_expire() == 0  # nothing left for the sweep
+
+    assert OtpSession.objects.get(public_id=expired_id).status == "EXPIRED"
+    assert OtpSession.objects.get(public_id=replacing.json()["data"]["sessionId"]).status == "PENDING"
+    [event] = recorded("otp.expired")
+    assert event["data"]["sessionId"] == expired_id and event["data"]["status"] == "EXPIRED"
+    assert event["timestamp"] == expires_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # when it expired, exactly
+
+
+def test_a_session_replaced_while_valid_is_reported_expired_when_replaced(api, workspace, subscribed):
+    Workspace.objects.filter(pk=workspace.pk).update(otp_reuse_enabled=False, destination_limit=10)
+    replaced_id, _ = new_session(api)
+    with time_machine.travel(timezone.now() + timedelta(seconds=40), tick=False):
+        replaced_at = timezone.now()
+        assert request_otp(api, DEST).json()["data"]["reused"] is False
+
+    assert OtpSession.objects.get(public_id=replaced_id).status == "EXPIRED"
+    [event] = recorded("otp.expired")
+    assert event["data"]["sessionId"] == replaced_id
+    assert event["timestamp"] == replaced_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def test_a_refused_request_replaces_nothing_and_reports_nothing(api, workspace, subscribed):
+    Workspace.objects.filter(pk=workspace.pk).update(destination_limit=1)  # per 600 s; the code lives 300 s
+    expired_id, _ = new_session(api)
+    with time_machine.travel(timezone.now() + timedelta(seconds=301), tick=False):
+        refused = request_otp(api, DEST)
+        assert refused.status_code == 429 and refused.json()["code"] == "DESTINATION_RATE_LIMITED"
+        assert OtpSession.objects.get(public_id=expired_id).status == "PENDING"  # as it was
+        assert not recorded("otp.expired")
+        assert otp_sessions_expire() == 1  # the sweep reports it, once
+    assert [event["data"]["sessionId"] for event in recorded("otp.expired")] == [expired_id]
 
 
 def test_a_live_session_is_left_to_run(api, subscribed):

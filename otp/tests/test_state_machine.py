@@ -3,7 +3,8 @@
 Hypothesis drives random sequences of requests, deliveries, verifications, reads and clock jumps across
 two workspaces with different policies, and after every step compares what the service answered and
 what PostgreSQL holds with a small in-memory model of the contract (API.md sections 2 to 4, and the
-resends of section 8).
+resends of section 8). It runs once per version of the rules (`otp_path`: the PostgreSQL functions,
+then the Python version).
 
 Each example runs inside one savepoint of the `db` test transaction and is rolled back at teardown,
 which is much faster than `transactional_db` flushing the tables. The price is that `on_commit` never
@@ -580,5 +581,6 @@ def _settings() -> settings:
 # A failure is shrunk to its shortest sequence of steps, which can take longer than the default test
 # timeout; a fuzz run takes as long as it needs.
 @pytest.mark.timeout(0 if FUZZ_MAX_EXAMPLES else 600)
-def test_otp_service_follows_its_model(db):
+def test_otp_service_follows_its_model(db, otp_path):
+    # Both versions of the rules, each against the model; test_paths_agree.py holds them to each other.
     run_state_machine_as_test(OtpServiceMachine, settings=_settings())

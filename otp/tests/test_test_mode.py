@@ -11,7 +11,7 @@ from otp.apis import MESSAGE_SENT
 from otp.crypto import decrypt_inbox_text
 from otp.delivery import SMS_QUEUE
 from otp.models import DailySmsCount, OtpSession, SmsMessage, TestInboxMessage, WrongCode
-from otp.services import inbox_purge
+from otp.testmode import inbox_purge
 from otp.tests.helpers import cancel, later, new_session, request_otp, resend, session_url, verify, wrong_code
 from senders.gateways import locmem
 from senders.tests.factories import SenderNameFactory

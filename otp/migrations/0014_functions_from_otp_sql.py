@@ -1,0 +1,237 @@
+"""Installs otp_request() and otp_verify() from their one home, otp/sql/, called with named arguments.
+
+A frozen copy of each file, as every migration must be: otp/tests/test_sql_functions.py holds the newest
+migration's copy equal to the file, so a change to the file needs a new migration with the new copy. Both
+functions are dropped first, so a changed parameter or result list replaces them instead of adding an
+overload beside them.
+"""
+
+from importlib import import_module
+
+from django.db import migrations
+
+OTP_REQUEST = """
+-- otp_request(): a live OTP request in one round trip (otp.services.otp_request).
+-- The one home of this function's text. The newest otp migration that installs it holds a frozen copy
+-- (otp.tests.test_sql_functions holds the two equal): change this file, then add a migration with the new copy.
+CREATE OR REPLACE FUNCTION otp_request(
+    p_workspace_id bigint,
+    p_dest varchar,
+    p_purpose varchar,
+    p_country varchar,
+    p_now timestamptz,
+    p_day date,                      -- the UTC day the daily cap counts
+    p_dest_lock bigint,              -- advisory lock keys, as zeckta.db.advisory_xact_lock derives them
+    p_country_lock bigint,
+    p_reuse boolean,
+    p_failed_for_good varchar[],     -- SMS statuses after which a session is never reused
+    p_dest_limit integer,
+    p_dest_window interval,
+    p_wrong_budget integer,
+    p_wrong_window interval,
+    p_country_limit integer,         -- NULL: no hourly ceiling
+    p_country_window interval,
+    p_daily_cap integer,             -- 0: no cap
+    p_session_public_id uuid,
+    p_sender_name_id bigint,
+    p_src varchar,
+    p_code_digest varchar,
+    p_max_attempts integer,
+    p_expires_at timestamptz,
+    p_sms_public_id uuid,
+    p_encrypted_text bytea,
+    p_encoding varchar,
+    p_segments integer,
+    p_message_template text,         -- kept for resends, with the autofill lines and the transaction
+    p_app_hash varchar,
+    p_web_otp_domain varchar,
+    p_transaction jsonb,
+    p_resend_available_at timestamptz,
+    -- 'created' or 'reused' with the session; else the refused limit and seconds until it reopens.
+    OUT outcome text,
+    OUT wait_seconds integer,
+    OUT session_public_id uuid,
+    OUT session_expires_at timestamptz,
+    OUT session_attempts_left integer,
+    OUT session_resend_available_at timestamptz,
+    OUT sms_id bigint
+) LANGUAGE plpgsql AS $$
+DECLARE
+    pending record;
+    has_pending boolean;
+    edge timestamptz;  -- the creation time of the oldest row that fills a window
+    new_session_id bigint;
+BEGIN
+    -- Two identical requests at once: the second waits here, then finds the first one's session.
+    PERFORM pg_advisory_xact_lock(p_dest_lock);
+    SELECT s.id, s.public_id, s.expires_at, s.attempts_used, s.max_attempts, s.resend_available_at,
+           -- Its latest SMS (a resend adds one): whether that one failed for good. Read through the
+           -- session_id index; a join on max(id) let the planner hash the whole SMS table instead.
+           (SELECT m.status FROM otp_smsmessage m WHERE m.session_id = s.id ORDER BY m.id DESC LIMIT 1)
+               AS sms_status
+      INTO pending
+      FROM otp_otpsession s
+     WHERE s.workspace_id = p_workspace_id AND s.dest = p_dest AND s.purpose = p_purpose
+       AND s.status = 'PENDING' AND NOT s.is_test
+       FOR UPDATE OF s;
+    has_pending := FOUND;
+    IF has_pending AND p_reuse AND pending.expires_at > p_now
+       AND (pending.sms_status IS NULL OR NOT pending.sms_status = ANY (p_failed_for_good)) THEN
+        outcome := 'reused';
+        session_public_id := pending.public_id;
+        session_expires_at := pending.expires_at;
+        session_attempts_left := greatest(pending.max_attempts - pending.attempts_used, 0);
+        session_resend_available_at := pending.resend_available_at;
+        RETURN;
+    END IF;
+
+    -- The limits write nothing, so a refusal leaves no trace. They count live SMS, resends included.
+    SELECT created_at INTO edge FROM otp_smsmessage
+     WHERE workspace_id = p_workspace_id AND "to" = p_dest AND created_at > p_now - p_dest_window AND NOT is_test
+     ORDER BY created_at DESC OFFSET p_dest_limit - 1 LIMIT 1;
+    IF FOUND THEN
+        outcome := 'destination_limited';
+        wait_seconds := ceil(extract(epoch FROM edge + p_dest_window - p_now));
+        RETURN;
+    END IF;
+    SELECT created_at INTO edge FROM otp_wrongcode
+     WHERE workspace_id = p_workspace_id AND dest = p_dest AND created_at > p_now - p_wrong_window AND NOT is_test
+     ORDER BY created_at DESC OFFSET p_wrong_budget - 1 LIMIT 1;
+    IF FOUND THEN
+        outcome := 'guesses_limited';
+        wait_seconds := ceil(extract(epoch FROM edge + p_wrong_window - p_now));
+        RETURN;
+    END IF;
+    IF p_country_limit IS NOT NULL AND p_country <> '' THEN
+        PERFORM pg_advisory_xact_lock(p_country_lock);  -- always after the destination's: no deadlock
+        SELECT created_at INTO edge FROM otp_smsmessage
+         WHERE workspace_id = p_workspace_id AND country = p_country AND created_at > p_now - p_country_window
+           AND NOT is_test
+         ORDER BY created_at DESC OFFSET p_country_limit - 1 LIMIT 1;
+        IF FOUND THEN
+            outcome := 'country_limited';
+            wait_seconds := ceil(extract(epoch FROM edge + p_country_window - p_now));
+            RETURN;
+        END IF;
+    END IF;
+    IF p_daily_cap > 0 THEN
+        -- Conditional upsert: concurrent requests queue on the counter row, the cap holds exactly.
+        INSERT INTO otp_dailysmscount AS counter (workspace_id, day, count) VALUES (p_workspace_id, p_day, 1)
+        ON CONFLICT (workspace_id, day) DO UPDATE SET count = counter.count + 1 WHERE counter.count < p_daily_cap;
+        IF NOT FOUND THEN
+            outcome := 'daily_cap';
+            RETURN;
+        END IF;
+    END IF;
+
+    IF has_pending THEN
+        -- Expired, replaced because reuse is off, or its SMS can never arrive.
+        UPDATE otp_otpsession SET status = 'EXPIRED' WHERE id = pending.id;
+    END IF;
+    INSERT INTO otp_otpsession (public_id, workspace_id, sender_name_id, dest, country, src, purpose, code_digest,
+                                status, attempts_used, max_attempts, created_at, expires_at, message_template,
+                                app_hash, web_otp_domain, transaction, resends, resend_available_at, is_test)
+    VALUES (p_session_public_id, p_workspace_id, p_sender_name_id, p_dest, p_country, p_src, p_purpose,
+            p_code_digest, 'PENDING', 0, p_max_attempts, p_now, p_expires_at, p_message_template,
+            p_app_hash, p_web_otp_domain, p_transaction, 0, p_resend_available_at, false)
+    RETURNING id INTO new_session_id;
+    INSERT INTO otp_smsmessage (public_id, session_id, workspace_id, "to", country, src, status, encrypted_text,
+                                encoding, segments, units, attempts, route_key, route_name, route_attempts,
+                                routes_tried, provider_message_id, last_error, next_attempt_at, created_at,
+                                updated_at, is_test)
+    VALUES (p_sms_public_id, new_session_id, p_workspace_id, p_dest, p_country, p_src, 'queued', p_encrypted_text,
+            p_encoding, p_segments, p_segments, 0, '', '', 0, '[]'::jsonb, '', '', p_now, p_now, p_now, false)
+    RETURNING id INTO sms_id;
+    outcome := 'created';
+    session_public_id := p_session_public_id;
+    session_expires_at := p_expires_at;
+    session_attempts_left := p_max_attempts;
+    session_resend_available_at := p_resend_available_at;
+END
+$$;
+"""
+
+OTP_VERIFY = """
+-- otp_verify(): a verify in one round trip (otp.services.otp_verify).
+-- The one home of this function's text. The newest otp migration that installs it holds a frozen copy
+-- (otp.tests.test_sql_functions holds the two equal): change this file, then add a migration with the new copy.
+CREATE OR REPLACE FUNCTION otp_verify(
+    p_workspace_id bigint,
+    p_public_id uuid,
+    p_code_digest varchar,  -- the digest of the code typed, bound to this session id
+    p_now timestamptz,
+    p_transaction_sent boolean,  -- whether the digest covers a transaction the caller named
+    p_test boolean,         -- the caller's mode: a session of the other one is NOT_FOUND
+    OUT outcome text,       -- a VerifyOutcome value, or TRANSACTION_NEEDED (see below)
+    OUT attempts_left integer,
+    OUT bound_transaction jsonb
+) LANGUAGE plpgsql AS $$
+DECLARE
+    s record;
+BEGIN
+    -- Concurrent verifies of one session queue on this row lock; each sees the previous one's outcome.
+    SELECT id, status, expires_at, code_digest, attempts_used, max_attempts, dest, transaction INTO s
+      FROM otp_otpsession WHERE workspace_id = p_workspace_id AND public_id = p_public_id AND is_test = p_test
+       FOR UPDATE;
+    IF NOT FOUND THEN
+        outcome := 'NOT_FOUND';
+        attempts_left := 0;
+        RETURN;
+    END IF;
+    attempts_left := greatest(s.max_attempts - s.attempts_used, 0);
+    IF s.status = 'APPROVED' THEN
+        outcome := 'ALREADY_USED';
+    ELSIF s.status <> 'PENDING' THEN
+        outcome := s.status;  -- EXPIRED, MAX_ATTEMPTS_REACHED or CANCELED
+    ELSIF s.expires_at <= p_now THEN
+        UPDATE otp_otpsession SET status = 'EXPIRED' WHERE id = s.id;
+        outcome := 'EXPIRED';
+    ELSIF s.transaction IS NOT NULL AND NOT p_transaction_sent THEN
+        -- The code's digest covers the session's transaction, which only the caller's side can hash (the
+        -- key never reaches the database): nothing changes, the caller computes it and calls again.
+        outcome := 'TRANSACTION_NEEDED';
+        bound_transaction := s.transaction;
+    ELSIF s.code_digest = p_code_digest THEN
+        -- Not constant-time, and need not be: both are HMACs under a key the caller does not know, so
+        -- how far they match tells nothing about the code.
+        UPDATE otp_otpsession SET status = 'APPROVED', verified_at = p_now WHERE id = s.id;
+        outcome := 'APPROVED';
+    ELSE
+        attempts_left := greatest(attempts_left - 1, 0);
+        outcome := CASE WHEN s.attempts_used + 1 >= s.max_attempts THEN 'MAX_ATTEMPTS_REACHED' ELSE 'INVALID' END;
+        UPDATE otp_otpsession
+           SET attempts_used = attempts_used + 1,
+               status = CASE WHEN outcome = 'MAX_ATTEMPTS_REACHED' THEN 'MAX_ATTEMPTS_REACHED' ELSE status END
+         WHERE id = s.id;
+        -- The destination's guess budget (of the caller's mode) outlives the session.
+        INSERT INTO otp_wrongcode (workspace_id, dest, created_at, is_test)
+        VALUES (p_workspace_id, s.dest, p_now, p_test);
+    END IF;
+END
+$$;
+"""
+
+_PREVIOUS_REQUEST = import_module("otp.migrations.0013_request_reads_latest_sms_by_index").OTP_REQUEST
+_PREVIOUS_VERIFY = import_module("otp.migrations.0012_functions_for_test_mode").OTP_VERIFY
+
+
+def _replace(schema_editor, otp_request: str, otp_verify: str) -> None:
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute("DROP FUNCTION IF EXISTS otp_request")
+        schema_editor.execute("DROP FUNCTION IF EXISTS otp_verify")
+        schema_editor.execute(otp_request)
+        schema_editor.execute(otp_verify)
+
+
+def create_functions(apps, schema_editor) -> None:
+    _replace(schema_editor, OTP_REQUEST, OTP_VERIFY)
+
+
+def restore_previous(apps, schema_editor) -> None:
+    _replace(schema_editor, _PREVIOUS_REQUEST, _PREVIOUS_VERIFY)
+
+
+class Migration(migrations.Migration):
+    dependencies = [("otp", "0013_request_reads_latest_sms_by_index")]
+
+    operations = [migrations.RunPython(create_functions, restore_previous, elidable=False)]
