@@ -52,11 +52,35 @@ def host_allowed(host: str) -> bool:
     return host.lower().rstrip(".") in settings.WEBHOOK_ALLOWED_HOSTS
 
 
+# Ranges that are not public unicast though some Python version's `is_global` says they are. On 3.11,
+# fec0::/10 (site-local, deprecated by RFC 3879 but still routed inside some networks) and 3fff::/20
+# (documentation, RFC 9637) pass; the registry changes between versions (3.12.4 and 3.13 moved 192.0.0.0/24
+# and 64:ff9b:1::/48), so the ranges that matter here are named rather than left to the interpreter.
+NOT_PUBLIC_NETWORKS = tuple(
+    ipaddress.ip_network(network)
+    for network in (
+        "100.64.0.0/10",  # shared address space behind carrier-grade NAT (RFC 6598)
+        "192.0.0.0/24",  # IETF protocol assignments (RFC 6890), its anycast services included
+        "192.88.99.0/24",  # the deprecated 6to4 relay anycast (RFC 7526)
+        "fec0::/10",  # site-local (RFC 3879)
+        "3fff::/20",  # documentation (RFC 9637)
+        "64:ff9b:1::/48",  # local-use NAT64 (RFC 8215)
+        "2001::/23",  # IETF protocol assignments (RFC 2928)
+    )
+)
+# The well-known NAT64 prefix (RFC 6052): its last 32 bits are the IPv4 address the gateway calls.
+NAT64_NETWORK = ipaddress.IPv6Network("64:ff9b::/96")
+
+
 def address_is_public(address: IpAddress) -> bool:
-    """A global unicast address. Python's `is_global` alone lets multicast and NAT64 through, and an IPv6
-    address can carry an IPv4 one (mapped, 6to4, Teredo) that must pass the same test."""
+    """A global unicast address. Python's `is_global` alone lets multicast through (and, depending on the
+    version, the NOT_PUBLIC_NETWORKS), and an IPv6 address can carry an IPv4 one (mapped, NAT64, 6to4,
+    Teredo) that must pass the same test: ::ffff:127.0.0.1 and 64:ff9b::a00:1 reach 127.0.0.1 and 10.0.0.1."""
+    if any(address in network for network in NOT_PUBLIC_NETWORKS if network.version == address.version):
+        return False
     if isinstance(address, ipaddress.IPv6Address):
-        embedded = address.ipv4_mapped or address.sixtofour or (address.teredo[1] if address.teredo else None)
+        nat64 = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF) if address in NAT64_NETWORK else None
+        embedded = address.ipv4_mapped or nat64 or address.sixtofour or (address.teredo[1] if address.teredo else None)
         if embedded is not None and not address_is_public(embedded):
             return False
     return address.is_global and not (address.is_multicast or address.is_reserved or address.is_unspecified)
@@ -123,11 +147,20 @@ def post(url: str, *, body: bytes, headers: dict[str, str]) -> Answer:
         pool.close()
 
 
-def _call(pool: urllib3.HTTPConnectionPool, target: str, *, body: bytes, headers: dict[str, str],
-          timeout: float) -> Answer:
+def _call(
+    pool: urllib3.HTTPConnectionPool, target: str, *, body: bytes, headers: dict[str, str], timeout: float
+) -> Answer:
     try:
-        response = pool.urlopen("POST", target, body=body, headers=headers, redirect=False, retries=False,
-                                preload_content=False, assert_same_host=False)
+        response = pool.urlopen(
+            "POST",
+            target,
+            body=body,
+            headers=headers,
+            redirect=False,
+            retries=False,
+            preload_content=False,
+            assert_same_host=False,
+        )
     except NewConnectionError as exc:  # before TimeoutError: urllib3 derives it from ConnectTimeoutError
         return Answer(None, f"could not connect: {_reason(exc)}")
     except ReadTimeoutError:
@@ -164,15 +197,22 @@ def _checked_address(host: str, port: int, *, exempt: bool) -> str:
     return addresses[0]
 
 
-def _pool(parts: SplitResult, *, address: str, host: str, port: int,
-          timeout: float) -> urllib3.HTTPConnectionPool:
+def _pool(parts: SplitResult, *, address: str, host: str, port: int, timeout: float) -> urllib3.HTTPConnectionPool:
     """A pool of one connection to `address`, used for this one call: no connection outlives the check
     of the address it goes to."""
     timeouts = urllib3.Timeout(connect=timeout, read=timeout)
     if parts.scheme == "https":
-        return urllib3.HTTPSConnectionPool(address, port, timeout=timeouts, maxsize=1, retries=False,
-                                           server_hostname=host, assert_hostname=host, cert_reqs="CERT_REQUIRED",
-                                           ca_certs=CA_CERTS)
+        return urllib3.HTTPSConnectionPool(
+            address,
+            port,
+            timeout=timeouts,
+            maxsize=1,
+            retries=False,
+            server_hostname=host,
+            assert_hostname=host,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=CA_CERTS,
+        )
     return urllib3.HTTPConnectionPool(address, port, timeout=timeouts, maxsize=1, retries=False)
 
 
