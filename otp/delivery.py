@@ -168,7 +168,8 @@ def sms_deliver(*, message_id: int) -> str:
     attempt.provider_message_id = result.provider_message_id[:200]
     attempt.provider_status = result.provider_status[:64]
     # Checked in the process's cache: without a subscriber the settle stays one autocommit statement.
-    sent_event = webhook_subscribed(workspace_id=message.workspace_id, event_type=Event.OTP_SENT)
+    sent_event = webhook_subscribed(workspace_id=message.workspace_id, event_type=Event.OTP_SENT,
+                                    test=message.is_test)
     if choice.takes_receipts or sent_event:
         with transaction.atomic():
             if choice.takes_receipts:
