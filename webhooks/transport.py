@@ -5,8 +5,9 @@ Server-side request forgery is the risk: an endpoint aimed at the cloud's metada
 and the call (DNS rebinding). So, with DEBUG off, every send resolves the host itself, refuses it when an
 address is not a public unicast one, and connects to the very address it checked (TLS still verifies the
 certificate against the host name, sent as SNI, and `Host` names the host). Redirects are never followed,
-every wait is bounded and at most MAX_RESPONSE_BYTES of an answer are read. Hosts in
-WEBHOOK_ALLOWED_HOSTS (the operator's own receivers) may use http and are exempt from the address rules.
+the whole call ends within WEBHOOK_TIMEOUT_SECONDS (a total, not per read: zeckta.http_deadline) and at
+most MAX_RESPONSE_BYTES of an answer are read. Hosts in WEBHOOK_ALLOWED_HOSTS (the operator's own
+receivers) may use http and are exempt from the address rules.
 """
 
 import ipaddress
@@ -19,13 +20,13 @@ from django.conf import settings
 from urllib3.exceptions import (
     HTTPError,
     NewConnectionError,
-    ProtocolError,
     ReadTimeoutError,
     SSLError,
     TimeoutError,
 )
 
 from webhooks.models import WEBHOOK_URL_MAX_LENGTH
+from zeckta.http_deadline import Deadline, DeadlineHTTPConnectionPool, DeadlineHTTPSConnectionPool
 
 MAX_RESPONSE_BYTES = 4 * 1024  # of an answer's body read, at most; the rest is never received
 LAST_ERROR_BODY_CHARACTERS = 200  # of a non-2xx answer's body kept as the delivery's last error
@@ -141,15 +142,19 @@ def post(url: str, *, body: bytes, headers: dict[str, str]) -> Answer:
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     default_port = parts.port is None or parts.port == (443 if parts.scheme == "https" else 80)
     host_header = _bracketed(host) if default_port else f"{_bracketed(host)}:{port}"
-    try:
-        return _call(pool, target, body=body, headers={**headers, "Host": host_header}, timeout=timeout)
-    finally:
-        pool.close()
+    # WEBHOOK_TIMEOUT_SECONDS for the whole call, not for each read: a receiver trickling its answer a
+    # byte at a time must not hold the worker (zeckta.http_deadline says why urllib3 alone does not).
+    with Deadline(timeout) as deadline:
+        try:
+            return _call(pool, target, body=body, headers={**headers, "Host": host_header}, deadline=deadline)
+        finally:
+            pool.close()
 
 
 def _call(
-    pool: urllib3.HTTPConnectionPool, target: str, *, body: bytes, headers: dict[str, str], timeout: float
+    pool: urllib3.HTTPConnectionPool, target: str, *, body: bytes, headers: dict[str, str], deadline: Deadline
 ) -> Answer:
+    timeout = deadline.seconds
     try:
         response = pool.urlopen(
             "POST",
@@ -161,22 +166,28 @@ def _call(
             preload_content=False,
             assert_same_host=False,
         )
-    except NewConnectionError as exc:  # before TimeoutError: urllib3 derives it from ConnectTimeoutError
-        return Answer(None, f"could not connect: {_reason(exc)}")
-    except ReadTimeoutError:
-        return Answer(None, f"no answer within {timeout:g}s")
-    except TimeoutError:
-        return Answer(None, f"could not connect within {timeout:g}s")
-    except SSLError as exc:
-        return Answer(None, f"TLS failed: {_reason(exc)}")
-    except (ProtocolError, HTTPError, OSError) as exc:
-        return Answer(None, f"the connection failed: {_reason(exc)}")
+    except (HTTPError, OSError) as exc:  # every error of urllib3 derives from HTTPError
+        return _unanswered(exc, timeout=timeout, cut=deadline.expired)
     try:
         if 200 <= response.status < 300:
             return Answer(response.status)  # accepted: whatever the body says does not matter
         return Answer(response.status, _failure(response))
     finally:
         response.close()  # never reused: the rest of the body is not ours to read
+
+
+def _unanswered(exc: HTTPError | OSError, *, timeout: float, cut: bool) -> Answer:
+    """The attempt that got no answer, and why. `cut`: the deadline shut its sockets down, and whatever
+    urllib3 made of that (a connection aborted, a TLS error), the receiver took too long."""
+    if cut or isinstance(exc, ReadTimeoutError):
+        return Answer(None, f"no answer within {timeout:g}s")
+    if isinstance(exc, NewConnectionError):  # before TimeoutError: urllib3 derives it from ConnectTimeoutError
+        return Answer(None, f"could not connect: {_reason(exc)}")
+    if isinstance(exc, TimeoutError):
+        return Answer(None, f"could not connect within {timeout:g}s")
+    if isinstance(exc, SSLError):
+        return Answer(None, f"TLS failed: {_reason(exc)}")
+    return Answer(None, f"the connection failed: {_reason(exc)}")
 
 
 def _checked_address(host: str, port: int, *, exempt: bool) -> str:
@@ -202,7 +213,7 @@ def _pool(parts: SplitResult, *, address: str, host: str, port: int, timeout: fl
     of the address it goes to."""
     timeouts = urllib3.Timeout(connect=timeout, read=timeout)
     if parts.scheme == "https":
-        return urllib3.HTTPSConnectionPool(
+        return DeadlineHTTPSConnectionPool(
             address,
             port,
             timeout=timeouts,
@@ -213,7 +224,7 @@ def _pool(parts: SplitResult, *, address: str, host: str, port: int, timeout: fl
             cert_reqs="CERT_REQUIRED",
             ca_certs=CA_CERTS,
         )
-    return urllib3.HTTPConnectionPool(address, port, timeout=timeouts, maxsize=1, retries=False)
+    return DeadlineHTTPConnectionPool(address, port, timeout=timeouts, maxsize=1, retries=False)
 
 
 def _failure(response: urllib3.BaseHTTPResponse) -> str:
