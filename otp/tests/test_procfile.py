@@ -2,6 +2,7 @@
 with one; Ctrl-C stops them all. honcho reads the same file."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,7 +24,7 @@ def test_the_procfile_names_web_worker_and_beat_and_honcho_accepts_it():
     result = subprocess.run([str(VENV_BIN / "honcho"), "check"], cwd=BASE_DIR, capture_output=True, text=True,
                             timeout=30)
     assert result.returncode == 0, result.stderr
-    assert "(web, worker, beat)" in result.stderr + result.stdout
+    assert "(web, worker, webhooks, beat)" in result.stderr + result.stdout
 
 
 def serve(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, int]:
@@ -58,7 +59,7 @@ def test_with_a_broker_serve_runs_web_worker_and_beat_and_ctrl_c_stops_them(tmp_
     }, log)
     try:
         assert wait_for(lambda: serves_http(port), timeout=60), log.read_text()
-        assert wait_for(lambda: " ready." in log.read_text() and "took the beat lock" in log.read_text(),
+        assert wait_for(lambda: log.read_text().count(" ready.") == 2 and "took the beat lock" in log.read_text(),
                         timeout=60), log.read_text()
         assert stop(process) == 0, log.read_text()
         assert not serves_http(port)
@@ -68,6 +69,9 @@ def test_with_a_broker_serve_runs_web_worker_and_beat_and_ctrl_c_stops_them(tmp_
         redis_server.cleanup()
     output = log.read_text()
     assert "tasks: Celery worker and beat on" in output
+    # Two workers: SMS (and housekeeping) apart from webhooks, so that a slow receiver never holds an SMS.
+    assert re.search(r"worker@\S+ ready\.", output) and re.search(r"webhooks@\S+ ready\.", output), output
+    assert ".> sms " in output and ".> webhooks " in output
     assert "Booting worker" in output  # gunicorn's web workers
 
 
