@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from cryptography.fernet import InvalidToken
 from django.conf import settings
 from django.db import connection, transaction
@@ -20,7 +21,7 @@ from otp.crypto import decrypt_text
 from otp.events import Event, otp_sms_event_emit, otp_sms_event_type
 from otp.models import OtpSession, SmsAttempt, SmsMessage
 from otp.receipts import early_receipts_apply, receipt_lock
-from senders.gateways import GatewayError, OutgoingSms, PermanentGatewayError, TransientGatewayError
+from senders.gateways import GatewayError, GatewayResult, OutgoingSms, PermanentGatewayError, TransientGatewayError
 from senders.routes import RouteChoice, route_rate_wait, routes_for
 from webhooks.selectors import webhook_subscribed
 from workspaces.billing import balance_credit
@@ -140,7 +141,7 @@ def sms_deliver(*, message_id: int) -> str:
                            receipt_url=choice.receipt_url(), retry=message.route_attempts > 1)
     started = time.perf_counter()
     try:
-        result = choice.gateway().send(outgoing)
+        result = _send(choice, outgoing)
     except PermanentGatewayError as exc:
         _sms_counted(choice, "failed", started)
         _attempt_failed(attempt, exc)
@@ -168,7 +169,8 @@ def sms_deliver(*, message_id: int) -> str:
     attempt.provider_message_id = result.provider_message_id[:200]
     attempt.provider_status = result.provider_status[:64]
     # Checked in the process's cache: without a subscriber the settle stays one autocommit statement.
-    sent_event = webhook_subscribed(workspace_id=message.workspace_id, event_type=Event.OTP_SENT)
+    sent_event = webhook_subscribed(workspace_id=message.workspace_id, event_type=Event.OTP_SENT,
+                                    test=message.is_test)
     if choice.takes_receipts or sent_event:
         with transaction.atomic():
             if choice.takes_receipts:
@@ -296,6 +298,16 @@ def _attempt_failed(attempt: SmsAttempt, exc: GatewayError) -> None:
     attempt.status, attempt.error, attempt.error_code = SmsAttempt.Status.FAILED, str(exc)[:500], exc.error_code[:64]
     attempt.provider_status, attempt.finished_at = exc.provider_status[:64], timezone.now()
     attempt.save(force_insert=True)
+
+
+def _send(choice: RouteChoice, outgoing: OutgoingSms) -> GatewayResult:
+    """The gateway call. The task's soft time limit (settings.CELERY_TASK_ANNOTATIONS) striking during it is
+    a time-out like any other: the provider may have the SMS, so it is retried with the same reference at
+    once, rather than left claimed until the lease is over."""
+    try:
+        return choice.gateway().send(outgoing)
+    except SoftTimeLimitExceeded:
+        raise TransientGatewayError("the send ran out of time (the task's soft time limit)") from None
 
 
 def _fail_over(

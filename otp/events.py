@@ -1,16 +1,17 @@
 """The webhook events of OTP sessions (API.md section 9), recorded in the transaction of the change they report.
 
-Each call first asks the per-process subscription cache whether any endpoint of the workspace receives
-the event: when none does, it returns without a single SQL statement (once the cache is warm), so the
-hot paths cost the same as without webhooks. Only then is the session view of API.md section 4 read and
-written to the webhooks outbox, as it stands inside the caller's transaction, after the change.
+Each call first asks the per-process subscription cache whether any endpoint of the workspace, of the
+session's mode (test or live), receives the event: when none does, it returns without a single SQL
+statement (once the cache is warm), so the hot paths cost the same as without webhooks. Only then is the
+session view of API.md section 4 read and written to the webhooks outbox, as it stands inside the
+caller's transaction, after the change.
 """
 
 import uuid
 from datetime import datetime
 
 from otp.errors import OtpSessionNotFound
-from otp.models import SmsMessage
+from otp.models import OtpSession, SmsMessage
 from otp.selectors import otp_session_get
 from otp.serializers import OtpSessionDataSerializer
 from webhooks.models import Event
@@ -35,29 +36,47 @@ _SMS_EVENTS = {
 # The events of a session's own state: each happens once to a session, so they are recorded under a key
 # (the event and the session) and a second report of the same change records nothing. A verify on
 # PostgreSQL answers MAX_ATTEMPTS_REACHED or EXPIRED alike for the change and for every later call.
-ONCE_PER_SESSION = frozenset({Event.OTP_APPROVED, Event.OTP_MAX_ATTEMPTS_REACHED, Event.OTP_EXPIRED,
-                              Event.OTP_CANCELED})
+ONCE_PER_SESSION = frozenset(
+    {Event.OTP_APPROVED, Event.OTP_MAX_ATTEMPTS_REACHED, Event.OTP_EXPIRED, Event.OTP_CANCELED}
+)
 
 
-def otp_event_emit(*, workspace_id: int, session_public_id: uuid.UUID, event_type: str, at: datetime) -> None:
+def otp_event_emit(
+    *, workspace_id: int, session_public_id: uuid.UUID, event_type: str, at: datetime, test: bool | None = None
+) -> None:
     """Records `event_type` (an `Event` value) for the session, as of `at` (the moment of the change).
 
     Call it inside the transaction of the change, after it: the event commits or rolls back with it and
-    carries the session as that change left it. Free (no SQL, once the cache is warm) when no endpoint of
-    the workspace receives `event_type`; else one read of the session and one insert.
+    carries the session as that change left it. A test session's event goes to the workspace's test
+    endpoints only, a live one's to its live endpoints only (API.md section 10). Free (no SQL, once the
+    cache is warm) when no endpoint of the session's mode receives `event_type`; else one read of the
+    session and one insert.
+
+    `test`: the session's mode, when the caller knows it. None: the session is looked for among the modes
+    that have a receiver of the event, live first, so a live session costs what it did before modes
+    existed (one read) and a test session one more only when both modes have a receiver.
     """
-    if not webhook_subscribed(workspace_id=workspace_id, event_type=event_type):
+    modes = (False, True) if test is None else (test,)
+    for mode in modes:
+        if not webhook_subscribed(workspace_id=workspace_id, event_type=event_type, test=mode):
+            continue
+        # The selector reads only the workspace's pk: an unsaved instance spares a query for the row.
+        try:
+            session = otp_session_get(workspace=Workspace(pk=workspace_id), session_id=session_public_id, test=mode)
+        except OtpSessionNotFound:
+            continue  # a session of the other mode (or gone): its events are not this mode's receivers'
+        _record(session, event_type=event_type, at=at)
         return
-    # The selector reads only the workspace's pk: an unsaved instance spares a query for the row.
-    try:
-        session = otp_session_get(workspace=Workspace(pk=workspace_id), session_id=session_public_id)
-    except OtpSessionNotFound:
-        return  # a test session: test mode sends nothing anywhere, a live receiver never sees its events
+
+
+def _record(session: OtpSession, *, event_type: str, at: datetime) -> None:
     if event_type == Event.OTP_EXPIRED:
         at = min(at, session.expires_at)  # it happened when the validity ended, not when someone noticed
     data = dict(OtpSessionDataSerializer(session, context={"now": at}).data)
-    key = f"{event_type}:{session_public_id}" if event_type in ONCE_PER_SESSION else None
-    webhook_event_record(workspace_id=workspace_id, event_type=event_type, at=at, data=data, key=key)
+    key = f"{event_type}:{session.public_id}" if event_type in ONCE_PER_SESSION else None
+    webhook_event_record(
+        workspace_id=session.workspace_id, event_type=event_type, at=at, data=data, key=key, test=session.is_test
+    )
 
 
 def otp_sms_event_type(status: str) -> str | None:
@@ -66,8 +85,14 @@ def otp_sms_event_type(status: str) -> str | None:
 
 
 def otp_sms_event_emit(*, message: SmsMessage, event_type: str, at: datetime) -> None:
-    """`otp_event_emit` for the session of an outbox row: its public id is read only when someone listens."""
-    if not webhook_subscribed(workspace_id=message.workspace_id, event_type=event_type):
+    """`otp_event_emit` for the session of an outbox row (of the row's mode): its public id is read only
+    when someone listens."""
+    if not webhook_subscribed(workspace_id=message.workspace_id, event_type=event_type, test=message.is_test):
         return
-    otp_event_emit(workspace_id=message.workspace_id, session_public_id=message.session.public_id,
-                   event_type=event_type, at=at)
+    otp_event_emit(
+        workspace_id=message.workspace_id,
+        session_public_id=message.session.public_id,
+        event_type=event_type,
+        at=at,
+        test=message.is_test,
+    )

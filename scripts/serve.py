@@ -61,9 +61,9 @@ def main() -> int:
         **os.environ, "PYTHONUNBUFFERED": "1", "BIND": bind, "WEB_CONCURRENCY": workers, "GUNICORN_THREADS": threads,
         "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
     }
-    # Without a broker tasks run inside the requests: the web process is the whole service.
-    wanted = ["web", "worker", "beat"] if broker else ["web"]
-    commands = {name: command for name, command in procfile().items() if name in wanted}
+    # Without a broker tasks run inside the requests: the web process is the whole service. With one, every
+    # process of the Procfile (web, the SMS worker, the webhooks worker, beat).
+    commands = {name: command for name, command in procfile().items() if broker or name == "web"}
 
     print(f"database: {_redacted(database)}", flush=True)
     if broker:

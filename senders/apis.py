@@ -11,10 +11,11 @@ from senders.serializers import (
     SenderNameOutputSerializer,
     SenderNamePageOutputSerializer,
 )
+from workspaces.authentication import HasWorkspace, LiveKeyForChanges
 from workspaces.viewsets import WorkspaceViewSet
 from zeckta.api.pages import PageQuerySerializer, page_data
 from zeckta.api.responses import envelope
-from zeckta.api.schema import COMMON_ERRORS, error_responses
+from zeckta.api.schema import COMMON_ERRORS, LIVE_KEY_REQUIRED, error_responses
 from zeckta.api.schema import envelope as envelope_schema
 from zeckta.api.utils import validated
 
@@ -25,7 +26,10 @@ DELETED = envelope_schema("SenderNameDeletedEnvelope", serializers.JSONField(all
 
 @extend_schema(tags=["sender-names"])
 class SenderNameViewSet(WorkspaceViewSet):
-    """Sender name requests of the caller's workspace. Only staff approve or reject them, never this API."""
+    """Sender name requests of the caller's workspace. Only staff approve or reject them, never this API.
+    Live configuration: a test key lists and reads them, and changes none (API.md section 10)."""
+
+    permission_classes = [HasWorkspace, LiveKeyForChanges]
 
     @extend_schema(
         operation_id="sender_names_list",
@@ -42,7 +46,8 @@ class SenderNameViewSet(WorkspaceViewSet):
 
     @extend_schema(
         operation_id="sender_names_create",
-        request=SenderNameInputSerializer, responses={201: SENDER_NAME, **error_responses(*COMMON_ERRORS, 409)}
+        request=SenderNameInputSerializer,
+        responses={201: SENDER_NAME, **error_responses(*COMMON_ERRORS, 409, overrides=LIVE_KEY_REQUIRED)},
     )
     def create(self, request: Request) -> Response:
         data = validated(SenderNameInputSerializer, request.data)
@@ -67,7 +72,8 @@ class SenderNameViewSet(WorkspaceViewSet):
 
     @extend_schema(
         operation_id="sender_names_update",
-        request=SenderNameInputSerializer, responses={200: SENDER_NAME, **error_responses(*COMMON_ERRORS, 404, 409)}
+        request=SenderNameInputSerializer,
+        responses={200: SENDER_NAME, **error_responses(*COMMON_ERRORS, 404, 409, overrides=LIVE_KEY_REQUIRED)},
     )
     def update(self, request: Request, sender_name_id: uuid.UUID) -> Response:
         data = validated(SenderNameInputSerializer, request.data)
@@ -85,7 +91,8 @@ class SenderNameViewSet(WorkspaceViewSet):
 
     @extend_schema(
         operation_id="sender_names_delete",
-        responses={200: DELETED, **error_responses(401, 403, 404, 405, 409, 429, 500)},
+        responses={200: DELETED,
+                   **error_responses(401, 403, 404, 405, 409, 429, 500, overrides=LIVE_KEY_REQUIRED)},
     )
     def destroy(self, request: Request, sender_name_id: uuid.UUID) -> Response:
         services.sender_name_delete(workspace=self.workspace, sender_name_id=sender_name_id, actor=self.actor)

@@ -66,12 +66,23 @@ class FailingFilter(admin.SimpleListFilter):
 
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(admin.ModelAdmin):
-    list_display = ["url", "workspace", "events_shown", "failing_shown", "created_at"]
-    list_filter = [FailingFilter, "workspace"]
+    list_display = ["url", "workspace", "is_test", "events_shown", "failing_shown", "created_at"]
+    list_filter = [FailingFilter, "is_test", "workspace"]
     list_select_related = ["workspace"]
     search_fields = ["url", "workspace__slug", "workspace__name"]
-    fields = ("public_id", "workspace", "url", "events_shown", "secret_prefix", "previous_secret_expires_at",
-              "failing_since", "created_at", "updated_at", "recent_deliveries")
+    fields = (
+        "public_id",
+        "workspace",
+        "is_test",
+        "url",
+        "events_shown",
+        "secret_prefix",
+        "previous_secret_expires_at",
+        "failing_since",
+        "created_at",
+        "updated_at",
+        "recent_deliveries",
+    )
     # Changed only through the services: the API's rotation, the actions below, delete.
     readonly_fields = fields
     actions = ["mark_not_failing", "delete_selected_endpoints"]
@@ -107,24 +118,39 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
             return "None yet."
         url = reverse("admin:webhooks_webhookdelivery_changelist") + f"?endpoint__id__exact={obj.pk}"
         rows = format_html_join(
-            "", "<tr><td><a href='{}'>{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
+            "",
+            "<tr><td><a href='{}'>{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
             "<td>{}</td><td>{}</td></tr>",
-            ((reverse("admin:webhooks_webhookdelivery_change", args=[d.pk]), d.webhook_id, d.event_type,
-              d.status, d.attempts, d.last_status_code or "-", d.last_error or "-", d.created_at,
-              d.finished_at or d.next_attempt_at) for d in deliveries),
+            (
+                (
+                    reverse("admin:webhooks_webhookdelivery_change", args=[d.pk]),
+                    d.webhook_id,
+                    d.event_type,
+                    d.status,
+                    d.attempts,
+                    d.last_status_code or "-",
+                    d.last_error or "-",
+                    d.created_at,
+                    d.finished_at or d.next_attempt_at,
+                )
+                for d in deliveries
+            ),
         )
         return format_html(
             "<table><tr><th>webhook-id</th><th>event</th><th>status</th><th>attempts</th><th>last HTTP status</th>"
             "<th>last error</th><th>recorded</th><th>finished / next attempt</th></tr>{}</table>"
-            "<p><a href='{}'>All deliveries of this endpoint</a></p>", rows, url,
+            "<p><a href='{}'>All deliveries of this endpoint</a></p>",
+            rows,
+            url,
         )
 
     def save_model(self, request: HttpRequest, obj: WebhookEndpoint, form: forms.ModelForm, change: bool) -> None:
         if change:
             return  # every field is read-only once created
         data = form.cleaned_data
-        created = webhook_endpoint_create(workspace=data["workspace"], url=data["url"], events=data["events"],
-                                          actor=request.user.get_username())
+        created = webhook_endpoint_create(
+            workspace=data["workspace"], url=data["url"], events=data["events"], actor=request.user.get_username()
+        )
         # The admin logs and redirects with `obj`: make it the service's row rather than save a second one.
         for field in WebhookEndpoint._meta.concrete_fields:
             setattr(obj, field.attname, getattr(created.endpoint, field.attname))
@@ -133,25 +159,31 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         # Handed to response_add on the request itself: it lives as long as this one response.
         request._webhook_secret = created.secret  # type: ignore[attr-defined]
 
-    def response_add(self, request: HttpRequest, obj: WebhookEndpoint,
-                     post_url_continue: str | None = None) -> HttpResponse:
+    def response_add(
+        self, request: HttpRequest, obj: WebhookEndpoint, post_url_continue: str | None = None
+    ) -> HttpResponse:
         secret = getattr(request, "_webhook_secret", None)
         if secret is None:
             return super().response_add(request, obj, post_url_continue)
         # The secret is rendered in this response only: not stored in the session or a message cookie.
-        response = TemplateResponse(request, "admin/webhooks/webhookendpoint/created.html", {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "title": "Webhook endpoint created",
-            "endpoint": obj,
-            "secret": secret,
-        })
+        response = TemplateResponse(
+            request,
+            "admin/webhooks/webhookendpoint/created.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": "Webhook endpoint created",
+                "endpoint": obj,
+                "secret": secret,
+            },
+        )
         response["Cache-Control"] = "no-store"
         return response
 
     def delete_model(self, request: HttpRequest, obj: WebhookEndpoint) -> None:
-        webhook_endpoint_delete(workspace=obj.workspace, webhook_id=obj.public_id,
-                                actor=request.user.get_username())
+        webhook_endpoint_delete(
+            workspace=obj.workspace, webhook_id=obj.public_id, test=obj.is_test, actor=request.user.get_username()
+        )
 
     @admin.action(description="Mark selected endpoints not failing", permissions=["change"])
     def mark_not_failing(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
@@ -164,19 +196,45 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         actor = request.user.get_username()
         endpoints = list(queryset.select_related("workspace"))
         for endpoint in endpoints:
-            webhook_endpoint_delete(workspace=endpoint.workspace, webhook_id=endpoint.public_id, actor=actor)
+            webhook_endpoint_delete(
+                workspace=endpoint.workspace, webhook_id=endpoint.public_id, test=endpoint.is_test, actor=actor
+            )
         self.message_user(request, f"Deleted {len(endpoints)} endpoint(s).", messages.SUCCESS)
 
 
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(admin.ModelAdmin):
-    list_display = ["webhook_id", "event_type", "endpoint", "status", "attempts", "last_status_code", "last_error",
-                    "created_at", "next_attempt_at", "finished_at"]
+    list_display = [
+        "webhook_id",
+        "event_type",
+        "endpoint",
+        "status",
+        "attempts",
+        "last_status_code",
+        "last_error",
+        "created_at",
+        "next_attempt_at",
+        "finished_at",
+    ]
     list_filter = ["status", "event_type"]
     list_select_related = ["endpoint"]
     search_fields = ["public_id", "endpoint__url", "endpoint__workspace__slug"]
-    fields = ("webhook_id", "endpoint", "event_type", "event_at", "status", "attempts", "last_status_code",
-              "last_error", "created_at", "next_attempt_at", "claimed_at", "retry_until", "finished_at", "body")
+    fields = (
+        "webhook_id",
+        "endpoint",
+        "event_type",
+        "event_at",
+        "status",
+        "attempts",
+        "last_status_code",
+        "last_error",
+        "created_at",
+        "next_attempt_at",
+        "claimed_at",
+        "retry_until",
+        "finished_at",
+        "body",
+    )
     readonly_fields = fields
     actions = ["replay"]
 
@@ -193,8 +251,9 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     @admin.action(description="Replay selected deliveries (same body and webhook-id)", permissions=["replay"])
     def replay(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
         actor = request.user.get_username()
-        replayed = [delivery.webhook_id for delivery in queryset if webhook_delivery_replay(delivery=delivery,
-                                                                                              actor=actor)]
+        replayed = [
+            delivery.webhook_id for delivery in queryset if webhook_delivery_replay(delivery=delivery, actor=actor)
+        ]
         skipped = queryset.count() - len(replayed)
         note = f" {skipped} still under way, left as they are." if skipped else ""
         self.message_user(request, f"Replaying {len(replayed)} delivery(ies).{note}", messages.SUCCESS)

@@ -11,6 +11,7 @@ import random
 from datetime import datetime, timedelta
 from functools import partial
 
+from celery.exceptions import SoftTimeLimitExceeded
 from cryptography.fernet import InvalidToken
 from django.conf import settings
 from django.db import transaction
@@ -53,11 +54,13 @@ def webhook_deliveries_enqueue(*, delivery_ids: list[int], countdown: float = 0)
         try:
             # By name: `webhooks.tasks` imports this module. The anonymous exchange: one round trip to Redis.
             celery_app.tasks[WEBHOOK_DELIVER_TASK].apply_async(
-                args=[delivery_id], countdown=countdown or None, exchange="", routing_key=WEBHOOKS_QUEUE,
+                args=[delivery_id],
+                countdown=countdown or None,
+                exchange="",
+                routing_key=WEBHOOKS_QUEUE,
             )
         except Exception:
-            logger.warning("could not publish webhook delivery %s; the sweeper will retry", delivery_id,
-                           exc_info=True)
+            logger.warning("could not publish webhook delivery %s; the sweeper will retry", delivery_id, exc_info=True)
 
 
 def retry_delay(attempts: int) -> float:
@@ -98,10 +101,16 @@ def webhook_deliver(*, delivery_id: int) -> str:
             "User-Agent": USER_AGENT,
             "webhook-id": delivery.webhook_id,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": signature_header(secrets_=secrets_, webhook_id=delivery.webhook_id,
-                                                  timestamp=timestamp, body=delivery.body),
+            "webhook-signature": signature_header(
+                secrets_=secrets_, webhook_id=delivery.webhook_id, timestamp=timestamp, body=delivery.body
+            ),
         }
-        answer = post(endpoint.url, body=delivery.body.encode(), headers=headers)
+        try:
+            answer = post(endpoint.url, body=delivery.body.encode(), headers=headers)
+        except SoftTimeLimitExceeded:
+            # The task's soft time limit (settings.CELERY_TASK_ANNOTATIONS), say in a resolver that hung:
+            # a failed attempt like a time-out, retried on the schedule rather than left to the lease.
+            answer = Answer(None, "the attempt ran out of time (the task's soft time limit)")
     return _settle(delivery, endpoint, answer)
 
 
@@ -111,8 +120,10 @@ def _claim(delivery_id: int, *, now: datetime) -> bool:
     lease_over = now - timedelta(seconds=settings.WEBHOOK_PROCESSING_LEASE_SECONDS)
     return bool(
         WebhookDelivery.objects.filter(pk=delivery_id)
-        .filter(Q(status=Status.PENDING, next_attempt_at__lte=now + CLOCK_TOLERANCE)
-                | Q(status=Status.SENDING, claimed_at__lt=lease_over))
+        .filter(
+            Q(status=Status.PENDING, next_attempt_at__lte=now + CLOCK_TOLERANCE)
+            | Q(status=Status.SENDING, claimed_at__lt=lease_over)
+        )
         .update(status=Status.SENDING, claimed_at=now, attempts=F("attempts") + 1, updated_at=now)
     )
 
@@ -137,16 +148,20 @@ def _settle(delivery: WebhookDelivery, endpoint: WebhookEndpoint, answer: Answer
             if mine.update(status=Status.DELIVERED, finished_at=done, **outcome) and endpoint.failing:
                 endpoints.filter(failing_since__isnull=False).update(failing_since=None, updated_at=done)
         metrics.WEBHOOK_DELIVERIES.labels(outcome="delivered").inc()
-        logger.info("webhook %s delivered (attempt %s, HTTP %s)", delivery.webhook_id, delivery.attempts,
-                    answer.status)
+        logger.info("webhook %s delivered (attempt %s, HTTP %s)", delivery.webhook_id, delivery.attempts, answer.status)
         return Status.DELIVERED
     if done >= delivery.retry_until:
         with transaction.atomic():
             if mine.update(status=Status.GIVEN_UP, finished_at=done, **outcome):
                 endpoints.filter(failing_since__isnull=True).update(failing_since=done, updated_at=done)
         metrics.WEBHOOK_DELIVERIES.labels(outcome="given_up").inc()
-        logger.warning("webhook %s given up after %s attempts: %s; endpoint %s marked failing",
-                       delivery.webhook_id, delivery.attempts, answer.error, endpoint.public_id)
+        logger.warning(
+            "webhook %s given up after %s attempts: %s; endpoint %s marked failing",
+            delivery.webhook_id,
+            delivery.attempts,
+            answer.error,
+            endpoint.public_id,
+        )
         return Status.GIVEN_UP
     # The last retry falls on the window's end rather than beyond it.
     next_at = min(done + timedelta(seconds=retry_delay(delivery.attempts)), delivery.retry_until)
@@ -154,8 +169,9 @@ def _settle(delivery: WebhookDelivery, endpoint: WebhookEndpoint, answer: Answer
     if mine.update(status=Status.PENDING, next_attempt_at=next_at, **outcome) and wait <= COUNTDOWN_MAX_SECONDS:
         webhook_deliveries_enqueue(delivery_ids=[delivery.pk], countdown=wait)
     metrics.WEBHOOK_DELIVERIES.labels(outcome="retrying").inc()
-    logger.info("webhook %s attempt %s failed (%s); next in %.0fs", delivery.webhook_id, delivery.attempts,
-                answer.error, wait)
+    logger.info(
+        "webhook %s attempt %s failed (%s); next in %.0fs", delivery.webhook_id, delivery.attempts, answer.error, wait
+    )
     return Status.PENDING
 
 
@@ -166,9 +182,11 @@ def webhook_deliveries_requeue(*, limit: int = 500) -> int:
     stale = now - timedelta(seconds=settings.WEBHOOK_STALE_AFTER_SECONDS)
     lease_over = now - timedelta(seconds=settings.WEBHOOK_PROCESSING_LEASE_SECONDS)
     ids = list(
-        WebhookDelivery.objects.filter(Q(status=Status.PENDING, next_attempt_at__lte=stale)
-                                       | Q(status=Status.SENDING, claimed_at__lt=lease_over))
-        .order_by("next_attempt_at").values_list("pk", flat=True)[:limit]
+        WebhookDelivery.objects.filter(
+            Q(status=Status.PENDING, next_attempt_at__lte=stale) | Q(status=Status.SENDING, claimed_at__lt=lease_over)
+        )
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[:limit]
     )
     if ids:
         # Not published again until another stale period passes, so a backlog does not flood the queue.
@@ -186,5 +204,6 @@ def webhook_deliveries_purge(*, older_than_days: int | None = None) -> int:
         status__in=WebhookDelivery.FINISHED, finished_at__lt=now - timedelta(days=days)
     ).delete()
     WebhookEndpoint.objects.filter(previous_secret_expires_at__lte=now).update(
-        encrypted_previous_secret=None, previous_secret_expires_at=None, updated_at=now)
+        encrypted_previous_secret=None, previous_secret_expires_at=None, updated_at=now
+    )
     return deleted

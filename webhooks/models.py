@@ -37,6 +37,9 @@ class WebhookEndpoint(models.Model):
     secret_prefix = models.CharField(max_length=16, editable=False)
     encrypted_previous_secret = models.BinaryField(null=True, editable=False)
     previous_secret_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Made with a test key (API.md section 10): it receives the events of test sessions only, and only test
+    # keys see it; a live endpoint receives live events only and is seen by live keys only.
+    is_test = models.BooleanField(default=False, db_default=False, editable=False, verbose_name="test endpoint")
     # Set when a delivery was given up after its retry window; cleared by the next delivery that succeeds.
     failing_since = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -82,8 +85,9 @@ class WebhookDelivery(models.Model):
     # the endpoints its process has cached, and a foreign key checked at that transaction's commit would
     # fail it when the endpoint was deleted meanwhile. The worker drops a delivery whose endpoint is gone.
     # No index of its own either: webhooks_delivery_endpoint_idx starts with it.
-    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries",
-                                 db_constraint=False, db_index=False)
+    endpoint = models.ForeignKey(
+        WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries", db_constraint=False, db_index=False
+    )
     event_type = models.CharField(max_length=40, choices=Event.choices)
     # An event that can happen once only ("otp.approved:<session id>"): recorded once per endpoint however
     # often the change is reported. Empty for events that can repeat (an SMS sent again).
@@ -113,18 +117,25 @@ class WebhookDelivery(models.Model):
                 | (~Q(status__in=["delivered", "given_up"]) & Q(finished_at__isnull=True)),
                 name="webhooks_webhookdelivery_finished_has_time",
             ),
-            models.UniqueConstraint(fields=["endpoint", "event_key"], condition=~Q(event_key=""),
-                                    name="webhooks_webhookdelivery_one_per_event_key"),
+            models.UniqueConstraint(
+                fields=["endpoint", "event_key"],
+                condition=~Q(event_key=""),
+                name="webhooks_webhookdelivery_one_per_event_key",
+            ),
         ]
         indexes = [
             # The sweeper: deliveries due again, or claimed by a worker that died.
-            models.Index(fields=["status", "next_attempt_at"], condition=Q(status__in=["pending", "sending"]),
-                         name="webhooks_delivery_pending_idx"),
+            models.Index(
+                fields=["status", "next_attempt_at"],
+                condition=Q(status__in=["pending", "sending"]),
+                name="webhooks_delivery_pending_idx",
+            ),
             # An endpoint's recent deliveries (the admin).
             models.Index(fields=["endpoint", "-created_at"], name="webhooks_delivery_endpoint_idx"),
             # The purge of finished deliveries.
-            models.Index(fields=["finished_at"], condition=Q(finished_at__isnull=False),
-                         name="webhooks_delivery_finished_idx"),
+            models.Index(
+                fields=["finished_at"], condition=Q(finished_at__isnull=False), name="webhooks_delivery_finished_idx"
+            ),
         ]
 
     def __str__(self) -> str:

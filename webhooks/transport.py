@@ -5,8 +5,9 @@ Server-side request forgery is the risk: an endpoint aimed at the cloud's metada
 and the call (DNS rebinding). So, with DEBUG off, every send resolves the host itself, refuses it when an
 address is not a public unicast one, and connects to the very address it checked (TLS still verifies the
 certificate against the host name, sent as SNI, and `Host` names the host). Redirects are never followed,
-every wait is bounded and at most MAX_RESPONSE_BYTES of an answer are read. Hosts in
-WEBHOOK_ALLOWED_HOSTS (the operator's own receivers) may use http and are exempt from the address rules.
+the whole call ends within WEBHOOK_TIMEOUT_SECONDS (a total, not per read: zeckta.http_deadline) and at
+most MAX_RESPONSE_BYTES of an answer are read. Hosts in WEBHOOK_ALLOWED_HOSTS (the operator's own
+receivers) may use http and are exempt from the address rules.
 """
 
 import ipaddress
@@ -19,13 +20,13 @@ from django.conf import settings
 from urllib3.exceptions import (
     HTTPError,
     NewConnectionError,
-    ProtocolError,
     ReadTimeoutError,
     SSLError,
     TimeoutError,
 )
 
 from webhooks.models import WEBHOOK_URL_MAX_LENGTH
+from zeckta.http_deadline import Deadline, DeadlineHTTPConnectionPool, DeadlineHTTPSConnectionPool
 
 MAX_RESPONSE_BYTES = 4 * 1024  # of an answer's body read, at most; the rest is never received
 LAST_ERROR_BODY_CHARACTERS = 200  # of a non-2xx answer's body kept as the delivery's last error
@@ -52,11 +53,35 @@ def host_allowed(host: str) -> bool:
     return host.lower().rstrip(".") in settings.WEBHOOK_ALLOWED_HOSTS
 
 
+# Ranges that are not public unicast though some Python version's `is_global` says they are. On 3.11,
+# fec0::/10 (site-local, deprecated by RFC 3879 but still routed inside some networks) and 3fff::/20
+# (documentation, RFC 9637) pass; the registry changes between versions (3.12.4 and 3.13 moved 192.0.0.0/24
+# and 64:ff9b:1::/48), so the ranges that matter here are named rather than left to the interpreter.
+NOT_PUBLIC_NETWORKS = tuple(
+    ipaddress.ip_network(network)
+    for network in (
+        "100.64.0.0/10",  # shared address space behind carrier-grade NAT (RFC 6598)
+        "192.0.0.0/24",  # IETF protocol assignments (RFC 6890), its anycast services included
+        "192.88.99.0/24",  # the deprecated 6to4 relay anycast (RFC 7526)
+        "fec0::/10",  # site-local (RFC 3879)
+        "3fff::/20",  # documentation (RFC 9637)
+        "64:ff9b:1::/48",  # local-use NAT64 (RFC 8215)
+        "2001::/23",  # IETF protocol assignments (RFC 2928)
+    )
+)
+# The well-known NAT64 prefix (RFC 6052): its last 32 bits are the IPv4 address the gateway calls.
+NAT64_NETWORK = ipaddress.IPv6Network("64:ff9b::/96")
+
+
 def address_is_public(address: IpAddress) -> bool:
-    """A global unicast address. Python's `is_global` alone lets multicast and NAT64 through, and an IPv6
-    address can carry an IPv4 one (mapped, 6to4, Teredo) that must pass the same test."""
+    """A global unicast address. Python's `is_global` alone lets multicast through (and, depending on the
+    version, the NOT_PUBLIC_NETWORKS), and an IPv6 address can carry an IPv4 one (mapped, NAT64, 6to4,
+    Teredo) that must pass the same test: ::ffff:127.0.0.1 and 64:ff9b::a00:1 reach 127.0.0.1 and 10.0.0.1."""
+    if any(address in network for network in NOT_PUBLIC_NETWORKS if network.version == address.version):
+        return False
     if isinstance(address, ipaddress.IPv6Address):
-        embedded = address.ipv4_mapped or address.sixtofour or (address.teredo[1] if address.teredo else None)
+        nat64 = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF) if address in NAT64_NETWORK else None
+        embedded = address.ipv4_mapped or nat64 or address.sixtofour or (address.teredo[1] if address.teredo else None)
         if embedded is not None and not address_is_public(embedded):
             return False
     return address.is_global and not (address.is_multicast or address.is_reserved or address.is_unspecified)
@@ -117,33 +142,52 @@ def post(url: str, *, body: bytes, headers: dict[str, str]) -> Answer:
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     default_port = parts.port is None or parts.port == (443 if parts.scheme == "https" else 80)
     host_header = _bracketed(host) if default_port else f"{_bracketed(host)}:{port}"
-    try:
-        return _call(pool, target, body=body, headers={**headers, "Host": host_header}, timeout=timeout)
-    finally:
-        pool.close()
+    # WEBHOOK_TIMEOUT_SECONDS for the whole call, not for each read: a receiver trickling its answer a
+    # byte at a time must not hold the worker (zeckta.http_deadline says why urllib3 alone does not).
+    with Deadline(timeout) as deadline:
+        try:
+            return _call(pool, target, body=body, headers={**headers, "Host": host_header}, deadline=deadline)
+        finally:
+            pool.close()
 
 
-def _call(pool: urllib3.HTTPConnectionPool, target: str, *, body: bytes, headers: dict[str, str],
-          timeout: float) -> Answer:
+def _call(
+    pool: urllib3.HTTPConnectionPool, target: str, *, body: bytes, headers: dict[str, str], deadline: Deadline
+) -> Answer:
+    timeout = deadline.seconds
     try:
-        response = pool.urlopen("POST", target, body=body, headers=headers, redirect=False, retries=False,
-                                preload_content=False, assert_same_host=False)
-    except NewConnectionError as exc:  # before TimeoutError: urllib3 derives it from ConnectTimeoutError
-        return Answer(None, f"could not connect: {_reason(exc)}")
-    except ReadTimeoutError:
-        return Answer(None, f"no answer within {timeout:g}s")
-    except TimeoutError:
-        return Answer(None, f"could not connect within {timeout:g}s")
-    except SSLError as exc:
-        return Answer(None, f"TLS failed: {_reason(exc)}")
-    except (ProtocolError, HTTPError, OSError) as exc:
-        return Answer(None, f"the connection failed: {_reason(exc)}")
+        response = pool.urlopen(
+            "POST",
+            target,
+            body=body,
+            headers=headers,
+            redirect=False,
+            retries=False,
+            preload_content=False,
+            assert_same_host=False,
+        )
+    except (HTTPError, OSError) as exc:  # every error of urllib3 derives from HTTPError
+        return _unanswered(exc, timeout=timeout, cut=deadline.expired)
     try:
         if 200 <= response.status < 300:
             return Answer(response.status)  # accepted: whatever the body says does not matter
         return Answer(response.status, _failure(response))
     finally:
         response.close()  # never reused: the rest of the body is not ours to read
+
+
+def _unanswered(exc: HTTPError | OSError, *, timeout: float, cut: bool) -> Answer:
+    """The attempt that got no answer, and why. `cut`: the deadline shut its sockets down, and whatever
+    urllib3 made of that (a connection aborted, a TLS error), the receiver took too long."""
+    if cut or isinstance(exc, ReadTimeoutError):
+        return Answer(None, f"no answer within {timeout:g}s")
+    if isinstance(exc, NewConnectionError):  # before TimeoutError: urllib3 derives it from ConnectTimeoutError
+        return Answer(None, f"could not connect: {_reason(exc)}")
+    if isinstance(exc, TimeoutError):
+        return Answer(None, f"could not connect within {timeout:g}s")
+    if isinstance(exc, SSLError):
+        return Answer(None, f"TLS failed: {_reason(exc)}")
+    return Answer(None, f"the connection failed: {_reason(exc)}")
 
 
 def _checked_address(host: str, port: int, *, exempt: bool) -> str:
@@ -164,16 +208,23 @@ def _checked_address(host: str, port: int, *, exempt: bool) -> str:
     return addresses[0]
 
 
-def _pool(parts: SplitResult, *, address: str, host: str, port: int,
-          timeout: float) -> urllib3.HTTPConnectionPool:
+def _pool(parts: SplitResult, *, address: str, host: str, port: int, timeout: float) -> urllib3.HTTPConnectionPool:
     """A pool of one connection to `address`, used for this one call: no connection outlives the check
     of the address it goes to."""
     timeouts = urllib3.Timeout(connect=timeout, read=timeout)
     if parts.scheme == "https":
-        return urllib3.HTTPSConnectionPool(address, port, timeout=timeouts, maxsize=1, retries=False,
-                                           server_hostname=host, assert_hostname=host, cert_reqs="CERT_REQUIRED",
-                                           ca_certs=CA_CERTS)
-    return urllib3.HTTPConnectionPool(address, port, timeout=timeouts, maxsize=1, retries=False)
+        return DeadlineHTTPSConnectionPool(
+            address,
+            port,
+            timeout=timeouts,
+            maxsize=1,
+            retries=False,
+            server_hostname=host,
+            assert_hostname=host,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=CA_CERTS,
+        )
+    return DeadlineHTTPConnectionPool(address, port, timeout=timeouts, maxsize=1, retries=False)
 
 
 def _failure(response: urllib3.BaseHTTPResponse) -> str:

@@ -3,9 +3,10 @@ import logging
 from django.conf import settings
 from django.utils import timezone
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
-from rest_framework.permissions import BasePermission
+from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 
+from workspaces.errors import LiveKeyRequired
 from workspaces.models import ApiKey
 from workspaces.ratelimit import RateLimiterUnavailable, get_rate_limiter
 from workspaces.selectors import api_key_authenticate
@@ -78,4 +79,15 @@ class HoldsTestKey(BasePermission):
     def has_permission(self, request: Request, view: object) -> bool:
         if not (isinstance(request.auth, ApiKey) and request.auth.is_test):
             raise NotFound()
+        return True
+
+
+class LiveKeyForChanges(BasePermission):
+    """For live configuration (sender names): any key reads, only a live key changes. A test key's change is
+    403 LIVE_KEY_REQUIRED before its body is read or its target looked up, so that nothing is written and
+    whether the target exists is not told. After HasWorkspace, so that no key at all is still the 401."""
+
+    def has_permission(self, request: Request, view: object) -> bool:
+        if request.method not in SAFE_METHODS and isinstance(request.auth, ApiKey) and request.auth.is_test:
+            raise LiveKeyRequired()
         return True

@@ -20,3 +20,12 @@ class InsufficientBalance(ApplicationError):
     status_code = 402
     code = "INSUFFICIENT_BALANCE"
     default_message = "The workspace balance cannot pay for this SMS."
+
+
+class LiveKeyRequired(ApplicationError):
+    """A test key tried to change what live traffic depends on (API.md section 10): test mode may read the
+    workspace's configuration, never alter it."""
+
+    status_code = 403
+    code = "LIVE_KEY_REQUIRED"
+    default_message = "A test key cannot change live configuration: use a live (zk_live_) key."

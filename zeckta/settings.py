@@ -340,7 +340,7 @@ WEBHOOK_ALLOWED_HOSTS = [host.lower() for host in env.list("WEBHOOK_ALLOWED_HOST
 WEBHOOK_ENCRYPTION_KEY = env.str("WEBHOOK_ENCRYPTION_KEY", default="")
 WEBHOOK_ENCRYPTION_KEY_FALLBACKS = env.list("WEBHOOK_ENCRYPTION_KEY_FALLBACKS", default=[])  # previous keys, still read
 WEBHOOK_MAX_ENDPOINTS_PER_WORKSPACE = env.int("WEBHOOK_MAX_ENDPOINTS_PER_WORKSPACE", default=10)
-WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=5.0)  # to connect, and to each read
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=5.0)  # for the whole call (not per read)
 # Seconds before each retry (with +-20 % jitter); the last one repeats until the retry window closes.
 WEBHOOK_RETRY_DELAYS_SECONDS = (5, 30, 120, 600, 3600, 3 * 3600)
 WEBHOOK_RETRY_WINDOW_SECONDS = env.int("WEBHOOK_RETRY_WINDOW_SECONDS", default=24 * 3600)
@@ -351,6 +351,54 @@ WEBHOOK_SECRET_OVERLAP_SECONDS = 24 * 3600
 WEBHOOK_STALE_AFTER_SECONDS = 30
 WEBHOOK_PROCESSING_LEASE_SECONDS = 60
 WEBHOOK_RETENTION_DAYS = env.int("WEBHOOK_RETENTION_DAYS", default=7)  # finished deliveries are purged after
+
+# --- Task time limits (seconds) ------------------------------------------------------------------
+# Every task has a hard limit, past which the worker kills the process running it (SIGKILL), and a soft
+# one a little before, which raises SoftTimeLimitExceeded inside the task so that it unwinds: its
+# transaction rolls back, and an SMS or webhook call cut by it is recorded as a time-out and retried.
+# Each is well above the longest legitimate run: an SMS or webhook task makes one outbound call, which
+# its own total deadline ends first (the route's timeout, WEBHOOK_TIMEOUT_SECONDS), plus a few statements;
+# the beat's purges and rollups may run for minutes on a large database.
+# A killed SMS or webhook task leaves its row claimed: the sweeper hands it out again once the lease is
+# over, and the claim's conditional UPDATE lets one worker send it, once, with the same reference. Celery
+# writes the limits into each message from the publisher's settings (the web and beat processes): every
+# process reads the same environment.
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=540)
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=600)
+SMS_TASK_SOFT_TIME_LIMIT_SECONDS = env.int("SMS_TASK_SOFT_TIME_LIMIT_SECONDS", default=45)
+SMS_TASK_TIME_LIMIT_SECONDS = env.int("SMS_TASK_TIME_LIMIT_SECONDS", default=60)
+WEBHOOK_TASK_SOFT_TIME_LIMIT_SECONDS = env.int("WEBHOOK_TASK_SOFT_TIME_LIMIT_SECONDS", default=20)
+WEBHOOK_TASK_TIME_LIMIT_SECONDS = env.int("WEBHOOK_TASK_TIME_LIMIT_SECONDS", default=30)
+# By registered name (otp.delivery's and webhooks.delivery's constants; not imported: apps load later).
+CELERY_TASK_ANNOTATIONS = {
+    "otp.tasks.send_sms": {"soft_time_limit": SMS_TASK_SOFT_TIME_LIMIT_SECONDS,
+                           "time_limit": SMS_TASK_TIME_LIMIT_SECONDS},
+    "webhooks.tasks.deliver": {"soft_time_limit": WEBHOOK_TASK_SOFT_TIME_LIMIT_SECONDS,
+                               "time_limit": WEBHOOK_TASK_TIME_LIMIT_SECONDS},
+}
+# Refused at start-up: a soft limit at or over its hard one (the prefork pool starts the hard limit's clock
+# when the soft limit fires, so the hard one would come later than it says), and a hard limit at or over the
+# lease of the rows its task claims (a row is handed out again once its lease is over: the task killed at
+# its limit must be gone by then).
+_time_limit_problems = [
+    f"{name} ({value} s) must be below {bound_name} ({bound} s)"
+    for name, value, bound_name, bound in (
+        ("CELERY_TASK_SOFT_TIME_LIMIT", CELERY_TASK_SOFT_TIME_LIMIT, "CELERY_TASK_TIME_LIMIT", CELERY_TASK_TIME_LIMIT),
+        ("SMS_TASK_SOFT_TIME_LIMIT_SECONDS", SMS_TASK_SOFT_TIME_LIMIT_SECONDS, "SMS_TASK_TIME_LIMIT_SECONDS",
+         SMS_TASK_TIME_LIMIT_SECONDS),
+        ("WEBHOOK_TASK_SOFT_TIME_LIMIT_SECONDS", WEBHOOK_TASK_SOFT_TIME_LIMIT_SECONDS,
+         "WEBHOOK_TASK_TIME_LIMIT_SECONDS", WEBHOOK_TASK_TIME_LIMIT_SECONDS),
+        ("SMS_TASK_TIME_LIMIT_SECONDS", SMS_TASK_TIME_LIMIT_SECONDS, "SMS_PROCESSING_LEASE_SECONDS",
+         SMS_PROCESSING_LEASE_SECONDS),
+        ("WEBHOOK_TASK_TIME_LIMIT_SECONDS", WEBHOOK_TASK_TIME_LIMIT_SECONDS, "WEBHOOK_PROCESSING_LEASE_SECONDS",
+         WEBHOOK_PROCESSING_LEASE_SECONDS),
+    )
+    if value >= bound
+]
+if _time_limit_problems:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("; ".join(_time_limit_problems))
 
 # --- The operators' cockpit (the admin dashboard) ------------------------------------------------
 # Each run of the rollup (every minute) rebuilds the last hours; every quarter of an hour one rebuilds all

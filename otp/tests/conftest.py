@@ -60,9 +60,10 @@ def start_worker(transactional_db) -> Iterator[Callable[..., WorkerProcess]]:
     """Starts worker processes on demand and stops them before the test database is flushed."""
     workers: list[WorkerProcess] = []
 
-    def start(*, gateway: FakeGateway, broker_url: str | None = None, **extra_env: str) -> WorkerProcess:
+    def start(*, gateway: FakeGateway, broker_url: str | None = None, pool: str = "solo",
+              **extra_env: str) -> WorkerProcess:
         worker = WorkerProcess(broker_url=broker_url or celery_app.conf.broker_url, gateway=gateway,
-                               extra_env=extra_env)
+                               extra_env=extra_env, pool=pool)
         workers.append(worker)
         worker.wait_ready()
         return worker

@@ -111,7 +111,7 @@ class WorkerProcess:
     node name of its own (as on another machine); with `beat`, an embedded beat (`-B`)."""
 
     def __init__(self, *, broker_url: str, gateway: FakeGateway, extra_env: dict[str, str] | None = None,
-                 node: str | None = None, beat: bool = False) -> None:
+                 node: str | None = None, beat: bool = False, pool: str = "solo") -> None:
         self.log = tempfile.NamedTemporaryFile(prefix="zeckta-worker-", suffix=".log", delete=False)  # noqa: SIM115
         self.final_output: str | None = None  # kept once stopped and the log file is gone
         db = settings.DATABASES["default"]
@@ -133,7 +133,9 @@ class WorkerProcess:
             **(extra_env or {}),
         }
         self.process = subprocess.Popen(
-            [str(Path(sys.executable).with_name("celery")), "-A", "zeckta", "worker", "--pool", "solo",
+            # solo unless told: one process to kill. Time limits need `prefork` (its parent kills the child).
+            [str(Path(sys.executable).with_name("celery")), "-A", "zeckta", "worker", "--pool", pool,
+             *(["--concurrency", "1"] if pool == "prefork" else []),
              "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
              "--hostname", f"{node or f'zeckta-test-{os.getpid()}'}@%h", *(["--beat"] if beat else [])],
             cwd=BASE_DIR, env=env, stdout=self.log, stderr=subprocess.STDOUT,

@@ -3,6 +3,7 @@ with one; Ctrl-C stops them all."""
 
 import importlib.util
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -25,7 +26,7 @@ def test_the_procfile_names_web_worker_and_beat_and_serve_reads_each_line():
     serve_script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(serve_script)
     commands = serve_script.procfile()
-    assert next(iter(commands)) == "web" and {"worker", "beat"} <= set(commands)
+    assert list(commands) == ["web", "worker", "webhooks", "beat"]
     assert commands["web"].startswith("gunicorn zeckta.wsgi ")
     assert commands["beat"].startswith("celery -A zeckta beat")
     lines = [line for line in (BASE_DIR / "Procfile").read_text().splitlines() if line and not line.startswith("#")]
@@ -64,7 +65,7 @@ def test_with_a_broker_serve_runs_web_worker_and_beat_and_ctrl_c_stops_them(tmp_
     }, log)
     try:
         assert wait_for(lambda: serves_http(port), timeout=60), log.read_text()
-        assert wait_for(lambda: " ready." in log.read_text() and "took the beat lock" in log.read_text(),
+        assert wait_for(lambda: log.read_text().count(" ready.") == 2 and "took the beat lock" in log.read_text(),
                         timeout=60), log.read_text()
         assert stop(process) == 0, log.read_text()
         assert not serves_http(port)
@@ -74,6 +75,9 @@ def test_with_a_broker_serve_runs_web_worker_and_beat_and_ctrl_c_stops_them(tmp_
         redis_server.cleanup()
     output = log.read_text()
     assert "tasks: Celery worker and beat on" in output
+    # Two workers: SMS (and housekeeping) apart from webhooks, so that a slow receiver never holds an SMS.
+    assert re.search(r"worker@\S+ ready\.", output) and re.search(r"webhooks@\S+ ready\.", output), output
+    assert ".> sms " in output and ".> webhooks " in output
     assert "Booting worker" in output  # gunicorn's web workers
 
 

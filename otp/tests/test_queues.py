@@ -2,6 +2,7 @@
 so that at scale each has workers of its own and a backlog of one never delays another."""
 
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -49,3 +50,27 @@ def test_the_publishers_push_onto_the_queue_of_their_task(api, broker_queue):
     assert queued_task_names(broker_queue, WEBHOOKS_QUEUE) == [WEBHOOK_DELIVER_TASK]
     assert queued_task_names(broker_queue, HOUSEKEEPING_QUEUE) == [beat_entry["task"]]
     assert broker_queue.llen("celery") == 0  # Celery's default queue is not used at all
+
+
+def _queues_of(command: str) -> set[str]:
+    [queues] = re.findall(r"--queues[= ](\S+)", command)
+    return set(queues.split(","))
+
+
+@pytest.mark.parametrize("unit_queues", ["procfile", "systemd"])
+def test_the_default_layout_runs_webhooks_apart_from_sms_and_consumes_every_queue(unit_queues):
+    """However slow the workspaces' receivers, they hold slots of the webhooks worker only: the SMS worker
+    never runs a webhook delivery."""
+    if unit_queues == "procfile":
+        lines = (settings.BASE_DIR / "Procfile").read_text().splitlines()
+        commands = dict(line.split(":", 1) for line in lines if " worker " in line and not line.startswith("#"))
+        sms_worker, webhooks_worker = commands["worker"], commands["webhooks"]
+    else:
+        units = settings.BASE_DIR / "deploy" / "systemd"
+        sms_worker = (units / "zeckta-worker.service").read_text()
+        webhooks_worker = (units / "zeckta-worker@.service").read_text().replace("%i", WEBHOOKS_QUEUE)
+        commands = {"worker": sms_worker, "webhooks": webhooks_worker}
+    assert _queues_of(sms_worker) == {SMS_QUEUE, HOUSEKEEPING_QUEUE}
+    assert _queues_of(webhooks_worker) == {WEBHOOKS_QUEUE}
+    consumed = [queue for command in commands.values() for queue in _queues_of(command)]
+    assert sorted(consumed) == sorted(settings.CELERY_TASK_QUEUES)  # each queue, by one of them

@@ -1,5 +1,6 @@
-"""One careful HTTP client for every provider backend: time-outs, no redirects, TLS verified, a capped
-response, kept-alive connections, and errors that never quote the request body (it holds the code).
+"""One careful HTTP client for every provider backend: a time-out for the whole call, no redirects, TLS
+verified, a capped response, kept-alive connections, and errors that never quote the request body (it
+holds the code).
 
 urllib3 rather than urllib: a worker sends to the same few provider hosts all day, and a pooled
 keep-alive connection saves a TCP (and TLS) handshake on every SMS.
@@ -14,6 +15,7 @@ import urllib3
 from urllib3.exceptions import HTTPError, NewConnectionError, ProtocolError, TimeoutError
 
 from senders.gateways.base import PermanentGatewayError, SmsGateway, TransientGatewayError
+from zeckta.http_deadline import Deadline, deadline_pool_manager
 
 # Bodies longer than this from a provider are not ours to read (bytes).
 MAX_RESPONSE_BYTES = 64 * 1024
@@ -22,7 +24,8 @@ MAX_RESPONSE_BYTES = 64 * 1024
 # a POST retried by the client library could send an SMS twice; the outbox retries with the same reference.
 # No redirects: urllib would follow a 301/302/303 to a POST with a body-less GET, and a 2xx to that GET
 # would count as accepted although no SMS was submitted; here a redirect is the answer itself.
-_pool = urllib3.PoolManager(num_pools=32, maxsize=4, retries=False, block=False)
+# Its connections report to the call's Deadline (zeckta.http_deadline): `timeout` bounds the whole call.
+_pool = deadline_pool_manager(num_pools=32, maxsize=4, retries=False, block=False)
 
 
 @dataclass(frozen=True)
@@ -32,31 +35,53 @@ class HttpAnswer:
 
 
 def post(url: str, *, body: bytes, headers: dict[str, str], timeout: float) -> HttpAnswer:
-    """POSTs and returns whatever status the provider answered; TransientGatewayError when none came."""
+    """POSTs and returns whatever status the provider answered; TransientGatewayError when none came.
+
+    `timeout` (seconds) bounds the whole call, connection, request and answer together: a provider (or
+    something in between) that trickles its answer cannot hold the worker past it."""
     if not url.startswith(("http://", "https://")):
         raise ValueError("provider URLs are http:// or https:// only")
-    try:
-        response = _pool.request("POST", url, body=body, headers=headers, timeout=urllib3.Timeout(total=timeout),
-                                 redirect=False, retries=False, preload_content=False)
-        content = b""
+    with Deadline(timeout) as deadline:
         try:
-            content = response.read(MAX_RESPONSE_BYTES + 1)
-        finally:
-            if len(content) > MAX_RESPONSE_BYTES or not content and response.length_remaining:
-                response.close()  # not read to its end, so the connection cannot serve another request
-            else:
-                response.release_conn()
-    except NewConnectionError as exc:  # before TimeoutError: urllib3 derives it from ConnectTimeoutError
-        raise TransientGatewayError(f"provider unreachable: {_reason(exc)}") from None
-    except TimeoutError:
-        raise TransientGatewayError(f"provider timed out after {timeout}s") from None
-    except ProtocolError as exc:
-        # A connection cut or an answer cut short: the message may have been taken; the retry carries the
-        # same reference so the provider can drop a duplicate.
-        raise TransientGatewayError(f"provider answered badly: {_reason(exc)}") from None
-    except (HTTPError, OSError) as exc:
-        raise TransientGatewayError(f"provider unreachable: {_reason(exc)}") from None
-    return HttpAnswer(response.status, content[:MAX_RESPONSE_BYTES])
+            content, status = _call(url, body=body, headers=headers, timeout=timeout, deadline=deadline)
+        except (HTTPError, OSError) as exc:  # every error of urllib3 derives from HTTPError
+            raise _unanswered(exc, timeout=timeout, cut=deadline.expired) from None
+    return HttpAnswer(status, content[:MAX_RESPONSE_BYTES])
+
+
+def _call(url: str, *, body: bytes, headers: dict[str, str], timeout: float, deadline: Deadline) -> tuple[bytes, int]:
+    response = _pool.request(
+        "POST",
+        url,
+        body=body,
+        headers=headers,
+        timeout=urllib3.Timeout(total=timeout),
+        redirect=False,
+        retries=False,
+        preload_content=False,
+    )
+    content = b""
+    try:
+        content = response.read(MAX_RESPONSE_BYTES + 1)
+    finally:
+        cut_short = len(content) > MAX_RESPONSE_BYTES or not content and response.length_remaining
+        if cut_short or deadline.expired:
+            response.close()  # not read to its end (or shut down), so it cannot serve another request
+        else:
+            response.release_conn()
+    return content, response.status
+
+
+def _unanswered(exc: HTTPError | OSError, *, timeout: float, cut: bool) -> TransientGatewayError:
+    """`cut`: the deadline shut the call's socket down; whatever urllib3 made of it, it is the time-out."""
+    if cut or (isinstance(exc, TimeoutError) and not isinstance(exc, NewConnectionError)):
+        # The answer may have been on its way: the message may have been taken, and the retry carries the
+        # same reference so that the provider can drop a duplicate.
+        return TransientGatewayError(f"provider timed out after {timeout}s")
+    if isinstance(exc, ProtocolError):
+        # A connection cut or an answer cut short: as above, the message may have been taken.
+        return TransientGatewayError(f"provider answered badly: {_reason(exc)}")
+    return TransientGatewayError(f"provider unreachable: {_reason(exc)}")
 
 
 def _reason(exc: Exception) -> str:

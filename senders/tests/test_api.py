@@ -12,6 +12,7 @@ from senders.errors import SenderNameNotFound
 from senders.models import SenderName
 from senders.services import sender_name_reject
 from senders.tests.factories import SenderNameFactory
+from workspaces.models import AuditEvent
 from workspaces.tests.factories import WorkspaceFactory, issue_key
 from zeckta.api.pages import MAX_PAGE_SIZE
 from zeckta.testing import api_client, assert_api_error
@@ -441,3 +442,39 @@ def test_an_unsupported_method_is_refused_in_the_envelope(api, sender):
     response = api.patch(detail_url(sender.public_id), {"purpose": "x"}, format="json")
 
     assert_api_error(response, status=405, code="METHOD_NOT_ALLOWED")
+
+
+# --- test keys (API.md section 10) ---------------------------------------------------------------
+
+
+@pytest.fixture
+def api_of_test_key(workspace):
+    return api_client(issue_key(workspace, name="tests", test=True)[1])
+
+
+def test_a_test_key_lists_and_reads_the_workspace_sender_names(api_of_test_key, sender, pending):
+    listed = api_of_test_key.get(URL)
+    one = api_of_test_key.get(detail_url(sender.public_id))
+
+    assert listed.status_code == 200 and {item["sender"] for item in listed.json()["data"]["items"]} == {
+        "ZECKTA", "PENDINGCO"}
+    assert one.status_code == 200 and one.json()["data"]["status"] == "APPROVED"
+
+
+def test_a_test_key_cannot_create_change_or_delete_a_sender_name(api_of_test_key, workspace, sender, pending):
+    rows = list(SenderName.objects.order_by("pk").values())
+    audits = AuditEvent.objects.count()
+
+    answers = [
+        api_of_test_key.post(URL, body(), format="json"),
+        api_of_test_key.put(detail_url(pending.public_id), body(sender="RENAMED"), format="json"),
+        api_of_test_key.delete(detail_url(sender.public_id)),
+        api_of_test_key.delete(detail_url(uuid.uuid4())),  # unknown or not: a test key changes nothing
+    ]
+
+    for response in answers:
+        payload = assert_api_error(response, status=403, code="LIVE_KEY_REQUIRED")
+        assert payload["message"] == "A test key cannot change live configuration: use a live (zk_live_) key."
+    assert list(SenderName.objects.order_by("pk").values()) == rows
+    assert AuditEvent.objects.count() == audits
+    assert api_of_test_key.get(detail_url(sender.public_id)).status_code == 200  # still there, still usable

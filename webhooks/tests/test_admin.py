@@ -51,8 +51,10 @@ def test_an_endpoints_page_shows_its_recent_deliveries_and_only_the_secret_prefi
 
 
 def test_staff_create_an_endpoint_and_see_its_secret_once(admin_client, workspace):
-    response = admin_client.post(reverse("admin:webhooks_webhookendpoint_add"), {
-        "workspace": workspace.pk, "url": "https://example.com/hooks", "events": ["otp.approved", "otp.sent"]})
+    response = admin_client.post(
+        reverse("admin:webhooks_webhookendpoint_add"),
+        {"workspace": workspace.pk, "url": "https://example.com/hooks", "events": ["otp.approved", "otp.sent"]},
+    )
 
     assert response.status_code == 200 and "no-store" in response["Cache-Control"]
     endpoint = WebhookEndpoint.objects.get()
@@ -60,13 +62,14 @@ def test_staff_create_an_endpoint_and_see_its_secret_once(admin_client, workspac
     secret = response.context["secret"]
     assert secret.startswith("whsec_") and secret in response.text
     assert AuditEvent.objects.get(action="webhook.created").actor == "admin"
-    assert secret not in admin_client.get(reverse("admin:webhooks_webhookendpoint_change",
-                                                  args=[endpoint.pk])).text
+    assert secret not in admin_client.get(reverse("admin:webhooks_webhookendpoint_change", args=[endpoint.pk])).text
 
 
 def test_the_admin_form_refuses_what_the_api_refuses(admin_client, workspace):
-    response = admin_client.post(reverse("admin:webhooks_webhookendpoint_add"), {
-        "workspace": workspace.pk, "url": "http://example.com/hooks", "events": ["otp.approved"]})
+    response = admin_client.post(
+        reverse("admin:webhooks_webhookendpoint_add"),
+        {"workspace": workspace.pk, "url": "http://example.com/hooks", "events": ["otp.approved"]},
+    )
 
     assert response.status_code == 200 and "The URL must use https." in response.text
     assert not WebhookEndpoint.objects.exists()
@@ -83,6 +86,24 @@ def test_mark_not_failing_and_delete_go_through_the_services(admin_client, works
 
     assert not WebhookEndpoint.objects.exists()
     assert set(AuditEvent.objects.values_list("action", flat=True)) >= {"webhook.changed", "webhook.deleted"}
+
+
+def test_test_endpoints_are_shown_filtered_and_deleted_like_live_ones(admin_client, workspace):
+    endpoint_for(workspace, "https://live.example.com/hooks")
+    test = endpoint_for(workspace, "https://test.example.com/hooks", test=True).endpoint
+
+    page = admin_client.get(reverse(ENDPOINTS))
+    assert "test endpoint" in page.text.lower()  # the column
+    assert listed(admin_client, {"is_test__exact": "1"}) == {"https://test.example.com/hooks"}
+    assert listed(admin_client, {"is_test__exact": "0"}) == {"https://live.example.com/hooks"}
+    detail = admin_client.get(reverse("admin:webhooks_webhookendpoint_change", args=[test.pk]))
+    assert detail.status_code == 200 and "test endpoint" in detail.text.lower()
+
+    admin_client.post(reverse(ENDPOINTS), {"action": "delete_selected_endpoints", "_selected_action": [test.pk]})
+    admin_client.post(reverse("admin:webhooks_webhookendpoint_delete", args=[test.pk]), {"post": "yes"})
+
+    assert list(WebhookEndpoint.objects.values_list("url", flat=True)) == ["https://live.example.com/hooks"]
+    assert AuditEvent.objects.filter(action="webhook.deleted", target=str(test.public_id)).count() == 1
 
 
 def test_replay_sends_a_finished_delivery_again_with_the_same_webhook_id(admin_client, workspace, receiver):

@@ -65,14 +65,18 @@ def test_an_event_is_delivered_once_with_a_signature_the_library_verifies(receiv
     assert request.headers["webhook-id"] == delivery.webhook_id == f"msg_{delivery.public_id.hex}"
     assert request.body == delivery.body.encode()
     payload = Webhook(created.secret).verify(request.body, request.headers)
-    assert payload == {"type": "otp.approved", "timestamp": at.isoformat().replace("+00:00", "Z"),
-                       "data": SESSION_VIEW}
+    assert payload == {"type": "otp.approved", "timestamp": at.isoformat().replace("+00:00", "Z"), "data": SESSION_VIEW}
     assert request.headers["webhook-signature"] == expected_signature(
-        created.secret, request.headers["webhook-id"], request.headers["webhook-timestamp"], request.body)
+        created.secret, request.headers["webhook-id"], request.headers["webhook-timestamp"], request.body
+    )
     assert abs(int(request.headers["webhook-timestamp"]) - timezone.now().timestamp()) < 60
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts, delivery.last_status_code, delivery.last_error) == (
-        "delivered", 1, 200, "")
+        "delivered",
+        1,
+        200,
+        "",
+    )
     assert delivery.finished_at is not None
 
 
@@ -124,7 +128,11 @@ def test_a_500_then_a_200_sends_the_same_webhook_id_and_bytes_twice(receiver, wo
     assert first.body == second.body == delivery.body.encode()
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts, delivery.last_status_code, delivery.last_error) == (
-        "delivered", 2, 200, "")
+        "delivered",
+        2,
+        200,
+        "",
+    )
 
 
 def test_a_receiver_that_was_down_gets_the_event_once_it_is_back(settings, workspace, broker):
@@ -207,7 +215,7 @@ def test_a_give_up_marks_the_endpoint_failing_and_the_next_success_clears_it(rec
 
 def test_after_a_rotation_both_secrets_sign_for_24_hours_then_only_the_new_one(receiver, workspace):
     old = endpoint_for(workspace, receiver.url)
-    new = webhook_endpoint_rotate_secret(workspace=workspace, webhook_id=old.endpoint.public_id)
+    new = webhook_endpoint_rotate_secret(workspace=workspace, webhook_id=old.endpoint.public_id, test=False)
     assert new.secret != old.secret and new.secret.startswith("whsec_")
 
     [during] = record_event(workspace)
@@ -248,8 +256,9 @@ def test_an_event_rolls_back_with_the_transaction_that_recorded_it(workspace, dj
     endpoint_for(workspace, "https://example.com/hooks")
     with django_capture_on_commit_callbacks() as published, pytest.raises(RuntimeError, match="boom"):
         with transaction.atomic():
-            webhook_event_record(workspace_id=workspace.pk, event_type=Event.OTP_APPROVED, at=timezone.now(),
-                                 data=SESSION_VIEW)
+            webhook_event_record(
+                workspace_id=workspace.pk, event_type=Event.OTP_APPROVED, at=timezone.now(), data=SESSION_VIEW
+            )
             assert WebhookDelivery.objects.count() == 1
             raise RuntimeError("boom")
 
@@ -278,8 +287,12 @@ def test_without_a_subscriber_recording_costs_no_query_once_the_cache_is_warm(wo
     with transaction.atomic():
         webhook_event_record(workspace_id=workspace.pk, event_type=Event.OTP_APPROVED, at=timezone.now(), data={})
         with django_assert_num_queries(0):
-            assert webhook_event_record(workspace_id=workspace.pk, event_type=Event.OTP_APPROVED,
-                                        at=timezone.now(), data={}) == 0
+            assert (
+                webhook_event_record(
+                    workspace_id=workspace.pk, event_type=Event.OTP_APPROVED, at=timezone.now(), data={}
+                )
+                == 0
+            )
 
 
 def test_a_new_endpoint_receives_events_at_once_in_this_process(workspace):
@@ -316,8 +329,9 @@ def test_the_sweeper_publishes_due_and_abandoned_deliveries_only(workspace, brok
 def test_a_delivery_left_sending_by_a_dead_worker_is_sent_again_after_the_lease(receiver, workspace):
     endpoint_for(workspace, receiver.url)
     [delivery] = record_event(workspace)
-    WebhookDelivery.objects.filter(pk=delivery.pk).update(status="sending", attempts=1,
-                                                          claimed_at=timezone.now() - timedelta(seconds=30))
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+        status="sending", attempts=1, claimed_at=timezone.now() - timedelta(seconds=30)
+    )
     assert webhook_deliver(delivery_id=delivery.pk) == "sending"  # its lease still runs
     assert receiver.calls == 0
 

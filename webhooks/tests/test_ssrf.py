@@ -5,6 +5,7 @@ name must resolve to a chosen address: that answer is the boundary under test (D
 """
 
 import datetime as dt
+import ipaddress
 import socket
 import ssl
 
@@ -32,8 +33,10 @@ def resolver(monkeypatch) -> dict[str, list[str]]:
 
     def getaddrinfo(host, port, *args, **kwargs):
         if host in answers:
-            return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "",
-                     (a, port)) for a in answers[host]]
+            return [
+                (socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (a, port))
+                for a in answers[host]
+            ]
         return real(host, port, *args, **kwargs)
 
     monkeypatch.setattr(transport.socket, "getaddrinfo", getaddrinfo)
@@ -43,8 +46,13 @@ def resolver(monkeypatch) -> dict[str, list[str]]:
 def stored_endpoint(workspace, url: str) -> WebhookEndpoint:
     """An endpoint row as an older release (or a DNS change since) may have left it: no check on save."""
     secret = secret_new()
-    return WebhookEndpoint.objects.create(workspace=workspace, url=url, events=["otp.approved"],
-                                          encrypted_secret=secret_encrypt(secret), secret_prefix=secret_prefix(secret))
+    return WebhookEndpoint.objects.create(
+        workspace=workspace,
+        url=url,
+        events=["otp.approved"],
+        encrypted_secret=secret_encrypt(secret),
+        secret_prefix=secret_prefix(secret),
+    )
 
 
 def attempt(workspace) -> WebhookDelivery:
@@ -57,34 +65,77 @@ def attempt(workspace) -> WebhookDelivery:
 # --- when saved ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("url, problem", [
-    ("http://example.com/hooks", "must use https"),
-    ("ftp://example.com/hooks", "valid URL"),
-    ("https:///hooks", "valid URL"),
-    ("https://example.com:99999/hooks", "valid URL"),
-    ("https://user:pass@example.com/hooks", "credentials"),
-    ("https://example.com/hooks#part", "fragment"),
-    ("https://example.com/ho oks", "spaces"),
-    ("https://localhost/hooks", "private"),
-    ("https://api.localhost/hooks", "private"),
-    ("https://127.0.0.1/hooks", "private"),
-    ("https://10.1.2.3/hooks", "private"),
-    ("https://169.254.169.254/latest/meta-data", "private"),
-    ("https://100.64.0.1/hooks", "private"),
-    ("https://[::1]/hooks", "private"),
-    ("https://[::ffff:10.0.0.1]/hooks", "private"),
-    ("https://224.0.0.1/hooks", "private"),
-    ("https://0.0.0.0/hooks", "private"),
-    ("https://example.com/" + "a" * 2000, "at most 2000"),
-])
+@pytest.mark.parametrize(
+    "url, problem",
+    [
+        ("http://example.com/hooks", "must use https"),
+        ("ftp://example.com/hooks", "valid URL"),
+        ("https:///hooks", "valid URL"),
+        ("https://example.com:99999/hooks", "valid URL"),
+        ("https://user:pass@example.com/hooks", "credentials"),
+        ("https://example.com/hooks#part", "fragment"),
+        ("https://example.com/ho oks", "spaces"),
+        ("https://localhost/hooks", "private"),
+        ("https://api.localhost/hooks", "private"),
+        ("https://127.0.0.1/hooks", "private"),
+        ("https://10.1.2.3/hooks", "private"),
+        ("https://169.254.169.254/latest/meta-data", "private"),
+        ("https://100.64.0.1/hooks", "private"),
+        ("https://[::1]/hooks", "private"),
+        ("https://[::ffff:10.0.0.1]/hooks", "private"),
+        ("https://224.0.0.1/hooks", "private"),
+        ("https://0.0.0.0/hooks", "private"),
+        ("https://[fec0::1]/hooks", "private"),  # site-local: Python 3.11's is_global lets it through
+        ("https://[feff::1]/hooks", "private"),
+        ("https://[3fff::1]/hooks", "private"),  # documentation (RFC 9637), unknown to Python 3.11
+        ("https://192.0.0.9/hooks", "private"),
+        ("https://192.88.99.1/hooks", "private"),
+        ("https://[::ffff:127.0.0.1]/hooks", "private"),
+        ("https://[64:ff9b::a00:1]/hooks", "private"),  # NAT64 of 10.0.0.1
+        ("https://[64:ff9b:1::a00:1]/hooks", "private"),
+        ("https://example.com/" + "a" * 2000, "at most 2000"),
+    ],
+)
 def test_a_url_that_is_not_https_to_a_public_host_is_refused(url, problem):
     assert problem in transport.url_problem(url)
 
 
-@pytest.mark.parametrize("url", [
-    "https://example.com/hooks", "https://example.com:8443/hooks?tenant=7", "https://93.184.215.14/hooks",
-    "https://[2606:2800:21f:cb07:6820:80da:af6b:8b2c]/hooks",
-])
+@pytest.mark.parametrize(
+    "address, public",
+    [
+        ("93.184.215.14", True),
+        ("2606:2800:21f:cb07:6820:80da:af6b:8b2c", True),
+        ("fec0::1", False),
+        ("fefe:1::1", False),
+        ("3fff:fff::1", False),
+        ("100.64.0.1", False),
+        ("100.127.255.254", False),
+        ("192.0.0.1", False),
+        ("192.0.0.170", False),
+        ("192.88.99.1", False),
+        ("::ffff:127.0.0.1", False),
+        ("::ffff:100.64.0.1", False),
+        ("64:ff9b::7f00:1", False),
+        ("64:ff9b::c0a8:101", False),
+        ("64:ff9b:1::1", False),
+        ("2001:db8::1", False),
+        ("2002:a00:1::1", False),
+        ("2001:0:4136:e378:8000:63bf:f5ff:fffe", False),  # Teredo
+    ],
+)
+def test_only_global_unicast_addresses_are_public(address, public):
+    assert transport.address_is_public(ipaddress.ip_address(address)) is public
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://example.com/hooks",
+        "https://example.com:8443/hooks?tenant=7",
+        "https://93.184.215.14/hooks",
+        "https://[2606:2800:21f:cb07:6820:80da:af6b:8b2c]/hooks",
+    ],
+)
 def test_an_https_url_of_a_public_host_is_accepted(url):
     assert transport.url_problem(url) is None
 
@@ -105,13 +156,16 @@ def test_with_debug_on_private_hosts_may_be_saved_but_https_is_still_required(se
 # --- when sending ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("url, address", [
-    ("https://localhost/hooks", None),
-    ("https://127.0.0.1/hooks", "127.0.0.1"),
-    ("https://10.20.30.40/hooks", "10.20.30.40"),
-    ("https://169.254.169.254/latest/meta-data", "169.254.169.254"),
-    ("https://[::1]/hooks", "::1"),
-])
+@pytest.mark.parametrize(
+    "url, address",
+    [
+        ("https://localhost/hooks", None),
+        ("https://127.0.0.1/hooks", "127.0.0.1"),
+        ("https://10.20.30.40/hooks", "10.20.30.40"),
+        ("https://169.254.169.254/latest/meta-data", "169.254.169.254"),
+        ("https://[::1]/hooks", "::1"),
+    ],
+)
 def test_a_private_loopback_or_link_local_address_is_refused_when_sending(workspace, url, address):
     stored_endpoint(workspace, url)
 
@@ -122,8 +176,20 @@ def test_a_private_loopback_or_link_local_address_is_refused_when_sending(worksp
     assert address is None or f"({address})" in delivery.last_error
 
 
-@pytest.mark.parametrize("answers", [["10.0.0.7"], ["169.254.169.254"], ["93.184.215.14", "127.0.0.1"],
-                                     ["::ffff:192.168.1.1"], ["100.100.100.200"]])
+@pytest.mark.parametrize(
+    "answers",
+    [
+        ["10.0.0.7"],
+        ["169.254.169.254"],
+        ["93.184.215.14", "127.0.0.1"],
+        ["::ffff:192.168.1.1"],
+        ["100.100.100.200"],
+        ["fec0::1"],
+        ["64:ff9b::7f00:1"],
+        ["::ffff:127.0.0.1"],
+        ["192.0.0.10"],
+    ],
+)
 def test_a_public_name_that_resolves_to_a_private_address_is_refused_when_sending(workspace, resolver, answers):
     endpoint_for(workspace, "https://hooks.example.com/zeckta")  # fine when saved
     resolver["hooks.example.com"] = answers  # then the DNS answer changes
@@ -138,9 +204,7 @@ def test_an_http_url_is_refused_when_sending_unless_its_host_is_allowed(workspac
     assert attempt(workspace).last_error == "refused: the URL must use https"
 
 
-def test_an_allowed_host_is_called_at_the_address_it_resolves_to_with_its_name_as_host(
-    workspace, settings, resolver
-):
+def test_an_allowed_host_is_called_at_the_address_it_resolves_to_with_its_name_as_host(workspace, settings, resolver):
     receiver = Receiver().start()
     try:
         settings.WEBHOOK_ALLOWED_HOSTS = ["receiver.internal"]
@@ -193,10 +257,16 @@ def test_a_receiver_that_does_not_answer_in_time_is_a_failed_attempt(workspace, 
 
 def _certificate(name: str, key, issuer_name: x509.Name, issuer_key, *, ca: bool) -> x509.Certificate:
     now = dt.datetime.now(dt.UTC)
-    builder = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-               .issuer_name(issuer_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=1))
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
     if not ca:
         builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
     return builder.sign(issuer_key, hashes.SHA256())
@@ -212,8 +282,11 @@ def tls_receiver(tmp_path, monkeypatch):
     leaf = _certificate("hooks.example.test", leaf_key, ca_name, ca_key, ca=False)
     (tmp_path / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     (tmp_path / "leaf.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "leaf.key").write_bytes(leaf_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    (tmp_path / "leaf.key").write_bytes(
+        leaf_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(tmp_path / "leaf.pem", tmp_path / "leaf.key")
     server_names: list[str | None] = []

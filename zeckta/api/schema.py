@@ -31,7 +31,7 @@ ERROR_CODES = (
     "UNSUPPORTED_MEDIA_TYPE", "IDEMPOTENCY_KEY_REUSED", "SESSION_NOT_PENDING", "RESEND_LIMIT_REACHED",
     "SENDER_NAME_EXISTS", "SENDER_NAME_NOT_EDITABLE", "RATE_LIMITED", "DESTINATION_RATE_LIMITED",
     "RESEND_TOO_SOON", "WORKSPACE_QUOTA_EXCEEDED", "INTERNAL_ERROR", "SERVICE_UNAVAILABLE",
-    "INVALID", "EXPIRED", "MAX_ATTEMPTS_REACHED", "ALREADY_USED", "CANCELED",
+    "INVALID", "EXPIRED", "MAX_ATTEMPTS_REACHED", "ALREADY_USED", "CANCELED", "LIVE_KEY_REQUIRED",
     "FORBIDDEN",  # a provider receipt that failed its route's authentication (section 11)
 )
 COMMON_ERRORS = (400, 401, 403, 405, 413, 415, 429, 500)
@@ -73,6 +73,11 @@ def error_responses(*statuses: int, overrides: dict[int, OpenApiResponse] | None
     responses = {status: OpenApiResponse(ERROR_ENVELOPE, description=ERROR_MEANINGS[status]) for status in statuses}
     responses.update(overrides or {})
     return responses
+
+
+# The 403 of an operation that changes live configuration (API.md section 10).
+LIVE_KEY_REQUIRED = {403: OpenApiResponse(ERROR_ENVELOPE, description="LIVE_KEY_REQUIRED: a test key cannot change "
+                                          f"live configuration; or {ERROR_MEANINGS[403]}")}
 
 
 def example(name: str, value: dict, *, status: int = 200, request: bool = False) -> OpenApiExample:

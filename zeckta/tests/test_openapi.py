@@ -129,6 +129,7 @@ CONTRACT_CODES = {
     "EXPIRED",
     "MAX_ATTEMPTS_REACHED",
     "ALREADY_USED",
+    "LIVE_KEY_REQUIRED",
 }
 
 
@@ -140,6 +141,15 @@ def test_every_error_code_of_the_contract_is_in_the_document(document):
     assert all(code in text for code in ("HTTPS_REQUIRED", "INVALID_HOST", "WORKSPACE_QUOTA_EXCEEDED"))
     verify = document["paths"]["/v1/messaging/otp/verify"]["post"]["responses"]["404"]
     assert "NOT_FOUND" in verify["description"]
+
+
+def test_the_sender_name_changes_document_the_403_of_a_test_key(document):
+    paths = document["paths"]
+    changes = [paths["/v1/messaging/sender-names"]["post"], paths["/v1/messaging/sender-names/{sender_name_id}"]["put"],
+               paths["/v1/messaging/sender-names/{sender_name_id}"]["delete"]]
+    for operation in changes:
+        assert "LIVE_KEY_REQUIRED" in operation["responses"]["403"]["description"], operation["operationId"]
+    assert "LIVE_KEY_REQUIRED" not in paths["/v1/messaging/sender-names"]["get"]["responses"]["403"]["description"]
 
 
 def test_resend_is_documented_with_its_answers_and_examples(document):
