@@ -28,12 +28,22 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 
-WORKSPACES = [("acme", "Acme Bank", 0.50), ("globex", "Globex Shop", 0.25), ("initech", "Initech", 0.15),
-              ("umbrella", "Umbrella Health", 0.07), ("hooli", "Hooli", 0.03)]
+WORKSPACES = [
+    ("acme", "Acme Bank", 0.50),
+    ("globex", "Globex Shop", 0.25),
+    ("initech", "Initech", 0.15),
+    ("umbrella", "Umbrella Health", 0.07),
+    ("hooli", "Hooli", 0.03),
+]
 # country, its numbers' first digits, its route ("default": the SMS_BACKEND settings), share of the traffic
-COUNTRIES = [("GH", "+23324", "afritel-gh", 0.35), ("NG", "+234803", "afritel-ng", 0.25),
-             ("KE", "+25471", "safari-sms", 0.15), ("GB", "+44770", "euro-sms", 0.10),
-             ("US", "+1202", "default", 0.10), ("ZA", "+2782", "default", 0.05)]
+COUNTRIES = [
+    ("GH", "+23324", "afritel-gh", 0.35),
+    ("NG", "+234803", "afritel-ng", 0.25),
+    ("KE", "+25471", "safari-sms", 0.15),
+    ("GB", "+44770", "euro-sms", 0.10),
+    ("US", "+1202", "default", 0.10),
+    ("ZA", "+2782", "default", 0.05),
+]
 PUMPED_RANGE = "+23324555"  # the first digits of the pumped range (the last four vary)
 PUMPED_SMS = 1500  # in the last 24 hours, none approved
 
@@ -164,16 +174,27 @@ def seed(count: int, *, reseed: bool) -> None:
         print(f"bench: the database already holds {count:,} live sessions or more; --reseed to start again")
         return
     with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE otp_otpsession, otp_smsmessage, otp_smsattempt, cockpit_traffichour, "
-                       "cockpit_numbersuspect, cockpit_rollupstate CASCADE")
+        cursor.execute(
+            "TRUNCATE otp_otpsession, otp_smsmessage, otp_smsattempt, cockpit_traffichour, "
+            "cockpit_numbersuspect, cockpit_rollupstate CASCADE"
+        )
     for slug, name, _ in WORKSPACES:
         workspace, _ = Workspace.objects.get_or_create(slug=slug, defaults={"name": name})
-        SenderName.objects.get_or_create(workspace=workspace, name=slug.upper()[:11], defaults={
-            "status": SenderName.Status.APPROVED, "approved_at": timezone.now()})
+        SenderName.objects.get_or_create(
+            workspace=workspace,
+            name=slug.upper()[:11],
+            defaults={"status": SenderName.Status.APPROVED, "approved_at": timezone.now()},
+        )
     for priority, (country, _, route, _) in enumerate(COUNTRIES):
         if route != "default" and not Route.objects.filter(name=route).exists():
-            route_create(name=route, backend="http", values={"url": "http://127.0.0.1:9/sms"}, countries=country,
-                         priority=10 * (priority + 1), actor="bench")
+            route_create(
+                name=route,
+                backend="http",
+                values={"url": "http://127.0.0.1:9/sms"},
+                countries=country,
+                priority=10 * (priority + 1),
+                actor="bench",
+            )
     started = time.monotonic()
     with connection.cursor() as cursor:
         for statement in seed_sql(count):
@@ -228,8 +249,13 @@ def main() -> None:
 
     started = time.perf_counter()
     result = traffic_rollup_refresh(rebuild_from=timezone.now() - timezone.timedelta(days=31))
-    rows.append(("rollup, first run (31 days rebuilt)", f"{(time.perf_counter() - started) * 1000:,.0f} ms",
-                 f"{result.rows:,} rows, {result.suspects} suspects"))
+    rows.append(
+        (
+            "rollup, first run (31 days rebuilt)",
+            f"{(time.perf_counter() - started) * 1000:,.0f} ms",
+            f"{result.rows:,} rows, {result.suspects} suspects",
+        )
+    )
     for label, settle in (("each minute", False), ("every 15 minutes, settling", True)):
         runs = []
         for _ in range(3):
@@ -238,16 +264,22 @@ def main() -> None:
             started = time.perf_counter()
             result = traffic_rollup_refresh()
             runs.append((time.perf_counter() - started) * 1000)
-        rows.append((f"rollup, {label} ({result.hours} hours rebuilt, and the pumping list)",
-                     f"{statistics.median(runs):,.0f} ms", f"{result.rows:,} rows, {result.suspects} suspects"))
+        rows.append(
+            (
+                f"rollup, {label} ({result.hours} hours rebuilt, and the pumping list)",
+                f"{statistics.median(runs):,.0f} ms",
+                f"{result.rows:,} rows, {result.suspects} suspects",
+            )
+        )
 
     now = timezone.now()
     for window in ("24h", "30d"):
         ms, queries = timed(args.runs, lambda window=window: dashboard_get(now=now, window=window))
         rows.append((f"dashboard_get, window {window}", f"{ms:.1f} ms", f"{queries} queries"))
 
-    user, _ = get_user_model().objects.get_or_create(username="bench-admin", defaults={
-        "is_staff": True, "is_superuser": True})
+    user, _ = get_user_model().objects.get_or_create(
+        username="bench-admin", defaults={"is_staff": True, "is_superuser": True}
+    )
     client = Client()
     client.force_login(user)
     session = OtpSession.objects.filter(is_test=False).order_by("-id").first()
@@ -259,14 +291,19 @@ def main() -> None:
         ("OTP sessions list, search by number", reverse("admin:otp_otpsession_changelist") + f"?q={dest[:-2]}"),
         ("one session with its SMS and attempts", reverse("admin:otp_otpsession_change", args=[session.pk])),
         ("SMS messages list, first page", reverse("admin:otp_smsmessage_changelist")),
-        ("a workspace with its traffic", reverse("admin:workspaces_workspace_change",
-                                                 args=[Workspace.objects.get(slug="acme").pk])),
-        ("a route with its traffic", reverse("admin:senders_route_change",
-                                             args=[Route.objects.get(name="afritel-gh").pk])),
+        (
+            "a workspace with its traffic",
+            reverse("admin:workspaces_workspace_change", args=[Workspace.objects.get(slug="acme").pk]),
+        ),
+        (
+            "a route with its traffic",
+            reverse("admin:senders_route_change", args=[Route.objects.get(name="afritel-gh").pk]),
+        ),
         ("routes list", reverse("admin:senders_route_changelist")),
         ("operator guide", reverse("admin:guide")),
     ]
     for label, url in pages:
+
         def get(url: str = url) -> None:
             response = client.get(url)
             assert response.status_code == 200, (url, response.status_code)

@@ -51,12 +51,20 @@ def configure() -> None:
     database_url = urlunsplit(parts._replace(path=parts.path + "_profile"))
     sink = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
     threading.Thread(target=sink.serve_forever, daemon=True).start()
-    os.environ.update({
-        "DJANGO_SETTINGS_MODULE": "zeckta.settings", "DEBUG": "False", "SECRET_KEY": secrets.token_urlsafe(50),
-        "OTP_HASH_KEY": secrets.token_urlsafe(50), "ALLOWED_HOSTS": "localhost", "DATABASE_URL": database_url,
-        "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"), "SMS_BACKEND": "http",
-        "SMS_HTTP_URL": f"http://127.0.0.1:{sink.server_port}/sms", "LOG_LEVEL": "ERROR",
-    })
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "zeckta.settings",
+            "DEBUG": "False",
+            "SECRET_KEY": secrets.token_urlsafe(50),
+            "OTP_HASH_KEY": secrets.token_urlsafe(50),
+            "ALLOWED_HOSTS": "localhost",
+            "DATABASE_URL": database_url,
+            "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"),
+            "SMS_BACKEND": "http",
+            "SMS_HTTP_URL": f"http://127.0.0.1:{sink.server_port}/sms",
+            "LOG_LEVEL": "ERROR",
+        }
+    )
     sys.path.insert(0, str(BASE_DIR))
     from bench.run import recreate_database
 
@@ -95,14 +103,18 @@ def main() -> int:
         workspace = workspace_create(name=f"profile-{reuse}", otp_reuse_enabled=reuse, otp_max_attempts=10)
         sender_name_approve(sender_name=sender_name_create(workspace=workspace, name="ZECKTA"))
         raw_key = api_key_issue(workspace=workspace, tps=10_000).raw_key
-        clients[reuse] = Client(HTTP_AUTHORIZATION=f"Bearer {raw_key}", HTTP_X_FORWARDED_PROTO="https",
-                                HTTP_HOST="localhost")
+        clients[reuse] = Client(
+            HTTP_AUTHORIZATION=f"Bearer {raw_key}", HTTP_X_FORWARDED_PROTO="https", HTTP_HOST="localhost"
+        )
     numbers = iter(range(10**7))
 
     def request(reuse: bool) -> dict:
         dest = "+233241234567" if reuse else f"+23324{next(numbers):07d}"
-        response = clients[reuse].post("/v1/messaging/otp/request", {"dest": dest, "src": "ZECKTA", "purpose": "LOGIN"},
-                                       content_type="application/json")
+        response = clients[reuse].post(
+            "/v1/messaging/otp/request",
+            {"dest": dest, "src": "ZECKTA", "purpose": "LOGIN"},
+            content_type="application/json",
+        )
         assert response.status_code == 200, response.content
         return response.json()["data"]
 
@@ -111,8 +123,11 @@ def main() -> int:
     calls = {
         "request-new": lambda i: request(False),
         "request-reused": lambda i: request(True),
-        "verify": lambda i: clients[False].post("/v1/messaging/otp/verify", {
-            "sessionId": sessions[i % len(sessions)], "code": "000000"}, content_type="application/json"),
+        "verify": lambda i: clients[False].post(
+            "/v1/messaging/otp/verify",
+            {"sessionId": sessions[i % len(sessions)], "code": "000000"},
+            content_type="application/json",
+        ),
         "get": lambda i: clients[False].get(f"/v1/messaging/otp/{sessions[i % len(sessions)]}"),
         "deliver": lambda i: sms_deliver(message_id=queued.pop()),
     }

@@ -50,8 +50,15 @@ def main() -> int:
     parser.add_argument("--purge-days", type=int, default=1, help="days of the oldest sessions to purge")
     args = parser.parse_args()
 
-    os.environ.update({"DATABASE_URL": args.database_url, "DJANGO_SETTINGS_MODULE": "zeckta.settings",
-                       "DEBUG": "True", "REDIS_URL": "", "CELERY_BROKER_URL": ""})
+    os.environ.update(
+        {
+            "DATABASE_URL": args.database_url,
+            "DJANGO_SETTINGS_MODULE": "zeckta.settings",
+            "DEBUG": "True",
+            "REDIS_URL": "",
+            "CELERY_BROKER_URL": "",
+        }
+    )
     recreate_database(args.database_url)
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "--verbosity", "0"], cwd=BASE_DIR, check=True)
     create_bench_workspace()
@@ -82,30 +89,43 @@ def main() -> int:
         cursor.execute(f"CREATE TABLE purge_sessions AS SELECT * FROM otp_otpsession WHERE created_at < {cutoff}")
         cursor.execute("SELECT count(*) FROM purge_sessions")
         sessions = cursor.fetchone()[0]
-        cursor.execute("CREATE TABLE purge_sms AS SELECT m.* FROM otp_smsmessage m JOIN purge_sessions s"
-                       " ON s.id = m.session_id")
-        cursor.execute("CREATE TABLE purge_attempts AS SELECT a.* FROM otp_smsattempt a JOIN purge_sms m"
-                       " ON m.id = a.message_id")
+        cursor.execute(
+            "CREATE TABLE purge_sms AS SELECT m.* FROM otp_smsmessage m JOIN purge_sessions s ON s.id = m.session_id"
+        )
+        cursor.execute(
+            "CREATE TABLE purge_attempts AS SELECT a.* FROM otp_smsattempt a JOIN purge_sms m ON m.id = a.message_id"
+        )
     started = time.monotonic()
     rows = otp_sessions_purge(older_than_days=keep_days)  # every row Django's cascade deleted
     service_seconds = time.monotonic() - started
-    print(f"otp_sessions_purge: {sessions} sessions ({rows} rows with their SMS and attempts) in"
-          f" {service_seconds:.1f}s, {sessions / service_seconds:,.0f} sessions/s")
+    print(
+        f"otp_sessions_purge: {sessions} sessions ({rows} rows with their SMS and attempts) in"
+        f" {service_seconds:.1f}s, {sessions / service_seconds:,.0f} sessions/s"
+    )
 
     with connection.cursor() as cursor:
-        for table, copy in [("otp_otpsession", "purge_sessions"), ("otp_smsmessage", "purge_sms"),
-                            ("otp_smsattempt", "purge_attempts")]:
+        for table, copy in [
+            ("otp_otpsession", "purge_sessions"),
+            ("otp_smsmessage", "purge_sms"),
+            ("otp_smsattempt", "purge_attempts"),
+        ]:
             cursor.execute(f"INSERT INTO {table} SELECT * FROM {copy}")
             cursor.execute(f"VACUUM ANALYZE {table}")
         started = time.monotonic()
-        cursor.execute("DELETE FROM otp_smsattempt WHERE message_id IN (SELECT m.id FROM otp_smsmessage m"
-                       f" JOIN otp_otpsession s ON s.id = m.session_id WHERE s.created_at < {cutoff})")
-        cursor.execute("DELETE FROM otp_smsmessage WHERE session_id IN"
-                       f" (SELECT id FROM otp_otpsession WHERE created_at < {cutoff})")
+        cursor.execute(
+            "DELETE FROM otp_smsattempt WHERE message_id IN (SELECT m.id FROM otp_smsmessage m"
+            f" JOIN otp_otpsession s ON s.id = m.session_id WHERE s.created_at < {cutoff})"
+        )
+        cursor.execute(
+            "DELETE FROM otp_smsmessage WHERE session_id IN"
+            f" (SELECT id FROM otp_otpsession WHERE created_at < {cutoff})"
+        )
         cursor.execute(f"DELETE FROM otp_otpsession WHERE created_at < {cutoff}")
         sql_seconds = time.monotonic() - started
-    print(f"plain SQL DELETEs: the same {sessions} sessions in {sql_seconds:.1f}s,"
-          f" {sessions / sql_seconds:,.0f} sessions/s")
+    print(
+        f"plain SQL DELETEs: the same {sessions} sessions in {sql_seconds:.1f}s,"
+        f" {sessions / sql_seconds:,.0f} sessions/s"
+    )
     return 0
 
 

@@ -51,8 +51,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=16, help="client threads (default 16)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers (default 2)")
     parser.add_argument("--celery-concurrency", type=int, default=1, help="Celery worker processes (default 1)")
-    parser.add_argument("--seed-sessions", type=int, default=0, metavar="N",
-                        help="store N past sessions (with their SMS) in the bench workspace first (default 0)")
+    parser.add_argument(
+        "--seed-sessions",
+        type=int,
+        default=0,
+        metavar="N",
+        help="store N past sessions (with their SMS) in the bench workspace first (default 0)",
+    )
     return parser.parse_args()
 
 

@@ -13,8 +13,7 @@ class TrafficHour(models.Model):
     """
 
     hour = models.DateTimeField()  # the start of the UTC hour
-    workspace = models.ForeignKey("workspaces.Workspace", on_delete=models.CASCADE, related_name="+",
-                                  db_index=False)
+    workspace = models.ForeignKey("workspaces.Workspace", on_delete=models.CASCADE, related_name="+", db_index=False)
     country = models.CharField(max_length=3, blank=True)  # ISO 3166 region of the destination, "001": none
     # The route of the session's latest SMS for requests and approvals, each SMS's own route for the rest;
     # "" for a session with no SMS sent yet (or none at all: a reviewer number).
@@ -31,8 +30,9 @@ class TrafficHour(models.Model):
         verbose_name = "traffic hour"
         constraints = [
             # Also the index of the dashboard's reads, which all start with a range of hours.
-            models.UniqueConstraint(fields=["hour", "workspace", "country", "route_name"],
-                                    name="cockpit_traffichour_one_row_per_key"),
+            models.UniqueConstraint(
+                fields=["hour", "workspace", "country", "route_name"], name="cockpit_traffichour_one_row_per_key"
+            ),
         ]
         indexes = [
             # A workspace's page reads its own hours.
@@ -72,8 +72,9 @@ class NumberSuspect(models.Model):
         ordering = ["-flagged", "kind", "-sms", "number"]
         constraints = [
             models.UniqueConstraint(fields=["kind", "workspace", "number"], name="cockpit_numbersuspect_unique"),
-            models.CheckConstraint(condition=Q(approved__lte=F("sms")),
-                                   name="cockpit_numbersuspect_approved_within_sms"),
+            models.CheckConstraint(
+                condition=Q(approved__lte=F("sms")), name="cockpit_numbersuspect_approved_within_sms"
+            ),
         ]
 
     def __str__(self) -> str:

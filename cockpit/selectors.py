@@ -88,8 +88,10 @@ class Dashboard:
     @property
     def pumping_rule(self) -> str:
         share = settings.COCKPIT_PUMPING_MAX_CONVERSION * 100
-        return (f"at least {self.least_sms_destination} SMS to one number, or {self.least_sms_range} to one range "
-                f"of {10 ** settings.COCKPIT_RANGE_HIDDEN_DIGITS:,} numbers, with a conversion of {share:g} % or less")
+        return (
+            f"at least {self.least_sms_destination} SMS to one number, or {self.least_sms_range} to one range "
+            f"of {10**settings.COCKPIT_RANGE_HIDDEN_DIGITS:,} numbers, with a conversion of {share:g} % or less"
+        )
 
     @property
     def flagged(self) -> int:
@@ -102,8 +104,10 @@ class Dashboard:
             points = list(points)
             return {
                 "labels": [moment.strftime(label_format) for moment, _ in points],
-                **{metric: [getattr(counts, metric) for _, counts in points]
-                   for metric in ("requests", "approved", "sms", "delivered", "failed")},
+                **{
+                    metric: [getattr(counts, metric) for _, counts in points]
+                    for metric in ("requests", "approved", "sms", "delivered", "failed")
+                },
                 "conversion": [None if c.conversion is None else round(c.conversion * 100, 1) for _, c in points],
             }
 
@@ -117,8 +121,9 @@ def country_label(code: str) -> str:
     return f"{code} {getattr(country, 'common_name', None) or country.name}" if country else (code or "unknown")
 
 
-def dashboard_get(*, now: datetime, window: str = DEFAULT_WINDOW, workspace: Workspace | None = None,
-                  route_name: str | None = None) -> Dashboard:
+def dashboard_get(
+    *, now: datetime, window: str = DEFAULT_WINDOW, workspace: Workspace | None = None, route_name: str | None = None
+) -> Dashboard:
     """The dashboard as of the rollup's last refresh: totals for both windows, the breakdowns for `window`, the
     series for the charts and the suspected pumping; of one workspace's traffic, or one route's, when given.
     Six queries, whatever the traffic: the rollup holds at most one row per hour, workspace, country and
@@ -132,9 +137,17 @@ def dashboard_get(*, now: datetime, window: str = DEFAULT_WINDOW, workspace: Wor
     if route_name is not None:
         hours = hours.filter(route_name=route_name)
     in_window = {name: Q(hour__gte=start) for name, start in starts.items()}
-    combos = hours.values("workspace_id", "country", "route_name").annotate(**{
-        f"{metric}_{name}": Sum(metric, filter=condition) for metric in METRICS for name, condition in in_window.items()
-    }).order_by()
+    combos = (
+        hours.values("workspace_id", "country", "route_name")
+        .annotate(
+            **{
+                f"{metric}_{name}": Sum(metric, filter=condition)
+                for metric in METRICS
+                for name, condition in in_window.items()
+            }
+        )
+        .order_by()
+    )
     series = {row["hour"]: row for row in hours.values("hour").annotate(**{m: Sum(m) for m in METRICS}).order_by()}
 
     totals = {name: Counts() for name in WINDOWS}
@@ -142,12 +155,19 @@ def dashboard_get(*, now: datetime, window: str = DEFAULT_WINDOW, workspace: Wor
     for combo in combos:
         for name in WINDOWS:
             totals[name].add(combo, f"_{name}")
-        for dimension, key in (("workspace", combo["workspace_id"]), ("route", combo["route_name"]),
-                               ("country", combo["country"])):
+        for dimension, key in (
+            ("workspace", combo["workspace_id"]),
+            ("route", combo["route_name"]),
+            ("country", combo["country"]),
+        ):
             groups[dimension].setdefault(str(key), Row(key=str(key), label=str(key))).counts.add(combo, f"_{window}")
-    by = {dimension: sorted((row for row in rows.values() if row.counts.requests or row.counts.sms),
-                            key=lambda row: (-row.counts.sms, -row.counts.requests, row.label))
-          for dimension, rows in groups.items()}
+    by = {
+        dimension: sorted(
+            (row for row in rows.values() if row.counts.requests or row.counts.sms),
+            key=lambda row: (-row.counts.sms, -row.counts.requests, row.label),
+        )
+        for dimension, rows in groups.items()
+    }
 
     workspaces = Workspace.objects.in_bulk([int(row.key) for row in by["workspace"]])
     for row in by["workspace"]:

@@ -73,9 +73,11 @@ def traffic_rollup_refresh(*, now: datetime | None = None, rebuild_from: datetim
         # Two beat processes (or a run that outlasts its interval) queue here rather than rebuild twice.
         state = RollupState.objects.select_for_update().get(name=TRAFFIC_ROLLUP)
         settling = state.settled_at is None or state.settled_at <= now - timedelta(
-            seconds=settings.COCKPIT_ROLLUP_SETTLE_EVERY_SECONDS)
-        window = timedelta(hours=settings.COCKPIT_ROLLUP_SETTLE_HOURS if settling
-                           else settings.COCKPIT_ROLLUP_RECENT_HOURS)
+            seconds=settings.COCKPIT_ROLLUP_SETTLE_EVERY_SECONDS
+        )
+        window = timedelta(
+            hours=settings.COCKPIT_ROLLUP_SETTLE_HOURS if settling else settings.COCKPIT_ROLLUP_RECENT_HOURS
+        )
         backfill = now - timedelta(days=settings.COCKPIT_ROLLUP_BACKFILL_DAYS)
         last = state.refreshed_at
         if rebuild_from is not None:
@@ -93,8 +95,11 @@ def traffic_rollup_refresh(*, now: datetime | None = None, rebuild_from: datetim
 
         took_ms = round((time.monotonic() - started) * 1000)
         RollupState.objects.filter(pk=state.pk).update(
-            refreshed_at=now, rebuilt_from=start, took_ms=took_ms,
-            settled_at=now if settling or start <= now - timedelta(hours=settings.COCKPIT_ROLLUP_SETTLE_HOURS)
+            refreshed_at=now,
+            rebuilt_from=start,
+            took_ms=took_ms,
+            settled_at=now
+            if settling or start <= now - timedelta(hours=settings.COCKPIT_ROLLUP_SETTLE_HOURS)
             else state.settled_at,
         )
     hours = int((hour_floor(now) - start) / timedelta(hours=1)) + 1
@@ -106,20 +111,27 @@ def _traffic_rows(*, start: datetime, end: datetime) -> list[TrafficHour]:
     sessions = OtpSession.objects.filter(is_test=False, created_at__gte=start, created_at__lt=end)
     latest_route = SmsMessage.objects.filter(session=OuterRef("pk")).order_by("-id").values("route_name")[:1]
     by_session = (
-        sessions.annotate(bucket=TruncHour("created_at"), place=F("country"),
-                          route=Coalesce(Subquery(latest_route), Value("")))
+        sessions.annotate(
+            bucket=TruncHour("created_at"), place=F("country"), route=Coalesce(Subquery(latest_route), Value(""))
+        )
         .values("bucket", "workspace_id", "place", "route")
-        .annotate(requests=Count("pk"), approved=Count("pk", filter=Q(status=OtpSession.Status.APPROVED)),
-                  wrong_codes=Coalesce(Sum("attempts_used"), 0))
+        .annotate(
+            requests=Count("pk"),
+            approved=Count("pk", filter=Q(status=OtpSession.Status.APPROVED)),
+            wrong_codes=Coalesce(Sum("attempts_used"), 0),
+        )
         .order_by()
     )
     by_sms = (
         SmsMessage.objects.filter(is_test=False, session__created_at__gte=start, session__created_at__lt=end)
         .annotate(bucket=TruncHour("session__created_at"), place=F("session__country"), route=F("route_name"))
         .values("bucket", "workspace_id", "place", "route")
-        .annotate(sms=Count("pk"), delivered=Count("pk", filter=Q(status=SmsStatus.DELIVERED)),
-                  failed=Count("pk", filter=Q(status__in=FAILED_STATUSES)),
-                  units=Coalesce(Sum("units", filter=CHARGED), 0))
+        .annotate(
+            sms=Count("pk"),
+            delivered=Count("pk", filter=Q(status=SmsStatus.DELIVERED)),
+            failed=Count("pk", filter=Q(status__in=FAILED_STATUSES)),
+            units=Coalesce(Sum("units", filter=CHARGED), 0),
+        )
         .order_by()
     )
     merged: dict[tuple, dict[str, Any]] = defaultdict(dict)
@@ -150,24 +162,38 @@ def _number_suspects(*, since: datetime) -> list[NumberSuspect]:
     # rules cost several times more.
     # A destination is one number (no DISTINCT: its groups are hashed, not sorted).
     kinds = (
-        (NumberSuspect.Kind.DESTINATION, Collate("dest", "C"), Value(1),
-         settings.COCKPIT_PUMPING_MIN_SMS_PER_DESTINATION),
-        (NumberSuspect.Kind.RANGE, Collate(Left("dest", Length("dest") - settings.COCKPIT_RANGE_HIDDEN_DIGITS), "C"),
-         Count(Collate("dest", "C"), distinct=True), settings.COCKPIT_PUMPING_MIN_SMS_PER_RANGE),
+        (
+            NumberSuspect.Kind.DESTINATION,
+            Collate("dest", "C"),
+            Value(1),
+            settings.COCKPIT_PUMPING_MIN_SMS_PER_DESTINATION,
+        ),
+        (
+            NumberSuspect.Kind.RANGE,
+            Collate(Left("dest", Length("dest") - settings.COCKPIT_RANGE_HIDDEN_DIGITS), "C"),
+            Count(Collate("dest", "C"), distinct=True),
+            settings.COCKPIT_PUMPING_MIN_SMS_PER_RANGE,
+        ),
     )
     suspects = []
     for kind, number, distinct_numbers, least in kinds:
         rows = (
-            sessions.annotate(number=number).values("workspace_id", "country", "number")
-            .annotate(sms=Sum(F("resends") + 1), numbers=distinct_numbers,
-                      approved=Count("pk", filter=Q(status=OtpSession.Status.APPROVED)),
-                      first_sms_at=Min("created_at"), last_sms_at=Max("created_at"))
+            sessions.annotate(number=number)
+            .values("workspace_id", "country", "number")
+            .annotate(
+                sms=Sum(F("resends") + 1),
+                numbers=distinct_numbers,
+                approved=Count("pk", filter=Q(status=OtpSession.Status.APPROVED)),
+                first_sms_at=Min("created_at"),
+                last_sms_at=Max("created_at"),
+            )
             .filter(sms__gte=least)
             .order_by((F("approved") - F("sms")).asc(), "number")[: settings.COCKPIT_PUMPING_LIST_LIMIT]
         )
         suspects += [
-            NumberSuspect(kind=kind, flagged=row["approved"] <= row["sms"] * settings.COCKPIT_PUMPING_MAX_CONVERSION,
-                          **row)
+            NumberSuspect(
+                kind=kind, flagged=row["approved"] <= row["sms"] * settings.COCKPIT_PUMPING_MAX_CONVERSION, **row
+            )
             for row in rows
         ]
     return suspects

@@ -31,7 +31,11 @@ class ZecktaAdminSite(admin.AdminSite):
 
     def guide(self, request: HttpRequest) -> TemplateResponse:
         """How to do the daily tasks, for operators: a page of the admin, next to the pages it links to."""
-        return TemplateResponse(request, "cockpit/guide.html", {
-            **self.each_context(request),
-            "title": "Operator guide",
-        })
+        return TemplateResponse(
+            request,
+            "cockpit/guide.html",
+            {
+                **self.each_context(request),
+                "title": "Operator guide",
+            },
+        )

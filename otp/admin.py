@@ -58,8 +58,11 @@ class CreatedWithinFilter(admin.SimpleListFilter):
 
     title = "created"
     parameter_name = "created_within"
-    WINDOWS = {"1h": ("in the last hour", timedelta(hours=1)), "24h": ("in the last 24 hours", timedelta(hours=24)),
-               "7d": ("in the last 7 days", timedelta(days=7))}
+    WINDOWS = {
+        "1h": ("in the last hour", timedelta(hours=1)),
+        "24h": ("in the last 24 hours", timedelta(hours=24)),
+        "7d": ("in the last 7 days", timedelta(days=7)),
+    }
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return [(key, label) for key, (label, _) in self.WINDOWS.items()]
@@ -85,8 +88,20 @@ class RouteNameFilter(admin.SimpleListFilter):
 
 @admin.register(OtpSession)
 class OtpSessionAdmin(ReadOnlyAdmin):
-    list_display = ["public_id", "workspace", "dest", "country", "src", "purpose", "status", "attempts", "resends",
-                    "is_test", "created_at", "verified_at"]
+    list_display = [
+        "public_id",
+        "workspace",
+        "dest",
+        "country",
+        "src",
+        "purpose",
+        "status",
+        "attempts",
+        "resends",
+        "is_test",
+        "created_at",
+        "verified_at",
+    ]
     list_filter = [CreatedWithinFilter, "status", "purpose", "is_test", "workspace"]
     list_select_related = ["workspace"]
     search_fields = ["dest"]  # shows the search box; get_search_results decides how a term is matched
@@ -94,9 +109,24 @@ class OtpSessionAdmin(ReadOnlyAdmin):
     # Each page would count the whole table a second time for "N total": not with a million sessions.
     show_full_result_count = False
     # code_digest is deliberately in no list: not even its HMAC is shown.
-    fields = ("public_id", "workspace", "is_test", "sender_name", "dest", "country", "src", "purpose", "status",
-              "attempts_used", "max_attempts", "resends", "created_at", "expires_at", "verified_at",
-              "sms_and_attempts")
+    fields = (
+        "public_id",
+        "workspace",
+        "is_test",
+        "sender_name",
+        "dest",
+        "country",
+        "src",
+        "purpose",
+        "status",
+        "attempts_used",
+        "max_attempts",
+        "resends",
+        "created_at",
+        "expires_at",
+        "verified_at",
+        "sms_and_attempts",
+    )
     readonly_fields = fields
     exclude = ["code_digest"]
 
@@ -107,23 +137,37 @@ class OtpSessionAdmin(ReadOnlyAdmin):
     @admin.display(description="SMS and delivery attempts")
     def sms_and_attempts(self, obj: OtpSession) -> str:
         """Every SMS of the session (the first send, then each resend), each with its calls to providers."""
-        messages = list(SmsMessage.objects.filter(session=obj).defer("encrypted_text").order_by("id")
-                        .prefetch_related("attempt_log"))
+        messages = list(
+            SmsMessage.objects.filter(session=obj)
+            .defer("encrypted_text")
+            .order_by("id")
+            .prefetch_related("attempt_log")
+        )
         if not messages:
             return "No SMS: a reviewer number's session sends none." if not obj.is_test else "-"
         return format_html_join("", "{}", ((sms_summary(message),) for message in messages))
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
-        return _search(queryset, search_term, destination_field="dest",
-                       id_filter=lambda value: Q(public_id=value)), False
+        return _search(
+            queryset, search_term, destination_field="dest", id_filter=lambda value: Q(public_id=value)
+        ), False
 
 
 class SmsAttemptInline(admin.TabularInline):
     """Every call to a provider for this SMS, with what the provider said."""
 
     model = SmsAttempt
-    fields = ("started_at", "route_name", "status", "provider_message_id", "provider_status", "error_code", "error",
-              "finished_at", "receipt_at")
+    fields = (
+        "started_at",
+        "route_name",
+        "status",
+        "provider_message_id",
+        "provider_status",
+        "error_code",
+        "error",
+        "finished_at",
+        "receipt_at",
+    )
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -145,13 +189,27 @@ def attempts_table(message: SmsMessage) -> str:
     if not attempts:
         return mark_safe("<p class='quiet'>No call to a provider yet.</p>")  # noqa: S308 (a constant)
     rows = format_html_join(
-        "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-        ((_time(a.started_at), a.route_name, a.status, a.provider_message_id or "-", a.provider_status or "-",
-          a.error_code or "-", a.error or "-", _time(a.receipt_at)) for a in attempts),
+        "",
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        (
+            (
+                _time(a.started_at),
+                a.route_name,
+                a.status,
+                a.provider_message_id or "-",
+                a.provider_status or "-",
+                a.error_code or "-",
+                a.error or "-",
+                _time(a.receipt_at),
+            )
+            for a in attempts
+        ),
     )
-    return format_html("<table><tr><th>started</th><th>route</th><th>status</th><th>provider id</th>"
-                       "<th>provider status</th><th>error code</th><th>error</th><th>receipt</th></tr>{}</table>",
-                       rows)
+    return format_html(
+        "<table><tr><th>started</th><th>route</th><th>status</th><th>provider id</th>"
+        "<th>provider status</th><th>error code</th><th>error</th><th>receipt</th></tr>{}</table>",
+        rows,
+    )
 
 
 def sms_summary(message: SmsMessage) -> str:
@@ -160,18 +218,37 @@ def sms_summary(message: SmsMessage) -> str:
     return format_html(
         "<div class='otp-sms'><p><a href='{}'>SMS {}</a> <strong>{}</strong> via {} &middot; {} segment(s), {} unit(s)"
         " &middot; written {} &middot; delivered {}{}</p>{}</div>",
-        link, message.public_id, message.status, message.route_name or "-", message.segments, message.units,
-        _time(message.created_at), _time(message.delivered_at),
+        link,
+        message.public_id,
+        message.status,
+        message.route_name or "-",
+        message.segments,
+        message.units,
+        _time(message.created_at),
+        _time(message.delivered_at),
         format_html(" &middot; <span class='errornote-inline'>{}</span>", message.last_error)
-        if message.last_error else "",
+        if message.last_error
+        else "",
         attempts_table(message),
     )
 
 
 @admin.register(SmsMessage)
 class SmsMessageAdmin(ReadOnlyAdmin):
-    list_display = ["reference_id", "to", "country", "src", "status", "route_name", "segments", "units", "attempts",
-                    "provider_message_id", "created_at", "delivered_at"]
+    list_display = [
+        "reference_id",
+        "to",
+        "country",
+        "src",
+        "status",
+        "route_name",
+        "segments",
+        "units",
+        "attempts",
+        "provider_message_id",
+        "created_at",
+        "delivered_at",
+    ]
     # No date hierarchy and no filter by encoding: each would scan every SMS on every page.
     list_filter = ["status", RouteNameFilter, "is_test", "workspace"]
     show_full_result_count = False  # see OtpSessionAdmin
@@ -181,17 +258,37 @@ class SmsMessageAdmin(ReadOnlyAdmin):
     search_help_text = "A phone number (or part of one), a reference id or a session id."
     # encrypted_text (the SMS, with its code) is deliberately in no list.
     inlines = [SmsAttemptInline]
-    fields = ("reference_id", "session_link", "workspace", "is_test", "to", "country", "src", "status", "route_name",
-              "delivered_at",
-              "encoding", "segments", "units", "attempts", "provider_message_id", "last_error", "next_attempt_at",
-              "claimed_at", "created_at", "updated_at", "finished_at")
+    fields = (
+        "reference_id",
+        "session_link",
+        "workspace",
+        "is_test",
+        "to",
+        "country",
+        "src",
+        "status",
+        "route_name",
+        "delivered_at",
+        "encoding",
+        "segments",
+        "units",
+        "attempts",
+        "provider_message_id",
+        "last_error",
+        "next_attempt_at",
+        "claimed_at",
+        "created_at",
+        "updated_at",
+        "finished_at",
+    )
     readonly_fields = fields
     exclude = ["encrypted_text"]
 
     @admin.display(description="session")
     def session_link(self, obj: SmsMessage) -> str:
-        return format_html("<a href='{}'>{}</a>", reverse("admin:otp_otpsession_change", args=[obj.session_id]),
-                           obj.session.public_id)
+        return format_html(
+            "<a href='{}'>{}</a>", reverse("admin:otp_otpsession_change", args=[obj.session_id]), obj.session.public_id
+        )
 
     @admin.display(description="reference id", ordering="public_id")
     def reference_id(self, obj: SmsMessage) -> str:
@@ -202,15 +299,22 @@ class SmsMessageAdmin(ReadOnlyAdmin):
         return super().get_queryset(request).defer("encrypted_text")
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
-        return _search(queryset, search_term, destination_field="to",
-                       id_filter=lambda value: Q(public_id=value) | Q(session__public_id=value)), False
+        return _search(
+            queryset,
+            search_term,
+            destination_field="to",
+            id_filter=lambda value: Q(public_id=value) | Q(session__public_id=value),
+        ), False
 
 
 class ReviewerNumberForm(forms.ModelForm):
     """The fixed code is write-only: never rendered back, not even masked; empty on a change keeps it."""
 
     code = forms.CharField(
-        required=False, strip=False, widget=forms.PasswordInput(render_value=False), label="Fixed code",
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False),
+        label="Fixed code",
         help_text="4 to 10 digits. Stored encrypted and never shown again; on a change, leave empty to keep it.",
     )
 
@@ -263,8 +367,14 @@ class ReviewerNumberAdmin(admin.ModelAdmin):
             if values or data["code"]:
                 reviewer_number_update(reviewer_number=obj, values=values, code=data["code"] or None, actor=actor)
             return
-        added = reviewer_number_add(workspace=data["workspace"], dest=data["dest"], code=data["code"],
-                                    note=data["note"], enabled=data["enabled"], actor=actor)
+        added = reviewer_number_add(
+            workspace=data["workspace"],
+            dest=data["dest"],
+            code=data["code"],
+            note=data["note"],
+            enabled=data["enabled"],
+            actor=actor,
+        )
         # The admin logs and redirects with `obj`: make it the service's row rather than save a second one.
         for field in ReviewerNumber._meta.concrete_fields:
             setattr(obj, field.attname, getattr(added, field.attname))

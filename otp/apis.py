@@ -76,9 +76,22 @@ MESSAGE_VERIFIED = VERIFY_OUTCOMES[VerifyOutcome.APPROVED][1]
 # counts under its code in zeckta_otp_requests_total, and these codes are exported at 0 from the start.
 UNEXPECTED_REFUSAL = "INTERNAL_ERROR"  # an exception the API does not map: answered 500
 REQUEST_REFUSAL_CODES = (
-    *(error.code for error in (ValidationFailed, InsufficientBalance, DestinationRateLimited, WorkspaceQuotaExceeded,
-                               IdempotencyKeyReused, SessionNotPending, ResendLimitReached, ResendTooSoon, OtpExpired,
-                               OtpSessionNotFound, ServiceUnavailable)),
+    *(
+        error.code
+        for error in (
+            ValidationFailed,
+            InsufficientBalance,
+            DestinationRateLimited,
+            WorkspaceQuotaExceeded,
+            IdempotencyKeyReused,
+            SessionNotPending,
+            ResendLimitReached,
+            ResendTooSoon,
+            OtpExpired,
+            OtpSessionNotFound,
+            ServiceUnavailable,
+        )
+    ),
     *(str(error.default_code) for error in (MalformedJson, PayloadTooLarge)),  # parsing the body
     UNEXPECTED_REFUSAL,
 )
@@ -87,7 +100,10 @@ MESSAGE_CANCELED = "OTP session canceled"
 SESSION_ID = "feab6011-2469-4804-ace5-ee9dcb5b9ef2"
 TRANSACTION = {"amount": "125.50", "currency": "GHS", "payee": "Acme Shop"}
 IDEMPOTENCY_KEY = OpenApiParameter(
-    "Idempotency-Key", idempotency.KEY_SCHEMA, OpenApiParameter.HEADER, required=False,
+    "Idempotency-Key",
+    idempotency.KEY_SCHEMA,
+    OpenApiParameter.HEADER,
+    required=False,
     description="1 to 255 printable ASCII characters, scoped to the workspace: the same key with the same "
     "body within 24 hours replays the first answer (header `Idempotent-Replayed: true`).",
 )
@@ -116,17 +132,52 @@ class OtpViewSet(WorkspaceViewSet):
         },
         examples=[
             example("Request", {"dest": "+233202007745", "src": "ZECKTA", "purpose": "LOGIN"}, request=True),
-            example("Request with autofill", {"dest": "+233202007745", "src": "ZECKTA", "purpose": "LOGIN",
-                                              "appHash": "FA+9qCX9VSu", "webOtpDomain": "example.com"}, request=True),
-            example("Request bound to a payment", {"dest": "+233202007745", "src": "ZECKTA",
-                                                   "purpose": "TRANSACTION", "transaction": TRANSACTION},
-                    request=True),
-            example("New session", {"success": True, "message": MESSAGE_SENT, "data": {
-                "sessionId": SESSION_ID, "expiresInSeconds": 300, "attemptsLeft": 5, "reused": False,
-                "resendAvailableInSeconds": 30}, "requestId": "0b7c1f9e-0d5a-4c1e-9a57-3c1a2b9d8e01"}),
-            example("Reused session", {"success": True, "message": MESSAGE_REUSED, "data": {
-                "sessionId": SESSION_ID, "expiresInSeconds": 143, "attemptsLeft": 5, "reused": True,
-                "resendAvailableInSeconds": 0}, "requestId": "4f0e8a52-2b1d-4a8e-8f3c-9d7e6c5b4a32"}),
+            example(
+                "Request with autofill",
+                {
+                    "dest": "+233202007745",
+                    "src": "ZECKTA",
+                    "purpose": "LOGIN",
+                    "appHash": "FA+9qCX9VSu",
+                    "webOtpDomain": "example.com",
+                },
+                request=True,
+            ),
+            example(
+                "Request bound to a payment",
+                {"dest": "+233202007745", "src": "ZECKTA", "purpose": "TRANSACTION", "transaction": TRANSACTION},
+                request=True,
+            ),
+            example(
+                "New session",
+                {
+                    "success": True,
+                    "message": MESSAGE_SENT,
+                    "data": {
+                        "sessionId": SESSION_ID,
+                        "expiresInSeconds": 300,
+                        "attemptsLeft": 5,
+                        "reused": False,
+                        "resendAvailableInSeconds": 30,
+                    },
+                    "requestId": "0b7c1f9e-0d5a-4c1e-9a57-3c1a2b9d8e01",
+                },
+            ),
+            example(
+                "Reused session",
+                {
+                    "success": True,
+                    "message": MESSAGE_REUSED,
+                    "data": {
+                        "sessionId": SESSION_ID,
+                        "expiresInSeconds": 143,
+                        "attemptsLeft": 5,
+                        "reused": True,
+                        "resendAvailableInSeconds": 0,
+                    },
+                    "requestId": "4f0e8a52-2b1d-4a8e-8f3c-9d7e6c5b4a32",
+                },
+            ),
         ],
     )
     @action(detail=False, methods=["post"], url_path="request")
@@ -176,18 +227,40 @@ class OtpViewSet(WorkspaceViewSet):
         },
         examples=[
             example("Request", {}, request=True),
-            example("Resent", {"success": True, "message": MESSAGE_RESENT, "data": {
-                "sessionId": SESSION_ID, "expiresInSeconds": 300, "attemptsLeft": 4, "reused": False,
-                "resendAvailableInSeconds": 60, "resends": 1}, "requestId": "7d3e2c1b-0a9f-4e8d-b7c6-5a4b3c2d1e0f"}),
-            example("Too soon", {"success": False, "message": "Too soon to resend this OTP. Retry later.",
-                                 "code": "RESEND_TOO_SOON", "data": None,
-                                 "requestId": "2c3d4e5f-6a7b-4c8d-9e0f-1a2b3c4d5e6f"}, status=429),
+            example(
+                "Resent",
+                {
+                    "success": True,
+                    "message": MESSAGE_RESENT,
+                    "data": {
+                        "sessionId": SESSION_ID,
+                        "expiresInSeconds": 300,
+                        "attemptsLeft": 4,
+                        "reused": False,
+                        "resendAvailableInSeconds": 60,
+                        "resends": 1,
+                    },
+                    "requestId": "7d3e2c1b-0a9f-4e8d-b7c6-5a4b3c2d1e0f",
+                },
+            ),
+            example(
+                "Too soon",
+                {
+                    "success": False,
+                    "message": "Too soon to resend this OTP. Retry later.",
+                    "code": "RESEND_TOO_SOON",
+                    "data": None,
+                    "requestId": "2c3d4e5f-6a7b-4c8d-9e0f-1a2b3c4d5e6f",
+                },
+                status=429,
+            ),
         ],
     )
     def resend(self, request: Request, session_id: uuid.UUID) -> Response:
         def perform() -> tuple[int, dict]:
-            result = services.otp_resend(workspace=self.workspace, session_id=session_id, test=self.is_test,
-                                         actor=self.actor)
+            result = services.otp_resend(
+                workspace=self.workspace, session_id=session_id, test=self.is_test, actor=self.actor
+            )
             metrics.OTP_REQUESTS.labels(outcome=RequestOutcome.RESENT).inc()
             return 200, envelope(MESSAGE_RESENT, OtpResendDataSerializer(result, context={"now": timezone.now()}).data)
 
@@ -222,30 +295,53 @@ class OtpViewSet(WorkspaceViewSet):
         request=OtpVerifyInputSerializer,
         responses={
             200: envelope_schema("OtpVerifyEnvelope", OtpVerifyDataSerializer()),
-            **error_responses(*COMMON_ERRORS, overrides={
-                404: OpenApiResponse(VERIFY_FAILED, description="NOT_FOUND"),
-                400: OpenApiResponse(VERIFY_FAILED, description="INVALID (wrong code), VALIDATION_ERROR or "
-                                     "MALFORMED_JSON"),
-                409: OpenApiResponse(VERIFY_FAILED, description="ALREADY_USED"),
-                410: OpenApiResponse(VERIFY_FAILED, description="EXPIRED or CANCELED"),
-                423: OpenApiResponse(VERIFY_FAILED, description="MAX_ATTEMPTS_REACHED"),
-            }),
+            **error_responses(
+                *COMMON_ERRORS,
+                overrides={
+                    404: OpenApiResponse(VERIFY_FAILED, description="NOT_FOUND"),
+                    400: OpenApiResponse(
+                        VERIFY_FAILED, description="INVALID (wrong code), VALIDATION_ERROR or MALFORMED_JSON"
+                    ),
+                    409: OpenApiResponse(VERIFY_FAILED, description="ALREADY_USED"),
+                    410: OpenApiResponse(VERIFY_FAILED, description="EXPIRED or CANCELED"),
+                    423: OpenApiResponse(VERIFY_FAILED, description="MAX_ATTEMPTS_REACHED"),
+                },
+            ),
         },
         examples=[
             example("Request", {"sessionId": SESSION_ID, "code": "123456"}, request=True),
-            example("Approved", {"success": True, "message": MESSAGE_VERIFIED, "data": {
-                "sessionId": SESSION_ID, "status": "APPROVED", "verified": True, "attemptsLeft": 5},
-                "requestId": "9a1d2c3b-4e5f-4a6b-8c7d-0e1f2a3b4c5d"}),
-            example("Wrong code", {"success": False, "message": "Invalid OTP code.", "code": "INVALID", "data": {
-                "sessionId": SESSION_ID, "status": "INVALID", "verified": False, "attemptsLeft": 4},
-                "requestId": "1b2c3d4e-5f6a-4b7c-8d9e-0f1a2b3c4d5e"}, status=400),
+            example(
+                "Approved",
+                {
+                    "success": True,
+                    "message": MESSAGE_VERIFIED,
+                    "data": {"sessionId": SESSION_ID, "status": "APPROVED", "verified": True, "attemptsLeft": 5},
+                    "requestId": "9a1d2c3b-4e5f-4a6b-8c7d-0e1f2a3b4c5d",
+                },
+            ),
+            example(
+                "Wrong code",
+                {
+                    "success": False,
+                    "message": "Invalid OTP code.",
+                    "code": "INVALID",
+                    "data": {"sessionId": SESSION_ID, "status": "INVALID", "verified": False, "attemptsLeft": 4},
+                    "requestId": "1b2c3d4e-5f6a-4b7c-8d9e-0f1a2b3c4d5e",
+                },
+                status=400,
+            ),
         ],
     )
     @action(detail=False, methods=["post"], url_path="verify")
     def verify(self, request: Request) -> Response:
         data = validated(OtpVerifyInputSerializer, request.data)
-        result = services.otp_verify(workspace=self.workspace, session_id=data["sessionId"], code=data["code"],
-                                     transaction=data.get("transaction"), test=self.is_test)
+        result = services.otp_verify(
+            workspace=self.workspace,
+            session_id=data["sessionId"],
+            code=data["code"],
+            transaction=data.get("transaction"),
+            test=self.is_test,
+        )
         metrics.OTP_VERIFICATIONS.labels(status=result.outcome.value).inc()
         body = OtpVerifyDataSerializer(result).data
         if result.verified:
@@ -325,13 +421,34 @@ class TestInboxViewSet(WorkspaceViewSet):
             **error_responses(400, 401, 403, 404, 405, 429, 500),
         },
         examples=[
-            example("Test inbox", {"success": True, "message": "Test inbox retrieved", "data": [{
-                "sessionId": SESSION_ID, "dest": "+233202007745", "src": "ZECKTA",
-                "text": "Your login code is 219131. It expires in 5 minutes. Never share it with anyone.",
-                "createdAt": "2026-06-09T18:00:00Z"}], "requestId": "3e4f5a6b-7c8d-4e9f-a0b1-c2d3e4f5a6b7"}),
-            example("Live key", {"success": False, "message": "The requested resource was not found.",
-                                 "code": "NOT_FOUND", "data": None,
-                                 "requestId": "8f9e0d1c-2b3a-4c5d-8e7f-6a5b4c3d2e1f"}, status=404),
+            example(
+                "Test inbox",
+                {
+                    "success": True,
+                    "message": "Test inbox retrieved",
+                    "data": [
+                        {
+                            "sessionId": SESSION_ID,
+                            "dest": "+233202007745",
+                            "src": "ZECKTA",
+                            "text": "Your login code is 219131. It expires in 5 minutes. Never share it with anyone.",
+                            "createdAt": "2026-06-09T18:00:00Z",
+                        }
+                    ],
+                    "requestId": "3e4f5a6b-7c8d-4e9f-a0b1-c2d3e4f5a6b7",
+                },
+            ),
+            example(
+                "Live key",
+                {
+                    "success": False,
+                    "message": "The requested resource was not found.",
+                    "code": "NOT_FOUND",
+                    "data": None,
+                    "requestId": "8f9e0d1c-2b3a-4c5d-8e7f-6a5b4c3d2e1f",
+                },
+                status=404,
+            ),
         ],
     )
     def inbox(self, request: Request) -> Response:
@@ -376,8 +493,12 @@ class SmsReceiptView(APIView):
         except ReceiptInvalid as exc:
             raise ValidationFailed(str(exc), errors={exc.field: [str(exc)]}) from None
         if len(receipts) > RECEIPTS_PER_REQUEST_MAX:
-            logger.warning("receipt request on route %s refused: %s receipts, at most %s", choice.name,
-                           len(receipts), RECEIPTS_PER_REQUEST_MAX)
+            logger.warning(
+                "receipt request on route %s refused: %s receipts, at most %s",
+                choice.name,
+                len(receipts),
+                RECEIPTS_PER_REQUEST_MAX,
+            )
             raise ReceiptTooLarge(f"At most {RECEIPTS_PER_REQUEST_MAX} receipts per request.")
         receipts_apply(route_key=choice.key, receipts=receipts)
         return Response(envelope("Receipt accepted"))
@@ -387,12 +508,22 @@ def _receipt_request(request: Request) -> ReceiptRequest:
     raw = request._request
     body = raw.body
     content_type = raw.content_type or ""
-    pairs = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True) \
-        if content_type == "application/x-www-form-urlencoded" else []
+    pairs = (
+        parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+        if content_type == "application/x-www-form-urlencoded"
+        else []
+    )
     form_lists: dict[str, list[str]] = {}
     for name, value in pairs:
         form_lists.setdefault(name, []).append(value)
     # The URL the provider signed: the public one when the service sits behind a proxy that rewrites it.
     url = f"{settings.PUBLIC_URL}{raw.get_full_path()}" if settings.PUBLIC_URL else raw.build_absolute_uri()
-    return ReceiptRequest(url=url, headers=dict(raw.headers), query=raw.GET.dict(), form=dict(pairs), body=body,
-                          content_type=content_type, form_lists=form_lists)
+    return ReceiptRequest(
+        url=url,
+        headers=dict(raw.headers),
+        query=raw.GET.dict(),
+        form=dict(pairs),
+        body=body,
+        content_type=content_type,
+        form_lists=form_lists,
+    )

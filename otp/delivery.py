@@ -62,8 +62,9 @@ def sms_enqueue(*, message_id: int, expires_at: datetime) -> None:
             args=[message_id], expires=expires_at, exchange="", routing_key=SMS_QUEUE
         )
     except Exception:
-        logger.warning("could not publish SMS task for message %s; the outbox sweeper will retry", message_id,
-                       exc_info=True)
+        logger.warning(
+            "could not publish SMS task for message %s; the outbox sweeper will retry", message_id, exc_info=True
+        )
 
 
 class SmsRetryLater(Exception):
@@ -111,8 +112,9 @@ def sms_deliver(*, message_id: int) -> str:
     except InvalidToken:
         # The encryption key changed since the request: no retry can ever read this text. Without this
         # the row would sit `processing` and be re-claimed once per lease until its attempts ran out.
-        _finish(_mine(message), message, SmsStatus.FAILED,
-                error="the SMS text cannot be decrypted with the current key")
+        _finish(
+            _mine(message), message, SmsStatus.FAILED, error="the SMS text cannot be decrypted with the current key"
+        )
         logger.error("SMS %s cannot be decrypted (SMS_ENCRYPTION_KEY changed?); not sent", message.public_id)
         return SmsStatus.FAILED
 
@@ -124,8 +126,13 @@ def sms_deliver(*, message_id: int) -> str:
     wait = route_rate_wait(choice)
     if wait:
         # Not an attempt: give back what the claim counted, and come back in the next second.
-        _mine(message).update(status=SmsStatus.QUEUED, claimed_at=None, attempts=F("attempts") - 1,
-                    route_attempts=F("route_attempts") - 1, next_attempt_at=now + timedelta(seconds=wait))
+        _mine(message).update(
+            status=SmsStatus.QUEUED,
+            claimed_at=None,
+            attempts=F("attempts") - 1,
+            route_attempts=F("route_attempts") - 1,
+            next_attempt_at=now + timedelta(seconds=wait),
+        )
         raise SmsRetryLater(wait, jitter=False)
     # Written with the outcome, not before the call (one statement less per SMS): the claim already
     # shows the send under way. On a new route (its first send, or the one it was on went away) the
@@ -135,10 +142,17 @@ def sms_deliver(*, message_id: int) -> str:
         on_route = {"route_key": choice.key, "route_name": choice.name, "route_attempts": 1}
         message.route_key, message.route_name, message.route_attempts = choice.key, choice.name, 1
 
-    attempt = SmsAttempt(message_id=message.pk, route=choice.route, route_key=choice.key, route_name=choice.name,
-                         started_at=now)
-    outgoing = OutgoingSms(to=message.to, src=message.src, text=text, reference=str(message.public_id),
-                           receipt_url=choice.receipt_url(), retry=message.route_attempts > 1)
+    attempt = SmsAttempt(
+        message_id=message.pk, route=choice.route, route_key=choice.key, route_name=choice.name, started_at=now
+    )
+    outgoing = OutgoingSms(
+        to=message.to,
+        src=message.src,
+        text=text,
+        reference=str(message.public_id),
+        receipt_url=choice.receipt_url(),
+        retry=message.route_attempts > 1,
+    )
     started = time.perf_counter()
     try:
         result = _send(choice, outgoing)
@@ -151,15 +165,25 @@ def sms_deliver(*, message_id: int) -> str:
         _attempt_failed(attempt, exc)
         if message.route_attempts >= settings.SMS_MAX_SEND_ATTEMPTS:
             _sms_counted(choice, "failed", started)
-            logger.warning("SMS %s: route %s failed %s times: %s", message.public_id, choice.name,
-                           message.route_attempts, exc)
-            return _fail_over(_mine(message), message, choice, on_route=on_route,
-                              error=f"gave up after {message.route_attempts} attempts on route {choice.name}: {exc}")
+            logger.warning(
+                "SMS %s: route %s failed %s times: %s", message.public_id, choice.name, message.route_attempts, exc
+            )
+            return _fail_over(
+                _mine(message),
+                message,
+                choice,
+                on_route=on_route,
+                error=f"gave up after {message.route_attempts} attempts on route {choice.name}: {exc}",
+            )
         _sms_counted(choice, "retried", started)
         delay = _retry_delay(message.route_attempts)
         _mine(message).update(
-            status=SmsStatus.QUEUED, claimed_at=None, last_error=str(exc)[:500],
-            next_attempt_at=timezone.now() + timedelta(seconds=delay), updated_at=timezone.now(), **on_route,
+            status=SmsStatus.QUEUED,
+            claimed_at=None,
+            last_error=str(exc)[:500],
+            next_attempt_at=timezone.now() + timedelta(seconds=delay),
+            updated_at=timezone.now(),
+            **on_route,
         )
         logger.info("SMS %s attempt %s failed (%s); retrying", message.public_id, message.attempts, exc)
         raise SmsRetryLater(delay) from None
@@ -169,8 +193,7 @@ def sms_deliver(*, message_id: int) -> str:
     attempt.provider_message_id = result.provider_message_id[:200]
     attempt.provider_status = result.provider_status[:64]
     # Checked in the process's cache: without a subscriber the settle stays one autocommit statement.
-    sent_event = webhook_subscribed(workspace_id=message.workspace_id, event_type=Event.OTP_SENT,
-                                    test=message.is_test)
+    sent_event = webhook_subscribed(workspace_id=message.workspace_id, event_type=Event.OTP_SENT, test=message.is_test)
     if choice.takes_receipts or sent_event:
         with transaction.atomic():
             if choice.takes_receipts:
@@ -208,12 +231,18 @@ def _claim(message_id: int, *, now: datetime, stale_claim: datetime) -> SmsMessa
     if connection.vendor != "postgresql":
         return _claim_portable(message_id, now=now, stale_claim=stale_claim)
     with connection.cursor() as cursor:
-        cursor.execute(_CLAIM_SQL, {
-            "id": message_id, "now": db_value(SmsMessage, "claimed_at", now),
-            "stale_claim": db_value(SmsMessage, "claimed_at", stale_claim),
-            "max_attempts": settings.SMS_MAX_SEND_ATTEMPTS,
-            "queued": SmsStatus.QUEUED, "processing": SmsStatus.PROCESSING, "pending": SessionStatus.PENDING,
-        })
+        cursor.execute(
+            _CLAIM_SQL,
+            {
+                "id": message_id,
+                "now": db_value(SmsMessage, "claimed_at", now),
+                "stale_claim": db_value(SmsMessage, "claimed_at", stale_claim),
+                "max_attempts": settings.SMS_MAX_SEND_ATTEMPTS,
+                "queued": SmsStatus.QUEUED,
+                "processing": SmsStatus.PROCESSING,
+                "pending": SessionStatus.PENDING,
+            },
+        )
         row = cursor.fetchone()
     if row is None:
         return None
@@ -230,8 +259,13 @@ def _claim_portable(message_id: int, *, now: datetime, stale_claim: datetime) ->
         SmsMessage.objects.filter(pk=message_id, route_attempts__lt=settings.SMS_MAX_SEND_ATTEMPTS)
         .filter(Q(status=SmsStatus.QUEUED) | Q(status=SmsStatus.PROCESSING, claimed_at__lt=stale_claim))
         .filter(session_id__in=live_sessions)
-        .update(status=SmsStatus.PROCESSING, claimed_at=now, attempts=F("attempts") + 1,
-                route_attempts=F("route_attempts") + 1, updated_at=now)
+        .update(
+            status=SmsStatus.PROCESSING,
+            claimed_at=now,
+            attempts=F("attempts") + 1,
+            route_attempts=F("route_attempts") + 1,
+            updated_at=now,
+        )
     )
     return SmsMessage.objects.select_related("session").get(pk=message_id) if claimed else None
 
@@ -248,9 +282,16 @@ def _settle_sent(message: SmsMessage, attempt: SmsAttempt, *, claimed_at: dateti
     Returns whether this call settled the row."""
     done = timezone.now()
     attempt.finished_at = done
-    sent = {"status": SmsStatus.SENT, "provider_message_id": attempt.provider_message_id, "encrypted_text": None,
-            "last_error": "", "finished_at": done, "updated_at": done, "route_name": attempt.route_name,
-            "route_key": attempt.route_key}
+    sent = {
+        "status": SmsStatus.SENT,
+        "provider_message_id": attempt.provider_message_id,
+        "encrypted_text": None,
+        "last_error": "",
+        "finished_at": done,
+        "updated_at": done,
+        "route_name": attempt.route_name,
+        "route_key": attempt.route_key,
+    }
     if connection.vendor != "postgresql":  # SQLite (make run): no UPDATE inside a WITH
         with transaction.atomic():
             settled = _mine(message).update(**sent)
@@ -265,10 +306,26 @@ def _settle_sent(message: SmsMessage, attempt: SmsAttempt, *, claimed_at: dateti
             f" INSERT INTO {attempt_table} (message_id, route_id, route_key, route_name, status, provider_message_id,"
             f" provider_status, error_code, error, started_at, finished_at)"
             f" VALUES (%s, %s, %s, %s, %s, %s, %s, '', '', %s, %s) RETURNING (SELECT count(*) FROM sent)",
-            [sent["status"], sent["provider_message_id"], done, done, sent["route_name"], sent["route_key"],
-             message.pk, SmsStatus.PROCESSING, claimed_at,
-             message.pk, attempt.route_id, attempt.route_key, attempt.route_name, attempt.status,
-             attempt.provider_message_id, attempt.provider_status, attempt.started_at, done],
+            [
+                sent["status"],
+                sent["provider_message_id"],
+                done,
+                done,
+                sent["route_name"],
+                sent["route_key"],
+                message.pk,
+                SmsStatus.PROCESSING,
+                claimed_at,
+                message.pk,
+                attempt.route_id,
+                attempt.route_key,
+                attempt.route_name,
+                attempt.status,
+                attempt.provider_message_id,
+                attempt.provider_status,
+                attempt.started_at,
+                done,
+            ],
         )
         return cursor.fetchone()[0] == 1
 
@@ -323,9 +380,17 @@ def _fail_over(
         _finish(mine, message, SmsStatus.FAILED, error=error)
         return SmsStatus.FAILED
     now = timezone.now()
-    mine.update(status=SmsStatus.QUEUED, claimed_at=None, routes_tried=tried, route_key=remaining[0].key,
-                route_name=remaining[0].name, route_attempts=0, last_error=error[:500], next_attempt_at=now,
-                updated_at=now)
+    mine.update(
+        status=SmsStatus.QUEUED,
+        claimed_at=None,
+        routes_tried=tried,
+        route_key=remaining[0].key,
+        route_name=remaining[0].name,
+        route_attempts=0,
+        last_error=error[:500],
+        next_attempt_at=now,
+        updated_at=now,
+    )
     logger.info("SMS %s moves from route %s to %s", message.public_id, choice.name, remaining[0].name)
     raise SmsRetryLater(0, jitter=False)
 
@@ -360,16 +425,20 @@ def _finish(row: QuerySet[SmsMessage], message: SmsMessage, status: str, *, erro
     failure for good is an otp.delivery_failed event."""
     now = timezone.now()
     with transaction.atomic():
-        if not row.update(status=status, encrypted_text=None, last_error=error[:500], finished_at=now,
-                          updated_at=now):
+        if not row.update(status=status, encrypted_text=None, last_error=error[:500], finished_at=now, updated_at=now):
             return  # someone else settled it first
         event_type = otp_sms_event_type(status)
         if event_type is not None:
             otp_sms_event_emit(message=message, event_type=event_type, at=now)
         workspace = message.workspace
         if workspace.is_prepaid and status in (SmsStatus.FAILED, SmsStatus.EXPIRED):
-            balance_credit(workspace=workspace, units=message.units, reason=LedgerEntry.Reason.REFUND,
-                           actor="delivery", reference=str(message.public_id))
+            balance_credit(
+                workspace=workspace,
+                units=message.units,
+                reason=LedgerEntry.Reason.REFUND,
+                actor="delivery",
+                reference=str(message.public_id),
+            )
 
 
 def sms_supersede(*, session_id: int, now: datetime) -> None:

@@ -57,7 +57,8 @@ def run_idempotent(
     identity = {"workspace": workspace, "is_test": test, "key": key}
     IdempotencyRecord.objects.filter(**identity, created_at__lte=now - IDEMPOTENCY_TTL).delete()
     record, created = IdempotencyRecord.objects.get_or_create(
-        **identity, defaults={"fingerprint": digest, "response_status": 0, "response_body": {}, "created_at": now},
+        **identity,
+        defaults={"fingerprint": digest, "response_status": 0, "response_body": {}, "created_at": now},
     )
     if not created:
         if record.fingerprint != digest:

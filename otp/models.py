@@ -139,16 +139,18 @@ class SmsMessage(models.Model):
     FAILED_FOR_GOOD = frozenset({Status.FAILED, Status.UNDELIVERABLE, Status.REJECTED})
     # Still in the outbox: not handed to a provider yet (the rows otp_sms_pending_idx covers).
     IN_OUTBOX = (Status.QUEUED, Status.PROCESSING)
-    TERMINAL = frozenset({Status.SENT, Status.DELIVERED, Status.FAILED, Status.UNDELIVERABLE, Status.EXPIRED,
-                          Status.REJECTED})
+    TERMINAL = frozenset(
+        {Status.SENT, Status.DELIVERED, Status.FAILED, Status.UNDELIVERABLE, Status.EXPIRED, Status.REJECTED}
+    )
 
     # Sent to the gateway as `reference`: its idempotency key, the same on every retry.
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     # One per send: the first, then one per resend. The newest (highest id: ids follow time) is the one
     # whose code works; a resend expires an older one still queued, so a dead code is never sent.
     session = models.ForeignKey(OtpSession, on_delete=models.CASCADE, related_name="sms_messages")
-    workspace = models.ForeignKey("workspaces.Workspace", on_delete=models.CASCADE, related_name="sms_messages",
-                                  db_index=False)
+    workspace = models.ForeignKey(
+        "workspaces.Workspace", on_delete=models.CASCADE, related_name="sms_messages", db_index=False
+    )
     to = models.CharField(max_length=16)
     country = models.CharField(max_length=3, blank=True)  # the session's, for the hourly country ceiling
     src = models.CharField(max_length=16)  # the sender name the phone shows
@@ -338,8 +340,7 @@ class TestInboxMessage(models.Model):
 
     __test__ = False  # not a test class, whatever pytest makes of its name
 
-    workspace = models.ForeignKey("workspaces.Workspace", on_delete=models.CASCADE, related_name="+",
-                                  db_index=False)
+    workspace = models.ForeignKey("workspaces.Workspace", on_delete=models.CASCADE, related_name="+", db_index=False)
     session = models.ForeignKey(OtpSession, on_delete=models.CASCADE, related_name="+")
     dest = models.CharField(max_length=16)
     src = models.CharField(max_length=16)
@@ -367,8 +368,9 @@ class ReviewerNumber(models.Model):
     again once saved; sessions for the number keep only the HMAC digest, as any session does.
     """
 
-    workspace = models.ForeignKey("workspaces.Workspace", on_delete=models.CASCADE, related_name="reviewer_numbers",
-                                  db_index=False)
+    workspace = models.ForeignKey(
+        "workspaces.Workspace", on_delete=models.CASCADE, related_name="reviewer_numbers", db_index=False
+    )
     dest = models.CharField(max_length=16, help_text="E.164, e.g. +233202007745.")
     encrypted_code = models.BinaryField(editable=False)
     note = models.CharField(max_length=200, blank=True, help_text="Who uses it and why (an app-store review...).")

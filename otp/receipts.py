@@ -42,8 +42,12 @@ def receipts_apply(*, route_key: str, receipts: list[Receipt]) -> int:
             early_left -= 1
         changed += bool(applied)
     if early_left < 0:
-        logger.warning("route %s: %s receipts for unknown message ids dropped (at most %s kept per request)",
-                       route_key, -early_left, EARLY_RECEIPTS_PER_REQUEST_MAX)
+        logger.warning(
+            "route %s: %s receipts for unknown message ids dropped (at most %s kept per request)",
+            route_key,
+            -early_left,
+            EARLY_RECEIPTS_PER_REQUEST_MAX,
+        )
     return changed
 
 
@@ -68,43 +72,59 @@ def _receipt_apply(*, route_key: str, receipt: Receipt, keep_early: bool) -> boo
         return None
     if attempt is None:
         EarlyReceipt.objects.create(
-            route_key=route_key, provider_message_id=receipt.provider_message_id[:200], status=receipt.status,
-            provider_status=receipt.provider_status[:64], error_code=receipt.error_code[:64], received_at=now,
+            route_key=route_key,
+            provider_message_id=receipt.provider_message_id[:200],
+            status=receipt.status,
+            provider_status=receipt.provider_status[:64],
+            error_code=receipt.error_code[:64],
+            received_at=now,
         )
-        logger.info("receipt for an unknown message id on route %s, kept in case its send has not committed",
-                    route_key)
+        logger.info("receipt for an unknown message id on route %s, kept in case its send has not committed", route_key)
         return None
-    return _attempt_apply(attempt, status=receipt.status, provider_status=receipt.provider_status,
-                          error_code=receipt.error_code, at=receipt.at or now)
+    return _attempt_apply(
+        attempt,
+        status=receipt.status,
+        provider_status=receipt.provider_status,
+        error_code=receipt.error_code,
+        at=receipt.at or now,
+    )
 
 
-def _attempt_apply(attempt: SmsAttempt, *, status: str, provider_status: str, error_code: str,
-                   at: datetime) -> bool:
+def _attempt_apply(attempt: SmsAttempt, *, status: str, provider_status: str, error_code: str, at: datetime) -> bool:
     if attempt.status in SmsAttempt.FINAL:
         return False  # the first final status stays
     if status == RECEIPT_SENT:
         if attempt.status == SmsAttempt.Status.SENT:
             return False
-        SmsAttempt.objects.filter(pk=attempt.pk).update(status=SmsAttempt.Status.SENT,
-                                                         provider_status=provider_status[:64])
+        SmsAttempt.objects.filter(pk=attempt.pk).update(
+            status=SmsAttempt.Status.SENT, provider_status=provider_status[:64]
+        )
         return True
     if status not in FINAL_RECEIPT_STATUSES:
         return False
-    SmsAttempt.objects.filter(pk=attempt.pk).update(status=status, provider_status=provider_status[:64],
-                                                     error_code=error_code[:64], receipt_at=at)
+    SmsAttempt.objects.filter(pk=attempt.pk).update(
+        status=status, provider_status=provider_status[:64], error_code=error_code[:64], receipt_at=at
+    )
     metrics.SMS.labels(route=attempt.route_name, status=status).inc()  # a final receipt, once per attempt
     # The SMS itself shows the receipt of the send that carried it last, and only once.
-    changed = SmsMessage.objects.filter(
-        pk=attempt.message_id, route_key=attempt.route_key, provider_message_id=attempt.provider_message_id
-    ).exclude(status__in=FINAL_RECEIPT_STATUSES).update(
-        status=status, delivered_at=at if status == SmsMessage.Status.DELIVERED else None, updated_at=timezone.now()
+    changed = (
+        SmsMessage.objects.filter(
+            pk=attempt.message_id, route_key=attempt.route_key, provider_message_id=attempt.provider_message_id
+        )
+        .exclude(status__in=FINAL_RECEIPT_STATUSES)
+        .update(
+            status=status, delivered_at=at if status == SmsMessage.Status.DELIVERED else None, updated_at=timezone.now()
+        )
     )
     event_type = otp_sms_event_type(status)
     if changed and event_type is not None:
         # The ids come annotated on the attempt (_attempts_named): no read unless someone listens.
-        otp_event_emit(workspace_id=attempt.sms_workspace_id,  # type: ignore[attr-defined]
-                       session_public_id=attempt.sms_session_public_id,  # type: ignore[attr-defined]
-                       event_type=event_type, at=at)
+        otp_event_emit(
+            workspace_id=attempt.sms_workspace_id,  # type: ignore[attr-defined]
+            session_public_id=attempt.sms_session_public_id,  # type: ignore[attr-defined]
+            event_type=event_type,
+            at=at,
+        )
     return True
 
 
@@ -121,15 +141,23 @@ def early_receipts_apply(*, route_key: str, provider_message_id: str) -> None:
     """Applies the receipts that arrived before the send naming `provider_message_id` committed."""
     if not provider_message_id:
         return
-    early = list(EarlyReceipt.objects.filter(route_key=route_key, provider_message_id=provider_message_id)
-                 .order_by("received_at", "pk"))
+    early = list(
+        EarlyReceipt.objects.filter(route_key=route_key, provider_message_id=provider_message_id).order_by(
+            "received_at", "pk"
+        )
+    )
     if not early:
         return
     attempt = _attempts_named(route_key, provider_message_id).first()
     if attempt is None:
         return
     for receipt in early:
-        _attempt_apply(attempt, status=receipt.status, provider_status=receipt.provider_status,
-                       error_code=receipt.error_code, at=receipt.received_at)
+        _attempt_apply(
+            attempt,
+            status=receipt.status,
+            provider_status=receipt.provider_status,
+            error_code=receipt.error_code,
+            at=receipt.received_at,
+        )
         attempt.refresh_from_db()
     EarlyReceipt.objects.filter(pk__in=[receipt.pk for receipt in early]).delete()

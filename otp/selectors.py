@@ -90,24 +90,32 @@ def reviewer_code_get(*, workspace: Workspace, dest: str) -> str | None:
 
     A code that no longer decrypts (SECRET_KEY or OTP_HASH_KEY changed since it was saved) is logged and
     the number treated as an ordinary one, until staff enter the code again."""
-    numbers = _reviewer_numbers.get(workspace.pk, lambda: {
-        number: bytes(token) for number, token in ReviewerNumber.objects.filter(workspace=workspace, enabled=True)
-        .values_list("dest", "encrypted_code")
-    })
+    numbers = _reviewer_numbers.get(
+        workspace.pk,
+        lambda: {
+            number: bytes(token)
+            for number, token in ReviewerNumber.objects.filter(workspace=workspace, enabled=True).values_list(
+                "dest", "encrypted_code"
+            )
+        },
+    )
     token = numbers.get(dest)
     if token is None:
         return None
     try:
         return decrypt_reviewer_code(token)
     except InvalidToken:
-        logger.error("a reviewer number of workspace %s no longer decrypts (keys changed?): enter it again in the "
-                     "admin", workspace.slug)
+        logger.error(
+            "a reviewer number of workspace %s no longer decrypts (keys changed?): enter it again in the admin",
+            workspace.slug,
+        )
         return None
 
 
 def outbox_state() -> OutboxState:
     """The SMS not yet handed to a provider, for /metrics: one query on the partial index of pending rows
     (otp_sms_pending_idx), whatever the size of the table."""
-    row = SmsMessage.objects.filter(status__in=SmsMessage.IN_OUTBOX).aggregate(pending=Count("pk"),
-                                                                             oldest=Min("created_at"))
+    row = SmsMessage.objects.filter(status__in=SmsMessage.IN_OUTBOX).aggregate(
+        pending=Count("pk"), oldest=Min("created_at")
+    )
     return OutboxState(pending=row["pending"], oldest_created_at=row["oldest"])

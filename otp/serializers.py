@@ -26,21 +26,24 @@ PAYEE_MAX_CHARS = 40
 class TransactionSerializer(serializers.Serializer):
     """`{"amount": "125.50", "currency": "GHS", "payee": "Acme Shop"}`, read into a `Transaction`."""
 
-    amount = StrictCharField(trim_whitespace=False, max_length=16,
-                             help_text="A decimal string greater than 0 with at most 2 decimals.")
+    amount = StrictCharField(
+        trim_whitespace=False, max_length=16, help_text="A decimal string greater than 0 with at most 2 decimals."
+    )
     currency = StrictCharField(trim_whitespace=False, max_length=3, help_text="An ISO 4217 code.")
-    payee = StrictCharField(trim_whitespace=False, max_length=PAYEE_MAX_CHARS,
-                            help_text="1 to 40 printable characters.")
+    payee = StrictCharField(
+        trim_whitespace=False, max_length=PAYEE_MAX_CHARS, help_text="1 to 40 printable characters."
+    )
 
     def validate_amount(self, value: str) -> str:
         if not AMOUNT_RE.fullmatch(value) or Decimal(value) <= 0:
-            raise serializers.ValidationError("Use a decimal string greater than 0 with at most 2 decimals, "
-                                              "such as \"125.50\".")
+            raise serializers.ValidationError(
+                'Use a decimal string greater than 0 with at most 2 decimals, such as "125.50".'
+            )
         return value
 
     def validate_currency(self, value: str) -> str:
         if not re.fullmatch(r"[A-Za-z]{3}", value) or pycountry.currencies.get(alpha_3=value.upper()) is None:
-            raise serializers.ValidationError("Use an ISO 4217 currency code, such as \"GHS\".")
+            raise serializers.ValidationError('Use an ISO 4217 currency code, such as "GHS".')
         return value
 
     def validate_payee(self, value: str) -> str:
@@ -62,15 +65,22 @@ class OtpRequestInputSerializer(serializers.Serializer):
     purpose = serializers.ChoiceField(choices=Purpose.choices)
     messageTemplate = StrictCharField(required=False, allow_null=True, trim_whitespace=False, max_length=1000)
     appHash = StrictCharField(
-        required=False, allow_null=True, trim_whitespace=False, max_length=11,
+        required=False,
+        allow_null=True,
+        trim_whitespace=False,
+        max_length=11,
         help_text="Android SMS Retriever: the app's 11-character hash, put on its own line after the text.",
     )
     webOtpDomain = StrictCharField(
-        required=False, allow_null=True, trim_whitespace=False, max_length=sms_text.WEB_OTP_DOMAIN_MAX_CHARS,
+        required=False,
+        allow_null=True,
+        trim_whitespace=False,
+        max_length=sms_text.WEB_OTP_DOMAIN_MAX_CHARS,
         help_text="WebOTP: the SMS ends with the line `@<domain> #<code>`, which browsers fill in on that origin.",
     )
     transaction = TransactionSerializer(
-        required=False, allow_null=True,
+        required=False,
+        allow_null=True,
         help_text="Purpose TRANSACTION only: shown in the SMS (<AMOUNT>, <PAYEE>) and bound to the code.",
     )
 
@@ -111,7 +121,8 @@ class OtpVerifyInputSerializer(serializers.Serializer):
     sessionId = serializers.UUIDField(format="hex_verbose")
     code = StrictCharField(trim_whitespace=False, max_length=10)
     transaction = TransactionSerializer(
-        required=False, allow_null=True,
+        required=False,
+        allow_null=True,
         help_text="When sent, must equal the session's transaction: another one is a wrong code (INVALID).",
     )
 
@@ -154,7 +165,8 @@ class OtpRequestDataSerializer(serializers.Serializer):
     attemptsLeft = serializers.IntegerField(source="attempts_left", min_value=0)
     reused = serializers.BooleanField()
     resendAvailableInSeconds = SecondsUntilField(
-        source="resend_available_at", allow_null=True,
+        source="resend_available_at",
+        allow_null=True,
         help_text="Seconds until POST .../resend is allowed; null once the session has no resend left.",
     )
 
@@ -183,8 +195,9 @@ class DeliverySerializer(serializers.Serializer):
     attempts = serializers.IntegerField(min_value=0, help_text="Calls made to the SMS gateway.")
     updatedAt = IsoDateTimeField(source="updated_at")
     route = BlankAsNullField(source="route_name", help_text="The provider route that carried the latest send.")
-    deliveredAt = IsoDateTimeField(source="delivered_at", allow_null=True,
-                                   help_text="When its delivery receipt said it arrived; null until then.")
+    deliveredAt = IsoDateTimeField(
+        source="delivered_at", allow_null=True, help_text="When its delivery receipt said it arrived; null until then."
+    )
 
 
 class OtpSessionDataSerializer(serializers.Serializer):
@@ -224,8 +237,9 @@ class OtpSessionDataSerializer(serializers.Serializer):
 
 
 class InboxQuerySerializer(serializers.Serializer):
-    dest = StrictCharField(max_length=20, trim_whitespace=False,
-                           help_text="E.164, e.g. +233202007745 (in a URL, %2B for the plus sign).")
+    dest = StrictCharField(
+        max_length=20, trim_whitespace=False, help_text="E.164, e.g. +233202007745 (in a URL, %2B for the plus sign)."
+    )
 
     def validate_dest(self, value: str) -> str:
         # An unencoded "+" in a query string reads as a space: `?dest=+233...` means what it says.

@@ -18,7 +18,7 @@ class Transaction:
 
     @classmethod
     def normalised(cls, *, amount: str, currency: str, payee: str) -> "Transaction":
-        """"125.5" and "125.50" are one amount, "ghs" and "GHS" one currency: both sides of a verify agree."""
+        """ "125.5" and "125.50" are one amount, "ghs" and "GHS" one currency: both sides of a verify agree."""
         return cls(amount=f"{Decimal(amount):.2f}", currency=currency.upper(), payee=payee)
 
     @classmethod

@@ -15,8 +15,14 @@ from pathlib import Path
 VENV_BIN = Path(sys.executable).parent
 TIMEOUT_SECONDS = 600
 # What pip-audit prints when the vulnerability service cannot be reached at all.
-UNREACHABLE_SIGNS = ("could not be audited", "ConnectionError", "Failed to establish a new connection",
-                     "Max retries exceeded", "Name or service not known", "Temporary failure in name resolution")
+UNREACHABLE_SIGNS = (
+    "could not be audited",
+    "ConnectionError",
+    "Failed to establish a new connection",
+    "Max retries exceeded",
+    "Name or service not known",
+    "Temporary failure in name resolution",
+)
 
 
 @dataclass(frozen=True)
@@ -30,15 +36,21 @@ def judge(returncode: int, output: str) -> Verdict:
     skipped = output.count("could not be audited")
     if returncode == 0:
         if skipped:
-            return Verdict(0, f"audit: {skipped} package(s) could not be checked: no vulnerability database was "
-                              "reachable from this machine; run `make audit` where PyPI's JSON API or OSV "
-                              "is reachable.")
+            return Verdict(
+                0,
+                f"audit: {skipped} package(s) could not be checked: no vulnerability database was "
+                "reachable from this machine; run `make audit` where PyPI's JSON API or OSV "
+                "is reachable.",
+            )
         return Verdict(0, "audit: no known vulnerabilities")
     if "Found" in output and "vulnerabilit" in output and "No known vulnerabilities" not in output:
         return Verdict(returncode, "audit failed: known vulnerabilities in the installed packages (listed above)")
     if any(sign in output for sign in UNREACHABLE_SIGNS):
-        return Verdict(0, "audit: nothing could be checked: no vulnerability database was reachable from this "
-                          "machine; run `make audit` where PyPI's JSON API or OSV is reachable.")
+        return Verdict(
+            0,
+            "audit: nothing could be checked: no vulnerability database was reachable from this "
+            "machine; run `make audit` where PyPI's JSON API or OSV is reachable.",
+        )
     last = next((line for line in reversed(output.strip().splitlines()) if line.strip()), "no output")
     return Verdict(returncode or 1, f"audit failed: pip-audit exited with status {returncode}: {last.strip()}")
 
@@ -47,7 +59,9 @@ def main() -> int:
     try:
         result = subprocess.run(
             [str(VENV_BIN / "pip-audit"), "--progress-spinner", "off", "--skip-editable"],
-            capture_output=True, text=True, timeout=TIMEOUT_SECONDS,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_SECONDS,
         )
     except FileNotFoundError:
         print(f"audit failed: pip-audit is not installed in {VENV_BIN} (pip install -r requirements-dev.txt)")

@@ -58,7 +58,11 @@ def main() -> int:
 
     venv_bin = str(Path(sys.executable).parent)
     child_env = {
-        **os.environ, "PYTHONUNBUFFERED": "1", "BIND": bind, "WEB_CONCURRENCY": workers, "GUNICORN_THREADS": threads,
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "BIND": bind,
+        "WEB_CONCURRENCY": workers,
+        "GUNICORN_THREADS": threads,
         "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     # Without a broker tasks run inside the requests: the web process is the whole service. With one, every
@@ -76,8 +80,12 @@ def main() -> int:
     # Each in its own process group, signalled as a whole: a worker's pool children and gunicorn's workers
     # then stop with it even when its main process died first.
     processes = {
-        name: subprocess.Popen(["/bin/sh", "-c", f"exec {command}"], cwd=BASE_DIR, env=child_env,  # noqa: S603
-                               start_new_session=True)
+        name: subprocess.Popen(
+            ["/bin/sh", "-c", f"exec {command}"],
+            cwd=BASE_DIR,
+            env=child_env,  # noqa: S603
+            start_new_session=True,
+        )
         for name, command in commands.items()
     }
     stopping = False

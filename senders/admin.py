@@ -55,8 +55,11 @@ class SenderNameAddForm(forms.ModelForm):
 
 
 class RejectForm(forms.Form):
-    reason = forms.CharField(max_length=500, widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
-                             help_text="Kept on each sender name and shown to its workspace.")
+    reason = forms.CharField(
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Kept on each sender name and shown to its workspace.",
+    )
 
     def clean_reason(self) -> str:
         reason = self.cleaned_data["reason"].strip()
@@ -67,16 +70,46 @@ class RejectForm(forms.Form):
 
 @admin.register(SenderName)
 class SenderNameAdmin(admin.ModelAdmin):
-    list_display = ["name", "workspace", "sender_type", "status", "country_code", "submitted_at", "approved_at",
-                    "deleted_at"]
+    list_display = [
+        "name",
+        "workspace",
+        "sender_type",
+        "status",
+        "country_code",
+        "submitted_at",
+        "approved_at",
+        "deleted_at",
+    ]
     list_filter = ["status", "sender_type", ("deleted_at", admin.EmptyFieldListFilter), "workspace"]
     list_select_related = ["workspace"]
     search_fields = ["name", "workspace__slug"]
-    fields = ("public_id", "workspace", "name", "sender_type", "purpose", "country_code", "status",
-              "status_reason", "submitted_at", "approved_at", "updated_at", "deleted_at")
+    fields = (
+        "public_id",
+        "workspace",
+        "name",
+        "sender_type",
+        "purpose",
+        "country_code",
+        "status",
+        "status_reason",
+        "submitted_at",
+        "approved_at",
+        "updated_at",
+        "deleted_at",
+    )
     # Status changes only through the approve/reject actions; the name itself never changes once submitted.
-    readonly_fields = ["public_id", "workspace", "name", "sender_type", "status", "status_reason", "submitted_at",
-                       "approved_at", "updated_at", "deleted_at"]
+    readonly_fields = [
+        "public_id",
+        "workspace",
+        "name",
+        "sender_type",
+        "status",
+        "status_reason",
+        "submitted_at",
+        "approved_at",
+        "updated_at",
+        "deleted_at",
+    ]
     actions = ["approve_selected", "reject_selected"]
 
     def get_fields(self, request: HttpRequest, obj: SenderName | None = None) -> tuple[str, ...]:
@@ -96,14 +129,21 @@ class SenderNameAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: SenderName, form: forms.ModelForm, change: bool) -> None:
         if change:
             if {"purpose", "country_code"} & set(form.changed_data):
-                sender_name_describe(sender_name=obj, purpose=form.cleaned_data["purpose"],
-                                     country_code=form.cleaned_data["country_code"],
-                                     actor=request.user.get_username())
+                sender_name_describe(
+                    sender_name=obj,
+                    purpose=form.cleaned_data["purpose"],
+                    country_code=form.cleaned_data["country_code"],
+                    actor=request.user.get_username(),
+                )
             return
         data = form.cleaned_data
         created = sender_name_create(
-            workspace=data["workspace"], name=data["name"], sender_type=data["sender_type"],
-            purpose=data["purpose"], country_code=data["country_code"], approve=data["approve"],
+            workspace=data["workspace"],
+            name=data["name"],
+            sender_type=data["sender_type"],
+            purpose=data["purpose"],
+            country_code=data["country_code"],
+            approve=data["approve"],
             actor=request.user.get_username(),
         )
         # The admin logs and redirects with `obj`: make it the service's row rather than save a second one.
@@ -116,32 +156,40 @@ class SenderNameAdmin(admin.ModelAdmin):
     def approve_selected(self, request: HttpRequest, queryset: QuerySet[SenderName]) -> None:
         actor = request.user.get_username()
         # A name its workspace deleted stays deleted: it is listed for the record, never approved again.
-        approved = [sender_name_approve(sender_name=sender_name, actor=actor).name
-                    for sender_name in queryset.filter(deleted_at__isnull=True)]
-        self.message_user(request, f"Approved {len(approved)} sender name(s): {', '.join(approved)}.",
-                          messages.SUCCESS)
+        approved = [
+            sender_name_approve(sender_name=sender_name, actor=actor).name
+            for sender_name in queryset.filter(deleted_at__isnull=True)
+        ]
+        self.message_user(request, f"Approved {len(approved)} sender name(s): {', '.join(approved)}.", messages.SUCCESS)
 
     @admin.action(description="Reject selected sender names", permissions=["change"])
     def reject_selected(self, request: HttpRequest, queryset: QuerySet[SenderName]) -> HttpResponse | None:
         form = RejectForm(request.POST if "apply" in request.POST else None)
         if form.is_valid():
             actor, reason = request.user.get_username(), form.cleaned_data["reason"]
-            rejected = [sender_name_reject(sender_name=sender_name, reason=reason, actor=actor).name
-                        for sender_name in queryset.filter(deleted_at__isnull=True)]
-            self.message_user(request, f"Rejected {len(rejected)} sender name(s): {', '.join(rejected)}.",
-                              messages.SUCCESS)
+            rejected = [
+                sender_name_reject(sender_name=sender_name, reason=reason, actor=actor).name
+                for sender_name in queryset.filter(deleted_at__isnull=True)
+            ]
+            self.message_user(
+                request, f"Rejected {len(rejected)} sender name(s): {', '.join(rejected)}.", messages.SUCCESS
+            )
             return None
-        return TemplateResponse(request, "admin/action_form.html", {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "title": "Reject sender names",
-            "intro": "Reject these sender names. The reason is required and kept on each of them:",
-            "queryset": queryset.select_related("workspace"),
-            "form": form,
-            "action": "reject_selected",
-            "action_checkbox_name": ACTION_CHECKBOX_NAME,
-            "submit_label": "Reject",
-        })
+        return TemplateResponse(
+            request,
+            "admin/action_form.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": "Reject sender names",
+                "intro": "Reject these sender names. The reason is required and kept on each of them:",
+                "queryset": queryset.select_related("workspace"),
+                "form": form,
+                "action": "reject_selected",
+                "action_checkbox_name": ACTION_CHECKBOX_NAME,
+                "submit_label": "Reject",
+            },
+        )
 
 
 class WriteOnlyJSONField(forms.JSONField):
@@ -155,9 +203,10 @@ class RouteForm(forms.ModelForm):
     """Settings are write-only: the form never shows them; JSON typed here replaces them all."""
 
     new_settings = WriteOnlyJSONField(
-        required=False, widget=forms.Textarea(attrs={"rows": 4, "cols": 60}),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 60}),
         help_text='The backend\'s settings as JSON, e.g. {"account_sid": "AC...", "auth_token": "..."}. '
-                  "Stored encrypted and never shown again; leave empty to keep the current ones.",
+        "Stored encrypted and never shown again; leave empty to keep the current ones.",
     )
 
     class Meta:
@@ -198,8 +247,19 @@ class RouteAdmin(admin.ModelAdmin):
     list_filter = ["backend", "enabled"]
     search_fields = ["name", "countries"]
     readonly_fields = ["public_id", "receipt_path", "created_at", "updated_at"]
-    fields = ["name", "backend", "new_settings", "countries", "priority", "rate_per_second", "enabled", "public_id",
-              "receipt_path", "created_at", "updated_at"]
+    fields = [
+        "name",
+        "backend",
+        "new_settings",
+        "countries",
+        "priority",
+        "rate_per_second",
+        "enabled",
+        "public_id",
+        "receipt_path",
+        "created_at",
+        "updated_at",
+    ]
 
     @admin.display(description="countries")
     def countries_shown(self, obj: Route) -> str:
@@ -214,8 +274,14 @@ class RouteAdmin(admin.ModelAdmin):
         values = form.cleaned_data.get("new_settings")
         if not change:
             created = route_create(
-                name=obj.name, backend=obj.backend, values=values or {}, countries=obj.countries,
-                priority=obj.priority, rate_per_second=obj.rate_per_second, enabled=obj.enabled, actor=actor,
+                name=obj.name,
+                backend=obj.backend,
+                values=values or {},
+                countries=obj.countries,
+                priority=obj.priority,
+                rate_per_second=obj.rate_per_second,
+                enabled=obj.enabled,
+                actor=actor,
             )
             for field in Route._meta.concrete_fields:
                 setattr(obj, field.attname, getattr(created, field.attname))

@@ -33,15 +33,18 @@ class SenderNameViewSet(WorkspaceViewSet):
 
     @extend_schema(
         operation_id="sender_names_list",
-        parameters=[PageQuerySerializer], responses={200: SENDER_NAME_PAGE, **error_responses(400, 401, 403, 429, 500)}
+        parameters=[PageQuerySerializer],
+        responses={200: SENDER_NAME_PAGE, **error_responses(400, 401, 403, 429, 500)},
     )
     def list_page(self, request: Request) -> Response:
         query = validated(PageQuerySerializer, request.query_params)
         page, page_size = query["page"], query["pageSize"]
         result = selectors.sender_name_page(workspace=self.workspace, page=page, page_size=page_size)
         return Response(
-            envelope("Sender names retrieved",
-                     page_data(SenderNamePageOutputSerializer, result, page=page, page_size=page_size))
+            envelope(
+                "Sender names retrieved",
+                page_data(SenderNamePageOutputSerializer, result, page=page, page_size=page_size),
+            )
         )
 
     @extend_schema(
@@ -91,8 +94,7 @@ class SenderNameViewSet(WorkspaceViewSet):
 
     @extend_schema(
         operation_id="sender_names_delete",
-        responses={200: DELETED,
-                   **error_responses(401, 403, 404, 405, 409, 429, 500, overrides=LIVE_KEY_REQUIRED)},
+        responses={200: DELETED, **error_responses(401, 403, 404, 405, 409, 429, 500, overrides=LIVE_KEY_REQUIRED)},
     )
     def destroy(self, request: Request, sender_name_id: uuid.UUID) -> Response:
         services.sender_name_delete(workspace=self.workspace, sender_name_id=sender_name_id, actor=self.actor)

@@ -83,7 +83,9 @@ class Route(models.Model):
     )
     priority = models.PositiveIntegerField(default=100, help_text="Lower goes first.")
     rate_per_second = models.PositiveIntegerField(
-        null=True, blank=True, validators=[MinValueValidator(1)],
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
         help_text="Most SMS per second through this route, across every worker. Empty: no cap.",
     )
     enabled = models.BooleanField(default=True)

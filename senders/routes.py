@@ -92,8 +92,12 @@ def production_route_names() -> list[str]:
     """The enabled routes whose backend really sends, for `check --deploy --database default`; none when the
     database cannot be read (the check then counts SMS_BACKEND alone)."""
     try:
-        return list(Route.objects.filter(enabled=True).exclude(backend__in=DEVELOPMENT_BACKENDS)
-                    .order_by("priority", "name").values_list("name", flat=True))
+        return list(
+            Route.objects.filter(enabled=True)
+            .exclude(backend__in=DEVELOPMENT_BACKENDS)
+            .order_by("priority", "name")
+            .values_list("name", flat=True)
+        )
     except DatabaseError:
         return []
 
@@ -108,8 +112,17 @@ def routes_for(country: str) -> list[RouteChoice]:
     """The routes an SMS to `country` tries, in order: enabled routes that serve it, then the default."""
     routes = _enabled_routes()
     return [
-        *(RouteChoice(key=str(route.public_id), name=route.name, backend=route.backend, route=route,
-                      rate_per_second=route.rate_per_second) for route in routes if route.serves(country)),
+        *(
+            RouteChoice(
+                key=str(route.public_id),
+                name=route.name,
+                backend=route.backend,
+                route=route,
+                rate_per_second=route.rate_per_second,
+            )
+            for route in routes
+            if route.serves(country)
+        ),
         default_route(),
     ]
 
@@ -121,8 +134,13 @@ def route_choice(key: str) -> RouteChoice:
     route = Route.objects.filter(public_id=key).first() if _is_uuid(key) else None
     if route is None:
         raise RouteNotFound()
-    return RouteChoice(key=str(route.public_id), name=route.name, backend=route.backend, route=route,
-                       rate_per_second=route.rate_per_second)
+    return RouteChoice(
+        key=str(route.public_id),
+        name=route.name,
+        backend=route.backend,
+        route=route,
+        rate_per_second=route.rate_per_second,
+    )
 
 
 def _is_uuid(value: str) -> bool:
@@ -180,8 +198,10 @@ def route_receipt_url_problem(backend: str, route_key: str) -> str | None:
     problem = backend_class(backend).receipt_url_problem(url)
     if problem is None:
         return None
-    return (f"{problem}: PUBLIC_URL ({len(settings.PUBLIC_URL)} characters) + {RECEIPT_PATH}<routeId> "
-            f"({len(url) - len(settings.PUBLIC_URL)} characters)")
+    return (
+        f"{problem}: PUBLIC_URL ({len(settings.PUBLIC_URL)} characters) + {RECEIPT_PATH}<routeId> "
+        f"({len(url) - len(settings.PUBLIC_URL)} characters)"
+    )
 
 
 def route_receipt_url_problems() -> list[str]:
@@ -224,16 +244,31 @@ def route_create(
     try:
         with transaction.atomic():
             route = Route.objects.create(
-                public_id=public_id, name=name, backend=backend, encrypted_settings=_encrypt(values),
-                countries=parse_countries(countries), priority=priority, rate_per_second=rate_per_second,
+                public_id=public_id,
+                name=name,
+                backend=backend,
+                encrypted_settings=_encrypt(values),
+                countries=parse_countries(countries),
+                priority=priority,
+                rate_per_second=rate_per_second,
                 enabled=enabled,
             )
             # The setting names only: values may be credentials.
             routes_changed()
             transaction.on_commit(routes_changed)  # again once visible to the next transaction
-            audit_record(actor=actor, action=AuditEvent.Action.ROUTE_ADDED, workspace=None, target=route.name,
-                         detail={"backend": backend, "settings": sorted(values), "countries": route.countries,
-                                 "priority": priority, "rate_per_second": rate_per_second})
+            audit_record(
+                actor=actor,
+                action=AuditEvent.Action.ROUTE_ADDED,
+                workspace=None,
+                target=route.name,
+                detail={
+                    "backend": backend,
+                    "settings": sorted(values),
+                    "countries": route.countries,
+                    "priority": priority,
+                    "rate_per_second": rate_per_second,
+                },
+            )
     except IntegrityError:
         raise RouteExists(f"a route named {name!r} already exists") from None
     return route
@@ -248,8 +283,13 @@ def route_settings_replace(*, route: Route, values: Mapping[str, Any], actor: st
     Route.objects.filter(pk=route.pk).update(encrypted_settings=_encrypt(values))
     routes_changed()
     transaction.on_commit(routes_changed)
-    audit_record(actor=actor, action=AuditEvent.Action.ROUTE_CHANGED, workspace=None, target=route.name,
-                 detail={"settings": sorted(values)})
+    audit_record(
+        actor=actor,
+        action=AuditEvent.Action.ROUTE_CHANGED,
+        workspace=None,
+        target=route.name,
+        detail={"settings": sorted(values)},
+    )
     route.refresh_from_db()
     return route
 

@@ -44,9 +44,10 @@ def _is_e164(value: str) -> bool:
         number = phonenumbers.parse(value, None)
     except phonenumbers.NumberParseException:
         return False
-    return phonenumbers.is_valid_number(number) and phonenumbers.format_number(
-        number, phonenumbers.PhoneNumberFormat.E164
-    ) == value
+    return (
+        phonenumbers.is_valid_number(number)
+        and phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164) == value
+    )
 
 
 def _check(name: str, sender_type: str) -> None:
@@ -104,24 +105,29 @@ def sender_name_update(
     try:
         # One conditional UPDATE: a sender staff approve meanwhile is never changed behind their back.
         with transaction.atomic():
-            updated = live_sender_names(workspace).filter(
-                public_id=sender_name_id, status__in=EDITABLE_STATUSES
-            ).update(
-                name=name,
-                sender_type=sender_type,
-                purpose=purpose,
-                country_code=country_code.upper(),
-                status=SenderName.Status.PENDING,
-                status_reason="",
-                approved_at=None,
-                submitted_at=now,
-                updated_at=now,
+            updated = (
+                live_sender_names(workspace)
+                .filter(public_id=sender_name_id, status__in=EDITABLE_STATUSES)
+                .update(
+                    name=name,
+                    sender_type=sender_type,
+                    purpose=purpose,
+                    country_code=country_code.upper(),
+                    status=SenderName.Status.PENDING,
+                    status_reason="",
+                    approved_at=None,
+                    submitted_at=now,
+                    updated_at=now,
+                )
             )
             if updated:
                 local_caches_changed()
                 audit_record(
-                    actor=actor, action=AuditEvent.Action.SENDER_UPDATED, workspace=workspace,
-                    target=str(sender_name_id), at=now,
+                    actor=actor,
+                    action=AuditEvent.Action.SENDER_UPDATED,
+                    workspace=workspace,
+                    target=str(sender_name_id),
+                    at=now,
                     detail={"sender": name, "sender_type": sender_type, "country_code": country_code.upper()},
                 )
     except IntegrityError:
@@ -162,8 +168,14 @@ def sender_name_describe(
     if changes:
         now = timezone.now()
         SenderName.objects.filter(pk=current.pk).update(**{name: values[name] for name in changes}, updated_at=now)
-        audit_record(actor=actor, action=AuditEvent.Action.SENDER_UPDATED, workspace=current.workspace,
-                     target=str(current.public_id), detail={"sender": current.name, "changes": changes}, at=now)
+        audit_record(
+            actor=actor,
+            action=AuditEvent.Action.SENDER_UPDATED,
+            workspace=current.workspace,
+            target=str(current.public_id),
+            detail={"sender": current.name, "changes": changes},
+            at=now,
+        )
     sender_name.refresh_from_db()
     return sender_name
 
@@ -177,11 +189,15 @@ def sender_name_approve(*, sender_name: SenderName, actor: str = SYSTEM_ACTOR) -
     if current.status != SenderName.Status.APPROVED:
         previous = current.status
         current.status, current.status_reason, current.approved_at, current.updated_at = (
-            SenderName.Status.APPROVED, "", now, now
+            SenderName.Status.APPROVED,
+            "",
+            now,
+            now,
         )
         current.save(update_fields=["status", "status_reason", "approved_at", "updated_at"])
-        _audit(actor=actor, action=AuditEvent.Action.SENDER_APPROVED, sender_name=current, at=now,
-               previous_status=previous)
+        _audit(
+            actor=actor, action=AuditEvent.Action.SENDER_APPROVED, sender_name=current, at=now, previous_status=previous
+        )
     sender_name.refresh_from_db()
     return sender_name
 
@@ -197,11 +213,20 @@ def sender_name_reject(*, sender_name: SenderName, reason: str, actor: str = SYS
     if (current.status, current.status_reason) != (SenderName.Status.REJECTED, reason):
         previous = current.status
         current.status, current.status_reason, current.approved_at, current.updated_at = (
-            SenderName.Status.REJECTED, reason, None, now
+            SenderName.Status.REJECTED,
+            reason,
+            None,
+            now,
         )
         current.save(update_fields=["status", "status_reason", "approved_at", "updated_at"])
-        _audit(actor=actor, action=AuditEvent.Action.SENDER_REJECTED, sender_name=current, at=now,
-               previous_status=previous, reason=reason)
+        _audit(
+            actor=actor,
+            action=AuditEvent.Action.SENDER_REJECTED,
+            sender_name=current,
+            at=now,
+            previous_status=previous,
+            reason=reason,
+        )
     sender_name.refresh_from_db()
     return sender_name
 
@@ -221,7 +246,15 @@ def _audit(
 ) -> None:
     local_caches_changed()  # every change to a sender name is audited here: approved names are cached
     audit_record(
-        actor=actor, action=action, workspace=sender_name.workspace, target=str(sender_name.public_id), at=at,
-        detail={"sender": sender_name.name, "sender_type": sender_name.sender_type, "status": sender_name.status,
-                **detail},
+        actor=actor,
+        action=action,
+        workspace=sender_name.workspace,
+        target=str(sender_name.public_id),
+        at=at,
+        detail={
+            "sender": sender_name.name,
+            "sender_type": sender_name.sender_type,
+            "status": sender_name.status,
+            **detail,
+        },
     )

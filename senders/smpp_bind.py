@@ -77,16 +77,24 @@ class SmppBind:
 
     def _connect(self) -> None:
         context = ssl.create_default_context() if str(self.config.get("tls", "")).lower() == "true" else None
-        client = smpplib.client.Client(self.config["host"], int(self.config["port"]), timeout=10,
-                                       ssl_context=context, allow_unknown_opt_params=True,
-                                       logger_name=f"zeckta.smpp.{self.route_name}")
+        client = smpplib.client.Client(
+            self.config["host"],
+            int(self.config["port"]),
+            timeout=10,
+            ssl_context=context,
+            allow_unknown_opt_params=True,
+            logger_name=f"zeckta.smpp.{self.route_name}",
+        )
         client.set_message_sent_handler(self._submitted)
         client.set_message_received_handler(self._delivered)
         client.set_error_pdu_handler(self._error_pdu)
         client.connect()
         self._client = client
-        client.bind_transceiver(system_id=self.config["system_id"], password=self.config["password"],
-                                system_type=self.config.get("system_type", ""))
+        client.bind_transceiver(
+            system_id=self.config["system_id"],
+            password=self.config["password"],
+            system_type=self.config.get("system_type", ""),
+        )
         self._last_activity = time.monotonic()
         logger.info("smpp route %s: bound to %s:%s", self.route_name, self.config["host"], self.config["port"])
 
@@ -134,10 +142,15 @@ class SmppBind:
         source_ton = smpplib.consts.SMPP_TON_INTL if job["src"].startswith("+") else smpplib.consts.SMPP_TON_ALNUM
         for index, part in enumerate(parts):
             pdu = self._client.send_message(
-                source_addr_ton=source_ton, source_addr_npi=smpplib.consts.SMPP_NPI_UNK,
-                source_addr=job["src"].lstrip("+"), dest_addr_ton=smpplib.consts.SMPP_TON_INTL,
-                dest_addr_npi=smpplib.consts.SMPP_NPI_ISDN, destination_addr=job["to"].lstrip("+"),
-                short_message=part, data_coding=data_coding, esm_class=esm_class,
+                source_addr_ton=source_ton,
+                source_addr_npi=smpplib.consts.SMPP_NPI_UNK,
+                source_addr=job["src"].lstrip("+"),
+                dest_addr_ton=smpplib.consts.SMPP_TON_INTL,
+                dest_addr_npi=smpplib.consts.SMPP_NPI_ISDN,
+                destination_addr=job["to"].lstrip("+"),
+                short_message=part,
+                data_coding=data_coding,
+                esm_class=esm_class,
                 registered_delivery=smpplib.consts.SMPP_SMSC_DELIVERY_RECEIPT_BOTH if index == 0 else 0,
             )
             self._pending[pdu.sequence] = _Pending(job_id=job["job"], parts_left=len(parts) - index)
@@ -160,8 +173,14 @@ class SmppBind:
             logger.warning("smpp route %s: %s answered status %s", self.route_name, pdu.command, pdu.status)
             return
         if not self._first_answer_given(pending.job_id):
-            self._reply(pending.job_id, {"ok": False, "status": int(pdu.status),
-                                         "error": smpplib.consts.DESCRIPTIONS.get(pdu.status, "unknown status")})
+            self._reply(
+                pending.job_id,
+                {
+                    "ok": False,
+                    "status": int(pdu.status),
+                    "error": smpplib.consts.DESCRIPTIONS.get(pdu.status, "unknown status"),
+                },
+            )
 
     def _delivered(self, pdu: Any, **kwargs: Any) -> int:
         receipt = receipt_from_deliver_sm(pdu)

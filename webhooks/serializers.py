@@ -15,7 +15,9 @@ class WebhookEndpointInputSerializer(serializers.Serializer):
     # Not trimmed: the URL is called exactly as given.
     url = StrictCharField(max_length=WEBHOOK_URL_MAX_LENGTH, trim_whitespace=False)
     events = serializers.ListField(
-        child=StrictCharField(max_length=40), allow_empty=False, max_length=MAX_EVENTS_LISTED,
+        child=StrictCharField(max_length=40),
+        allow_empty=False,
+        max_length=MAX_EVENTS_LISTED,
         help_text=f"One or more of {', '.join(Event.values)}.",
     )
 
@@ -38,8 +40,9 @@ class WebhookEndpointOutputSerializer(serializers.Serializer):
     url = serializers.CharField()
     events = serializers.ListField(child=serializers.ChoiceField(choices=Event.values))
     createdAt = IsoDateTimeField(source="created_at")
-    failing = serializers.BooleanField(help_text="A delivery was given up after 24 h of retries; the next "
-                                                 "delivery that succeeds clears it.")
+    failing = serializers.BooleanField(
+        help_text="A delivery was given up after 24 h of retries; the next delivery that succeeds clears it."
+    )
 
 
 class WebhookEndpointWithSecretSerializer(WebhookEndpointOutputSerializer):

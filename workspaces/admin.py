@@ -33,11 +33,20 @@ from zeckta.sms_text import template_errors
 
 # Fields of a workspace the admin form may write; balance_units is never among them.
 WORKSPACE_POLICY_FIELDS = (
-    "otp_reuse_enabled", "otp_validity_seconds", "otp_max_attempts", "otp_code_length", "default_message_template",
+    "otp_reuse_enabled",
+    "otp_validity_seconds",
+    "otp_max_attempts",
+    "otp_code_length",
+    "default_message_template",
 )
 WORKSPACE_ABUSE_FIELDS = (
-    "allowed_countries", "destination_limit", "destination_window_seconds", "wrong_code_budget", "daily_sms_cap",
-    "refuse_fixed_line_and_voip", "country_hourly_limit",
+    "allowed_countries",
+    "destination_limit",
+    "destination_window_seconds",
+    "wrong_code_budget",
+    "daily_sms_cap",
+    "refuse_fixed_line_and_voip",
+    "country_hourly_limit",
 )
 # What a workspace may spend: a postpaid one is counted and never refused, so unticking is_prepaid is as much
 # a credit decision as adding units, and needs the same permission (balance_units is never a form field).
@@ -48,8 +57,14 @@ CREDIT_PERMISSION = "workspaces.credit_balance"
 class WorkspaceAdminForm(forms.ModelForm):
     class Meta:
         model = Workspace
-        fields = ["name", "slug", "is_active", *WORKSPACE_POLICY_FIELDS, *WORKSPACE_ABUSE_FIELDS,
-                  *WORKSPACE_BILLING_FIELDS]
+        fields = [
+            "name",
+            "slug",
+            "is_active",
+            *WORKSPACE_POLICY_FIELDS,
+            *WORKSPACE_ABUSE_FIELDS,
+            *WORKSPACE_BILLING_FIELDS,
+        ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -99,8 +114,15 @@ class CreditForm(forms.Form):
 class WorkspaceAdmin(admin.ModelAdmin):
     form = WorkspaceAdminForm
     list_display = [
-        "name", "slug", "is_active", "otp_reuse_enabled", "otp_validity_seconds", "otp_max_attempts", "is_prepaid",
-        "balance_units", "created_at",
+        "name",
+        "slug",
+        "is_active",
+        "otp_reuse_enabled",
+        "otp_validity_seconds",
+        "otp_max_attempts",
+        "is_prepaid",
+        "balance_units",
+        "created_at",
     ]
     list_display_links = ["name", "slug"]
     list_filter = ["is_active", "is_prepaid", "otp_reuse_enabled"]
@@ -110,11 +132,14 @@ class WorkspaceAdmin(admin.ModelAdmin):
         (None, {"fields": ["name", "slug", "is_active", "public_id"]}),
         ("OTP policy", {"fields": list(WORKSPACE_POLICY_FIELDS)}),
         ("Destinations and abuse limits", {"fields": list(WORKSPACE_ABUSE_FIELDS)}),
-        ("Billing", {
-            "fields": [*WORKSPACE_BILLING_FIELDS, "balance_units", "ledger"],
-            "description": "Prepaid or postpaid, and the balance: changed by staff with the permission to credit "
-                           "a prepaid balance.",
-        }),
+        (
+            "Billing",
+            {
+                "fields": [*WORKSPACE_BILLING_FIELDS, "balance_units", "ledger"],
+                "description": "Prepaid or postpaid, and the balance: changed by staff with the permission to credit "
+                "a prepaid balance.",
+            },
+        ),
         ("History", {"fields": ["created_at", "updated_at"]}),
     ]
     inlines = [ApiKeyInline]
@@ -156,22 +181,30 @@ class WorkspaceAdmin(admin.ModelAdmin):
                     message = f"Skipped {workspace.slug}: it is postpaid and has no balance to credit."
                     self.message_user(request, message, messages.ERROR)
                     continue
-                balance = balance_credit(workspace=workspace, units=form.cleaned_data["units"], actor=actor,
-                                         reference=form.cleaned_data["reference"])
+                balance = balance_credit(
+                    workspace=workspace,
+                    units=form.cleaned_data["units"],
+                    actor=actor,
+                    reference=form.cleaned_data["reference"],
+                )
                 message = f"Credited {workspace.slug}: the balance is now {balance}."
                 self.message_user(request, message, messages.SUCCESS)
             return None
-        return TemplateResponse(request, "admin/action_form.html", {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "title": "Credit balance",
-            "intro": "Add units to the balance of these workspaces (postpaid ones are skipped):",
-            "queryset": queryset,
-            "form": form,
-            "action": "credit_balance",
-            "action_checkbox_name": ACTION_CHECKBOX_NAME,
-            "submit_label": "Credit",
-        })
+        return TemplateResponse(
+            request,
+            "admin/action_form.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": "Credit balance",
+                "intro": "Add units to the balance of these workspaces (postpaid ones are skipped):",
+                "queryset": queryset,
+                "form": form,
+                "action": "credit_balance",
+                "action_checkbox_name": ACTION_CHECKBOX_NAME,
+                "submit_label": "Credit",
+            },
+        )
 
 
 class RevokedFilter(admin.SimpleListFilter):
@@ -188,11 +221,15 @@ class RevokedFilter(admin.SimpleListFilter):
 
 
 class ApiKeyAddForm(forms.ModelForm):
-    expires_in_days = forms.IntegerField(min_value=1, max_value=EXPIRES_IN_DAYS_MAX, required=False,
-                                         help_text="Empty: the key never expires.")
-    test = forms.BooleanField(required=False, label="Test key",
-                              help_text="A zk_test_ key: no SMS is sent (each goes to the workspace's test inbox), "
-                                        "nothing is charged, and it sees only the sessions of test keys.")
+    expires_in_days = forms.IntegerField(
+        min_value=1, max_value=EXPIRES_IN_DAYS_MAX, required=False, help_text="Empty: the key never expires."
+    )
+    test = forms.BooleanField(
+        required=False,
+        label="Test key",
+        help_text="A zk_test_ key: no SMS is sent (each goes to the workspace's test inbox), "
+        "nothing is charged, and it sees only the sessions of test keys.",
+    )
 
     class Meta:
         model = ApiKey
@@ -201,16 +238,25 @@ class ApiKeyAddForm(forms.ModelForm):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ["prefix", "workspace", "name", "mode", "tps", "created_at", "last_used_at", "expires_at",
-                    "revoked"]
+    list_display = ["prefix", "workspace", "name", "mode", "tps", "created_at", "last_used_at", "expires_at", "revoked"]
     list_filter = ["workspace", RevokedFilter, "is_test"]
     list_select_related = ["workspace"]
     search_fields = ["prefix", "name", "workspace__slug"]
     # The digest is in no field list, form or column.
     exclude = ["digest"]
     readonly_fields = ["public_id", "prefix", "workspace", "is_test", "created_at", "last_used_at", "revoked_at"]
-    fields = ("public_id", "prefix", "workspace", "is_test", "name", "tps", "expires_at", "created_at",
-              "last_used_at", "revoked_at")
+    fields = (
+        "public_id",
+        "prefix",
+        "workspace",
+        "is_test",
+        "name",
+        "tps",
+        "expires_at",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    )
     actions = ["revoke_selected"]
 
     @admin.display(boolean=True, description="revoked", ordering="revoked_at")
@@ -243,8 +289,11 @@ class ApiKeyAdmin(admin.ModelAdmin):
                 api_key_update(api_key=obj, values=values, actor=request.user.get_username())
             return
         issued = api_key_issue(
-            workspace=form.cleaned_data["workspace"], name=form.cleaned_data["name"], tps=form.cleaned_data["tps"],
-            expires_in_days=form.cleaned_data["expires_in_days"], test=form.cleaned_data["test"],
+            workspace=form.cleaned_data["workspace"],
+            name=form.cleaned_data["name"],
+            tps=form.cleaned_data["tps"],
+            expires_in_days=form.cleaned_data["expires_in_days"],
+            test=form.cleaned_data["test"],
             actor=request.user.get_username(),
         )
         # `obj` is the form's unsaved instance and the admin logs and redirects with it: make it the
@@ -262,21 +311,26 @@ class ApiKeyAdmin(admin.ModelAdmin):
         if raw_key is None:
             return super().response_add(request, obj, post_url_continue)
         # The key is rendered in this response only: not stored in the session or a message cookie.
-        response = TemplateResponse(request, "admin/workspaces/apikey/issued.html", {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "title": "API key issued",
-            "api_key": obj,
-            "raw_key": raw_key,
-        })
+        response = TemplateResponse(
+            request,
+            "admin/workspaces/apikey/issued.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": "API key issued",
+                "api_key": obj,
+                "raw_key": raw_key,
+            },
+        )
         response["Cache-Control"] = "no-store"
         return response
 
     @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke_selected(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         actor = request.user.get_username()
-        prefixes = [api_key_revoke(prefix=prefix, actor=actor).prefix
-                    for prefix in queryset.values_list("prefix", flat=True)]
+        prefixes = [
+            api_key_revoke(prefix=prefix, actor=actor).prefix for prefix in queryset.values_list("prefix", flat=True)
+        ]
         self.message_user(request, f"Revoked {len(prefixes)} key(s): {', '.join(prefixes)}.", messages.SUCCESS)
 
 

@@ -13,6 +13,7 @@ from workspaces.models import AuditEvent, LedgerEntry, Workspace
 # overflow it (units).
 CREDIT_UNITS_MAX = 1_000_000_000
 
+
 def _apply_delta(*, workspace_id: int, delta: int, require_funds: bool) -> int | None:
     """Adds `delta` to the balance in one statement; None when a debit would overdraw.
 
@@ -38,7 +39,10 @@ def balance_debit(*, workspace: Workspace, units: int, reference: str) -> int:
     if balance is None:
         raise InsufficientBalance()
     LedgerEntry.objects.create(
-        workspace=workspace, delta_units=-units, balance_after=balance, reason=LedgerEntry.Reason.OTP_SMS,
+        workspace=workspace,
+        delta_units=-units,
+        balance_after=balance,
+        reason=LedgerEntry.Reason.OTP_SMS,
         reference=reference,
     )
     workspace.balance_units = balance
@@ -60,8 +64,11 @@ def balance_credit(
     )
     if reason == LedgerEntry.Reason.CREDIT:
         audit_record(
-            actor=actor or SYSTEM_ACTOR, action=AuditEvent.Action.BALANCE_CREDITED, workspace=workspace,
-            target=workspace.slug, at=entry.created_at,
+            actor=actor or SYSTEM_ACTOR,
+            action=AuditEvent.Action.BALANCE_CREDITED,
+            workspace=workspace,
+            target=workspace.slug,
+            at=entry.created_at,
             detail={"units": units, "balance_after": balance, "reference": reference, "ledger_entry": entry.pk},
         )
     workspace.balance_units = balance
@@ -71,6 +78,9 @@ def balance_credit(
 def ledger_record_opening(*, workspace: Workspace, units: int, actor: str) -> None:
     # Audited as part of the workspace.created event of the same transaction, not as a credit.
     LedgerEntry.objects.create(
-        workspace=workspace, delta_units=units, balance_after=workspace.balance_units,
-        reason=LedgerEntry.Reason.OPENING, actor=actor,
+        workspace=workspace,
+        delta_units=units,
+        balance_after=workspace.balance_units,
+        reason=LedgerEntry.Reason.OPENING,
+        actor=actor,
     )

@@ -170,8 +170,15 @@ class RedisRateLimiter:
         try:
             allowed, remaining, reset_at, retry_after, granted = self._script(
                 keys=redis_keys(key_id),
-                args=[limit, STRIKES_PER_TPS, STRIKE_WINDOW_SECONDS, settings.RATE_LIMIT_MAX_COOLDOWN_SECONDS,
-                      LEVEL_MEMORY_SECONDS, second, wanted],
+                args=[
+                    limit,
+                    STRIKES_PER_TPS,
+                    STRIKE_WINDOW_SECONDS,
+                    settings.RATE_LIMIT_MAX_COOLDOWN_SECONDS,
+                    LEVEL_MEMORY_SECONDS,
+                    second,
+                    wanted,
+                ],
             )
         except redis.RedisError as exc:
             raise RateLimiterUnavailable(str(exc)) from None

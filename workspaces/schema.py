@@ -17,5 +17,5 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
             "scheme": "bearer",
             "bearerFormat": f"{keys.PREFIX}<random>",
             "description": f"A workspace API key: `Authorization: Bearer {keys.PREFIX}...`, or `{keys.TEST_PREFIX}...` "
-                           "for test mode (nothing sent, nothing charged). Never in the URL.",
+            "for test mode (nothing sent, nothing charged). Never in the URL.",
         }

@@ -88,7 +88,10 @@ def _workspace_insert(*, workspace: Workspace, opening_units: int, actor: str) -
             if opening_units:
                 ledger_record_opening(workspace=workspace, units=opening_units, actor=actor)
             audit_record(
-                actor=actor, action=AuditEvent.Action.WORKSPACE_CREATED, workspace=workspace, target=workspace.slug,
+                actor=actor,
+                action=AuditEvent.Action.WORKSPACE_CREATED,
+                workspace=workspace,
+                target=workspace.slug,
                 detail={"name": workspace.name, "prepaid": workspace.is_prepaid, "opening_units": opening_units},
             )
     except IntegrityError:
@@ -97,11 +100,26 @@ def _workspace_insert(*, workspace: Workspace, opening_units: int, actor: str) -
 
 
 # What staff may change on a workspace after creation; the balance changes only through billing.
-WORKSPACE_EDITABLE_FIELDS = frozenset({
-    "name", "slug", "is_active", "otp_reuse_enabled", "otp_validity_seconds", "otp_max_attempts", "otp_code_length",
-    "default_message_template", "allowed_countries", "destination_limit", "destination_window_seconds",
-    "wrong_code_budget", "daily_sms_cap", "refuse_fixed_line_and_voip", "country_hourly_limit", "is_prepaid",
-})
+WORKSPACE_EDITABLE_FIELDS = frozenset(
+    {
+        "name",
+        "slug",
+        "is_active",
+        "otp_reuse_enabled",
+        "otp_validity_seconds",
+        "otp_max_attempts",
+        "otp_code_length",
+        "default_message_template",
+        "allowed_countries",
+        "destination_limit",
+        "destination_window_seconds",
+        "wrong_code_budget",
+        "daily_sms_cap",
+        "refuse_fixed_line_and_voip",
+        "country_hourly_limit",
+        "is_prepaid",
+    }
+)
 API_KEY_EDITABLE_FIELDS = frozenset({"name", "tps", "expires_at"})
 
 
@@ -121,8 +139,14 @@ def workspace_update(*, workspace: Workspace, values: Mapping[str, Any], actor: 
         now = timezone.now()
         Workspace.objects.filter(pk=current.pk).update(**{name: values[name] for name in changes}, updated_at=now)
         local_caches_changed()
-        audit_record(actor=actor, action=AuditEvent.Action.WORKSPACE_CHANGED, workspace=current,
-                     target=values.get("slug", current.slug), detail={"changes": changes}, at=now)
+        audit_record(
+            actor=actor,
+            action=AuditEvent.Action.WORKSPACE_CHANGED,
+            workspace=current,
+            target=values.get("slug", current.slug),
+            detail={"changes": changes},
+            at=now,
+        )
     workspace.refresh_from_db()
     return workspace
 
@@ -138,8 +162,13 @@ def api_key_update(*, api_key: ApiKey, values: Mapping[str, Any], actor: str = S
     if changes:
         ApiKey.objects.filter(pk=current.pk).update(**{name: values[name] for name in changes})
         local_caches_changed()
-        audit_record(actor=actor, action=AuditEvent.Action.API_KEY_CHANGED, workspace=current.workspace,
-                     target=current.prefix, detail={"changes": changes})
+        audit_record(
+            actor=actor,
+            action=AuditEvent.Action.API_KEY_CHANGED,
+            workspace=current.workspace,
+            target=current.prefix,
+            detail={"changes": changes},
+        )
     api_key.refresh_from_db()
     return api_key
 
@@ -184,10 +213,17 @@ def api_key_issue(
                 )
                 # The prefix only: the raw key and its digest never reach the audit trail.
                 audit_record(
-                    actor=actor, action=AuditEvent.Action.API_KEY_ISSUED, workspace=workspace,
-                    target=api_key.prefix, at=api_key.created_at,
-                    detail={"name": name, "tps": tps, "expires_at": expires_at.isoformat() if expires_at else None,
-                            **({"mode": "test"} if test else {})},
+                    actor=actor,
+                    action=AuditEvent.Action.API_KEY_ISSUED,
+                    workspace=workspace,
+                    target=api_key.prefix,
+                    at=api_key.created_at,
+                    detail={
+                        "name": name,
+                        "tps": tps,
+                        "expires_at": expires_at.isoformat() if expires_at else None,
+                        **({"mode": "test"} if test else {}),
+                    },
                 )
         except IntegrityError:
             continue  # a 48-bit prefix collided: draw another key
@@ -207,8 +243,12 @@ def api_key_revoke(*, prefix: str, actor: str = SYSTEM_ACTOR) -> ApiKey:
     if revoked:
         local_caches_changed()
         audit_record(
-            actor=actor, action=AuditEvent.Action.API_KEY_REVOKED, workspace=api_key.workspace, target=api_key.prefix,
-            detail={"name": api_key.name}, at=now,
+            actor=actor,
+            action=AuditEvent.Action.API_KEY_REVOKED,
+            workspace=api_key.workspace,
+            target=api_key.prefix,
+            detail={"name": api_key.name},
+            at=now,
         )
     api_key.refresh_from_db(fields=["revoked_at"])
     return api_key

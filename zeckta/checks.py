@@ -26,8 +26,13 @@ SECRET_MIN_LENGTH = 32  # characters
 SECRET_SETTINGS = ("SECRET_KEY", "OTP_HASH_KEY")
 # Secrets the service may be given on top, held to the same rule when they are set. Not the providers'
 # own tokens (SMS_HTTP_TOKEN): their length is the provider's choice.
-OPTIONAL_SECRET_SETTINGS = ("SMS_ENCRYPTION_KEY", "ROUTE_ENCRYPTION_KEY", "WEBHOOK_ENCRYPTION_KEY", "METRICS_TOKEN",
-                            "SMS_HTTP_RECEIPT_TOKEN")
+OPTIONAL_SECRET_SETTINGS = (
+    "SMS_ENCRYPTION_KEY",
+    "ROUTE_ENCRYPTION_KEY",
+    "WEBHOOK_ENCRYPTION_KEY",
+    "METRICS_TOKEN",
+    "SMS_HTTP_RECEIPT_TOKEN",
+)
 # Values nobody should deploy with: the development defaults (settings.py) and, read from the file itself,
 # whatever .env.example suggests.
 KNOWN_PLACEHOLDERS = frozenset({"dev-insecure-secret-key-change-me", "dev-insecure-otp-hash-key-change-me"})
@@ -69,50 +74,63 @@ def check_production_settings(app_configs: Iterable[Any] | None, **kwargs: Any) 
         return []
     errors: list[CheckMessage] = []
     if settings.CELERY_TASK_ALWAYS_EAGER:
-        errors.append(Error(
-            "No broker: SMS would be sent inside each request and the per-key rate limit counted per process.",
-            hint="Set REDIS_URL (or CELERY_BROKER_URL) and run `celery -A zeckta worker`.",
-            id="zeckta.E001",
-        ))
+        errors.append(
+            Error(
+                "No broker: SMS would be sent inside each request and the per-key rate limit counted per process.",
+                hint="Set REDIS_URL (or CELERY_BROKER_URL) and run `celery -A zeckta worker`.",
+                id="zeckta.E001",
+            )
+        )
     if "sqlite" in settings.DATABASES["default"]["ENGINE"]:
-        errors.append(Error(
-            "The database is SQLite: one writer at a time, no advisory locks, no concurrent workers.",
-            hint="Set DATABASE_URL=postgres://... (PostgreSQL).",
-            id="zeckta.E002",
-        ))
+        errors.append(
+            Error(
+                "The database is SQLite: one writer at a time, no advisory locks, no concurrent workers.",
+                hint="Set DATABASE_URL=postgres://... (PostgreSQL).",
+                id="zeckta.E002",
+            )
+        )
     placeholders = KNOWN_PLACEHOLDERS | _env_example_values(settings.BASE_DIR / ".env.example")
     optional = [name for name in OPTIONAL_SECRET_SETTINGS if getattr(settings, name, "")]
     for name in (*SECRET_SETTINGS, *optional):
         value = getattr(settings, name)
         if len(value) < SECRET_MIN_LENGTH or value in placeholders or PLACEHOLDER_WORDS.search(value):
-            errors.append(Error(
-                f"{name} is shorter than {SECRET_MIN_LENGTH} characters or a published placeholder.",
-                hint=f"Generate one: python -c 'import secrets; print(secrets.token_urlsafe(48))' and set {name}.",
-                id="zeckta.E003",
-            ))
+            errors.append(
+                Error(
+                    f"{name} is shorter than {SECRET_MIN_LENGTH} characters or a published placeholder.",
+                    hint=f"Generate one: python -c 'import secrets; print(secrets.token_urlsafe(48))' and set {name}.",
+                    id="zeckta.E003",
+                )
+            )
     gateway = urlsplit(settings.SMS_HTTP_URL) if settings.SMS_HTTP_URL else None
     if gateway is not None and gateway.scheme == "http" and not _is_loopback(gateway.hostname):
-        errors.append(Error(
-            "SMS_HTTP_URL is plain http:// to another machine: every OTP code would cross the network readable.",
-            hint="Use the gateway's https:// URL (plain http only to a loopback relay).",
-            id="zeckta.E004",
-        ))
+        errors.append(
+            Error(
+                "SMS_HTTP_URL is plain http:// to another machine: every OTP code would cross the network readable.",
+                hint="Use the gateway's https:// URL (plain http only to a loopback relay).",
+                id="zeckta.E004",
+            )
+        )
     if settings.SMS_BACKEND in DEVELOPMENT_SMS_BACKENDS:
         errors.append(_development_default_route(kwargs.get("databases")))
     databases = kwargs.get("databases")
     if receipt_url_problems_reader is not None and databases and "default" in databases:
-        errors.extend(Error(
-            f"{problem}: every SMS through it would be refused and fail over.",
-            hint="Shorten PUBLIC_URL (Vonage takes a callback URL of at most 100 characters).",
-            id="zeckta.E006",
-        ) for problem in receipt_url_problems_reader())
+        errors.extend(
+            Error(
+                f"{problem}: every SMS through it would be refused and fail over.",
+                hint="Shorten PUBLIC_URL (Vonage takes a callback URL of at most 100 characters).",
+                id="zeckta.E006",
+            )
+            for problem in receipt_url_problems_reader()
+        )
     if settings.LOCAL_CACHE_SECONDS > 1:
-        errors.append(CheckWarning(
-            f"LOCAL_CACHE_SECONDS is {settings.LOCAL_CACHE_SECONDS}: a revoked API key or a suspended workspace "
-            "stays usable that long on processes that cached it.",
-            hint="Keep it at 1 second or less (the default).",
-            id="zeckta.W001",
-        ))
+        errors.append(
+            CheckWarning(
+                f"LOCAL_CACHE_SECONDS is {settings.LOCAL_CACHE_SECONDS}: a revoked API key or a suspended workspace "
+                "stays usable that long on processes that cached it.",
+                hint="Keep it at 1 second or less (the default).",
+                id="zeckta.W001",
+            )
+        )
     return errors
 
 

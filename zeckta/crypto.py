@@ -27,8 +27,13 @@ def _derived_key(purpose: bytes, secret_key: str, hash_key: str) -> bytes:
 
 
 @lru_cache(maxsize=32)
-def _fernet(purpose: bytes, explicit_key: str, explicit_fallbacks: tuple[str, ...], secret_keys: tuple[str, ...],
-            hash_keys: tuple[str, ...]) -> MultiFernet:
+def _fernet(
+    purpose: bytes,
+    explicit_key: str,
+    explicit_fallbacks: tuple[str, ...],
+    secret_keys: tuple[str, ...],
+    hash_keys: tuple[str, ...],
+) -> MultiFernet:
     keys = [explicit_key.encode()] if explicit_key else []
     keys += [key.encode() for key in explicit_fallbacks if key]
     # The current pair first: without an explicit key, it is the one that encrypts.
@@ -40,9 +45,13 @@ def fernet_for(purpose: bytes, explicit_key: str = "", fallback_keys: Iterable[s
     """The keys of `purpose` (b"sms-retry-copy-v1", b"route-settings-v1"): encrypts with `explicit_key` or,
     without one, the key derived from the current secrets; decrypts with that, `fallback_keys`, and the keys
     derived from the current and previous secrets."""
-    return _fernet(purpose, explicit_key, tuple(fallback_keys),
-                   (settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS),
-                   (settings.OTP_HASH_KEY, *settings.OTP_HASH_KEY_FALLBACKS))
+    return _fernet(
+        purpose,
+        explicit_key,
+        tuple(fallback_keys),
+        (settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS),
+        (settings.OTP_HASH_KEY, *settings.OTP_HASH_KEY_FALLBACKS),
+    )
 
 
 def reencrypt_column(rows: QuerySet, field: str, fernet: MultiFernet) -> tuple[int, int]:

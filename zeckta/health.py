@@ -103,8 +103,9 @@ def _no_migration_pending(connection: BaseDatabaseWrapper) -> bool:
     executor = MigrationExecutor(connection)
     pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
     if pending:
-        logger.warning("readyz: %s migration(s) pending, first %s.%s", len(pending), pending[0][0].app_label,
-                       pending[0][0].name)
+        logger.warning(
+            "readyz: %s migration(s) pending, first %s.%s", len(pending), pending[0][0].app_label, pending[0][0].name
+        )
         return False
     _migrations_ok_until = time.monotonic() + MIGRATIONS_OK_SECONDS
     return True
@@ -127,8 +128,9 @@ def _broker() -> dict[str, str]:
     if settings.CELERY_TASK_ALWAYS_EAGER:
         return {"broker": SKIPPED}  # no broker configured: tasks run in the request
     with celery_app.connection_for_write() as connection:
-        connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0,
-                                     timeout=settings.HEALTH_CHECK_TIMEOUT_SECONDS)
+        connection.ensure_connection(
+            max_retries=1, interval_start=0, interval_step=0, timeout=settings.HEALTH_CHECK_TIMEOUT_SECONDS
+        )
     return {"broker": OK}
 
 
@@ -268,14 +270,20 @@ def _metrics_refusal(request: HttpRequest) -> HttpResponse | None:
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
             return None
-        response = HttpResponse("Unauthorized: send Authorization: Bearer $METRICS_TOKEN\n", status=401,
-                                content_type="text/plain; charset=utf-8")
+        response = HttpResponse(
+            "Unauthorized: send Authorization: Bearer $METRICS_TOKEN\n",
+            status=401,
+            content_type="text/plain; charset=utf-8",
+        )
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
     if settings.DEBUG or _is_local_client(request):
         return None
-    return HttpResponse("Forbidden: set METRICS_TOKEN to scrape from another machine\n", status=403,
-                        content_type="text/plain; charset=utf-8")
+    return HttpResponse(
+        "Forbidden: set METRICS_TOKEN to scrape from another machine\n",
+        status=403,
+        content_type="text/plain; charset=utf-8",
+    )
 
 
 def _is_local_client(request: HttpRequest) -> bool:
@@ -308,8 +316,9 @@ class ProbeMiddleware:
         if view is None:
             return self.get_response(request)
         if request.method not in ("GET", "HEAD"):
-            response = HttpResponse(json.dumps({"status": "method not allowed"}), status=405,
-                                    content_type="application/json")
+            response = HttpResponse(
+                json.dumps({"status": "method not allowed"}), status=405, content_type="application/json"
+            )
             response["Allow"] = "GET, HEAD"
             return response
         response = view(request)

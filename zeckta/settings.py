@@ -371,10 +371,14 @@ WEBHOOK_TASK_SOFT_TIME_LIMIT_SECONDS = env.int("WEBHOOK_TASK_SOFT_TIME_LIMIT_SEC
 WEBHOOK_TASK_TIME_LIMIT_SECONDS = env.int("WEBHOOK_TASK_TIME_LIMIT_SECONDS", default=30)
 # By registered name (otp.delivery's and webhooks.delivery's constants; not imported: apps load later).
 CELERY_TASK_ANNOTATIONS = {
-    "otp.tasks.send_sms": {"soft_time_limit": SMS_TASK_SOFT_TIME_LIMIT_SECONDS,
-                           "time_limit": SMS_TASK_TIME_LIMIT_SECONDS},
-    "webhooks.tasks.deliver": {"soft_time_limit": WEBHOOK_TASK_SOFT_TIME_LIMIT_SECONDS,
-                               "time_limit": WEBHOOK_TASK_TIME_LIMIT_SECONDS},
+    "otp.tasks.send_sms": {
+        "soft_time_limit": SMS_TASK_SOFT_TIME_LIMIT_SECONDS,
+        "time_limit": SMS_TASK_TIME_LIMIT_SECONDS,
+    },
+    "webhooks.tasks.deliver": {
+        "soft_time_limit": WEBHOOK_TASK_SOFT_TIME_LIMIT_SECONDS,
+        "time_limit": WEBHOOK_TASK_TIME_LIMIT_SECONDS,
+    },
 }
 # Refused at start-up: a soft limit at or over its hard one (the prefork pool starts the hard limit's clock
 # when the soft limit fires, so the hard one would come later than it says), and a hard limit at or over the
@@ -384,14 +388,30 @@ _time_limit_problems = [
     f"{name} ({value} s) must be below {bound_name} ({bound} s)"
     for name, value, bound_name, bound in (
         ("CELERY_TASK_SOFT_TIME_LIMIT", CELERY_TASK_SOFT_TIME_LIMIT, "CELERY_TASK_TIME_LIMIT", CELERY_TASK_TIME_LIMIT),
-        ("SMS_TASK_SOFT_TIME_LIMIT_SECONDS", SMS_TASK_SOFT_TIME_LIMIT_SECONDS, "SMS_TASK_TIME_LIMIT_SECONDS",
-         SMS_TASK_TIME_LIMIT_SECONDS),
-        ("WEBHOOK_TASK_SOFT_TIME_LIMIT_SECONDS", WEBHOOK_TASK_SOFT_TIME_LIMIT_SECONDS,
-         "WEBHOOK_TASK_TIME_LIMIT_SECONDS", WEBHOOK_TASK_TIME_LIMIT_SECONDS),
-        ("SMS_TASK_TIME_LIMIT_SECONDS", SMS_TASK_TIME_LIMIT_SECONDS, "SMS_PROCESSING_LEASE_SECONDS",
-         SMS_PROCESSING_LEASE_SECONDS),
-        ("WEBHOOK_TASK_TIME_LIMIT_SECONDS", WEBHOOK_TASK_TIME_LIMIT_SECONDS, "WEBHOOK_PROCESSING_LEASE_SECONDS",
-         WEBHOOK_PROCESSING_LEASE_SECONDS),
+        (
+            "SMS_TASK_SOFT_TIME_LIMIT_SECONDS",
+            SMS_TASK_SOFT_TIME_LIMIT_SECONDS,
+            "SMS_TASK_TIME_LIMIT_SECONDS",
+            SMS_TASK_TIME_LIMIT_SECONDS,
+        ),
+        (
+            "WEBHOOK_TASK_SOFT_TIME_LIMIT_SECONDS",
+            WEBHOOK_TASK_SOFT_TIME_LIMIT_SECONDS,
+            "WEBHOOK_TASK_TIME_LIMIT_SECONDS",
+            WEBHOOK_TASK_TIME_LIMIT_SECONDS,
+        ),
+        (
+            "SMS_TASK_TIME_LIMIT_SECONDS",
+            SMS_TASK_TIME_LIMIT_SECONDS,
+            "SMS_PROCESSING_LEASE_SECONDS",
+            SMS_PROCESSING_LEASE_SECONDS,
+        ),
+        (
+            "WEBHOOK_TASK_TIME_LIMIT_SECONDS",
+            WEBHOOK_TASK_TIME_LIMIT_SECONDS,
+            "WEBHOOK_PROCESSING_LEASE_SECONDS",
+            WEBHOOK_PROCESSING_LEASE_SECONDS,
+        ),
     )
     if value >= bound
 ]

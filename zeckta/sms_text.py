@@ -39,8 +39,10 @@ def template_errors(template: str, *, transaction: bool = False) -> list[str]:
         problems.append(f"The template must contain the placeholder {CODE_PLACEHOLDER} exactly once (found {count}).")
     unknown = sorted({p for p in _PLACEHOLDER_RE.findall(template) if p not in known})
     if unknown:
-        problems.append(f"Unknown placeholder(s): {', '.join(unknown)}. Only <OTP> and <MINUTES> are allowed, "
-                        "and <AMOUNT> and <PAYEE> in a request with a transaction.")
+        problems.append(
+            f"Unknown placeholder(s): {', '.join(unknown)}. Only <OTP> and <MINUTES> are allowed, "
+            "and <AMOUNT> and <PAYEE> in a request with a transaction."
+        )
     if _CONTROL_RE.search(template):
         problems.append("The template must not contain control characters.")
     # Bidi overrides and zero-width characters can show a code reversed or hide text on the phone.
@@ -119,4 +121,3 @@ def count_segments(text: str) -> SegmentInfo:
     # Characters outside the BMP take a surrogate pair: two UTF-16 code units.
     costs = [2 if ord(ch) > 0xFFFF else 1 for ch in text]
     return SegmentInfo("UCS-2", max(_pack(costs, UCS2_SINGLE, UCS2_CONCAT), 1))
-

@@ -34,12 +34,18 @@ def ago(**delta: float):
 
 def session(sender, *, country="GH", status=EXPIRED, created_at=None, sms=(), **fields) -> OtpSession:
     """A session with its SMS: each (status, route, segments[, provider took it])."""
-    made = OtpSessionFactory(sender_name=sender, country=country, status=status,
-                             created_at=created_at or ago(hours=1), **fields)
+    made = OtpSessionFactory(
+        sender_name=sender, country=country, status=status, created_at=created_at or ago(hours=1), **fields
+    )
     for index, (sms_status, route, segments, *taken) in enumerate(sms):
-        SmsMessageFactory(session=made, status=sms_status, route_name=route, segments=segments,
-                          provider_message_id=f"p-{made.pk}-{index}" if (taken[0] if taken else True) else "",
-                          created_at=made.created_at + timedelta(seconds=40 * index))
+        SmsMessageFactory(
+            session=made,
+            status=sms_status,
+            route_name=route,
+            segments=segments,
+            provider_message_id=f"p-{made.pk}-{index}" if (taken[0] if taken else True) else "",
+            created_at=made.created_at + timedelta(seconds=40 * index),
+        )
     return made
 
 
@@ -143,7 +149,16 @@ def test_the_breakdowns_by_workspace_route_and_country_are_right(admin_client, h
 def test_the_30_day_window_adds_the_older_sessions(admin_client, history):
     tables = dashboard_tables(admin_client, window="30d")
     assert numbers(tables["cockpit-by-workspace"]["acme"], *COUNTS) == (
-        "6", "3", "42.9 %", "7", "7", "4", "57.1 %", "3", "6")
+        "6",
+        "3",
+        "42.9 %",
+        "7",
+        "7",
+        "4",
+        "57.1 %",
+        "3",
+        "6",
+    )
     assert numbers(tables["cockpit-by-route"]["afritel"], "requests", "approved", "sms") == ("5", "3", "5")
     assert numbers(tables["cockpit-totals"]["24h"], "requests") == ("5",)  # both windows, whichever is chosen
 
@@ -174,12 +189,22 @@ def pumping():
     And test-mode SMS, never counted."""
     sender = SenderNameFactory(workspace=WorkspaceFactory(name="Pumped", slug="pumped"), name="PUMPED")
     for index in range(25):
-        session(sender, dest=f"+233202007{index:03d}", status=APPROVED if index == 0 else EXPIRED,
-                created_at=ago(minutes=5 * index + 1), sms=[("sent", "default", 1)])
+        session(
+            sender,
+            dest=f"+233202007{index:03d}",
+            status=APPROVED if index == 0 else EXPIRED,
+            created_at=ago(minutes=5 * index + 1),
+            sms=[("sent", "default", 1)],
+        )
     for index in range(6):
         session(sender, dest="+233240000001", created_at=ago(hours=index + 1), sms=[("sent", "default", 1)])
-        session(sender, dest="+233240000002", status=APPROVED if index else EXPIRED, created_at=ago(hours=index + 1),
-                sms=[("delivered", "default", 1)])
+        session(
+            sender,
+            dest="+233240000002",
+            status=APPROVED if index else EXPIRED,
+            created_at=ago(hours=index + 1),
+            sms=[("delivered", "default", 1)],
+        )
         session(sender, dest="+233240000003", created_at=ago(days=2, hours=index), sms=[("sent", "default", 1)])
     for _ in range(10):
         session(sender, dest="+233240000009", is_test=True, created_at=ago(hours=1), sms=[("delivered", "", 1)])

@@ -81,15 +81,21 @@ class Traffic:
 
     def route(self, name: str, gateway: str, *, countries: str, priority: int) -> None:
         self.routes[name] = route_create(
-            name=name, backend="http", countries=countries, priority=priority, actor="operator",
-            values={"url": self.gateways[gateway].url, "receipt_token": RECEIPT_TOKEN, "timeout": "2"})
+            name=name,
+            backend="http",
+            countries=countries,
+            priority=priority,
+            actor="operator",
+            values={"url": self.gateways[gateway].url, "receipt_token": RECEIPT_TOKEN, "timeout": "2"},
+        )
 
     def number(self, first_digits: str, length: int) -> str:
         self.numbers += 1
         return first_digits + str(self.numbers).zfill(length - len(first_digits))
 
-    def sign_in(self, slug: str, dest: str, *, verify: bool, wrong_first: bool = False, receipt: str = "delivered"
-                ) -> str:
+    def sign_in(
+        self, slug: str, dest: str, *, verify: bool, wrong_first: bool = False, receipt: str = "delivered"
+    ) -> str:
         """One user signing in: request, the SMS sent and its receipt, then the code typed (or not)."""
         api, sender = self.clients[slug]
         response = api.post(REQUEST_URL, {"dest": dest, "src": sender, "purpose": "LOGIN"}, format="json")
@@ -101,8 +107,10 @@ class Traffic:
         if verify:
             code = self.code(message)
             if wrong_first:
-                assert api.post(VERIFY_URL, {"sessionId": session_id, "code": wrong_code(code)},
-                                format="json").status_code == 400
+                assert (
+                    api.post(VERIFY_URL, {"sessionId": session_id, "code": wrong_code(code)}, format="json").status_code
+                    == 400
+                )
             assert api.post(VERIFY_URL, {"sessionId": session_id, "code": code}, format="json").status_code == 200
         return session_id
 
@@ -121,14 +129,22 @@ class Traffic:
         if attempt is None or attempt.route is None:
             return  # the default route (locmem) sends no receipts
         body = {"id": attempt.provider_message_id, "status": status, "timestamp": timezone.now().isoformat()}
-        response = self.provider.post(reverse("sms-receipt", args=[attempt.route.public_id]), json.dumps(body),
-                                      content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {RECEIPT_TOKEN}")
+        response = self.provider.post(
+            reverse("sms-receipt", args=[attempt.route.public_id]),
+            json.dumps(body),
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {RECEIPT_TOKEN}",
+        )
         assert response.status_code == 200, response.content
 
     def code(self, message: SmsMessage) -> str:
         reference = str(message.public_id)
-        texts = [request.json["text"] for gateway in self.gateways.values() for request in gateway.requests
-                 if request.json.get("reference") == reference]
+        texts = [
+            request.json["text"]
+            for gateway in self.gateways.values()
+            for request in gateway.requests
+            if request.json.get("reference") == reference
+        ]
         texts += [sms.text for sms in locmem.outbox if sms.reference == reference]
         return CODE.search(texts[-1]).group()
 
@@ -137,11 +153,16 @@ class Traffic:
         with time_machine.travel(when, tick=True):
             for _ in range(sessions):
                 slug = self.rng.choice(["acme", "acme", "acme", "globex"])
-                first_digits, length = self.rng.choice([("+23324", 13), ("+23324", 13), ("+23324", 13),
-                                                        ("+234803", 14), ("+25471", 13), ("+44770", 13)])
-                self.sign_in(slug, self.number(first_digits, length), verify=self.rng.random() < 0.8,
-                             wrong_first=self.rng.random() < 0.15,
-                             receipt="delivered" if self.rng.random() < 0.92 else "undeliverable")
+                first_digits, length = self.rng.choice(
+                    [("+23324", 13), ("+23324", 13), ("+23324", 13), ("+234803", 14), ("+25471", 13), ("+44770", 13)]
+                )
+                self.sign_in(
+                    slug,
+                    self.number(first_digits, length),
+                    verify=self.rng.random() < 0.8,
+                    wrong_first=self.rng.random() < 0.15,
+                    receipt="delivered" if self.rng.random() < 0.92 else "undeliverable",
+                )
 
 
 @pytest.fixture
@@ -177,8 +198,11 @@ def month_of_traffic(gateways, settings) -> dict[str, object]:
             traffic.sign_in("globex", traffic.number(PUMPED_RANGE, 13), verify=False, receipt="delivered")
     clean_queue(celery_app.conf.broker_url)
     traffic_rollup_refresh()
-    return {"failover_session": OtpSession.objects.get(public_id=failover), "routes": traffic.routes,
-            "pumped_workspace": Workspace.objects.get(slug="globex")}
+    return {
+        "failover_session": OtpSession.objects.get(public_id=failover),
+        "routes": traffic.routes,
+        "pumped_workspace": Workspace.objects.get(slug="globex"),
+    }
 
 
 def test_screenshots_of_the_dashboard_a_workspace_a_session_and_a_route(live_server, month_of_traffic, settings):

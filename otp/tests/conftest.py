@@ -37,6 +37,7 @@ def closed_port_url() -> str:
     """A URL nobody listens on: connecting to it is refused."""
     return f"http://127.0.0.1:{free_port()}/sms"
 
+
 @pytest.fixture
 def broker_queue() -> Iterator[redis.Redis]:
     """The test's own Redis broker db, with the default `celery` queue emptied before and after."""
@@ -45,6 +46,7 @@ def broker_queue() -> Iterator[redis.Redis]:
     clean_queue(url)
     yield redis_for(url)
     clean_queue(url)
+
 
 @pytest.fixture
 def private_redis() -> Iterator[RedisServer]:
@@ -55,15 +57,18 @@ def private_redis() -> Iterator[RedisServer]:
     yield server
     server.cleanup()
 
+
 @pytest.fixture
 def start_worker(transactional_db) -> Iterator[Callable[..., WorkerProcess]]:
     """Starts worker processes on demand and stops them before the test database is flushed."""
     workers: list[WorkerProcess] = []
 
-    def start(*, gateway: FakeGateway, broker_url: str | None = None, pool: str = "solo",
-              **extra_env: str) -> WorkerProcess:
-        worker = WorkerProcess(broker_url=broker_url or celery_app.conf.broker_url, gateway=gateway,
-                               extra_env=extra_env, pool=pool)
+    def start(
+        *, gateway: FakeGateway, broker_url: str | None = None, pool: str = "solo", **extra_env: str
+    ) -> WorkerProcess:
+        worker = WorkerProcess(
+            broker_url=broker_url or celery_app.conf.broker_url, gateway=gateway, extra_env=extra_env, pool=pool
+        )
         workers.append(worker)
         worker.wait_ready()
         return worker

@@ -26,7 +26,8 @@ class OtpSessionFactory(factory.django.DjangoModelFactory):
     created_at = factory.LazyFunction(timezone.now)
     expires_at = factory.LazyAttribute(lambda session: session.created_at + timedelta(minutes=5))
     verified_at = factory.LazyAttribute(
-        lambda session: session.created_at + timedelta(seconds=30) if session.status == "APPROVED" else None)
+        lambda session: session.created_at + timedelta(seconds=30) if session.status == "APPROVED" else None
+    )
 
 
 class SmsMessageFactory(factory.django.DjangoModelFactory):

@@ -22,6 +22,7 @@ from zeckta.testing import free_port, wait_for
 BASE_DIR = Path(__file__).resolve().parents[2]
 HTTP_TOKEN = "test-gateway-token"
 
+
 def redis_for(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
 
@@ -33,6 +34,7 @@ def clean_queue(url: str) -> None:
         for key in client.scan_iter(pattern):  # a queue and its priority lists (`sms\x06\x163` ...)
             client.delete(key)
     client.delete("unacked", "unacked_index", "unacked_mutex")
+
 
 def reset_broker_pools() -> None:
     """Drops the app's cached broker connections, so a changed broker_url takes effect."""
@@ -57,6 +59,7 @@ def broker_pointed_at(url: str) -> Iterator[None]:
         reset_broker_pools()
         conf.broker_url, conf.broker_write_url, conf.broker_read_url = saved
 
+
 class RedisServer:
     """A private redis-server on its own port: ours to stop and restart (the shared one never is)."""
 
@@ -68,9 +71,23 @@ class RedisServer:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--daemonize", "no", "--dir", self.dir],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--dir",
+                self.dir,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         client = redis_for(self.url)
         assert wait_for(lambda: _pings(client), timeout=10), "private redis-server did not start"
@@ -106,12 +123,21 @@ def _pings(client: redis.Redis) -> bool:
     except redis.RedisError:
         return False
 
+
 class WorkerProcess:
     """`celery -A zeckta worker` in a subprocess, on the test database and the given broker: with `node`, a
     node name of its own (as on another machine); with `beat`, an embedded beat (`-B`)."""
 
-    def __init__(self, *, broker_url: str, gateway: FakeGateway, extra_env: dict[str, str] | None = None,
-                 node: str | None = None, beat: bool = False, pool: str = "solo") -> None:
+    def __init__(
+        self,
+        *,
+        broker_url: str,
+        gateway: FakeGateway,
+        extra_env: dict[str, str] | None = None,
+        node: str | None = None,
+        beat: bool = False,
+        pool: str = "solo",
+    ) -> None:
         self.log = tempfile.NamedTemporaryFile(prefix="zeckta-worker-", suffix=".log", delete=False)  # noqa: SIM115
         self.final_output: str | None = None  # kept once stopped and the log file is gone
         db = settings.DATABASES["default"]
@@ -134,11 +160,27 @@ class WorkerProcess:
         }
         self.process = subprocess.Popen(
             # solo unless told: one process to kill. Time limits need `prefork` (its parent kills the child).
-            [str(Path(sys.executable).with_name("celery")), "-A", "zeckta", "worker", "--pool", pool,
-             *(["--concurrency", "1"] if pool == "prefork" else []),
-             "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
-             "--hostname", f"{node or f'zeckta-test-{os.getpid()}'}@%h", *(["--beat"] if beat else [])],
-            cwd=BASE_DIR, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+            [
+                str(Path(sys.executable).with_name("celery")),
+                "-A",
+                "zeckta",
+                "worker",
+                "--pool",
+                pool,
+                *(["--concurrency", "1"] if pool == "prefork" else []),
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "--hostname",
+                f"{node or f'zeckta-test-{os.getpid()}'}@%h",
+                *(["--beat"] if beat else []),
+            ],
+            cwd=BASE_DIR,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, so kill() can never reach pytest
         )
 
@@ -175,8 +217,14 @@ class WorkerProcess:
 class WebProcess:
     """`gunicorn zeckta.wsgi` in a subprocess (its own master and sync workers), on the test database."""
 
-    def __init__(self, *, redis_url: str, workers: int = 2, extra_env: dict[str, str] | None = None,
-                 extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        redis_url: str,
+        workers: int = 2,
+        extra_env: dict[str, str] | None = None,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         self.port = free_port()
         self.log = tempfile.NamedTemporaryFile(prefix="zeckta-web-", suffix=".log", delete=False)  # noqa: SIM115
         db = settings.DATABASES["default"]
@@ -190,10 +238,25 @@ class WebProcess:
             **(extra_env or {}),
         }
         self.process = subprocess.Popen(
-            [str(Path(sys.executable).with_name("gunicorn")), "zeckta.wsgi", "--bind", f"127.0.0.1:{self.port}",
-             "--workers", str(workers), "--worker-class", "sync", "--log-level", "warning", "--no-control-socket",
-             *extra_args],
-            cwd=BASE_DIR, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                str(Path(sys.executable).with_name("gunicorn")),
+                "zeckta.wsgi",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                str(workers),
+                "--worker-class",
+                "sync",
+                "--log-level",
+                "warning",
+                "--no-control-socket",
+                *extra_args,
+            ],
+            cwd=BASE_DIR,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def output(self) -> str:

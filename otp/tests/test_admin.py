@@ -92,8 +92,10 @@ def test_sessions_and_sms_cannot_be_added_changed_or_deleted(admin_client, issue
     session, sms = issued
     for model, pk in (("otpsession", session.pk), ("smsmessage", sms.pk)):
         assert admin_client.get(reverse(f"admin:otp_{model}_add")).status_code == 403
-        assert admin_client.post(reverse(f"admin:otp_{model}_change", args=[pk]), {"status": "APPROVED"}
-                                 ).status_code == 403
+        assert (
+            admin_client.post(reverse(f"admin:otp_{model}_change", args=[pk]), {"status": "APPROVED"}).status_code
+            == 403
+        )
         assert admin_client.post(reverse(f"admin:otp_{model}_delete", args=[pk]), {"post": "yes"}).status_code == 403
     session.refresh_from_db()
     assert session.status == "PENDING"

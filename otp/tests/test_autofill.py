@@ -59,18 +59,21 @@ def test_a_gsm7_text_is_counted_whole_too(api):
     assert (message.encoding, message.segments, message.units) == ("GSM-7", 2, 2)
 
 
-@pytest.mark.parametrize("field, value", [
-    ("appHash", "FA+9qCX9VS"),  # 10 characters
-    ("appHash", "FA+9qCX9VS-"),  # '-' is not in the alphabet
-    ("appHash", "FA+9qCX9VSuu"),  # 12
-    ("webOtpDomain", "https://example.com"),
-    ("webOtpDomain", "example.com:443"),
-    ("webOtpDomain", "example.com/login"),
-    ("webOtpDomain", "-example.com"),
-    ("webOtpDomain", "exa mple.com"),
-    ("webOtpDomain", ""),
-    ("webOtpDomain", 42),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("appHash", "FA+9qCX9VS"),  # 10 characters
+        ("appHash", "FA+9qCX9VS-"),  # '-' is not in the alphabet
+        ("appHash", "FA+9qCX9VSuu"),  # 12
+        ("webOtpDomain", "https://example.com"),
+        ("webOtpDomain", "example.com:443"),
+        ("webOtpDomain", "example.com/login"),
+        ("webOtpDomain", "-example.com"),
+        ("webOtpDomain", "exa mple.com"),
+        ("webOtpDomain", ""),
+        ("webOtpDomain", 42),
+    ],
+)
 def test_a_malformed_autofill_field_is_a_validation_error_and_sends_nothing(api, field, value):
     body = assert_api_error(request_otp(api, DEST, **{field: value}), status=400, code="VALIDATION_ERROR")
     assert set(body["errors"]) == {field}

@@ -43,9 +43,23 @@ def web() -> Iterator[int]:
         "LOCAL_CACHE_SECONDS": str(CACHE_SECONDS),
     }
     process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("gunicorn")), "zeckta.wsgi", "-b", f"127.0.0.1:{port}",
-         "-w", str(WORKERS), "-k", "sync", "--log-level", "warning"],
-        cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            str(Path(sys.executable).with_name("gunicorn")),
+            "zeckta.wsgi",
+            "-b",
+            f"127.0.0.1:{port}",
+            "-w",
+            str(WORKERS),
+            "-k",
+            "sync",
+            "--log-level",
+            "warning",
+        ],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         assert wait_for(lambda: _answers(port), timeout=30), "gunicorn did not start"
@@ -66,8 +80,11 @@ def _get_status(port: int, raw_key: str) -> int:
     """GET a session that does not exist: 404 for a valid key, 401 revoked, 403 suspended."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
-        connection.request("GET", f"/v1/messaging/otp/{uuid.uuid4()}", headers={
-            "Host": "localhost", "Authorization": f"Bearer {raw_key}", "X-Forwarded-Proto": "https"})
+        connection.request(
+            "GET",
+            f"/v1/messaging/otp/{uuid.uuid4()}",
+            headers={"Host": "localhost", "Authorization": f"Bearer {raw_key}", "X-Forwarded-Proto": "https"},
+        )
         return connection.getresponse().status
     finally:
         connection.close()

@@ -41,8 +41,12 @@ def test_a_pending_session_is_canceled_and_its_code_stops_working(api):
     refused = verify(api, session_id, code)
     assert refused.status_code == 410
     assert refused.json()["code"] == "CANCELED" and refused.json()["message"] == "OTP has been canceled."
-    assert refused.json()["data"] == {"sessionId": session_id, "status": "CANCELED", "verified": False,
-                                      "attemptsLeft": 4}  # no attempt used
+    assert refused.json()["data"] == {
+        "sessionId": session_id,
+        "status": "CANCELED",
+        "verified": False,
+        "attemptsLeft": 4,
+    }  # no attempt used
     assert api.get(session_url(session_id)).json()["data"]["status"] == "CANCELED"
 
 

@@ -51,8 +51,9 @@ def published_tasks(broker) -> list[dict]:
     tasks = []
     for raw in broker.lrange(SMS_QUEUE, 0, -1):
         envelope = json.loads(raw)
-        tasks.append({"raw": raw, "headers": envelope["headers"],
-                      "body": json.loads(base64.b64decode(envelope["body"]))})
+        tasks.append(
+            {"raw": raw, "headers": envelope["headers"], "body": json.loads(base64.b64decode(envelope["body"]))}
+        )
     return tasks
 
 
@@ -372,8 +373,7 @@ def _leave_processing(message: SmsMessage, *, claimed_seconds_ago: float) -> Non
     SmsMessage.objects.filter(pk=message.pk).update(status="processing", claimed_at=claimed_at, attempts=1)
 
 
-def test_a_dead_workers_claim_is_taken_over_after_the_lease(fake_gateway, broker_queue, settings, workspace,
-                                                            sender):
+def test_a_dead_workers_claim_is_taken_over_after_the_lease(fake_gateway, broker_queue, settings, workspace, sender):
     message = queue_otp(workspace)
     _leave_processing(message, claimed_seconds_ago=settings.SMS_PROCESSING_LEASE_SECONDS + 5)
 
@@ -406,8 +406,9 @@ def test_a_claim_within_its_lease_is_left_alone(fake_gateway, broker_queue, sett
 # --- the sweeper ---------------------------------------------------------------------------------
 
 
-def test_the_sweeper_requeues_only_stale_rows_then_they_are_sent(fake_gateway, broker_queue, settings, workspace,
-                                                                 sender):
+def test_the_sweeper_requeues_only_stale_rows_then_they_are_sent(
+    fake_gateway, broker_queue, settings, workspace, sender
+):
     stale = queue_otp(workspace, DEST)
     fresh = queue_otp(workspace, OTHER_DEST)
     # The broker was down when `stale` was requested: nobody picked it up since.
@@ -434,8 +435,9 @@ def test_the_sweeper_requeues_only_stale_rows_then_they_are_sent(fake_gateway, b
     assert fake_gateway.requests[0].json["reference"] == str(stale.public_id)
 
 
-def test_the_sweeper_requeues_a_stale_row_of_an_expired_otp_so_it_is_settled(fake_gateway, broker_queue, workspace,
-                                                                            sender):
+def test_the_sweeper_requeues_a_stale_row_of_an_expired_otp_so_it_is_settled(
+    fake_gateway, broker_queue, workspace, sender
+):
     message = queue_otp(workspace)
     expires_at = OtpSession.objects.get(pk=message.session_id).expires_at
 

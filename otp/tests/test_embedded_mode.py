@@ -66,8 +66,9 @@ def test_the_api_works_on_sqlite_with_in_process_tasks(tmp_path):
         "SMS_BACKEND": "console",
         "PYTHONPATH": str(BASE_DIR),
     }
-    result = subprocess.run([sys.executable, "-c", SCRIPT], cwd=tmp_path, env=env, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
 

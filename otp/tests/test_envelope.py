@@ -45,8 +45,9 @@ def test_a_body_that_is_not_a_json_object_is_malformed(api, raw):
 
 def test_an_oversized_body_is_refused(api):
     big = b'{"dest": "' + b"1" * 70_000 + b'"}'  # over the 64 KiB of API.md section 1
-    assert_api_error(api.generic("POST", REQUEST_URL, big, content_type="application/json"), status=413,
-                 code="PAYLOAD_TOO_LARGE")
+    assert_api_error(
+        api.generic("POST", REQUEST_URL, big, content_type="application/json"), status=413, code="PAYLOAD_TOO_LARGE"
+    )
 
 
 def test_a_validation_error_lists_fields(api):

@@ -36,7 +36,10 @@ def assert_service_unavailable(response) -> dict:
     assert response.status_code == 503, response.content
     body = response.json()
     assert body == {
-        "success": False, "message": DB_UNAVAILABLE_MESSAGE, "code": "SERVICE_UNAVAILABLE", "data": None,
+        "success": False,
+        "message": DB_UNAVAILABLE_MESSAGE,
+        "code": "SERVICE_UNAVAILABLE",
+        "data": None,
         "requestId": response["X-Request-ID"],
     }
     assert response["Retry-After"] == str(DatabaseUnavailable.retry_after_seconds)
@@ -111,8 +114,14 @@ def test_a_worker_killed_mid_send_is_resent_by_the_sweeper_with_the_same_referen
 def pg_admin() -> Iterator[psycopg.Connection]:
     """A second connection to this test's own database, outside Django, to terminate backends from."""
     db = settings.DATABASES["default"]
-    with psycopg.connect(dbname=db["NAME"], user=db["USER"], host=db["HOST"], port=db["PORT"],
-                         password=db.get("PASSWORD") or None, autocommit=True) as admin:
+    with psycopg.connect(
+        dbname=db["NAME"],
+        user=db["USER"],
+        host=db["HOST"],
+        port=db["PORT"],
+        password=db.get("PASSWORD") or None,
+        autocommit=True,
+    ) as admin:
         yield admin
 
 
@@ -165,8 +174,12 @@ def test_a_connection_lost_inside_the_request_transaction_leaves_no_partial_rows
     workspace.save(update_fields=["is_prepaid", "balance_units"])
     ledger_before = LedgerEntry.objects.count()
     table = Workspace._meta.db_table
-    holder = psycopg.connect(dbname=connection.settings_dict["NAME"], user=connection.settings_dict["USER"],
-                             host=connection.settings_dict["HOST"], port=connection.settings_dict["PORT"])
+    holder = psycopg.connect(
+        dbname=connection.settings_dict["NAME"],
+        user=connection.settings_dict["USER"],
+        host=connection.settings_dict["HOST"],
+        port=connection.settings_dict["PORT"],
+    )
     # NO KEY UPDATE: the session's foreign key check (KEY SHARE) passes, the balance UPDATE waits.
     holder.execute(f"SELECT 1 FROM {table} WHERE id = %s FOR NO KEY UPDATE", [workspace.pk])
     results: list = []
@@ -183,13 +196,18 @@ def test_a_connection_lost_inside_the_request_transaction_leaves_no_partial_rows
     try:
         thread.start()
         waiting_debit = (
-            "wait_event_type = 'Lock' AND state = 'active'"
-            f" AND query LIKE 'UPDATE {table} SET balance_units%%'"
+            f"wait_event_type = 'Lock' AND state = 'active' AND query LIKE 'UPDATE {table} SET balance_units%%'"
         )
-        assert wait_for(lambda: pg_admin.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-            f" AND pid <> pg_backend_pid() AND {waiting_debit}"
-        ).fetchone()[0] == 1, timeout=WAIT_SECONDS), "the request never reached the balance debit"
+        assert wait_for(
+            lambda: (
+                pg_admin.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    f" AND pid <> pg_backend_pid() AND {waiting_debit}"
+                ).fetchone()[0]
+                == 1
+            ),
+            timeout=WAIT_SECONDS,
+        ), "the request never reached the balance debit"
         assert len(terminate_backends(pg_admin, extra_condition=waiting_debit)) == 1
         thread.join(timeout=WAIT_SECONDS)
     finally:

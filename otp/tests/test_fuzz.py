@@ -47,8 +47,9 @@ def fuzz_headers(db, keep_test_connection):
     workspace = WorkspaceFactory(name="Fuzz", slug="fuzz", destination_limit=1000)
     SenderNameFactory(workspace=workspace, name="ZECKTA")
     # A high rate so the fuzzer explores behaviour rather than 429s (those are covered elsewhere).
-    return {test: {"Authorization": f"Bearer {issue_key(workspace, tps=10_000, test=test)[1]}"}
-            for test in (False, True)}
+    return {
+        test: {"Authorization": f"Bearer {issue_key(workspace, tps=10_000, test=test)[1]}"} for test in (False, True)
+    }
 
 
 @schema.parametrize()

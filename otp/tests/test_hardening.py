@@ -46,8 +46,12 @@ def non_geographic(country_calling_code: int) -> str:
 def test_verify_of_an_unknown_session_answers_its_outcome_in_data(api):
     sent = "0b7c1f9e-0d5a-4c1e-9a57-3c1a2b9d8e01"
     response = verify(api, sent, "123456")
-    assert_api_error(response, status=404, code="NOT_FOUND",
-                     data={"sessionId": sent, "status": "NOT_FOUND", "verified": False, "attemptsLeft": 0})
+    assert_api_error(
+        response,
+        status=404,
+        code="NOT_FOUND",
+        data={"sessionId": sent, "status": "NOT_FOUND", "verified": False, "attemptsLeft": 0},
+    )
 
 
 # --- Bodies: size and depth ----------------------------------------------------------------------
@@ -67,8 +71,9 @@ def test_the_cap_is_64_kib(api):
     too_big = json.dumps({**base, "padding": "x" * (room + 1)})
 
     assert api.post(REQUEST_URL, fits, content_type="application/json").status_code == 200
-    assert_api_error(api.post(REQUEST_URL, too_big, content_type="application/json"), status=413,
-                     code="PAYLOAD_TOO_LARGE")
+    assert_api_error(
+        api.post(REQUEST_URL, too_big, content_type="application/json"), status=413, code="PAYLOAD_TOO_LARGE"
+    )
 
 
 def call_wsgi(environ: dict) -> tuple[int, dict]:
@@ -81,8 +86,15 @@ def call_wsgi(environ: dict) -> tuple[int, dict]:
 def chunked_environ(raw_key: str, body: bytes) -> dict:
     environ = RequestFactory().post(REQUEST_URL, b"", content_type="application/json").environ
     environ.pop("CONTENT_LENGTH", None)
-    environ.update({"wsgi.input": io.BytesIO(body), "wsgi.input_terminated": True, "CONTENT_TYPE": "application/json",
-                    "HTTP_TRANSFER_ENCODING": "chunked", "HTTP_AUTHORIZATION": f"Bearer {raw_key}"})
+    environ.update(
+        {
+            "wsgi.input": io.BytesIO(body),
+            "wsgi.input_terminated": True,
+            "CONTENT_TYPE": "application/json",
+            "HTTP_TRANSFER_ENCODING": "chunked",
+            "HTTP_AUTHORIZATION": f"Bearer {raw_key}",
+        }
+    )
     return environ
 
 
@@ -114,10 +126,16 @@ def test_json_nested_deeper_than_32_levels_is_malformed_and_32_is_fine(api):
 
     assert post(31).status_code == 200
     assert_api_error(post(32), status=400, code="MALFORMED_JSON")
-    assert_api_error(api.post(REQUEST_URL, "[" * 5000 + "]" * 5000, content_type="application/json"),
-                     status=400, code="MALFORMED_JSON")
-    assert_api_error(api.post(REQUEST_URL, '{"a":' * 5000 + "1" + "}" * 5000, content_type="application/json"),
-                     status=400, code="MALFORMED_JSON")
+    assert_api_error(
+        api.post(REQUEST_URL, "[" * 5000 + "]" * 5000, content_type="application/json"),
+        status=400,
+        code="MALFORMED_JSON",
+    )
+    assert_api_error(
+        api.post(REQUEST_URL, '{"a":' * 5000 + "1" + "}" * 5000, content_type="application/json"),
+        status=400,
+        code="MALFORMED_JSON",
+    )
     assert OtpSession.objects.count() == 1
 
 
@@ -133,8 +151,9 @@ def test_plain_http_to_the_api_is_refused_without_a_redirect(api, settings):
     settings.SECURE_SSL_REDIRECT = True  # as with DEBUG=False in production
 
     plain = request_otp(api, DEST)
-    behind_proxy = api.post(REQUEST_URL, {"dest": DEST, "src": "ZECKTA", "purpose": "LOGIN"}, format="json",
-                            HTTP_X_FORWARDED_PROTO="https")
+    behind_proxy = api.post(
+        REQUEST_URL, {"dest": DEST, "src": "ZECKTA", "purpose": "LOGIN"}, format="json", HTTP_X_FORWARDED_PROTO="https"
+    )
     admin = api.get("/admin/login/")
 
     assert_api_error(plain, status=403, code="HTTPS_REQUIRED")
@@ -147,15 +166,17 @@ def test_the_forwarded_proto_header_is_ignored_when_not_trusted(api, settings):
     settings.SECURE_SSL_REDIRECT = True
     settings.SECURE_PROXY_SSL_HEADER = None  # TRUST_X_FORWARDED_PROTO=False
 
-    response = api.post(REQUEST_URL, {"dest": DEST, "src": "ZECKTA", "purpose": "LOGIN"}, format="json",
-                        HTTP_X_FORWARDED_PROTO="https")
+    response = api.post(
+        REQUEST_URL, {"dest": DEST, "src": "ZECKTA", "purpose": "LOGIN"}, format="json", HTTP_X_FORWARDED_PROTO="https"
+    )
 
     assert_api_error(response, status=403, code="HTTPS_REQUIRED")
 
 
 def test_a_host_outside_allowed_hosts_gets_the_envelope(api):
-    response = api.post(REQUEST_URL, {"dest": DEST, "src": "ZECKTA", "purpose": "LOGIN"}, format="json",
-                        HTTP_HOST="evil.example")
+    response = api.post(
+        REQUEST_URL, {"dest": DEST, "src": "ZECKTA", "purpose": "LOGIN"}, format="json", HTTP_HOST="evil.example"
+    )
     assert_api_error(response, status=400, code="INVALID_HOST")
     assert not OtpSession.objects.exists()
 
@@ -297,5 +318,9 @@ def test_a_wrong_code_answer_still_holds_the_session(api):
     session_id = request_otp(api, DEST).json()["data"]["sessionId"]
     code = deliver_and_read_code(session_id)
     response = api.post(VERIFY_URL, {"sessionId": session_id, "code": wrong_code(code)}, format="json")
-    assert_api_error(response, status=400, code="INVALID",
-                     data={"sessionId": session_id, "status": "INVALID", "verified": False, "attemptsLeft": 4})
+    assert_api_error(
+        response,
+        status=400,
+        code="INVALID",
+        data={"sessionId": session_id, "status": "INVALID", "verified": False, "attemptsLeft": 4},
+    )

@@ -95,8 +95,10 @@ def test_an_explicit_key_rotates_through_its_own_fallbacks_and_the_derived_key_s
 def test_rotating_otp_hash_key_leaves_pending_codes_unverifiable_until_resent(api, stored, settings):
     session_id = SmsMessage.objects.get().session.public_id
     code = deliver_and_read_code(str(session_id))
-    settings.OTP_HASH_KEY, settings.OTP_HASH_KEY_FALLBACKS = "a-new-pepper-after-the-rotation-0123456789", [
-        settings.OTP_HASH_KEY]
+    settings.OTP_HASH_KEY, settings.OTP_HASH_KEY_FALLBACKS = (
+        "a-new-pepper-after-the-rotation-0123456789",
+        [settings.OTP_HASH_KEY],
+    )
 
     # The stored digest was made with the old pepper: the right code no longer matches (and costs an attempt).
     assert verify(api, str(session_id), code).json()["data"]["status"] == "INVALID"

@@ -80,9 +80,8 @@ def test_neither_code_nor_key_is_stored_logged_queued_or_returned(
 
     assert "otp.tasks.send_sms" in queued_in_broker  # the task really was published, with its arguments
     assert "[[" in queued_in_broker  # the decoded body: [[message_id], {}, {...}]
-    for haystack in [all_database_text(), queued_in_broker, all_redis_text(), caplog.text,
-                     b"\n".join(bodies).decode()]:
+    for haystack in [all_database_text(), queued_in_broker, all_redis_text(), caplog.text, b"\n".join(bodies).decode()]:
         assert code not in haystack
         assert raw_key not in haystack
-        assert raw_key[len("zk_live_"):] not in haystack
+        assert raw_key[len("zk_live_") :] not in haystack
     broker.delete(SMS_QUEUE)

@@ -78,24 +78,68 @@ def counted(client) -> Iterator:
 
 
 def post_receipt(client, provider_id: str, status: str):
-    response = client.post(reverse("sms-receipt", args=["default"]), {"id": provider_id, "status": status},
-                           content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {RECEIPT_TOKEN}")
+    response = client.post(
+        reverse("sms-receipt", args=["default"]),
+        {"id": provider_id, "status": status},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {RECEIPT_TOKEN}",
+    )
     assert response.status_code == 200
 
 
 # Every series of the contract's counters whose label values are known in advance (API.md sections 3, 4 and
 # 12), written out from the contract rather than from the code that declares them.
 KNOWN_AT_START = [
-    *(f'zeckta_otp_requests_total{{outcome="{outcome}"}}' for outcome in (
-        "new", "reused", "resent", "replayed", "VALIDATION_ERROR", "MALFORMED_JSON", "INSUFFICIENT_BALANCE",
-        "DESTINATION_RATE_LIMITED", "WORKSPACE_QUOTA_EXCEEDED", "IDEMPOTENCY_KEY_REUSED", "SESSION_NOT_PENDING",
-        "RESEND_LIMIT_REACHED", "RESEND_TOO_SOON", "EXPIRED", "NOT_FOUND", "SERVICE_UNAVAILABLE", "INTERNAL_ERROR")),
-    *(f'zeckta_otp_verifications_total{{status="{status}"}}' for status in (
-        "APPROVED", "INVALID", "EXPIRED", "MAX_ATTEMPTS_REACHED", "ALREADY_USED", "CANCELED", "NOT_FOUND")),
-    *(f'zeckta_sms_total{{route="default",status="{status}"}}' for status in (
-        "sent", "retried", "failed", "delivered", "undeliverable", "rejected", "expired")),
-    *(f'zeckta_rate_limited_total{{reason="{reason}"}}' for reason in (
-        "key_rate", "auth_failures", "destination", "wrong_codes", "country", "daily_cap", "resend_cooldown")),
+    *(
+        f'zeckta_otp_requests_total{{outcome="{outcome}"}}'
+        for outcome in (
+            "new",
+            "reused",
+            "resent",
+            "replayed",
+            "VALIDATION_ERROR",
+            "MALFORMED_JSON",
+            "INSUFFICIENT_BALANCE",
+            "DESTINATION_RATE_LIMITED",
+            "WORKSPACE_QUOTA_EXCEEDED",
+            "IDEMPOTENCY_KEY_REUSED",
+            "SESSION_NOT_PENDING",
+            "RESEND_LIMIT_REACHED",
+            "RESEND_TOO_SOON",
+            "EXPIRED",
+            "NOT_FOUND",
+            "SERVICE_UNAVAILABLE",
+            "INTERNAL_ERROR",
+        )
+    ),
+    *(
+        f'zeckta_otp_verifications_total{{status="{status}"}}'
+        for status in (
+            "APPROVED",
+            "INVALID",
+            "EXPIRED",
+            "MAX_ATTEMPTS_REACHED",
+            "ALREADY_USED",
+            "CANCELED",
+            "NOT_FOUND",
+        )
+    ),
+    *(
+        f'zeckta_sms_total{{route="default",status="{status}"}}'
+        for status in ("sent", "retried", "failed", "delivered", "undeliverable", "rejected", "expired")
+    ),
+    *(
+        f'zeckta_rate_limited_total{{reason="{reason}"}}'
+        for reason in (
+            "key_rate",
+            "auth_failures",
+            "destination",
+            "wrong_codes",
+            "country",
+            "daily_cap",
+            "resend_cooldown",
+        )
+    ),
     *(f'zeckta_webhook_deliveries_total{{outcome="{outcome}"}}' for outcome in ("delivered", "retrying", "given_up")),
 ]
 # Labels whose values are not all known in advance: the routes operators configure.
@@ -109,8 +153,12 @@ def series(name: str, labels: dict[str, str]) -> str:
 def undeclared(samples: Samples) -> list[str]:
     """The series of a declared counter whose label values were not declared in advance."""
     declared = {metric._name + "_total": vocabulary for metric, vocabulary in metrics._known}
-    return [series(name, dict(labels)) for name, labels in samples if name in declared
-            and any(value not in declared[name][label] for label, value in labels if label not in OPEN_LABELS)]
+    return [
+        series(name, dict(labels))
+        for name, labels in samples
+        if name in declared
+        and any(value not in declared[name][label] for label, value in labels if label not in OPEN_LABELS)
+    ]
 
 
 def code_sent(fake_gateway) -> str:
@@ -207,8 +255,7 @@ def test_failed_sends_and_webhooks_are_counted_by_outcome(api, counted, fake_gat
     assert sms_deliver(message_id=message.pk) == "failed"  # the last attempt on the only route
     delivery = WebhookDelivery.objects.get()
     assert webhook_deliver(delivery_id=delivery.pk) == "pending"
-    WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now(),
-                                                          retry_until=timezone.now())
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now(), retry_until=timezone.now())
     assert webhook_deliver(delivery_id=delivery.pk) == "given_up"
 
     expected = {
@@ -227,16 +274,32 @@ def test_failed_sends_and_webhooks_are_counted_by_outcome(api, counted, fake_gat
 def test_a_fresh_process_shows_every_known_series_at_0_from_its_first_scrape():
     """Before any traffic, as Prometheus' instrumentation guidance asks: rate() and alerts work from the start."""
     db = settings.DATABASES["default"]
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "zeckta.settings_test", "REDIS_URL": settings.REDIS_URL,
-           "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "zeckta.settings_test",
+        "REDIS_URL": settings.REDIS_URL,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+    }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # this process's own registry, as runserver has
-    first_scrape = ("import django; django.setup(); from django.test import Client; "
-                    "import sys; sys.stdout.write(Client().get('/metrics').content.decode())")
-    text = subprocess.run([sys.executable, "-c", first_scrape], cwd=settings.BASE_DIR, env=env, capture_output=True,
-                          text=True, timeout=60, check=True).stdout
+    first_scrape = (
+        "import django; django.setup(); from django.test import Client; "
+        "import sys; sys.stdout.write(Client().get('/metrics').content.decode())"
+    )
+    text = subprocess.run(
+        [sys.executable, "-c", first_scrape],
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
 
-    samples = {series(sample.name, sample.labels): sample.value
-               for family in text_string_to_metric_families(text) for sample in family.samples}
+    samples = {
+        series(sample.name, sample.labels): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
     assert {name: samples.get(name) for name in KNOWN_AT_START} == dict.fromkeys(KNOWN_AT_START, 0.0)
     # The units per country cannot be known in advance: none yet.
     assert not [name for name in samples if name.startswith("zeckta_sms_units_total")]
@@ -303,8 +366,9 @@ def json_lines() -> Iterator[JsonLines]:
 def test_no_json_log_line_of_a_whole_flow_holds_a_code_a_key_a_secret_or_an_sms_text(
     api, raw_key, client, fake_gateway, receiver, receipts, json_lines
 ):
-    secret = api.post("/v1/messaging/webhooks", {"url": receiver.url, "events": ["otp.sent", "otp.approved"]},
-                      format="json").json()["data"]["secret"]
+    secret = api.post(
+        "/v1/messaging/webhooks", {"url": receiver.url, "events": ["otp.sent", "otp.approved"]}, format="json"
+    ).json()["data"]["secret"]
     response = request_otp(api, DEST)
     session_id = response.json()["data"]["sessionId"]
     assert sms_deliver(message_id=SmsMessage.objects.get().pk) == "sent"
@@ -320,8 +384,7 @@ def test_no_json_log_line_of_a_whole_flow_holds_a_code_a_key_a_secret_or_an_sms_
     lines = json_lines.parsed()
     assert len(lines) >= 10, json_lines.lines  # DEBUG: the flow's steps, the HTTP calls, the SQL of none
     for raw in json_lines.lines:
-        for value in (code, raw_key, raw_key[len("zk_live_"):], secret, secret[len("whsec_"):], text,
-                      RECEIPT_TOKEN):
+        for value in (code, raw_key, raw_key[len("zk_live_") :], secret, secret[len("whsec_") :], text, RECEIPT_TOKEN):
             assert value not in raw, raw
     for line in lines:
         assert {"time", "level", "logger", "message"} <= set(line), line
@@ -356,8 +419,11 @@ def test_the_tasks_a_request_publishes_carry_its_context(api, raw_key, receiver,
     sms_deliver(message_id=SmsMessage.objects.get().pk)
     approved = verify(api, session_id, code_sent(fake_gateway))
 
-    queued = [json.loads(raw) for queue in (SMS_QUEUE, WEBHOOKS_QUEUE)  # each on its own queue
-              for raw in reversed(broker_queue.lrange(queue, 0, -1))]
+    queued = [
+        json.loads(raw)
+        for queue in (SMS_QUEUE, WEBHOOKS_QUEUE)  # each on its own queue
+        for raw in reversed(broker_queue.lrange(queue, 0, -1))
+    ]
     assert [message["headers"]["task"] for message in queued] == ["otp.tasks.send_sms", "webhooks.tasks.deliver"]
     for message, answer in zip(queued, (response, approved), strict=True):
         headers = message["headers"]

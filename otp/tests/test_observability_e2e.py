@@ -40,13 +40,27 @@ class Web:
     process: subprocess.Popen
     log: Path
 
-    def call(self, method: str, path: str, *, body: dict | None = None, headers: dict[str, str] | None = None,
-             ) -> tuple[int, dict[str, str], bytes]:
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: dict | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         try:
-            connection.request(method, path, body=json.dumps(body) if body is not None else None, headers={
-                "Host": "localhost", "X-Forwarded-Proto": "https", "Content-Type": "application/json",
-                **(headers or {})})
+            connection.request(
+                method,
+                path,
+                body=json.dumps(body) if body is not None else None,
+                headers={
+                    "Host": "localhost",
+                    "X-Forwarded-Proto": "https",
+                    "Content-Type": "application/json",
+                    **(headers or {}),
+                },
+            )
             response = connection.getresponse()
             return response.status, dict(response.getheaders()), response.read()
         finally:
@@ -88,9 +102,21 @@ def web(metrics_dir: Path) -> Iterator[Web]:
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [str(Path(sys.executable).with_name("gunicorn")), "zeckta.wsgi", "-b", f"127.0.0.1:{port}",
-             "-w", str(WEB_WORKERS), "-k", "sync"],
-            cwd=BASE_DIR, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                str(Path(sys.executable).with_name("gunicorn")),
+                "zeckta.wsgi",
+                "-b",
+                f"127.0.0.1:{port}",
+                "-w",
+                str(WEB_WORKERS),
+                "-k",
+                "sync",
+            ],
+            cwd=BASE_DIR,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     server = Web(port, process, log)
     try:
@@ -122,8 +148,12 @@ def scrape(web: Web) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def _counted_by(metrics_dir: Path, pid: int, status: str) -> float:
     files = [str(path) for path in metrics_dir.glob(f"web-*/counter_{pid}.db")]
-    return sum(sample.value for family in MultiProcessCollector.merge(files) for sample in family.samples
-               if sample.name == "zeckta_otp_verifications_total" and sample.labels == {"status": status})
+    return sum(
+        sample.value
+        for family in MultiProcessCollector.merge(files)
+        for sample in family.samples
+        if sample.name == "zeckta_otp_verifications_total" and sample.labels == {"status": status}
+    )
 
 
 def value(samples: dict, name: str, **labels: str) -> float:
@@ -143,23 +173,38 @@ def test_a_scrape_adds_up_every_web_worker_and_the_celery_worker(
     worker = start_worker(gateway=fake_gateway, METRICS_DIR=str(metrics_dir))
     auth = {"Authorization": f"Bearer {client_key}"}
 
-    status, headers, body = web.call("POST", "/v1/messaging/otp/request", body={
-        "dest": DEST, "src": "ZECKTA", "purpose": "LOGIN"}, headers=auth)
+    status, headers, body = web.call(
+        "POST", "/v1/messaging/otp/request", body={"dest": DEST, "src": "ZECKTA", "purpose": "LOGIN"}, headers=auth
+    )
     assert status == 200, body
     request_id = headers["X-Request-ID"]
     session_id = json.loads(body)["data"]["sessionId"]
-    assert web.call("POST", "/v1/messaging/otp/request", body={
-        "dest": DEST, "src": "ZECKTA", "purpose": "LOGIN"}, headers=auth)[0] == 200  # reused
-    assert web.call("POST", "/v1/messaging/otp/request", body={
-        "dest": "+1", "src": "ZECKTA", "purpose": "LOGIN"}, headers=auth)[0] == 400  # refused
+    assert (
+        web.call(
+            "POST", "/v1/messaging/otp/request", body={"dest": DEST, "src": "ZECKTA", "purpose": "LOGIN"}, headers=auth
+        )[0]
+        == 200
+    )  # reused
+    assert (
+        web.call(
+            "POST", "/v1/messaging/otp/request", body={"dest": "+1", "src": "ZECKTA", "purpose": "LOGIN"}, headers=auth
+        )[0]
+        == 400
+    )  # refused
     assert wait_for(lambda: fake_gateway.calls == 1, timeout=DELIVERY_WAIT_SECONDS), worker.output()
     code = re.search(r"\b\d{6}\b", fake_gateway.texts()[0]).group()
     wrong = str((int(code) + 1) % 10 ** len(code)).zfill(len(code))
     for attempt, expected in ((wrong, 400), (code, 200)):
-        assert web.call("POST", "/v1/messaging/otp/verify", body={"sessionId": session_id, "code": attempt},
-                        headers=auth)[0] == expected
-    assert wait_for(lambda: value(scrape(web), "zeckta_sms_total", route="default", status="sent") == 1,
-                    timeout=DELIVERY_WAIT_SECONDS)
+        assert (
+            web.call("POST", "/v1/messaging/otp/verify", body={"sessionId": session_id, "code": attempt}, headers=auth)[
+                0
+            ]
+            == expected
+        )
+    assert wait_for(
+        lambda: value(scrape(web), "zeckta_sms_total", route="default", status="sent") == 1,
+        timeout=DELIVERY_WAIT_SECONDS,
+    )
 
     for _ in range(SCRAPES):  # the same totals whichever web worker answers
         samples = scrape(web)
@@ -193,8 +238,15 @@ def test_a_scrape_adds_up_every_web_worker_and_the_celery_worker(
 def test_counts_survive_a_web_worker_that_dies(web, metrics_dir, client_key):
     auth = {"Authorization": f"Bearer {client_key}"}
     for _ in range(6):
-        assert web.call("POST", "/v1/messaging/otp/verify", body={
-            "sessionId": "0b7c1f9e-0d5a-4c1e-9a57-3c1a2b9d8e01", "code": "123456"}, headers=auth)[0] == 404
+        assert (
+            web.call(
+                "POST",
+                "/v1/messaging/otp/verify",
+                body={"sessionId": "0b7c1f9e-0d5a-4c1e-9a57-3c1a2b9d8e01", "code": "123456"},
+                headers=auth,
+            )[0]
+            == 404
+        )
     before = value(scrape(web), "zeckta_otp_verifications_total", status="NOT_FOUND")
     assert before == 6
 
@@ -210,22 +262,38 @@ def test_counts_survive_a_web_worker_that_dies(web, metrics_dir, client_key):
 def test_the_first_scrape_of_a_fresh_web_group_shows_the_known_series_at_0_and_zeros_never_double(
     web, metrics_dir, client_key
 ):
-    known = {"zeckta_webhook_deliveries_total": ("outcome", "delivered"),
-             "zeckta_otp_verifications_total": ("status", "NOT_FOUND"),
-             "zeckta_rate_limited_total": ("reason", "destination"),
-             "zeckta_otp_requests_total": ("outcome", "INSUFFICIENT_BALANCE")}
+    known = {
+        "zeckta_webhook_deliveries_total": ("outcome", "delivered"),
+        "zeckta_otp_verifications_total": ("status", "NOT_FOUND"),
+        "zeckta_rate_limited_total": ("reason", "destination"),
+        "zeckta_otp_requests_total": ("outcome", "INSUFFICIENT_BALANCE"),
+    }
     first = scrape(web)  # nothing has been counted yet: gunicorn was only asked /healthz
     shown = {name: first.get((name, ((label, label_value),))) for name, (label, label_value) in known.items()}
     assert shown == dict.fromkeys(known, 0.0)  # present, at 0
     assert first.get(("zeckta_sms_total", (("route", "default"), ("status", "delivered")))) == 0.0
 
     auth = {"Authorization": f"Bearer {client_key}"}
-    assert web.call("POST", "/v1/messaging/otp/verify", body={
-        "sessionId": "0b7c1f9e-0d5a-4c1e-9a57-3c1a2b9d8e01", "code": "123456"}, headers=auth)[0] == 404
+    assert (
+        web.call(
+            "POST",
+            "/v1/messaging/otp/verify",
+            body={"sessionId": "0b7c1f9e-0d5a-4c1e-9a57-3c1a2b9d8e01", "code": "123456"},
+            headers=auth,
+        )[0]
+        == 404
+    )
+
     def writers() -> list[Path]:
-        return [path for path in metrics_dir.glob("web-*/counter_*.db")
-                if any(sample.name == "zeckta_webhook_deliveries_total"
-                       for family in MultiProcessCollector.merge([str(path)]) for sample in family.samples)]
+        return [
+            path
+            for path in metrics_dir.glob("web-*/counter_*.db")
+            if any(
+                sample.name == "zeckta_webhook_deliveries_total"
+                for family in MultiProcessCollector.merge([str(path)])
+                for sample in family.samples
+            )
+        ]
 
     # Each worker that answers a scrape writes its zeros too; they must add up to nothing. Scrapes sent
     # together keep one worker busy while another accepts, so more than one of them answers (bounded).

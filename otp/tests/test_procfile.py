@@ -37,8 +37,12 @@ def serve(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, int]:
     port = free_port()
     clean = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "CELERY_BROKER_URL", "DATABASE_URL")}
     process = subprocess.Popen(
-        [sys.executable, "scripts/serve.py"], cwd=BASE_DIR, stdout=log.open("w"), stderr=subprocess.STDOUT,
-        env={**clean, "BIND": f"127.0.0.1:{port}", "PYTHONPATH": str(BASE_DIR), **env}, start_new_session=True,
+        [sys.executable, "scripts/serve.py"],
+        cwd=BASE_DIR,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        env={**clean, "BIND": f"127.0.0.1:{port}", "PYTHONPATH": str(BASE_DIR), **env},
+        start_new_session=True,
     )
     return process, port
 
@@ -58,15 +62,19 @@ def test_with_a_broker_serve_runs_web_worker_and_beat_and_ctrl_c_stops_them(tmp_
     redis_server.start()
     db = settings.DATABASES["default"]
     log = tmp_path / "serve.log"
-    process, port = serve({
-        "DJANGO_SETTINGS_MODULE": "zeckta.settings_test",
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "REDIS_URL": redis_server.url,
-    }, log)
+    process, port = serve(
+        {
+            "DJANGO_SETTINGS_MODULE": "zeckta.settings_test",
+            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+            "REDIS_URL": redis_server.url,
+        },
+        log,
+    )
     try:
         assert wait_for(lambda: serves_http(port), timeout=60), log.read_text()
-        assert wait_for(lambda: log.read_text().count(" ready.") == 2 and "took the beat lock" in log.read_text(),
-                        timeout=60), log.read_text()
+        assert wait_for(
+            lambda: log.read_text().count(" ready.") == 2 and "took the beat lock" in log.read_text(), timeout=60
+        ), log.read_text()
         assert stop(process) == 0, log.read_text()
         assert not serves_http(port)
     finally:
@@ -83,10 +91,15 @@ def test_with_a_broker_serve_runs_web_worker_and_beat_and_ctrl_c_stops_them(tmp_
 
 def test_without_a_broker_serve_runs_the_web_process_alone(tmp_path):
     log = tmp_path / "serve.log"
-    process, port = serve({
-        "DJANGO_SETTINGS_MODULE": "zeckta.settings", "DEBUG": "True",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'embedded.sqlite3'}", "SMS_BACKEND": "console",
-    }, log)
+    process, port = serve(
+        {
+            "DJANGO_SETTINGS_MODULE": "zeckta.settings",
+            "DEBUG": "True",
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'embedded.sqlite3'}",
+            "SMS_BACKEND": "console",
+        },
+        log,
+    )
     try:
         assert wait_for(lambda: serves_http(port), timeout=60), log.read_text()
         assert stop(process) == 0, log.read_text()

@@ -63,21 +63,42 @@ def fake_at(settings):
 
 
 def vonage_route(fake: FakeProvider, **options) -> Route:
-    return route_create(name="vonage", backend="vonage", values={
-        "api_key": VONAGE_KEY, "api_secret": VONAGE_SECRET, "signature_secret": VONAGE_SIGNATURE_SECRET,
-        "base_url": fake.base_url, "timeout": "0.5"}, **options)
+    return route_create(
+        name="vonage",
+        backend="vonage",
+        values={
+            "api_key": VONAGE_KEY,
+            "api_secret": VONAGE_SECRET,
+            "signature_secret": VONAGE_SIGNATURE_SECRET,
+            "base_url": fake.base_url,
+            "timeout": "0.5",
+        },
+        **options,
+    )
 
 
 def infobip_route(fake: FakeProvider, **options) -> Route:
-    return route_create(name="infobip", backend="infobip", values={
-        "api_key": INFOBIP_KEY, "receipt_token": RECEIPT_TOKEN, "base_url": fake.base_url, "timeout": "0.5"},
-        **options)
+    return route_create(
+        name="infobip",
+        backend="infobip",
+        values={"api_key": INFOBIP_KEY, "receipt_token": RECEIPT_TOKEN, "base_url": fake.base_url, "timeout": "0.5"},
+        **options,
+    )
 
 
 def at_route(fake: FakeProvider, **options) -> Route:
-    return route_create(name="africastalking", backend="africastalking", values={
-        "username": AT_USERNAME, "api_key": AT_KEY, "receipt_token": RECEIPT_TOKEN, "base_url": fake.base_url,
-        "timeout": "0.5"}, **options)
+    return route_create(
+        name="africastalking",
+        backend="africastalking",
+        values={
+            "username": AT_USERNAME,
+            "api_key": AT_KEY,
+            "receipt_token": RECEIPT_TOKEN,
+            "base_url": fake.base_url,
+            "timeout": "0.5",
+        },
+        **options,
+    )
 
 
 def deliver(message: SmsMessage) -> str:
@@ -126,8 +147,10 @@ def test_vonage_marks_ucs2_text_unicode(api, fake_vonage):
 def test_vonage_throttling_is_retried_and_a_bad_number_fails_over(api, fake_vonage, fake_gateway):
     vonage_route(fake_vonage, priority=1)
     route_create(name="relay", backend="http", values={"url": fake_gateway.url}, priority=2)
-    fake_vonage.answer(Scripted(body=vonage_answer(status="1", error="Throughput Rate Exceeded")),
-                       Scripted(body=vonage_answer(status="6", error="Invalid Message")))
+    fake_vonage.answer(
+        Scripted(body=vonage_answer(status="1", error="Throughput Rate Exceeded")),
+        Scripted(body=vonage_answer(status="6", error="Invalid Message")),
+    )
     session_id, message = sent_otp(api)
 
     with pytest.raises(SmsRetryLater):
@@ -139,12 +162,16 @@ def test_vonage_throttling_is_retried_and_a_bad_number_fails_over(api, fake_vona
     assert delivery(api, session_id)["route"] == "relay"
 
 
-def vonage_receipt(client, route: Route, params: dict, *, secret: str = VONAGE_SIGNATURE_SECRET,
-                   timestamp: float | None = None):
+def vonage_receipt(
+    client, route: Route, params: dict, *, secret: str = VONAGE_SIGNATURE_SECRET, timestamp: float | None = None
+):
     signed = {**params, "timestamp": str(int(time.time() if timestamp is None else timestamp)), "nonce": "b1e4"}
     signed["sig"] = vonage.signature(secret, signed)
-    return client.post(reverse("sms-receipt", args=[route.public_id]), urlencode(signed),
-                       content_type="application/x-www-form-urlencoded")
+    return client.post(
+        reverse("sms-receipt", args=[route.public_id]),
+        urlencode(signed),
+        content_type="application/x-www-form-urlencoded",
+    )
 
 
 def test_vonage_receipts_are_signed_idempotent_and_final(api, client, fake_vonage):
@@ -174,9 +201,17 @@ def test_a_failed_vonage_receipt_is_undeliverable(api, client, fake_vonage):
 
 
 def test_vonage_hmac_signatures_are_checked_too(api, client, fake_vonage):
-    route = route_create(name="vonage-sha256", backend="vonage", values={
-        "api_key": VONAGE_KEY, "api_secret": VONAGE_SECRET, "signature_secret": VONAGE_SIGNATURE_SECRET,
-        "signature_method": "sha256", "base_url": fake_vonage.base_url})
+    route = route_create(
+        name="vonage-sha256",
+        backend="vonage",
+        values={
+            "api_key": VONAGE_KEY,
+            "api_secret": VONAGE_SECRET,
+            "signature_secret": VONAGE_SIGNATURE_SECRET,
+            "signature_method": "sha256",
+            "base_url": fake_vonage.base_url,
+        },
+    )
     session_id, message = sent_otp(api)
     deliver(message)
     params = {"messageId": "0C00000000000001", "status": "delivered", "timestamp": str(int(time.time()))}
@@ -216,8 +251,11 @@ def test_infobip_sends_json_with_its_app_key_and_the_tokened_notify_url(api, fak
 def test_infobip_rejection_fails_over_and_5xx_is_retried(api, fake_infobip, fake_gateway):
     infobip_route(fake_infobip, priority=1)
     route_create(name="relay", backend="http", values={"url": fake_gateway.url}, priority=2)
-    rejected = {"messages": [{"messageId": "x", "status": {"groupId": 5, "groupName": "REJECTED", "id": 6,
-                                                            "name": "REJECTED_NETWORK"}}]}
+    rejected = {
+        "messages": [
+            {"messageId": "x", "status": {"groupId": 5, "groupName": "REJECTED", "id": 6, "name": "REJECTED_NETWORK"}}
+        ]
+    }
     fake_infobip.answer(Scripted(status=503, body={}), Scripted(body=rejected))
     _, message = sent_otp(api)
 
@@ -233,9 +271,11 @@ def test_infobip_reports_apply_in_order_and_need_the_token(api, client, fake_inf
     route = infobip_route(fake_infobip)
     session_id, message = sent_otp(api)
     deliver(message)
-    report = {"messageId": str(message.public_id), "status": {"groupId": 2, "groupName": "UNDELIVERABLE",
-                                                               "id": 9, "name": "UNDELIVERABLE_NOT_DELIVERED"},
-              "error": {"groupId": 1, "groupName": "HANDSET_ERRORS", "id": 27, "name": "EC_ABSENT_SUBSCRIBER"}}
+    report = {
+        "messageId": str(message.public_id),
+        "status": {"groupId": 2, "groupName": "UNDELIVERABLE", "id": 9, "name": "UNDELIVERABLE_NOT_DELIVERED"},
+        "error": {"groupId": 1, "groupName": "HANDSET_ERRORS", "id": 27, "name": "EC_ABSENT_SUBSCRIBER"},
+    }
 
     assert_api_error(infobip_receipt(client, route, [report], token="nope"), status=403, code="FORBIDDEN")
     assert delivery(api, session_id)["status"] == "sent"
@@ -269,8 +309,10 @@ def test_africastalking_sends_its_form_with_the_api_key_header(api, fake_at):
 def test_africastalking_status_codes_decide_retry_or_failover(api, fake_at, fake_gateway):
     at_route(fake_at, priority=1)
     route_create(name="relay", backend="http", values={"url": fake_gateway.url}, priority=2)
-    fake_at.answer(Scripted(status=201, body=at_answer(status_code=501, status="GatewayError")),
-                   Scripted(status=201, body=at_answer(status_code=403, status="InvalidPhoneNumber")))
+    fake_at.answer(
+        Scripted(status=201, body=at_answer(status_code=501, status="GatewayError")),
+        Scripted(status=201, body=at_answer(status_code=403, status="InvalidPhoneNumber")),
+    )
     _, message = sent_otp(api)
 
     with pytest.raises(SmsRetryLater):
@@ -287,8 +329,7 @@ def test_africastalking_reports_need_the_token_and_never_go_backwards(api, clien
     deliver(message)
     base = {"id": "ATXid_000001", "phoneNumber": DEST, "networkCode": "62001"}
 
-    assert_api_error(at_receipt(client, route, {**base, "status": "Success"}, token="x"), status=403,
-                     code="FORBIDDEN")
+    assert_api_error(at_receipt(client, route, {**base, "status": "Success"}, token="x"), status=403, code="FORBIDDEN")
     for status in ("Submitted", "Success", "Success", "Buffered", "Failed"):
         assert at_receipt(client, route, {**base, "status": status}).status_code == 200
 
@@ -301,8 +342,12 @@ def test_africastalking_reports_need_the_token_and_never_go_backwards(api, clien
 TRANSIENT_THEN_OK = {
     "vonage": (vonage_route, "fake_vonage", Scripted(body=vonage_answer(status="5", error="Internal Error")), "5"),
     "infobip": (infobip_route, "fake_infobip", Scripted(status=500, body={}), "500"),
-    "africastalking": (at_route, "fake_at", Scripted(status=201, body=at_answer(status_code=500,
-                                                                                status="InternalServerError")), "500"),
+    "africastalking": (
+        at_route,
+        "fake_at",
+        Scripted(status=201, body=at_answer(status_code=500, status="InternalServerError")),
+        "500",
+    ),
 }
 
 

@@ -129,8 +129,10 @@ def test_a_busy_keys_calls_are_leased_yet_the_limit_holds_exactly_across_process
     between them exactly `limit` calls pass in the second, however the calls interleave."""
     api_key, _ = issue_key(workspace, tps=640)
     assert ratelimit.lease_size(640) == 10 and ratelimit.lease_size(127) == 1
-    first, second = ratelimit.RedisRateLimiter(django_settings.REDIS_URL), ratelimit.RedisRateLimiter(
-        django_settings.REDIS_URL)
+    first, second = (
+        ratelimit.RedisRateLimiter(django_settings.REDIS_URL),
+        ratelimit.RedisRateLimiter(django_settings.REDIS_URL),
+    )
 
     decision = first.check(key_id=api_key.pk, limit=640)
     window = redis.Redis.from_url(django_settings.REDIS_URL).hgetall(ratelimit.redis_keys(api_key.pk)[0])

@@ -144,8 +144,10 @@ def test_a_unicode_template_is_billed_in_ucs2_segments(api):
         ({"dest": DEST, "src": "ZECKTA", "purpose": "LOGIN", "messageTemplate": "no placeholder"}, "messageTemplate"),
         ({"dest": DEST, "src": "ZECKTA", "purpose": "LOGIN", "messageTemplate": "<OTP> <OTP>"}, "messageTemplate"),
         ({"dest": DEST, "src": "ZECKTA", "purpose": "LOGIN", "messageTemplate": "<OTP> <NAME>"}, "messageTemplate"),
-        ({"dest": DEST, "src": "ZECKTA", "purpose": "LOGIN", "messageTemplate": "<OTP>" + "x" * 156},
-         "messageTemplate"),
+        (
+            {"dest": DEST, "src": "ZECKTA", "purpose": "LOGIN", "messageTemplate": "<OTP>" + "x" * 156},
+            "messageTemplate",
+        ),
         ({"dest": DEST, "src": "ZECKTA", "purpose": "LOGIN", "messageTemplate": 42}, "messageTemplate"),
     ],
 )

@@ -46,21 +46,33 @@ def test_a_resend_sends_a_fresh_code_and_the_old_one_stops_working(api, roomy):
         assert response.status_code == 200, response.json()
         body = response.json()
         assert body["success"] is True and body["message"] == MESSAGE_RESENT
-        assert body["data"] == {"sessionId": session_id, "expiresInSeconds": 300, "attemptsLeft": 4,
-                                "reused": False, "resendAvailableInSeconds": 60, "resends": 1}
+        assert body["data"] == {
+            "sessionId": session_id,
+            "expiresInSeconds": 300,
+            "attemptsLeft": 4,
+            "reused": False,
+            "resendAvailableInSeconds": 60,
+            "resends": 1,
+        }
         new_code = deliver_and_read_code(session_id)
 
         # The old code is a wrong code now (it uses an attempt); the new one approves.
         if new_code != old_code:
             stale = verify(api, session_id, old_code)
-            assert_api_error(stale, status=400, code="INVALID", data={
-                "sessionId": session_id, "status": "INVALID", "verified": False, "attemptsLeft": 3})
+            assert_api_error(
+                stale,
+                status=400,
+                code="INVALID",
+                data={"sessionId": session_id, "status": "INVALID", "verified": False, "attemptsLeft": 3},
+            )
         assert verify(api, session_id, new_code).json()["data"]["status"] == "APPROVED"
 
     session = OtpSession.objects.get(public_id=session_id)
     assert session.resends == 1 and session.status == "APPROVED"
     assert list(SmsMessage.objects.filter(session=session).order_by("id").values_list("status", flat=True)) == [
-        "sent", "sent"]
+        "sent",
+        "sent",
+    ]
 
 
 def test_the_validity_starts_again_and_the_session_view_shows_the_latest_send(api, roomy):
@@ -204,8 +216,7 @@ def test_the_idempotency_key_replays_a_resend(api, roomy):
         assert first.status_code == again.status_code == 200
         assert again.json()["data"] == first.json()["data"] and again["Idempotent-Replayed"] == "true"
         other = new_session(api, "+233244000101")
-        assert_api_error(resend(api, other, HTTP_IDEMPOTENCY_KEY="resend-1"), status=409,
-                         code="IDEMPOTENCY_KEY_REUSED")
+        assert_api_error(resend(api, other, HTTP_IDEMPOTENCY_KEY="resend-1"), status=409, code="IDEMPOTENCY_KEY_REUSED")
     assert OtpSession.objects.get(public_id=session_id).resends == 1
     assert SmsMessage.objects.filter(session__public_id=session_id).count() == 2
 
@@ -255,6 +266,7 @@ def test_a_resend_racing_a_verify_ends_in_one_consistent_state():
         session_id = new_session(api_client(raw_key), f"+2332440001{round_:02d}")
         code = deliver_and_read_code(session_id)
         with later(31):
+
             def resend_or_verify(i: int, session_id: str = session_id, code: str = code):
                 client = api_client(raw_key)
                 return resend(client, session_id) if i == 0 else verify(client, session_id, code)
@@ -275,6 +287,7 @@ def test_a_resend_racing_a_cancel_ends_in_one_consistent_state():
     for round_ in range(8):
         session_id = new_session(api_client(raw_key), f"+2332440002{round_:02d}")
         with later(31):
+
             def resend_or_cancel(i: int, session_id: str = session_id):
                 client = api_client(raw_key)
                 return resend(client, session_id) if i == 0 else cancel(client, session_id)

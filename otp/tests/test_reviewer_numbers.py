@@ -27,8 +27,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def reviewer(workspace) -> ReviewerNumber:
-    return reviewer_number_add(workspace=workspace, dest=DEST, code=FIXED_CODE, note="App Store review",
-                               actor="staff")
+    return reviewer_number_add(workspace=workspace, dest=DEST, code=FIXED_CODE, note="App Store review", actor="staff")
 
 
 def approves(api, session_id: str, code: str) -> bool:
@@ -78,8 +77,9 @@ def test_the_guess_budget_still_holds_for_a_reviewer_number(api, workspace, revi
         assert verify(api, session_id, wrong_code(FIXED_CODE)).status_code == 400
     assert WrongCode.objects.count() == 2
 
-    refused = assert_api_error(request_otp(api, DEST, purpose="PASSWORD_RESET"), status=429,
-                               code="DESTINATION_RATE_LIMITED")
+    refused = assert_api_error(
+        request_otp(api, DEST, purpose="PASSWORD_RESET"), status=429, code="DESTINATION_RATE_LIMITED"
+    )
     assert "wrong codes" in refused["message"]
 
 
@@ -95,8 +95,9 @@ def test_a_reviewer_numbers_guess_budget_is_one_for_both_modes(api, workspace, r
     assert sorted(WrongCode.objects.values_list("is_test", flat=True)) == [False, True]
 
     for client in (api, test_api):
-        refused = assert_api_error(request_otp(client, DEST, purpose="PASSWORD_RESET"), status=429,
-                                   code="DESTINATION_RATE_LIMITED")
+        refused = assert_api_error(
+            request_otp(client, DEST, purpose="PASSWORD_RESET"), status=429, code="DESTINATION_RATE_LIMITED"
+        )
         assert "wrong codes" in refused["message"]
     with later(31):
         for client, session_id in ((api, live_session), (test_api, test_session)):
@@ -135,8 +136,12 @@ def test_a_code_that_no_longer_decrypts_makes_it_an_ordinary_number(api, reviewe
 
 
 def test_the_service_refuses_bad_numbers_codes_and_duplicates(workspace, reviewer):
-    for dest, code in (("0202007745", "123456"), ("+233244000002", "12a456"), ("+233244000002", "123"),
-                       (DEST, "123456")):
+    for dest, code in (
+        ("0202007745", "123456"),
+        ("+233244000002", "12a456"),
+        ("+233244000002", "123"),
+        (DEST, "123456"),
+    ):
         with pytest.raises(ValidationFailed):
             reviewer_number_add(workspace=workspace, dest=dest, code=code)
     assert ReviewerNumber.objects.count() == 1
@@ -147,8 +152,14 @@ def test_the_service_refuses_bad_numbers_codes_and_duplicates(workspace, reviewe
 
 
 def form(workspace, **changes) -> dict:
-    return {"workspace": workspace.pk, "dest": DEST, "code": FIXED_CODE, "note": "Play review", "enabled": "on",
-            **changes}
+    return {
+        "workspace": workspace.pk,
+        "dest": DEST,
+        "code": FIXED_CODE,
+        "note": "Play review",
+        "enabled": "on",
+        **changes,
+    }
 
 
 def test_staff_add_change_and_delete_reviewer_numbers_each_audited_and_the_code_is_write_only(
@@ -188,8 +199,12 @@ def test_staff_add_change_and_delete_reviewer_numbers_each_audited_and_the_code_
 
 def test_the_admin_refuses_a_bad_number_a_bad_code_a_missing_code_and_a_duplicate(admin_client, workspace, reviewer):
     other = WorkspaceFactory()
-    for data, field in ((form(other, dest="0202007745"), "dest"), (form(other, code="12"), "code"),
-                        (form(other, code=""), "code"), (form(workspace), "dest")):
+    for data, field in (
+        (form(other, dest="0202007745"), "dest"),
+        (form(other, code="12"), "code"),
+        (form(other, code=""), "code"),
+        (form(workspace), "dest"),
+    ):
         response = admin_client.post(ADD, data)
         assert response.status_code == 200 and field in response.context["adminform"].form.errors
     assert ReviewerNumber.objects.count() == 1
@@ -198,8 +213,9 @@ def test_the_admin_refuses_a_bad_number_a_bad_code_a_missing_code_and_a_duplicat
 
 
 def test_deleting_from_the_changelist_goes_through_the_service(admin_client, reviewer):
-    response = admin_client.post(CHANGELIST, {"action": "delete_selected", "_selected_action": [reviewer.pk],
-                                              "post": "yes"})
+    response = admin_client.post(
+        CHANGELIST, {"action": "delete_selected", "_selected_action": [reviewer.pk], "post": "yes"}
+    )
     assert response.status_code == 302
     assert not ReviewerNumber.objects.exists()
     assert len(events(Action.REVIEWER_NUMBER_DELETED)) == 1

@@ -31,8 +31,12 @@ def fake_twilio(settings) -> Iterator[FakeTwilio]:
 
 
 def twilio_route(fake: FakeTwilio, *, name: str = "twilio-gh", **options) -> Route:
-    return route_create(name=name, backend="twilio", values={
-        "account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN, "base_url": fake.base_url, "timeout": "2"}, **options)
+    return route_create(
+        name=name,
+        backend="twilio",
+        values={"account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN, "base_url": fake.base_url, "timeout": "2"},
+        **options,
+    )
 
 
 def deliver(session_id: str) -> str:
@@ -54,8 +58,9 @@ def receipt_url(route: Route) -> str:
 def post_twilio_receipt(client, route: Route, form: dict[str, str], *, token: str = AUTH_TOKEN):
     url = receipt_url(route)
     signature = twilio.signature(token, PUBLIC_URL + url, form)
-    return client.post(url, urlencode(form), content_type="application/x-www-form-urlencoded",
-                       HTTP_X_TWILIO_SIGNATURE=signature)
+    return client.post(
+        url, urlencode(form), content_type="application/x-www-form-urlencoded", HTTP_X_TWILIO_SIGNATURE=signature
+    )
 
 
 # --- Sending through Twilio ----------------------------------------------------------------------
@@ -74,8 +79,11 @@ def test_an_sms_goes_out_in_twilios_wire_format_with_its_receipt_url(api, fake_t
     delivery = api.get(session_url(session_id)).json()["data"]["delivery"]
     assert (delivery["status"], delivery["route"], delivery["deliveredAt"]) == ("sent", "twilio-gh", None)
     attempt = SmsAttempt.objects.get()
-    assert (attempt.status, attempt.provider_message_id, attempt.route_name) == ("accepted", "SM" + "0" * 31 + "1",
-                                                                                  "twilio-gh")
+    assert (attempt.status, attempt.provider_message_id, attempt.route_name) == (
+        "accepted",
+        "SM" + "0" * 31 + "1",
+        "twilio-gh",
+    )
 
 
 def test_credentials_are_stored_encrypted(fake_twilio):
@@ -103,8 +111,16 @@ def test_a_transient_twilio_error_is_retried_on_the_same_route(api, fake_twilio)
 
 
 def test_a_twilio_time_out_is_transient(api, fake_twilio, settings):
-    route_create(name="slow", backend="twilio", values={"account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN,
-                                                        "base_url": fake_twilio.base_url, "timeout": "0.3"})
+    route_create(
+        name="slow",
+        backend="twilio",
+        values={
+            "account_sid": ACCOUNT_SID,
+            "auth_token": AUTH_TOKEN,
+            "base_url": fake_twilio.base_url,
+            "timeout": "0.3",
+        },
+    )
     fake_twilio.answer(TwilioAnswer(delay=1.0))
     request_otp(api, DEST)
     with pytest.raises(SmsRetryLater):
@@ -128,8 +144,9 @@ def test_a_permanent_error_fails_over_to_the_next_route_with_the_same_code(api, 
     assert api.get(session_url(session_id)).json()["data"]["delivery"]["route"] == "relay"
 
 
-def test_when_every_route_fails_the_sms_fails_and_the_default_route_is_the_last(api, fake_twilio, settings,
-                                                                                 closed_port_url):
+def test_when_every_route_fails_the_sms_fails_and_the_default_route_is_the_last(
+    api, fake_twilio, settings, closed_port_url
+):
     twilio_route(fake_twilio)
     fake_twilio.answer(TwilioAnswer(status=400, code=21610))
     settings.SMS_BACKEND, settings.SMS_HTTP_URL = "http", closed_port_url.replace("/sms", "/refused")
@@ -138,7 +155,9 @@ def test_when_every_route_fails_the_sms_fails_and_the_default_route_is_the_last(
 
     assert deliver(session_id) == "failed"
     assert list(SmsAttempt.objects.order_by("started_at", "pk").values_list("route_name", flat=True)) == [
-        "twilio-gh", "default"]
+        "twilio-gh",
+        "default",
+    ]
 
 
 def test_a_route_only_serves_its_countries(api, fake_twilio, sms_outbox):
@@ -181,8 +200,9 @@ def test_a_signed_twilio_receipt_marks_the_sms_delivered(api, client, fake_twili
     deliver(session_id)
     sid = SmsAttempt.objects.get().provider_message_id
 
-    response = post_twilio_receipt(client, route, {"MessageSid": sid, "MessageStatus": "delivered",
-                                                   "AccountSid": ACCOUNT_SID})
+    response = post_twilio_receipt(
+        client, route, {"MessageSid": sid, "MessageStatus": "delivered", "AccountSid": ACCOUNT_SID}
+    )
 
     assert response.status_code == 200 and response.json()["success"] is True
     delivery = api.get(session_url(session_id)).json()["data"]["delivery"]
@@ -220,8 +240,11 @@ def test_a_receipt_with_a_bad_signature_is_refused_and_changes_nothing(api, clie
     sid = SmsAttempt.objects.get().provider_message_id
 
     forged = post_twilio_receipt(client, route, {"MessageSid": sid, "MessageStatus": "delivered"}, token="guess")
-    unsigned = client.post(receipt_url(route), urlencode({"MessageSid": sid, "MessageStatus": "delivered"}),
-                           content_type="application/x-www-form-urlencoded")
+    unsigned = client.post(
+        receipt_url(route),
+        urlencode({"MessageSid": sid, "MessageStatus": "delivered"}),
+        content_type="application/x-www-form-urlencoded",
+    )
 
     assert_api_error(forged, status=403, code="FORBIDDEN")
     assert_api_error(unsigned, status=403, code="FORBIDDEN")
@@ -242,8 +265,9 @@ def test_an_unknown_message_id_is_answered_200_and_applied_when_its_send_commits
     assert not EarlyReceipt.objects.exists()
 
 
-def test_a_receipt_for_the_first_route_of_a_failed_over_sms_touches_that_attempt_only(api, client, fake_twilio,
-                                                                                      fake_gateway, settings):
+def test_a_receipt_for_the_first_route_of_a_failed_over_sms_touches_that_attempt_only(
+    api, client, fake_twilio, fake_gateway, settings
+):
     route = twilio_route(fake_twilio, priority=1)
     route_create(name="relay", backend="http", values={"url": fake_gateway.url}, priority=2)
     fake_twilio.answer(TwilioAnswer(status=400, code=21211))
@@ -272,35 +296,53 @@ def test_the_http_backend_receipt_needs_the_route_token(api, client, fake_gatewa
 
 
 def test_an_unknown_route_is_not_found(client):
-    assert_api_error(client.post("/v1/webhooks/sms/00000000-0000-4000-8000-000000000000", {},
-                                 content_type="application/json"), status=404, code="NOT_FOUND")
+    assert_api_error(
+        client.post("/v1/webhooks/sms/00000000-0000-4000-8000-000000000000", {}, content_type="application/json"),
+        status=404,
+        code="NOT_FOUND",
+    )
 
 
 # --- Operator commands ---------------------------------------------------------------------------
 
 
 def test_add_route_and_list_routes(fake_twilio):
-    route_id = run_command("add_route", "twilio-main", "--backend", "twilio", "--countries", "GH,NG",
-                           "--priority", "5", "--rate", "20", "--setting", f"account_sid={ACCOUNT_SID}",
-                           "--setting", f"auth_token={AUTH_TOKEN}")[-1]
+    route_id = run_command(
+        "add_route",
+        "twilio-main",
+        "--backend",
+        "twilio",
+        "--countries",
+        "GH,NG",
+        "--priority",
+        "5",
+        "--rate",
+        "20",
+        "--setting",
+        f"account_sid={ACCOUNT_SID}",
+        "--setting",
+        f"auth_token={AUTH_TOKEN}",
+    )[-1]
     route = Route.objects.get(public_id=route_id)
     assert (route.countries, route.priority, route.rate_per_second) == ("GH,NG", 5, 20)
 
     lines = run_command("list_routes")
 
-    assert lines[0].split() == ["name", "backend", "countries", "priority", "rate", "enabled", "sent_24h",
-                                "failed_24h"]
+    assert lines[0].split() == ["name", "backend", "countries", "priority", "rate", "enabled", "sent_24h", "failed_24h"]
     assert lines[1].split() == ["twilio-main", "twilio", "GH,NG", "5", "20", "yes", "0", "0"]
     assert lines[2].split()[:2] == ["default", "locmem"]
     assert AUTH_TOKEN not in "\n".join(lines)
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (("--backend", "twilio"), "needs the setting(s) account_sid, auth_token"),
-    (("--backend", "pigeon"), "not available"),
-    (("--backend", "http", "--setting", "url=https://x.example", "--setting", "colour=blue"), "takes no setting"),
-    (("--backend", "http", "--setting", "url=https://x.example", "--rate", "0"), "between 1 and"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (("--backend", "twilio"), "needs the setting(s) account_sid, auth_token"),
+        (("--backend", "pigeon"), "not available"),
+        (("--backend", "http", "--setting", "url=https://x.example", "--setting", "colour=blue"), "takes no setting"),
+        (("--backend", "http", "--setting", "url=https://x.example", "--rate", "0"), "between 1 and"),
+    ],
+)
 def test_add_route_refuses_bad_input_in_one_line(args, fragment):
     from django.core.management import CommandError
 
@@ -317,8 +359,12 @@ def test_the_default_route_takes_receipts_at_default_with_its_token(api, client,
     url = reverse("sms-receipt", args=["default"])
 
     refused = client.post(url, {"id": provider_id, "status": "delivered"}, content_type="application/json")
-    accepted = client.post(url, {"id": provider_id, "status": "rejected"}, content_type="application/json",
-                           HTTP_AUTHORIZATION="Bearer default-route-token")
+    accepted = client.post(
+        url,
+        {"id": provider_id, "status": "rejected"},
+        content_type="application/json",
+        HTTP_AUTHORIZATION="Bearer default-route-token",
+    )
 
     assert_api_error(refused, status=403, code="FORBIDDEN")
     assert accepted.status_code == 200

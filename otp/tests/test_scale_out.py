@@ -55,7 +55,10 @@ class Deployment:
 
     def start_worker(self, node: str) -> WorkerProcess:
         worker = WorkerProcess(
-            broker_url=self.redis.url, gateway=self.gateway, node=node, beat=True,
+            broker_url=self.redis.url,
+            gateway=self.gateway,
+            node=node,
+            beat=True,
             extra_env={
                 "TEST_BEAT_INTERVAL_SECONDS": str(BEAT_INTERVAL_SECONDS),
                 "BEAT_LOCK_TTL_SECONDS": str(BEAT_LOCK_TTL_SECONDS),
@@ -122,8 +125,7 @@ def live_key(*, tps: int) -> str:
 
 
 def request_otp(port: int, raw_key: str, dest: str) -> tuple[int, dict, dict]:
-    return call(port, "POST", "/v1/messaging/otp/request", raw_key,
-                {"dest": dest, "src": "ZECKTA", "purpose": "LOGIN"})
+    return call(port, "POST", "/v1/messaging/otp/request", raw_key, {"dest": dest, "src": "ZECKTA", "purpose": "LOGIN"})
 
 
 # --- 1. The rate limit --------------------------------------------------------------------------------
@@ -180,7 +182,8 @@ def test_every_sms_of_many_requests_through_both_instances_goes_out_exactly_once
 
     assert statuses == [200] * len(dests)
     assert wait_for(lambda: SmsMessage.objects.filter(status="sent").count() == len(dests), timeout=WAIT_SECONDS), (
-        Counter(SmsMessage.objects.values_list("status", flat=True)))
+        Counter(SmsMessage.objects.values_list("status", flat=True))
+    )
     messages = {str(public_id) for public_id in SmsMessage.objects.values_list("public_id", flat=True)}
     references = Counter(request.json["reference"] for request in gateway.requests)
     assert len(messages) == len(dests)
@@ -188,8 +191,10 @@ def test_every_sms_of_many_requests_through_both_instances_goes_out_exactly_once
     assert max(references.values()) == 1  # no duplicate
     assert sorted(request.json["to"] for request in gateway.requests) == sorted(dests)
     # Both workers took a share, and together their logs account for every SMS once.
-    sent_by = [SENT_LINE.findall(worker.output()[before:])
-               for worker, before in zip(deployment.workers, logs_before, strict=True)]
+    sent_by = [
+        SENT_LINE.findall(worker.output()[before:])
+        for worker, before in zip(deployment.workers, logs_before, strict=True)
+    ]
     assert all(sent_by), [len(ids) for ids in sent_by]
     assert Counter(sent_by[0] + sent_by[1]) == Counter(messages)
 
@@ -202,8 +207,11 @@ def beat_sends(output: str) -> Counter:
 
 
 def beat_holder(deployment: Deployment) -> WorkerProcess | None:
-    holding = [worker for worker in deployment.workers
-               if worker.output().rfind("took the beat lock") > worker.output().rfind("lost the beat lock")]
+    holding = [
+        worker
+        for worker in deployment.workers
+        if worker.output().rfind("took the beat lock") > worker.output().rfind("lost the beat lock")
+    ]
     return holding[0] if len(holding) == 1 else None
 
 
@@ -215,18 +223,20 @@ def test_two_workers_started_with_beat_send_each_periodic_task_once_per_interval
     window = 6.0  # seconds
     time.sleep(window)
 
-    sent = beat_sends(holder.output()[before[id(holder)]:])
-    assert beat_sends(standby.output()[before[id(standby)]:]) == Counter()
+    sent = beat_sends(holder.output()[before[id(holder)] :])
+    assert beat_sends(standby.output()[before[id(standby)] :]) == Counter()
     assert set(sent) == set(settings.CELERY_BEAT_SCHEDULE)
     for name, count in sent.items():  # once per interval: 6 in 6 s, give or take the window's edges
         assert window / BEAT_INTERVAL_SECONDS - 2 <= count <= window / BEAT_INTERVAL_SECONDS + 1, (name, count)
 
     # The holder's machine dies: the standby takes over once the lock expires, and the schedule goes on.
     holder.kill()
-    assert wait_for(lambda: "took the beat lock" in standby.output()[before[id(standby)]:], timeout=WAIT_SECONDS)
+    assert wait_for(lambda: "took the beat lock" in standby.output()[before[id(standby)] :], timeout=WAIT_SECONDS)
     taken_over = len(standby.output())
-    assert wait_for(lambda: set(beat_sends(standby.output()[taken_over:])) == set(settings.CELERY_BEAT_SCHEDULE),
-                    timeout=WAIT_SECONDS)
+    assert wait_for(
+        lambda: set(beat_sends(standby.output()[taken_over:])) == set(settings.CELERY_BEAT_SCHEDULE),
+        timeout=WAIT_SECONDS,
+    )
     deployment.replace(holder, "worker-c")
 
 
@@ -246,8 +256,11 @@ def kill_the_worker_holding_the_call(
 
     assert status == 200, body
     assert gateway.received.wait(timeout=WAIT_SECONDS), "the provider was never called"
-    sending = [worker for worker, before in zip(deployment.workers, logs_before, strict=True)
-               if SEND_RECEIVED in worker.output()[before:]]
+    sending = [
+        worker
+        for worker, before in zip(deployment.workers, logs_before, strict=True)
+        if SEND_RECEIVED in worker.output()[before:]
+    ]
     assert len(sending) == 1, [worker.output()[-2000:] for worker in deployment.workers]
     dead = sending[0]
     dead.kill()
@@ -262,7 +275,8 @@ def wait_sent(message: SmsMessage) -> SmsMessage:
     # The lease (6 s) runs out, the sweeper (every second, on whichever worker holds the beat lock) puts the
     # SMS back on the queue, the surviving worker claims it again and sends it.
     assert wait_for(lambda: SmsMessage.objects.get(pk=message.pk).status == "sent", timeout=WAIT_SECONDS), (
-        SmsMessage.objects.get(pk=message.pk).status)
+        SmsMessage.objects.get(pk=message.pk).status
+    )
     return SmsMessage.objects.get(pk=message.pk)
 
 
@@ -270,7 +284,8 @@ def test_a_worker_killed_while_the_provider_holds_its_call_loses_nothing(deploym
     """The provider had not accepted the first call (it answers 503 once the caller is gone): the SMS reaches
     it once more and is accepted once."""
     message, survivor, dead = kill_the_worker_holding_the_call(
-        deployment, gateway, Answer(status=503, hold=threading.Event()))
+        deployment, gateway, Answer(status=503, hold=threading.Event())
+    )
 
     sent = wait_sent(message)
 
@@ -286,8 +301,7 @@ def test_a_worker_killed_after_the_provider_accepted_sends_it_twice_with_one_ref
     """The at-least-once edge: the provider accepted the first call, but the worker died before it heard so.
     Nobody can tell that from a call that never arrived, so the SMS goes again, with the same `reference`
     (the provider's idempotency key) and the same code: at worst the user gets the same text twice."""
-    message, _, dead = kill_the_worker_holding_the_call(
-        deployment, gateway, Answer(status=200, hold=threading.Event()))
+    message, _, dead = kill_the_worker_holding_the_call(deployment, gateway, Answer(status=200, hold=threading.Event()))
 
     sent = wait_sent(message)
 

@@ -35,14 +35,16 @@ def test_a_sender_created_through_the_api_cannot_send_otps_until_approved(api, w
 
 def test_a_sender_name_that_sessions_used_is_soft_deleted_and_can_be_requested_again(api, sender):
     """API.md section 5: delete always works; the sessions keep their `src`; the name can send no more."""
-    session_id = api.post("/v1/messaging/otp/request", {"dest": DEST, "src": "ZECKTA", "purpose": "LOGIN"},
-                          format="json").json()["data"]["sessionId"]
+    session_id = api.post(
+        "/v1/messaging/otp/request", {"dest": DEST, "src": "ZECKTA", "purpose": "LOGIN"}, format="json"
+    ).json()["data"]["sessionId"]
 
     deleted = api.delete(detail_url(sender.public_id))
     gone = api.get(detail_url(sender.public_id))
     listed = api.get(URL).json()["data"]["items"]
-    cannot_send = api.post("/v1/messaging/otp/request", {"dest": "+233244123456", "src": "ZECKTA",
-                                                         "purpose": "LOGIN"}, format="json")
+    cannot_send = api.post(
+        "/v1/messaging/otp/request", {"dest": "+233244123456", "src": "ZECKTA", "purpose": "LOGIN"}, format="json"
+    )
     session = api.get(f"/v1/messaging/otp/{session_id}").json()["data"]
     again = api.post(URL, body("ZECKTA"), format="json")
 

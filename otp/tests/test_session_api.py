@@ -17,8 +17,21 @@ def test_it_shows_the_session_and_its_delivery(api):
 
     assert response.status_code == 200
     data = response.json()["data"]
-    assert set(data) == {"sessionId", "dest", "src", "purpose", "status", "expiresInSeconds", "attemptsLeft",
-                         "resendAvailableInSeconds", "resends", "transaction", "createdAt", "verifiedAt", "delivery"}
+    assert set(data) == {
+        "sessionId",
+        "dest",
+        "src",
+        "purpose",
+        "status",
+        "expiresInSeconds",
+        "attemptsLeft",
+        "resendAvailableInSeconds",
+        "resends",
+        "transaction",
+        "createdAt",
+        "verifiedAt",
+        "delivery",
+    }
     assert data["resendAvailableInSeconds"] == 30 and data["resends"] == 0 and data["transaction"] is None
     assert data["sessionId"] == session_id and data["dest"] == DEST and data["src"] == "ZECKTA"
     assert data["purpose"] == "LOGIN" and data["status"] == "PENDING" and data["verifiedAt"] is None
@@ -53,7 +66,8 @@ def test_another_workspaces_session_is_not_found(api):
     assert foreign.status_code == missing.status_code == 404
     assert foreign.json()["code"] == missing.json()["code"] == "NOT_FOUND"
     assert foreign.content.replace(foreign["X-Request-ID"].encode(), b"") == missing.content.replace(
-        missing["X-Request-ID"].encode(), b"")
+        missing["X-Request-ID"].encode(), b""
+    )
 
 
 def test_a_non_uuid_session_path_is_not_found(api):

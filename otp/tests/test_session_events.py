@@ -30,8 +30,10 @@ def subscribed(workspace, settings):
 
 
 def recorded(event_type: str) -> list[dict]:
-    return [json.loads(body) for body in
-            WebhookDelivery.objects.filter(event_type=event_type).order_by("pk").values_list("body", flat=True)]
+    return [
+        json.loads(body)
+        for body in WebhookDelivery.objects.filter(event_type=event_type).order_by("pk").values_list("body", flat=True)
+    ]
 
 
 def new_session(api) -> tuple[str, str]:

@@ -28,8 +28,17 @@ def smsc() -> Iterator[FakeSmsc]:
 
 
 def smpp_route(smsc: FakeSmsc, *, password: str = PASSWORD) -> Route:
-    return route_create(name="smsc", backend="smpp", values={
-        "host": "127.0.0.1", "port": str(smsc.port), "system_id": SYSTEM_ID, "password": password, "timeout": "3"})
+    return route_create(
+        name="smsc",
+        backend="smpp",
+        values={
+            "host": "127.0.0.1",
+            "port": str(smsc.port),
+            "system_id": SYSTEM_ID,
+            "password": password,
+            "timeout": "3",
+        },
+    )
 
 
 @pytest.fixture
@@ -39,8 +48,12 @@ def bind_for() -> Iterator:
 
     def start(route: Route) -> SmppBind:
         key = str(route.public_id)
-        bind = SmppBind(route_key=key, route_name=route.name, config=route_settings(route),
-                        on_receipts=lambda receipts: receipts_apply(route_key=key, receipts=receipts))
+        bind = SmppBind(
+            route_key=key,
+            route_name=route.name,
+            config=route_settings(route),
+            on_receipts=lambda receipts: receipts_apply(route_key=key, receipts=receipts),
+        )
         thread = threading.Thread(target=bind.run, kwargs={"poll_seconds": 0.05}, daemon=True)
         thread.start()
         binds.append((bind, thread))

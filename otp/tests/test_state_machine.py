@@ -250,7 +250,7 @@ class OtpServiceMachine(RuleBasedStateMachine):
         assert response.status_code == 200, body
         assert body["message"] == MESSAGE_RESENT
         session.resends += 1
-        cooldowns = RESEND_COOLDOWNS[session.resends:]
+        cooldowns = RESEND_COOLDOWNS[session.resends :]
         session.resend_at = self.now + timedelta(seconds=cooldowns[0]) if cooldowns else None
         # A fresh code, the validity restarted, the attempts kept; the new SMS is still to go out.
         session.expires_at = self.now + policy.validity
@@ -552,7 +552,13 @@ class OtpServiceMachine(RuleBasedStateMachine):
     def _db_snapshot() -> list[tuple]:
         return list(
             OtpSession.objects.order_by("pk", "sms_messages__id").values_list(
-                "pk", "status", "attempts_used", "expires_at", "verified_at", "resends", "sms_messages__status",
+                "pk",
+                "status",
+                "attempts_used",
+                "expires_at",
+                "verified_at",
+                "resends",
+                "sms_messages__status",
                 "sms_messages__attempts",
             )
         )

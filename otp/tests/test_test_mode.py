@@ -102,7 +102,9 @@ def test_test_and_live_sessions_never_see_each_other(api_of_test_key, api):
 
     sessions = OtpSession.objects.order_by("is_test")
     assert [(s.is_test, s.status, s.attempts_used, s.resends) for s in sessions] == [
-        (False, "PENDING", 0, 0), (True, "PENDING", 0, 0)]
+        (False, "PENDING", 0, 0),
+        (True, "PENDING", 0, 0),
+    ]
     assert not WrongCode.objects.exists()
 
 
@@ -114,8 +116,12 @@ def test_a_test_key_resends_cancels_and_reads_its_own_sessions(api_of_test_key):
         assert resent.status_code == 200 and resent.json()["data"]["resends"] == 1
         texts = [entry["text"] for entry in inbox(api_of_test_key).json()["data"]]
         assert len(texts) == 2 and code_of(texts[1]) == first_code  # newest first: the resend's on top
-        assert_api_error(verify(api_of_test_key, session_id, first_code), status=400, code="INVALID",
-                         data={"sessionId": session_id, "status": "INVALID", "verified": False, "attemptsLeft": 4})
+        assert_api_error(
+            verify(api_of_test_key, session_id, first_code),
+            status=400,
+            code="INVALID",
+            data={"sessionId": session_id, "status": "INVALID", "verified": False, "attemptsLeft": 4},
+        )
         assert verify(api_of_test_key, session_id, code_of(texts[0])).status_code == 200
     assert not locmem.outbox
 
@@ -134,8 +140,10 @@ def test_the_inbox_answers_a_live_key_as_an_unknown_route_would(api):
     assert_api_error(api_client("").get(INBOX_URL, {"dest": DEST}), status=401, code="AUTHENTICATION_FAILED")
 
 
-@pytest.mark.parametrize("query", ["", "?dest=", "?dest=0202007745", "?dest=%2B233%2020%20200%207745",
-                                   "?dest=%2B23320200774", "?dest=233202007745"])
+@pytest.mark.parametrize(
+    "query",
+    ["", "?dest=", "?dest=0202007745", "?dest=%2B233%2020%20200%207745", "?dest=%2B23320200774", "?dest=233202007745"],
+)
 def test_the_inbox_wants_one_destination_in_e164(api_of_test_key, query):
     body = assert_api_error(api_of_test_key.get(INBOX_URL + query), status=400, code="VALIDATION_ERROR")
     assert list(body["errors"]) == ["dest"]
@@ -201,8 +209,9 @@ def test_test_sms_and_wrong_codes_count_among_test_ones_only(api_of_test_key, ap
     new_session(api)
     test = new_session(api_of_test_key)  # the live SMS does not fill the test window
 
-    assert_api_error(request_otp(api_of_test_key, DEST, purpose="PASSWORD_RESET"), status=429,
-                     code="DESTINATION_RATE_LIMITED")
+    assert_api_error(
+        request_otp(api_of_test_key, DEST, purpose="PASSWORD_RESET"), status=429, code="DESTINATION_RATE_LIMITED"
+    )
     assert_api_error(request_otp(api, DEST, purpose="PASSWORD_RESET"), status=429, code="DESTINATION_RATE_LIMITED")
 
     Workspace.objects.filter(pk=workspace.pk).update(destination_limit=10)
@@ -210,8 +219,9 @@ def test_test_sms_and_wrong_codes_count_among_test_ones_only(api_of_test_key, ap
     code = code_of(inbox(api_of_test_key).json()["data"][0]["text"])
     assert verify(api_of_test_key, test, wrong_code(code)).status_code == 400
     # The test guess budget is spent; the live one is not.
-    refused = assert_api_error(request_otp(api_of_test_key, DEST, purpose="KYC_VERIFICATION"), status=429,
-                               code="DESTINATION_RATE_LIMITED")
+    refused = assert_api_error(
+        request_otp(api_of_test_key, DEST, purpose="KYC_VERIFICATION"), status=429, code="DESTINATION_RATE_LIMITED"
+    )
     assert "wrong codes" in refused["message"]
     assert request_otp(api, DEST, purpose="KYC_VERIFICATION").status_code == 200
 
@@ -241,9 +251,10 @@ def test_a_wrong_test_code_is_counted_as_such(api_of_test_key):
 
 def test_a_test_key_is_a_key_like_any_other(workspace, sender):
     api_key, raw_key = issue_key(workspace, test=True)
-    secret = raw_key[len("zk_test_"):]
-    assert_api_error(api_client("zk_live_" + secret).get(INBOX_URL, {"dest": DEST}), status=401,
-                     code="AUTHENTICATION_FAILED")
+    secret = raw_key[len("zk_test_") :]
+    assert_api_error(
+        api_client("zk_live_" + secret).get(INBOX_URL, {"dest": DEST}), status=401, code="AUTHENTICATION_FAILED"
+    )
     assert api_client(raw_key).get(INBOX_URL, {"dest": DEST}).status_code == 200
 
     run_command("revoke_api_key", api_key.prefix)

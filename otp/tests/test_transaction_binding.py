@@ -27,8 +27,7 @@ def test_the_default_text_names_the_amount_and_the_payee(api):
     session_id = pay(api).json()["data"]["sessionId"]
     code = deliver_and_read_code(session_id)
     assert locmem.outbox[-1].text == (
-        f"Your code to approve GHS 125.50 to Acme Shop is {code}. It expires in 5 minutes. "
-        "Never share it with anyone."
+        f"Your code to approve GHS 125.50 to Acme Shop is {code}. It expires in 5 minutes. Never share it with anyone."
     )
 
 
@@ -80,8 +79,12 @@ def test_another_transaction_is_a_wrong_code_and_uses_an_attempt(api, changed):
 
     response = verify(api, session_id, code, transaction={**PAYMENT, **changed})
 
-    assert_api_error(response, status=400, code="INVALID", data={
-        "sessionId": session_id, "status": "INVALID", "verified": False, "attemptsLeft": 4})
+    assert_api_error(
+        response,
+        status=400,
+        code="INVALID",
+        data={"sessionId": session_id, "status": "INVALID", "verified": False, "attemptsLeft": 4},
+    )
     assert OtpSession.objects.get(public_id=session_id).attempts_used == 1
     assert verify(api, session_id, code, transaction=PAYMENT).json()["data"]["status"] == "APPROVED"
 
@@ -108,8 +111,10 @@ def test_a_resend_keeps_the_binding_and_the_text(api, workspace):
         assert resend(api, session_id).status_code == 200
         code = deliver_and_read_code(session_id)
         assert "GHS 125.50 to Acme Shop" in locmem.outbox[-1].text
-        assert verify(api, session_id, code, transaction={**PAYMENT, "amount": "1.00"}).json()["data"][
-            "status"] == "INVALID"
+        assert (
+            verify(api, session_id, code, transaction={**PAYMENT, "amount": "1.00"}).json()["data"]["status"]
+            == "INVALID"
+        )
         assert verify(api, session_id, code).json()["data"]["status"] == "APPROVED"
 
 

@@ -25,7 +25,10 @@ def assert_outcome(response, *, http: int, status: str, attempts_left: int, sess
     body = response.json()
     assert response.status_code == http, body
     assert body["data"] == {
-        "sessionId": session_id, "status": status, "verified": status == "APPROVED", "attemptsLeft": attempts_left,
+        "sessionId": session_id,
+        "status": status,
+        "verified": status == "APPROVED",
+        "attemptsLeft": attempts_left,
     }
     assert body["success"] is (status == "APPROVED")
     if status != "APPROVED":
@@ -72,20 +75,32 @@ def test_a_wrong_code_uses_one_attempt(api, issued):
 def test_the_last_wrong_code_locks_the_session_even_against_the_right_code(api, issued):
     session_id, code = issued
     for left in (4, 3, 2, 1):
-        assert_outcome(verify(api, session_id, wrong_code(code)), http=400, status="INVALID", attempts_left=left,
-                       session_id=session_id)
-    assert_outcome(verify(api, session_id, wrong_code(code)), http=423, status="MAX_ATTEMPTS_REACHED",
-                   attempts_left=0, session_id=session_id)
-    assert_outcome(verify(api, session_id, code), http=423, status="MAX_ATTEMPTS_REACHED", attempts_left=0,
-                   session_id=session_id)
+        assert_outcome(
+            verify(api, session_id, wrong_code(code)),
+            http=400,
+            status="INVALID",
+            attempts_left=left,
+            session_id=session_id,
+        )
+    assert_outcome(
+        verify(api, session_id, wrong_code(code)),
+        http=423,
+        status="MAX_ATTEMPTS_REACHED",
+        attempts_left=0,
+        session_id=session_id,
+    )
+    assert_outcome(
+        verify(api, session_id, code), http=423, status="MAX_ATTEMPTS_REACHED", attempts_left=0, session_id=session_id
+    )
     assert OtpSession.objects.get(public_id=session_id).attempts_used == 5
 
 
 def test_a_used_session_answers_already_used(api, issued):
     session_id, code = issued
     verify(api, session_id, code)
-    assert_outcome(verify(api, session_id, code), http=409, status="ALREADY_USED", attempts_left=5,
-                   session_id=session_id)
+    assert_outcome(
+        verify(api, session_id, code), http=409, status="ALREADY_USED", attempts_left=5, session_id=session_id
+    )
 
 
 def test_the_right_code_after_expiry_is_rejected_without_using_an_attempt(api, issued):
@@ -147,15 +162,32 @@ def test_another_workspaces_session_answers_exactly_like_a_missing_one(api, issu
     assert foreign.status_code == missing.status_code == 404
     # Alike but for the id each echoes back (API.md section 3: NOT_FOUND's data names the id as sent).
     assert (foreign.json()["data"]["sessionId"], missing.json()["data"]["sessionId"]) == (session_id, missing_id)
-    strip = lambda r: {k: v for k, v in r.json().items() if k != "requestId"} | {  # noqa: E731
-        "data": {k: v for k, v in r.json()["data"].items() if k != "sessionId"}}
+
+    def strip(response):
+        body = {k: v for k, v in response.json().items() if k != "requestId"}
+        return body | {"data": {k: v for k, v in response.json()["data"].items() if k != "sessionId"}}
+
     assert strip(foreign) == strip(missing)
     assert OtpSession.objects.get(public_id=session_id).status == "PENDING"
 
 
 @pytest.mark.parametrize(
-    "code", ["", "123", "12", "12345678901", "123456\n", " 123456", "١٢٣٤٥٦", "12345a", "12.456", "+12345", None,
-             123456, ["123456"]],
+    "code",
+    [
+        "",
+        "123",
+        "12",
+        "12345678901",
+        "123456\n",
+        " 123456",
+        "١٢٣٤٥٦",
+        "12345a",
+        "12.456",
+        "+12345",
+        None,
+        123456,
+        ["123456"],
+    ],
 )
 def test_a_malformed_code_is_a_validation_error_and_uses_no_attempt(api, issued, code):
     session_id, _ = issued

@@ -42,15 +42,19 @@ def deliver_events(event_type: str) -> None:
 
 def received(receiver: Receiver, secret: str, event_type: str) -> dict:
     """The one event of that type the receiver got, its signature checked with the standardwebhooks library."""
-    [payload] = [p for p in (Webhook(secret).verify(r.body, r.headers) for r in receiver.requests)
-                 if p["type"] == event_type]
+    [payload] = [
+        p for p in (Webhook(secret).verify(r.body, r.headers) for r in receiver.requests) if p["type"] == event_type
+    ]
     return payload
 
 
 def post_receipt(client, provider_id: str, status: str, timestamp: str = "2026-12-02T10:00:00Z"):
-    response = client.post(reverse("sms-receipt", args=["default"]),
-                           {"id": provider_id, "status": status, "timestamp": timestamp},
-                           content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {RECEIPT_TOKEN}")
+    response = client.post(
+        reverse("sms-receipt", args=["default"]),
+        {"id": provider_id, "status": status, "timestamp": timestamp},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {RECEIPT_TOKEN}",
+    )
     assert response.status_code == 200
 
 
@@ -78,7 +82,9 @@ def test_an_otp_sms_sent_then_delivered_reaches_the_receiver_as_two_signed_event
     assert delivered["timestamp"] == "2026-12-02T10:00:00.000000Z"  # the receipt's time: the event's
     assert delivered["data"]["sessionId"] == session_id
     assert (delivered["data"]["delivery"]["status"], delivered["data"]["delivery"]["deliveredAt"]) == (
-        "delivered", "2026-12-02T10:00:00Z")
+        "delivered",
+        "2026-12-02T10:00:00Z",
+    )
     assert receiver.calls == 2
 
 
@@ -115,8 +121,9 @@ def test_an_event_rolls_back_with_the_state_change_it_reports(api, workspace, re
     session_id = request_otp(api, DEST).json()["data"]["sessionId"]
 
     with pytest.raises(RuntimeError), transaction.atomic():
-        otp_event_emit(workspace_id=workspace.pk, session_public_id=session_id, event_type=Event.OTP_APPROVED,
-                       at=timezone.now())
+        otp_event_emit(
+            workspace_id=workspace.pk, session_public_id=session_id, event_type=Event.OTP_APPROVED, at=timezone.now()
+        )
         assert WebhookDelivery.objects.count() == 1
         raise RuntimeError("the verify failed after all")
 
@@ -127,11 +134,16 @@ def test_emitting_without_a_subscriber_costs_no_query(api, workspace, receiver, 
     subscribe(api, receiver, "otp.sent")  # another event
     session_id = request_otp(api, DEST).json()["data"]["sessionId"]
     with transaction.atomic():
-        otp_event_emit(workspace_id=workspace.pk, session_public_id=session_id, event_type=Event.OTP_APPROVED,
-                       at=timezone.now())  # fills the cache
+        otp_event_emit(
+            workspace_id=workspace.pk, session_public_id=session_id, event_type=Event.OTP_APPROVED, at=timezone.now()
+        )  # fills the cache
         with django_assert_num_queries(0):
-            otp_event_emit(workspace_id=workspace.pk, session_public_id=session_id,
-                           event_type=Event.OTP_APPROVED, at=timezone.now())
+            otp_event_emit(
+                workspace_id=workspace.pk,
+                session_public_id=session_id,
+                event_type=Event.OTP_APPROVED,
+                at=timezone.now(),
+            )
     assert not WebhookDelivery.objects.exists()
 
 
@@ -156,8 +168,7 @@ def test_a_send_without_a_subscriber_costs_the_same_statements(api, workspace, r
     assert not WebhookDelivery.objects.exists()
 
 
-def test_a_send_with_a_subscriber_records_otp_sent_in_the_outcomes_transaction(api, workspace, receiver,
-                                                                               sms_outbox):
+def test_a_send_with_a_subscriber_records_otp_sent_in_the_outcomes_transaction(api, workspace, receiver, sms_outbox):
     webhook_endpoint_create(workspace=workspace, url=receiver.url, events=[Event.OTP_SENT])
     statements_of_a_send(api, "+233244000001")  # the caches fill on the first send
 

@@ -193,7 +193,9 @@ def test_a_route_rate_cap_holds_across_two_worker_processes(fake_gateway, broker
         assert request_otp(api, number).status_code == 200
 
     assert wait_for(lambda: SmsMessage.objects.filter(status="sent").count() == 6, timeout=30), (
-        list(SmsMessage.objects.values_list("status", flat=True)), [w.output()[-3000:] for w in workers])
+        list(SmsMessage.objects.values_list("status", flat=True)),
+        [w.output()[-3000:] for w in workers],
+    )
     sent = sorted(SmsAttempt.objects.filter(status="accepted").values_list("started_at", flat=True))
     assert len(sent) == 6 and fake_gateway.calls == 6  # each SMS once, none lost to the waiting
     # Six distinct one-second windows span at least five seconds of the clock, less the few milliseconds

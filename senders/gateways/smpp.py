@@ -35,8 +35,15 @@ DEFAULT_TIMEOUT = 10.0  # seconds the worker waits for the bind process's answer
 TRANSIENT_STATUSES = frozenset({0x58, 0x14})  # ESME_RTHROTTLED, ESME_RMSGQFUL
 # message_state TLV values (SMPP 3.4 section 5.3.2.35) and receipt `stat:` words, in the contract's words.
 MESSAGE_STATES = {2: "delivered", 3: "expired", 5: "undeliverable", 8: "rejected"}
-RECEIPT_WORDS = {"DELIVRD": "delivered", "EXPIRED": "expired", "UNDELIV": "undeliverable", "REJECTD": "rejected",
-                 "DELETED": "undeliverable", "ACCEPTD": "sent", "ENROUTE": "sent"}
+RECEIPT_WORDS = {
+    "DELIVRD": "delivered",
+    "EXPIRED": "expired",
+    "UNDELIV": "undeliverable",
+    "REJECTD": "rejected",
+    "DELETED": "undeliverable",
+    "ACCEPTD": "sent",
+    "ENROUTE": "sent",
+}
 _RECEIPT_RE = re.compile(r"id:(?P<id>\S+).*?stat:(?P<stat>\w+)(?:.*?err:(?P<err>\w+))?", re.IGNORECASE | re.DOTALL)
 
 
@@ -73,8 +80,14 @@ class SmppGateway(SmsGateway):
             raise PermanentGatewayError("an smpp route needs REDIS_URL and its `manage.py smpp_bind` process")
         timeout = float(self.config.get("timeout") or DEFAULT_TIMEOUT)
         job_id = secrets.token_hex(8)
-        job = {"job": job_id, "to": message.to, "src": message.src, "text": message.text,
-               "reference": message.reference, "deadline": time.time() + timeout}
+        job = {
+            "job": job_id,
+            "to": message.to,
+            "src": message.src,
+            "text": message.text,
+            "reference": message.reference,
+            "deadline": time.time() + timeout,
+        }
         client = redis_client(settings.REDIS_URL)
         try:
             client.rpush(jobs_key(route_key), encrypt_job(job))
@@ -112,6 +125,9 @@ def receipt_from_deliver_sm(pdu: Any) -> Receipt | None:
         status = RECEIPT_WORDS[parsed.group("stat").upper()]
     else:
         return None
-    return Receipt(provider_message_id=str(message_id), status=status,
-                   provider_status=parsed.group("stat").upper() if parsed else str(state),
-                   error_code=(parsed.group("err") or "") if parsed else "")
+    return Receipt(
+        provider_message_id=str(message_id),
+        status=status,
+        provider_status=parsed.group("stat").upper() if parsed else str(state),
+        error_code=(parsed.group("err") or "") if parsed else "",
+    )

@@ -81,8 +81,9 @@ class FakeGateway:
                 except ValueError:
                     payload = {"_raw": raw.decode(errors="replace")}
                 answer, number = gateway._next(
-                    ReceivedRequest(path=self.path, headers={k.lower(): v for k, v in self.headers.items()},
-                                    json=payload)
+                    ReceivedRequest(
+                        path=self.path, headers={k.lower(): v for k, v in self.headers.items()}, json=payload
+                    )
                 )
                 if answer.hold is not None:
                     answer.hold.wait(timeout=HOLD_LIMIT_SECONDS)

@@ -143,8 +143,13 @@ class FakeSmsc:
             given = (_text(pdu.system_id), _text(pdu.password))
             if given != (SYSTEM_ID, PASSWORD):
                 self.refused_binds += 1
-                self._respond(connection, pdu, "bind_transceiver_resp", status=smpplib.consts.SMPP_ESME_RINVPASWD,
-                              system_id="fake-smsc")
+                self._respond(
+                    connection,
+                    pdu,
+                    "bind_transceiver_resp",
+                    status=smpplib.consts.SMPP_ESME_RINVPASWD,
+                    system_id="fake-smsc",
+                )
                 return False
             self.binds += 1
             self._connection = connection
@@ -161,11 +166,17 @@ class FakeSmsc:
     def _submit(self, connection: socket.socket, pdu: Any) -> bool:
         with self._lock:
             answer = self.script.pop(0) if self.script else Submit()
-            self.submits.append(Submitted(
-                _text(pdu.source_addr), _text(pdu.destination_addr), bytes(pdu.short_message or b""),
-                int(pdu.data_coding or 0), int(pdu.esm_class or 0), int(pdu.registered_delivery or 0),
-                answered=not answer.drop,
-            ))
+            self.submits.append(
+                Submitted(
+                    _text(pdu.source_addr),
+                    _text(pdu.destination_addr),
+                    bytes(pdu.short_message or b""),
+                    int(pdu.data_coding or 0),
+                    int(pdu.esm_class or 0),
+                    int(pdu.registered_delivery or 0),
+                    answered=not answer.drop,
+                )
+            )
             self._next_id += 1
             message_id = f"smsc-{self._next_id:04d}"
         if answer.drop:
@@ -181,12 +192,18 @@ class FakeSmsc:
 
     def _send_receipt(self, connection: socket.socket, message_id: str, stat: str) -> None:
         states = {"DELIVRD": 2, "EXPIRED": 3, "UNDELIV": 5, "REJECTD": 8}
-        text = (f"id:{message_id} sub:001 dlvrd:001 submit date:2612021000 done date:2612021000 stat:{stat} "
-                "err:000 text:")
+        text = (
+            f"id:{message_id} sub:001 dlvrd:001 submit date:2612021000 done date:2612021000 stat:{stat} err:000 text:"
+        )
         receipt = smpplib.smpp.make_pdu(
-            "deliver_sm", client=self._sequencer, source_addr="233202007745", destination_addr="ZECKTA",
+            "deliver_sm",
+            client=self._sequencer,
+            source_addr="233202007745",
+            destination_addr="ZECKTA",
             esm_class=DELIVERY_RECEIPT_ESM_CLASS,
-            short_message=text.encode(), receipted_message_id=message_id, message_state=states.get(stat, 5),
+            short_message=text.encode(),
+            receipted_message_id=message_id,
+            message_state=states.get(stat, 5),
         )
         connection.sendall(receipt.generate())
 

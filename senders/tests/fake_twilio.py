@@ -97,8 +97,12 @@ class FakeTwilio:
                     body = {"code": answer.code or 20500, "message": "scripted", "more_info": "", "status": status}
                 else:
                     status = answer.status
-                    body = {"sid": answer.sid or f"SM{number:032d}", "status": "queued", "to": form["To"],
-                            "body": form["Body"]}
+                    body = {
+                        "sid": answer.sid or f"SM{number:032d}",
+                        "status": "queued",
+                        "to": form["To"],
+                        "body": form["Body"],
+                    }
                 write_json(self, status, body)
 
             def log_message(self, format: str, *args) -> None:  # noqa: A002

@@ -6,8 +6,9 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-def serve(handler: type[BaseHTTPRequestHandler], port: int = 0,
-          tls: ssl.SSLContext | None = None) -> ThreadingHTTPServer:
+def serve(
+    handler: type[BaseHTTPRequestHandler], port: int = 0, tls: ssl.SSLContext | None = None
+) -> ThreadingHTTPServer:
     """Starts serving in a daemon thread; each request in its own thread, never waited for at shutdown.
     `port` 0 is a free one; a given port lets a stopped fake come back where its clients point. With
     `tls`, it serves HTTPS."""

@@ -271,8 +271,14 @@ def test_the_largest_page_size_is_the_cap(api):
 
 @pytest.mark.parametrize(
     ("params", "field"),
-    [({"page": 0}, "page"), ({"page": "two"}, "page"), ({"pageSize": 0}, "pageSize"), ({"pageSize": "-5"}, "pageSize"),
-     ({"pageSize": MAX_PAGE_SIZE + 1}, "pageSize"), ({"page_size": 5}, "page_size")],
+    [
+        ({"page": 0}, "page"),
+        ({"page": "two"}, "page"),
+        ({"pageSize": 0}, "pageSize"),
+        ({"pageSize": "-5"}, "pageSize"),
+        ({"pageSize": MAX_PAGE_SIZE + 1}, "pageSize"),
+        ({"page_size": 5}, "page_size"),
+    ],
 )
 def test_invalid_paging_is_a_validation_error(api, params, field):
     response = api.get(URL, params)
@@ -457,7 +463,9 @@ def test_a_test_key_lists_and_reads_the_workspace_sender_names(api_of_test_key, 
     one = api_of_test_key.get(detail_url(sender.public_id))
 
     assert listed.status_code == 200 and {item["sender"] for item in listed.json()["data"]["items"]} == {
-        "ZECKTA", "PENDINGCO"}
+        "ZECKTA",
+        "PENDINGCO",
+    }
     assert one.status_code == 200 and one.json()["data"]["status"] == "APPROVED"
 
 

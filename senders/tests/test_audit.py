@@ -31,7 +31,9 @@ def test_add_sender_command_records_the_submission(workspace):
 def test_adding_an_approved_sender_records_the_approval_too(workspace):
     public_id = run("add_sender", "acme", "ACMEPAY", "--approve")[-1]
     assert [(event.action, event.target) for event in events()] == [
-        (Action.SENDER_SUBMITTED, public_id), (Action.SENDER_APPROVED, public_id)]
+        (Action.SENDER_SUBMITTED, public_id),
+        (Action.SENDER_APPROVED, public_id),
+    ]
     assert {event.actor for event in events()} == {"command:add_sender"}
 
 
@@ -48,8 +50,7 @@ def test_approve_sender_command_records_one_approval(workspace):
     assert run("approve_sender", str(pending.public_id))[-1] == "APPROVED"
     assert run("approve_sender", str(pending.public_id))[-1] == "APPROVED"  # already approved: a no-op
     event = the_event(Action.SENDER_APPROVED)
-    assert (event.actor, event.workspace, event.target) == ("command:approve_sender", workspace,
-                                                            str(pending.public_id))
+    assert (event.actor, event.workspace, event.target) == ("command:approve_sender", workspace, str(pending.public_id))
     assert event.detail["previous_status"] == "PENDING"
 
 
@@ -74,10 +75,16 @@ def test_admin_sender_actions_record_the_staff_user(admin_client, admin_user, wo
     second = SenderNameFactory(workspace=workspace, name="SECOND", status="PENDING", approved_at=None)
     url = reverse("admin:senders_sendername_changelist")
     assert admin_client.post(url, {"action": "approve_selected", "_selected_action": [first.pk]}).status_code == 302
-    assert admin_client.post(url, {"action": "reject_selected", "_selected_action": [second.pk], "apply": "yes",
-                                   "reason": "Too generic"}).status_code == 302
-    add = admin_client.post(reverse("admin:senders_sendername_add"),
-                            {"workspace": workspace.pk, "name": "THIRD", "sender_type": "alphanumeric"})
+    assert (
+        admin_client.post(
+            url, {"action": "reject_selected", "_selected_action": [second.pk], "apply": "yes", "reason": "Too generic"}
+        ).status_code
+        == 302
+    )
+    add = admin_client.post(
+        reverse("admin:senders_sendername_add"),
+        {"workspace": workspace.pk, "name": "THIRD", "sender_type": "alphanumeric"},
+    )
     assert add.status_code == 302
 
     username = admin_user.get_username()
@@ -93,8 +100,9 @@ def test_admin_sender_actions_record_the_staff_user(admin_client, admin_user, wo
 def test_concurrent_approvals_record_exactly_one_event():
     workspace = WorkspaceFactory(slug="race")
     pending = SenderNameFactory(workspace=workspace, name="RACE", status="PENDING", approved_at=None)
-    run_together(8, lambda i: sender_name_approve(sender_name=SenderName.objects.get(pk=pending.pk),
-                                                  actor=f"staff-{i}"))
+    run_together(
+        8, lambda i: sender_name_approve(sender_name=SenderName.objects.get(pk=pending.pk), actor=f"staff-{i}")
+    )
     event = the_event(Action.SENDER_APPROVED)
     assert SenderName.objects.get(pk=pending.pk).approved_at == event.created_at
 
@@ -112,12 +120,16 @@ def api_only(api):
 def test_api_sender_changes_record_the_calling_key(api_only, issued_key, workspace):
     api = api_only
     actor = f"api:{issued_key[0].prefix}"
-    created = api.post(SENDERS_URL, {"sender": "MYSHOP", "senderType": "alphanumeric", "purpose": "Logins"},
-                       format="json")
+    created = api.post(
+        SENDERS_URL, {"sender": "MYSHOP", "senderType": "alphanumeric", "purpose": "Logins"}, format="json"
+    )
     assert created.status_code == 201
     sender_name_id = created.json()["data"]["senderNameId"]
-    updated = api.put(f"{SENDERS_URL}/{sender_name_id}",
-                      {"sender": "MYSHOP2", "senderType": "alphanumeric", "purpose": "Receipts"}, format="json")
+    updated = api.put(
+        f"{SENDERS_URL}/{sender_name_id}",
+        {"sender": "MYSHOP2", "senderType": "alphanumeric", "purpose": "Receipts"},
+        format="json",
+    )
     assert updated.status_code == 200
     assert api.delete(f"{SENDERS_URL}/{sender_name_id}").status_code == 200
 
@@ -132,13 +144,15 @@ def test_api_sender_changes_record_the_calling_key(api_only, issued_key, workspa
 
 def test_refused_api_sender_changes_record_nothing(api_only, sender, raw_key):
     api = api_only
-    other = SenderNameFactory(workspace=WorkspaceFactory(slug="other"), name="OTHERCO", status="PENDING",
-                              approved_at=None)
+    other = SenderNameFactory(
+        workspace=WorkspaceFactory(slug="other"), name="OTHERCO", status="PENDING", approved_at=None
+    )
     body = {"sender": "ZECKTA", "senderType": "alphanumeric", "purpose": "Logins"}
     assert api.post(SENDERS_URL, body, format="json").status_code == 409  # a duplicate
     assert api.post(SENDERS_URL, {**body, "sender": "A!"}, format="json").status_code == 400
-    assert api.put(f"{SENDERS_URL}/{sender.public_id}", {**body, "sender": "NEW"},
-                   format="json").status_code == 409  # APPROVED: not editable
+    assert (
+        api.put(f"{SENDERS_URL}/{sender.public_id}", {**body, "sender": "NEW"}, format="json").status_code == 409
+    )  # APPROVED: not editable
     assert api.put(f"{SENDERS_URL}/{other.public_id}", body, format="json").status_code == 404  # not ours
     assert api.delete(f"{SENDERS_URL}/{other.public_id}").status_code == 404
     assert events() == []
@@ -152,5 +166,7 @@ def test_an_admin_change_of_a_sender_purpose_is_audited_with_old_and_new_values(
 
     event = the_event(Action.SENDER_UPDATED)
     assert (event.actor, event.target) == (admin_user.get_username(), str(sender.public_id))
-    assert event.detail["changes"] == {"purpose": {"old": "", "new": "Bank login codes"},
-                                       "country_code": {"old": "", "new": "GH"}}
+    assert event.detail["changes"] == {
+        "purpose": {"old": "", "new": "Bank login codes"},
+        "country_code": {"old": "", "new": "GH"},
+    }

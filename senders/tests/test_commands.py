@@ -15,8 +15,11 @@ def test_add_sender_prints_the_sender_name_id_and_leaves_it_pending(workspace):
     lines = run("add_sender", "acme", "ACME Bank")
     sender_name = SenderName.objects.get()
     assert lines[-1] == str(sender_name.public_id)
-    assert (sender_name.workspace, sender_name.name, sender_name.sender_type) == (workspace, "ACME Bank",
-                                                                                 "alphanumeric")
+    assert (sender_name.workspace, sender_name.name, sender_name.sender_type) == (
+        workspace,
+        "ACME Bank",
+        "alphanumeric",
+    )
     assert (sender_name.status, sender_name.approved_at) == ("PENDING", None)
 
 

@@ -16,8 +16,11 @@ def console_default(settings) -> None:
 
 
 def route_messages(databases: list[str] | None) -> list[tuple[str, str]]:
-    return [(type(message).__name__, message.id) for message in check_production_settings(None, databases=databases)
-            if message.id in ("zeckta.E005", "zeckta.W002")]
+    return [
+        (type(message).__name__, message.id)
+        for message in check_production_settings(None, databases=databases)
+        if message.id in ("zeckta.E005", "zeckta.W002")
+    ]
 
 
 def twilio_route(**fields) -> None:
@@ -38,10 +41,13 @@ def test_routes_are_counted_only_when_the_check_may_read_the_database(console_de
     assert route_messages(None) == [("Error", "zeckta.E005")]
 
 
-@pytest.mark.parametrize("route", [
-    {"name": "off", "backend": "twilio", "values": {"account_sid": "AC1", "auth_token": "t"}, "enabled": False},
-    {"name": "printer", "backend": "console", "values": {}},
-])
+@pytest.mark.parametrize(
+    "route",
+    [
+        {"name": "off", "backend": "twilio", "values": {"account_sid": "AC1", "auth_token": "t"}, "enabled": False},
+        {"name": "printer", "backend": "console", "values": {}},
+    ],
+)
 def test_a_disabled_or_development_route_does_not_count(console_default, route):
     route_create(**route)
     assert route_messages(["default"]) == [("Error", "zeckta.E005")]

@@ -44,8 +44,12 @@ def _closed_port() -> int:
 
 @pytest.mark.parametrize(
     ("name", "cls"),
-    [("console", ConsoleGateway), ("file", FileGateway), ("locmem", LocmemGateway),
-     ("senders.gateways.locmem.LocmemGateway", LocmemGateway)],
+    [
+        ("console", ConsoleGateway),
+        ("file", FileGateway),
+        ("locmem", LocmemGateway),
+        ("senders.gateways.locmem.LocmemGateway", LocmemGateway),
+    ],
 )
 def test_it_picks_the_backend_named_by_sms_backend(settings, name, cls):
     settings.SMS_BACKEND = name

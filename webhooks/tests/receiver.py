@@ -100,4 +100,3 @@ class Receiver:
     def stop(self) -> None:
         shutdown(self._server)
         self._server = None
-

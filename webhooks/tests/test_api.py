@@ -113,17 +113,20 @@ def test_another_workspaces_endpoint_answers_like_a_missing_one(api, other_api, 
     assert WebhookEndpoint.objects.filter(public_id=theirs, previous_secret_expires_at__isnull=True).exists()
 
 
-@pytest.mark.parametrize("payload, field, fragment", [
-    ({"url": "http://example.com/hooks", "events": ["otp.sent"]}, "url", "must use https"),
-    ({"url": "https://10.0.0.1/hooks", "events": ["otp.sent"]}, "url", "private"),
-    ({"url": "https://example.com/" + "a" * 2000, "events": ["otp.sent"]}, "url", "2000"),
-    ({"url": 7, "events": ["otp.sent"]}, "url", "valid string"),
-    ({"events": ["otp.sent"]}, "url", "required"),
-    ({"url": HOOK, "events": []}, "events", "empty"),
-    ({"url": HOOK, "events": ["otp.verified"]}, "events", "Unknown event 'otp.verified'"),
-    ({"url": HOOK, "events": "otp.sent"}, "events", "list"),
-    ({"url": HOOK}, "events", "required"),
-])
+@pytest.mark.parametrize(
+    "payload, field, fragment",
+    [
+        ({"url": "http://example.com/hooks", "events": ["otp.sent"]}, "url", "must use https"),
+        ({"url": "https://10.0.0.1/hooks", "events": ["otp.sent"]}, "url", "private"),
+        ({"url": "https://example.com/" + "a" * 2000, "events": ["otp.sent"]}, "url", "2000"),
+        ({"url": 7, "events": ["otp.sent"]}, "url", "valid string"),
+        ({"events": ["otp.sent"]}, "url", "required"),
+        ({"url": HOOK, "events": []}, "events", "empty"),
+        ({"url": HOOK, "events": ["otp.verified"]}, "events", "Unknown event 'otp.verified'"),
+        ({"url": HOOK, "events": "otp.sent"}, "events", "list"),
+        ({"url": HOOK}, "events", "required"),
+    ],
+)
 def test_it_reports_each_invalid_field(api, payload, field, fragment):
     response = api.post(URL, payload, format="json")
 
@@ -148,9 +151,16 @@ def test_a_workspace_has_at_most_ten_endpoints(api, other_api, workspace):
     assert WebhookEndpoint.objects.count() == 11
 
 
-@pytest.mark.parametrize("method, path", [("get", URL), ("post", URL), ("get", f"{URL}/{uuid.uuid4()}"),
-                                          ("delete", f"{URL}/{uuid.uuid4()}"),
-                                          ("post", f"{URL}/{uuid.uuid4()}/rotate-secret")])
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("get", URL),
+        ("post", URL),
+        ("get", f"{URL}/{uuid.uuid4()}"),
+        ("delete", f"{URL}/{uuid.uuid4()}"),
+        ("post", f"{URL}/{uuid.uuid4()}/rotate-secret"),
+    ],
+)
 def test_every_endpoint_needs_a_key(db, method, path):
     response = getattr(Client(), method)(path, {}, content_type="application/json")
     assert_api_error(response, status=401, code="AUTHENTICATION_FAILED")

@@ -18,13 +18,23 @@ CHANGE = "admin:workspaces_{}_change"
 
 def workspace_form_data(workspace: Workspace, **changes) -> dict:
     data = {
-        "name": workspace.name, "slug": workspace.slug, "is_active": "on", "otp_reuse_enabled": "on",
-        "otp_validity_seconds": workspace.otp_validity_seconds, "otp_max_attempts": workspace.otp_max_attempts,
-        "otp_code_length": workspace.otp_code_length, "default_message_template": "",
-        "allowed_countries": "", "destination_limit": workspace.destination_limit,
-        "destination_window_seconds": workspace.destination_window_seconds, "country_hourly_limit": "",
-        "wrong_code_budget": workspace.wrong_code_budget, "daily_sms_cap": workspace.daily_sms_cap,
-        "api_keys-TOTAL_FORMS": "0", "api_keys-INITIAL_FORMS": "0", "api_keys-MIN_NUM_FORMS": "0",
+        "name": workspace.name,
+        "slug": workspace.slug,
+        "is_active": "on",
+        "otp_reuse_enabled": "on",
+        "otp_validity_seconds": workspace.otp_validity_seconds,
+        "otp_max_attempts": workspace.otp_max_attempts,
+        "otp_code_length": workspace.otp_code_length,
+        "default_message_template": "",
+        "allowed_countries": "",
+        "destination_limit": workspace.destination_limit,
+        "destination_window_seconds": workspace.destination_window_seconds,
+        "country_hourly_limit": "",
+        "wrong_code_budget": workspace.wrong_code_budget,
+        "daily_sms_cap": workspace.daily_sms_cap,
+        "api_keys-TOTAL_FORMS": "0",
+        "api_keys-INITIAL_FORMS": "0",
+        "api_keys-MIN_NUM_FORMS": "0",
         "api_keys-MAX_NUM_FORMS": "1000",
     }
     if workspace.is_prepaid:
@@ -68,14 +78,18 @@ def test_workspace_change_page_lists_keys_by_prefix_but_never_a_digest(admin_cli
 
 def test_workspace_policy_is_editable_and_countries_are_normalised(admin_client, workspace):
     url = reverse(CHANGE.format("workspace"), args=[workspace.pk])
-    data = workspace_form_data(workspace, otp_validity_seconds="600", otp_max_attempts="3", otp_reuse_enabled=None,
-                               default_message_template="Your <OTP> code, valid <MINUTES> min.",
-                               allowed_countries="ng, gh")
+    data = workspace_form_data(
+        workspace,
+        otp_validity_seconds="600",
+        otp_max_attempts="3",
+        otp_reuse_enabled=None,
+        default_message_template="Your <OTP> code, valid <MINUTES> min.",
+        allowed_countries="ng, gh",
+    )
     response = admin_client.post(url, data)
     assert response.status_code == 302, response.context["adminform"].form.errors
     workspace.refresh_from_db()
-    assert (workspace.otp_validity_seconds, workspace.otp_max_attempts, workspace.otp_reuse_enabled) == (600, 3,
-                                                                                                       False)
+    assert (workspace.otp_validity_seconds, workspace.otp_max_attempts, workspace.otp_reuse_enabled) == (600, 3, False)
     assert workspace.default_message_template == "Your <OTP> code, valid <MINUTES> min."
     assert workspace.allowed_countries == "GH,NG"
 
@@ -106,9 +120,7 @@ def test_saving_a_workspace_never_writes_back_a_stale_balance(admin_user, db):
     model_admin = site._registry[Workspace]
     request = RequestFactory().post("/")
     request.user = admin_user
-    form = model_admin.get_form(request, stale, change=True)(
-        workspace_form_data(stale, name="Renamed"), instance=stale
-    )
+    form = model_admin.get_form(request, stale, change=True)(workspace_form_data(stale, name="Renamed"), instance=stale)
     assert form.is_valid(), form.errors
     model_admin.save_model(request, form.save(commit=False), form, change=True)
     workspace.refresh_from_db()
@@ -190,8 +202,9 @@ def test_api_key_changelist_search_filters_and_change_page_never_show_the_digest
 def test_issuing_a_key_in_the_admin_shows_it_once_and_stores_only_its_digest(admin_client, workspace):
     add_url = reverse("admin:workspaces_apikey_add")
     assert admin_client.get(add_url).status_code == 200
-    response = admin_client.post(add_url, {"workspace": workspace.pk, "name": "admin-made", "tps": "7",
-                                           "expires_in_days": "14"})
+    response = admin_client.post(
+        add_url, {"workspace": workspace.pk, "name": "admin-made", "tps": "7", "expires_in_days": "14"}
+    )
     assert response.status_code == 200
     assert "no-store" in response["Cache-Control"]
     raw_key = re.search(r'value="(zk_live_[A-Za-z0-9_\-]+)"', response.text).group(1)
@@ -203,8 +216,12 @@ def test_issuing_a_key_in_the_admin_shows_it_once_and_stores_only_its_digest(adm
     assert api_key.expires_at is not None
     assert raw_key not in str(ApiKey.objects.values().get())
 
-    for url in (reverse(CHANGELIST.format("apikey")), reverse(CHANGE.format("apikey"), args=[api_key.pk]),
-                reverse(CHANGE.format("workspace"), args=[workspace.pk]), reverse("admin:index")):
+    for url in (
+        reverse(CHANGELIST.format("apikey")),
+        reverse(CHANGE.format("apikey"), args=[api_key.pk]),
+        reverse(CHANGE.format("workspace"), args=[workspace.pk]),
+        reverse("admin:index"),
+    ):
         page = admin_client.get(url)
         assert page.status_code == 200
         assert raw_key not in page.text and api_key.digest not in page.text
@@ -212,8 +229,9 @@ def test_issuing_a_key_in_the_admin_shows_it_once_and_stores_only_its_digest(adm
 
 def test_the_admin_issues_test_keys_and_lists_and_filters_them_by_mode(admin_client, workspace):
     live, _ = issue_key(workspace, name="web")
-    response = admin_client.post(reverse("admin:workspaces_apikey_add"),
-                                 {"workspace": workspace.pk, "name": "ci", "tps": "5", "test": "on"})
+    response = admin_client.post(
+        reverse("admin:workspaces_apikey_add"), {"workspace": workspace.pk, "name": "ci", "tps": "5", "test": "on"}
+    )
     assert response.status_code == 200
     raw_key = re.search(r'value="(zk_test_[A-Za-z0-9_\-]+)"', response.text).group(1)
     test = ApiKey.objects.get(is_test=True)
@@ -221,7 +239,7 @@ def test_the_admin_issues_test_keys_and_lists_and_filters_them_by_mode(admin_cli
 
     url = reverse(CHANGELIST.format("apikey"))
     page = admin_client.get(url)
-    assert page.status_code == 200 and "<td class=\"field-mode\">test</td>" in page.text
+    assert page.status_code == 200 and '<td class="field-mode">test</td>' in page.text
     listed = admin_client.get(url, {"is_test__exact": "1"}).context["cl"].result_list
     assert [api_key.prefix for api_key in listed] == [test.prefix]
     listed = admin_client.get(url, {"is_test__exact": "0"}).context["cl"].result_list
@@ -248,13 +266,14 @@ def test_revoke_selected_keys_action_revokes_through_the_service(admin_client, w
     first, _ = issue_key(workspace)
     second, _ = issue_key(workspace)
     kept, _ = issue_key(workspace)
-    response = admin_client.post(reverse(CHANGELIST.format("apikey")),
-                                 {"action": "revoke_selected", "_selected_action": [first.pk, second.pk]},
-                                 follow=True)
+    response = admin_client.post(
+        reverse(CHANGELIST.format("apikey")),
+        {"action": "revoke_selected", "_selected_action": [first.pk, second.pk]},
+        follow=True,
+    )
     assert response.status_code == 200
     assert "Revoked 2 key(s)" in response.text
-    assert set(ApiKey.objects.filter(revoked_at__isnull=False).values_list("pk", flat=True)) == {first.pk,
-                                                                                                   second.pk}
+    assert set(ApiKey.objects.filter(revoked_at__isnull=False).values_list("pk", flat=True)) == {first.pk, second.pk}
     assert ApiKey.objects.get(pk=kept.pk).revoked_at is None
 
 
@@ -310,8 +329,9 @@ def test_crediting_a_balance_needs_its_own_permission(client, db):
     url = reverse(CHANGELIST.format("workspace"))
 
     page = client.get(url)
-    refused = client.post(url, {"action": "credit_balance", "_selected_action": [workspace.pk], "apply": "yes",
-                                "units": "75"})
+    refused = client.post(
+        url, {"action": "credit_balance", "_selected_action": [workspace.pk], "apply": "yes", "units": "75"}
+    )
 
     assert "credit_balance" not in page.text
     assert refused.status_code in (200, 302)
@@ -371,15 +391,18 @@ def test_staff_with_the_credit_permission_choose_the_billing_mode(client, db):
     assert 'name="is_prepaid"' in client.get(url).text
     assert client.post(url, workspace_form_data(workspace, is_prepaid=None)).status_code == 302
     assert Workspace.objects.get(pk=workspace.pk).is_prepaid is False
-    added = client.post(reverse("admin:workspaces_workspace_add"), workspace_form_data(Workspace(name="Post",
-                                                                                                 slug="post")))
+    added = client.post(
+        reverse("admin:workspaces_workspace_add"), workspace_form_data(Workspace(name="Post", slug="post"))
+    )
     assert added.status_code == 302 and Workspace.objects.get(slug="post").is_prepaid is False
 
 
 def test_admin_logins_are_throttled(client, admin_user):
     url = reverse("admin:login")
-    failures = [client.post(url, {"username": admin_user.username, "password": "wrong"},
-                            REMOTE_ADDR="203.0.113.9").status_code for _ in range(5)]
+    failures = [
+        client.post(url, {"username": admin_user.username, "password": "wrong"}, REMOTE_ADDR="203.0.113.9").status_code
+        for _ in range(5)
+    ]
     assert failures[:4] == [200] * 4  # the form again, with its error; the fifth failure locks
     locked = client.post(url, {"username": admin_user.username, "password": "password"}, REMOTE_ADDR="203.0.113.9")
 

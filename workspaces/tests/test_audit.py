@@ -30,7 +30,11 @@ def test_create_workspace_command_records_who_created_it(db):
     workspace = Workspace.objects.get(slug="acme-bank")
     event = the_event(Action.WORKSPACE_CREATED)
     assert (event.actor, event.workspace, event.workspace_slug, event.target) == (
-        "command:create_workspace", workspace, "acme-bank", "acme-bank")
+        "command:create_workspace",
+        workspace,
+        "acme-bank",
+        "acme-bank",
+    )
     assert event.detail == {"name": "Acme Bank", "prepaid": True, "opening_units": 500}
     assert len(events()) == 1  # the opening balance is part of the creation, not a credit
     assert LedgerEntry.objects.get().actor == "command:create_workspace"
@@ -49,8 +53,11 @@ def test_adding_a_workspace_in_the_admin_records_the_staff_user(admin_client, ad
     data = workspace_form_data(Workspace(name="New Co", slug="new-co"))
     assert admin_client.post(reverse("admin:workspaces_workspace_add"), data).status_code == 302
     event = the_event(Action.WORKSPACE_CREATED)
-    assert (event.actor, event.workspace, event.target) == (admin_user.get_username(),
-                                                            Workspace.objects.get(slug="new-co"), "new-co")
+    assert (event.actor, event.workspace, event.target) == (
+        admin_user.get_username(),
+        Workspace.objects.get(slug="new-co"),
+        "new-co",
+    )
 
 
 def test_the_trail_outlives_a_deleted_workspace(db):
@@ -79,8 +86,9 @@ def test_issuing_a_test_key_records_its_mode(workspace):
 
 
 def test_issuing_a_key_in_the_admin_records_the_staff_user_and_never_the_key(admin_client, admin_user, workspace):
-    response = admin_client.post(reverse("admin:workspaces_apikey_add"),
-                                 {"workspace": workspace.pk, "name": "admin-made", "tps": "3"})
+    response = admin_client.post(
+        reverse("admin:workspaces_apikey_add"), {"workspace": workspace.pk, "name": "admin-made", "tps": "3"}
+    )
     raw_key = re.search(r'value="(zk_live_[A-Za-z0-9_\-]+)"', response.text).group(1)
     api_key = ApiKey.objects.get()
     event = the_event(Action.API_KEY_ISSUED)
@@ -95,7 +103,11 @@ def test_revoke_api_key_command_records_the_first_revocation_only(workspace):
     run("revoke_api_key", api_key.prefix)  # harmless, and nothing changed: no second event
     event = the_event(Action.API_KEY_REVOKED)
     assert (event.actor, event.workspace, event.target, event.detail) == (
-        "command:revoke_api_key", workspace, api_key.prefix, {"name": "old"})
+        "command:revoke_api_key",
+        workspace,
+        api_key.prefix,
+        {"name": "old"},
+    )
 
 
 def test_revoking_an_unknown_prefix_records_nothing(db):
@@ -108,8 +120,10 @@ def test_revoking_keys_in_the_admin_records_one_event_per_key(admin_client, admi
     first, _ = issue_key(workspace)
     second, _ = issue_key(workspace)
     issue_key(workspace)
-    response = admin_client.post(reverse("admin:workspaces_apikey_changelist"),
-                                 {"action": "revoke_selected", "_selected_action": [first.pk, second.pk]})
+    response = admin_client.post(
+        reverse("admin:workspaces_apikey_changelist"),
+        {"action": "revoke_selected", "_selected_action": [first.pk, second.pk]},
+    )
     assert response.status_code == 302
     revoked = events(Action.API_KEY_REVOKED)
     assert {event.target for event in revoked} == {first.prefix, second.prefix}
@@ -226,8 +240,9 @@ def test_admin_changes_of_a_workspace_are_audited_with_old_and_new_values(admin_
 def test_admin_changes_of_a_key_are_audited_with_old_and_new_values(admin_client, admin_user, workspace):
     api_key, _ = issue_key(workspace, tps=10)
     url = reverse("admin:workspaces_apikey_change", args=[api_key.pk])
-    response = admin_client.post(url, {"name": api_key.name, "tps": "3", "expires_at_0": "2030-01-01",
-                                       "expires_at_1": "00:00:00"})
+    response = admin_client.post(
+        url, {"name": api_key.name, "tps": "3", "expires_at_0": "2030-01-01", "expires_at_1": "00:00:00"}
+    )
     assert response.status_code == 302
 
     event = the_event(Action.API_KEY_CHANGED)

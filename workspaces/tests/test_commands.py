@@ -15,8 +15,19 @@ from zeckta.testing import run_command as run
 
 
 def test_create_workspace_prints_the_slug_last_and_stores_the_policy(db):
-    lines = run("create_workspace", "Acme Bank", "--no-otp-reuse", "--otp-validity", "120", "--otp-attempts", "3",
-                "--otp-length", "8", "--countries", "gh, ng")
+    lines = run(
+        "create_workspace",
+        "Acme Bank",
+        "--no-otp-reuse",
+        "--otp-validity",
+        "120",
+        "--otp-attempts",
+        "3",
+        "--otp-length",
+        "8",
+        "--countries",
+        "gh, ng",
+    )
     assert lines[-1] == "acme-bank"
     workspace = Workspace.objects.get(slug="acme-bank")
     assert (workspace.name, workspace.otp_reuse_enabled, workspace.otp_validity_seconds) == ("Acme Bank", False, 120)
@@ -36,9 +47,17 @@ def test_create_workspace_with_a_slug_and_prepaid_units_records_the_opening_bala
 
 @pytest.mark.parametrize(
     "option, value",
-    [("--otp-validity", "9"), ("--otp-validity", "86401"), ("--otp-attempts", "0"), ("--otp-attempts", "11"),
-     ("--otp-length", "3"), ("--otp-length", "11"), ("--prepaid", "-1"), ("--countries", "GH,ZZ"),
-     ("--otp-validity", "soon")],
+    [
+        ("--otp-validity", "9"),
+        ("--otp-validity", "86401"),
+        ("--otp-attempts", "0"),
+        ("--otp-attempts", "11"),
+        ("--otp-length", "3"),
+        ("--otp-length", "11"),
+        ("--prepaid", "-1"),
+        ("--countries", "GH,ZZ"),
+        ("--otp-validity", "soon"),
+    ],
 )
 def test_create_workspace_refuses_bad_values_and_creates_nothing(db, option, value):
     with pytest.raises(CommandError):
@@ -139,7 +158,11 @@ def test_credit_workspace_prints_the_new_balance_and_writes_a_ledger_row(db):
     assert workspace.balance_units == 260
     entry = LedgerEntry.objects.filter(workspace=workspace).first()
     assert (entry.delta_units, entry.balance_after, entry.reason, entry.actor) == (
-        250, 260, LedgerEntry.Reason.CREDIT, "command:credit_workspace")
+        250,
+        260,
+        LedgerEntry.Reason.CREDIT,
+        "command:credit_workspace",
+    )
 
 
 @pytest.mark.parametrize("units", ["0", "-5", "ten"])

@@ -23,8 +23,9 @@ class LogContext:
 log_context_var: ContextVar[LogContext | None] = ContextVar("log_context", default=None)
 
 
-def log_context_update(*, workspace: str | None = None, key_prefix: str | None = None,
-                       route: str | None = None) -> None:
+def log_context_update(
+    *, workspace: str | None = None, key_prefix: str | None = None, route: str | None = None
+) -> None:
     """Fills in fields of the current request's or task's log context; nothing outside one."""
     context = log_context_var.get()
     if context is None:

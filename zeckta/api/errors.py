@@ -24,8 +24,10 @@ class InvalidHost(exceptions.APIException):
 
 class HttpsRequired(exceptions.APIException):
     status_code = status.HTTP_403_FORBIDDEN
-    default_detail = ("HTTPS is required. This request did not arrive over TLS: treat the API key it carried "
-                      "as exposed and rotate it.")
+    default_detail = (
+        "HTTPS is required. This request did not arrive over TLS: treat the API key it carried "
+        "as exposed and rotate it."
+    )
     default_code = "HTTPS_REQUIRED"
 
 
@@ -73,8 +75,16 @@ class AuthenticationRateLimited(RateLimited):
 
 
 # Raised by our parsers, authentication and views: their `default_code` and detail are the answer as is.
-PROTOCOL_ERRORS = (InvalidHost, HttpsRequired, MalformedJson, PayloadTooLarge, AuthenticationRequired,
-                   WorkspaceSuspended, MethodNotAllowed, UnsupportedMediaType)
+PROTOCOL_ERRORS = (
+    InvalidHost,
+    HttpsRequired,
+    MalformedJson,
+    PayloadTooLarge,
+    AuthenticationRequired,
+    WorkspaceSuspended,
+    MethodNotAllowed,
+    UnsupportedMediaType,
+)
 
 # Connection-level database failures (server restarted, connection killed, network cut, too many
 # clients; also lock/statement timeouts and deadlocks, which psycopg files under OperationalError).
@@ -90,8 +100,12 @@ def log_database_unavailable(exc: Exception) -> None:
     """
     cause = exc.__cause__ or exc
     summary = (str(exc).strip().splitlines() or [""])[0][:200]
-    logger.error("database unavailable: %s (sqlstate %s) %s", type(cause).__name__,
-                 getattr(cause, "sqlstate", None) or "-", summary)
+    logger.error(
+        "database unavailable: %s (sqlstate %s) %s",
+        type(cause).__name__,
+        getattr(cause, "sqlstate", None) or "-",
+        summary,
+    )
 
 
 def error_body(

@@ -89,8 +89,11 @@ def error_answer(exc: Exception) -> ErrorAnswer | None:
     if isinstance(exc, exceptions.ParseError):
         return _ours(exc, MalformedJson)
     if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
-        return ErrorAnswer(status.HTTP_401_UNAUTHORIZED, str(AuthenticationRequired.default_code),
-                           str(AuthenticationRequired.default_detail))
+        return ErrorAnswer(
+            status.HTTP_401_UNAUTHORIZED,
+            str(AuthenticationRequired.default_code),
+            str(AuthenticationRequired.default_detail),
+        )
     if isinstance(exc, exceptions.MethodNotAllowed):
         return _ours(exc, MethodNotAllowed)
     if isinstance(exc, exceptions.UnsupportedMediaType):

@@ -56,8 +56,13 @@ class JsonLogFormatter(JsonFormatter):
     """One JSON object per line, with the fields named in the module's docstring and nothing else."""
 
     # LogRecord attribute -> JSON field, written when the record has a value for it.
-    CONTEXT_FIELDS = {"request_id": "requestId", "workspace": "workspace", "key_prefix": "keyPrefix",
-                      "route": "route", "status_code": "status"}
+    CONTEXT_FIELDS = {
+        "request_id": "requestId",
+        "workspace": "workspace",
+        "key_prefix": "keyPrefix",
+        "route": "route",
+        "status_code": "status",
+    }
 
     def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]) -> None:
         log_data["time"] = datetime.fromtimestamp(record.created, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

@@ -81,8 +81,9 @@ class ApiEdgeMiddleware:
         if settings.SECURE_SSL_REDIRECT and not request.is_secure():
             return _protocol_error(HttpsRequired)
         if not _body_within_limit(request, settings.API_MAX_BODY_BYTES):
-            return _protocol_error(PayloadTooLarge, f"The request body must be at most "
-                                                    f"{settings.API_MAX_BODY_BYTES} bytes.")
+            return _protocol_error(
+                PayloadTooLarge, f"The request body must be at most {settings.API_MAX_BODY_BYTES} bytes."
+            )
         return None
 
 
@@ -111,8 +112,9 @@ def _body_within_limit(request: HttpRequest, limit: int) -> bool:
 
 
 def _protocol_error(error: type[APIException], message: str | None = None) -> HttpResponse:
-    return json_error_response(status=error.status_code, message=message or str(error.default_detail),
-                               code=str(error.default_code))
+    return json_error_response(
+        status=error.status_code, message=message or str(error.default_detail), code=str(error.default_code)
+    )
 
 
 class ApiErrorMiddleware:

@@ -45,8 +45,15 @@ class ObserveMiddleware:
 
 def _log_error_answer(request: HttpRequest, response: HttpResponse) -> None:
     level = logging.ERROR if response.status_code >= 500 else logging.WARNING
-    logger.log(level, "%s %s answered %s %s", request.method, request.path, response.status_code,
-               _error_code(response), extra={"status_code": response.status_code})
+    logger.log(
+        level,
+        "%s %s answered %s %s",
+        request.method,
+        request.path,
+        response.status_code,
+        _error_code(response),
+        extra={"status_code": response.status_code},
+    )
     # Django's own line for the same answer (django.request) says less: the service's log handler leaves it
     # out (RequestIdFilter), other handlers (a test's capture) still get it.
     request.error_logged = True  # type: ignore[attr-defined]

@@ -18,8 +18,9 @@ class PageQuerySerializer(serializers.Serializer):
         # A misspelt parameter (`page_size`) silently ignored would hide a client bug.
         problems = {name: ["Unknown query parameter."] for name in set(self.initial_data) - set(self.fields)}
         # A query string turns `?page=` into "", which DRF would quietly read as "not given".
-        problems.update({name: ["A valid integer is required."] for name in self.fields
-                         if self.initial_data.get(name) == ""})
+        problems.update(
+            {name: ["A valid integer is required."] for name in self.fields if self.initial_data.get(name) == ""}
+        )
         if problems:
             raise serializers.ValidationError(problems)
         return attrs
@@ -37,10 +38,12 @@ class PageOutputSerializer(serializers.Serializer):
 def page_data(
     serializer_class: type[PageOutputSerializer], result: Page, *, page: int, page_size: int
 ) -> dict[str, Any]:
-    return serializer_class({
-        "items": result.items,
-        "page": page,
-        "pageSize": page_size,
-        "total": result.total,
-        "totalPages": -(-result.total // page_size),  # ceiling division
-    }).data
+    return serializer_class(
+        {
+            "items": result.items,
+            "page": page,
+            "pageSize": page_size,
+            "total": result.total,
+            "totalPages": -(-result.total // page_size),  # ceiling division
+        }
+    ).data

@@ -21,8 +21,11 @@ PRODUCTION_ENV = {
 def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     # Without what the test settings put in this process's environment (SECURE_SSL_REDIRECT=False ...).
     test_only = {"SECURE_SSL_REDIRECT", "REDIS_URL", "SMS_BACKEND"}
-    clean = {k: v for k, v in os.environ.items()
-             if k not in PRODUCTION_ENV and k not in test_only and not k.startswith("DJANGO_")}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in PRODUCTION_ENV and k not in test_only and not k.startswith("DJANGO_")
+    }
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=settings.BASE_DIR,
@@ -81,8 +84,13 @@ def test_a_local_cache_longer_than_a_second_is_a_deploy_warning():
 
 
 def test_an_http_gateway_on_loopback_is_allowed():
-    result = manage("check", "--deploy", "--fail-level", "WARNING",
-                    env={**PRODUCTION_ENV, "SMS_HTTP_URL": "http://127.0.0.1:9000/sms"})
+    result = manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        env={**PRODUCTION_ENV, "SMS_HTTP_URL": "http://127.0.0.1:9000/sms"},
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -100,7 +108,9 @@ def test_the_admin_url_is_configurable():
         [sys.executable, "-c", f"import django; django.setup(); {script}"],
         cwd=settings.BASE_DIR,
         env={**os.environ, **PRODUCTION_ENV, "DJANGO_SETTINGS_MODULE": "zeckta.settings", "ADMIN_URL": "ops-7f3a/"},
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.stdout.strip() == "/ops-7f3a/", result.stderr
 
@@ -115,8 +125,15 @@ def test_the_admin_and_docs_render_without_collectstatic():
     result = subprocess.run(
         [sys.executable, "-c", f"import django; django.setup(); {script}"],
         cwd=settings.BASE_DIR,
-        env={**os.environ, **PRODUCTION_ENV, "DATABASE_URL": "sqlite:///:memory:",
-             "DJANGO_SETTINGS_MODULE": "zeckta.settings", "ALLOWED_HOSTS": "testserver"},
-        capture_output=True, text=True, timeout=60,
+        env={
+            **os.environ,
+            **PRODUCTION_ENV,
+            "DATABASE_URL": "sqlite:///:memory:",
+            "DJANGO_SETTINGS_MODULE": "zeckta.settings",
+            "ALLOWED_HOSTS": "testserver",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.stdout.split() == ["200", "200", "200"], result.stderr[-2000:]

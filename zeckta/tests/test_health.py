@@ -74,8 +74,10 @@ def test_readyz_is_ok_when_every_dependency_answers(client, production):
 def test_without_redis_and_broker_their_checks_are_skipped_not_failed(client, settings):
     settings.REDIS_URL = ""
     settings.CELERY_TASK_ALWAYS_EAGER = True  # `make run` without services: tasks run in the request
-    assert readyz(client) == (200, {"status": "ok", "checks": {
-        "database": "ok", "redis": "skipped", "broker": "skipped", "migrations": "ok"}})
+    assert readyz(client) == (
+        200,
+        {"status": "ok", "checks": {"database": "ok", "redis": "skipped", "broker": "skipped", "migrations": "ok"}},
+    )
 
 
 def test_a_broker_down_alone_is_degraded_not_failed(client, settings):
@@ -103,8 +105,10 @@ def test_a_hung_database_fails_readiness_in_time_and_is_not_asked_again_while_it
     monkeypatch.setitem(connections.settings, "default", hung)
     for _ in range(2):
         started = time.monotonic()
-        assert readyz(client) == (503, {"status": "fail", "checks": {
-            **ALL_OK, "database": "fail", "migrations": "fail"}})
+        assert readyz(client) == (
+            503,
+            {"status": "fail", "checks": {**ALL_OK, "database": "fail", "migrations": "fail"}},
+        )
         assert time.monotonic() - started < settings.HEALTH_CHECK_TIMEOUT_SECONDS + 1.0
     assert len(silent_server.accepted) == 1  # the second probe found the first check still hung
 
@@ -112,8 +116,9 @@ def test_a_hung_database_fails_readiness_in_time_and_is_not_asked_again_while_it
 @pytest.mark.django_db(transaction=True)
 def test_a_pending_migration_fails_readiness(client):
     with connection.cursor() as cursor:
-        cursor.execute("SELECT id, app, name, applied FROM django_migrations WHERE app = 'otp' "
-                       "ORDER BY id DESC LIMIT 1")
+        cursor.execute(
+            "SELECT id, app, name, applied FROM django_migrations WHERE app = 'otp' ORDER BY id DESC LIMIT 1"
+        )
         row = cursor.fetchone()
         cursor.execute("DELETE FROM django_migrations WHERE id = %s", [row[0]])
     try:
@@ -132,10 +137,18 @@ def test_metrics_are_prometheus_text(client, production):
     response = client.get("/metrics")
     assert response["Content-Type"].startswith("text/plain; version=")
     text = response.content.decode()
-    for name in ("zeckta_otp_requests_total", "zeckta_otp_verifications_total", "zeckta_sms_total",
-                 "zeckta_sms_units_total", "zeckta_rate_limited_total", "zeckta_webhook_deliveries_total",
-                 "zeckta_sms_send_seconds", "zeckta_http_request_seconds", "zeckta_outbox_oldest_seconds",
-                 "zeckta_outbox_pending"):
+    for name in (
+        "zeckta_otp_requests_total",
+        "zeckta_otp_verifications_total",
+        "zeckta_sms_total",
+        "zeckta_sms_units_total",
+        "zeckta_rate_limited_total",
+        "zeckta_webhook_deliveries_total",
+        "zeckta_sms_send_seconds",
+        "zeckta_http_request_seconds",
+        "zeckta_outbox_oldest_seconds",
+        "zeckta_outbox_pending",
+    ):
         assert f"# TYPE {name} " in text, name
 
 
@@ -144,12 +157,15 @@ def test_without_a_token_loopback_clients_may_scrape(client, production, address
     assert client.get("/metrics", REMOTE_ADDR=address).status_code == 200
 
 
-@pytest.mark.parametrize("meta", [
-    {"REMOTE_ADDR": "10.0.0.9"},
-    {"REMOTE_ADDR": "203.0.113.5", "HTTP_X_FORWARDED_FOR": "127.0.0.1"},  # a header proves nothing
-    {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": "203.0.113.5"},  # a proxy on this machine relaying
-    {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_REAL_IP": "203.0.113.5"},
-])
+@pytest.mark.parametrize(
+    "meta",
+    [
+        {"REMOTE_ADDR": "10.0.0.9"},
+        {"REMOTE_ADDR": "203.0.113.5", "HTTP_X_FORWARDED_FOR": "127.0.0.1"},  # a header proves nothing
+        {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": "203.0.113.5"},  # a proxy on this machine relaying
+        {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_REAL_IP": "203.0.113.5"},
+    ],
+)
 def test_without_a_token_other_clients_are_refused(client, production, meta):
     response = client.get("/metrics", **meta)
     assert response.status_code == 403
@@ -164,14 +180,19 @@ def test_with_debug_on_and_no_token_anyone_may_scrape(client, settings):
 @pytest.mark.parametrize("debug", [False, True])
 def test_with_a_token_only_its_bearer_may_scrape_from_anywhere(client, settings, debug):
     settings.DEBUG, settings.METRICS_TOKEN = debug, "a-metrics-token-of-thirty-two-chars!"
-    for authorization in (None, "Bearer wrong", "Basic a-metrics-token-of-thirty-two-chars!",
-                          "Bearer a-metrics-token-of-thirty-two-chars"):
+    for authorization in (
+        None,
+        "Bearer wrong",
+        "Basic a-metrics-token-of-thirty-two-chars!",
+        "Bearer a-metrics-token-of-thirty-two-chars",
+    ):
         extra = {"HTTP_AUTHORIZATION": authorization} if authorization else {}
         response = client.get("/metrics", REMOTE_ADDR="127.0.0.1", **extra)
         assert response.status_code == 401, authorization
         assert response["WWW-Authenticate"].startswith("Bearer")
-    response = client.get("/metrics", REMOTE_ADDR="10.0.0.9",
-                          HTTP_AUTHORIZATION="Bearer a-metrics-token-of-thirty-two-chars!")
+    response = client.get(
+        "/metrics", REMOTE_ADDR="10.0.0.9", HTTP_AUTHORIZATION="Bearer a-metrics-token-of-thirty-two-chars!"
+    )
     assert response.status_code == 200
     assert b"# TYPE zeckta_otp_requests_total counter" in response.content
 

@@ -90,9 +90,13 @@ def upward_imports(graph: list[Import], layers: tuple[str, ...]) -> list[Import]
     rank = {layer: index for index, layer in enumerate(layers)}
     upward = [edge for edge in graph if rank[edge.target.split(".")[0]] > rank[edge.source.split(".")[0]]]
     return [
-        edge for edge in upward
-        if not any(other.target.startswith(f"{edge.target}.") for other in upward
-                   if (other.path, other.line) == (edge.path, edge.line))
+        edge
+        for edge in upward
+        if not any(
+            other.target.startswith(f"{edge.target}.")
+            for other in upward
+            if (other.path, other.line) == (edge.path, edge.line)
+        )
     ]
 
 
@@ -132,8 +136,7 @@ def import_cycles(graph: list[Import]) -> list[list[Import]]:
         if node not in index:
             visit(node)
     return [
-        [edge for edge in graph if edge.source in component and edge.target in component]
-        for component in components
+        [edge for edge in graph if edge.source in component and edge.target in component] for component in components
     ]
 
 
@@ -162,5 +165,7 @@ def test_the_checks_find_an_upward_import_and_a_cycle_with_their_lines(tmp_path)
         f"{tmp_path / 'low' / 'a.py'}:5: low.a imports high.b",
     ]
     [cycle] = import_cycles(graph)
-    assert {(edge.source, edge.target, edge.line) for edge in cycle} == {("high.b", "high.c", 1),
-                                                                          ("high.c", "high.b", 5)}
+    assert {(edge.source, edge.target, edge.line) for edge in cycle} == {
+        ("high.b", "high.c", 1),
+        ("high.c", "high.b", 5),
+    }

@@ -19,10 +19,19 @@ from zeckta.api.logging import redact
 
 def python(script: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-c", script], cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=60,
-        env={**{k: v for k, v in os.environ.items() if k not in ("PROMETHEUS_MULTIPROC_DIR", "LOG_FORMAT")},
-             "DJANGO_SETTINGS_MODULE": "zeckta.settings", "SECRET_KEY": "s" * 50, "OTP_HASH_KEY": "h" * 50,
-             "ALLOWED_HOSTS": "localhost", **env},
+        [sys.executable, "-c", script],
+        cwd=settings.BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            **{k: v for k, v in os.environ.items() if k not in ("PROMETHEUS_MULTIPROC_DIR", "LOG_FORMAT")},
+            "DJANGO_SETTINGS_MODULE": "zeckta.settings",
+            "SECRET_KEY": "s" * 50,
+            "OTP_HASH_KEY": "h" * 50,
+            "ALLOWED_HOSTS": "localhost",
+            **env,
+        },
     )
 
 

@@ -145,8 +145,11 @@ def test_every_error_code_of_the_contract_is_in_the_document(document):
 
 def test_the_sender_name_changes_document_the_403_of_a_test_key(document):
     paths = document["paths"]
-    changes = [paths["/v1/messaging/sender-names"]["post"], paths["/v1/messaging/sender-names/{sender_name_id}"]["put"],
-               paths["/v1/messaging/sender-names/{sender_name_id}"]["delete"]]
+    changes = [
+        paths["/v1/messaging/sender-names"]["post"],
+        paths["/v1/messaging/sender-names/{sender_name_id}"]["put"],
+        paths["/v1/messaging/sender-names/{sender_name_id}"]["delete"],
+    ]
     for operation in changes:
         assert "LIVE_KEY_REQUIRED" in operation["responses"]["403"]["description"], operation["operationId"]
     assert "LIVE_KEY_REQUIRED" not in paths["/v1/messaging/sender-names"]["get"]["responses"]["403"]["description"]

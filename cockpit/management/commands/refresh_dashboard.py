@@ -17,13 +17,16 @@ class Command(OperatorCommand):
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument(
-            "--days", type=bounded_int(1, settings.OTP_SESSION_RETENTION_DAYS),
+            "--days",
+            type=bounded_int(1, settings.OTP_SESSION_RETENTION_DAYS),
             help="Rebuild this many days back, at most the sessions' retention (default: the hours that may "
-                 "still change, or the whole backfill on a first run).",
+            "still change, or the whole backfill on a first run).",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
         days = options["days"]
         result = traffic_rollup_refresh(rebuild_from=timezone.now() - timedelta(days=days) if days else None)
-        self.result(f"rebuilt {result.hours} hours from {result.rebuilt_from:%Y-%m-%dT%H:%MZ}: {result.rows} rows, "
-                    f"{result.suspects} suspects, {result.took_ms} ms")
+        self.result(
+            f"rebuilt {result.hours} hours from {result.rebuilt_from:%Y-%m-%dT%H:%MZ}: {result.rows} rows, "
+            f"{result.suspects} suspects, {result.took_ms} ms"
+        )

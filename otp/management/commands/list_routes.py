@@ -22,14 +22,23 @@ class Command(OperatorCommand):
         since = timezone.now() - timedelta(hours=24)
         counts = {
             row["route_key"]: row
-            for row in SmsAttempt.objects.filter(started_at__gte=since).values("route_key").annotate(
+            for row in SmsAttempt.objects.filter(started_at__gte=since)
+            .values("route_key")
+            .annotate(
                 sent=Count("pk", filter=Q(status__in=SENT_STATUSES)),
                 failed=Count("pk", filter=Q(status__in=FAILED_STATUSES)),
             )
         }
         rows = [
-            (route.name, route.backend, route.countries or "all", str(route.priority),
-             str(route.rate_per_second or "-"), "yes" if route.enabled else "no", str(route.public_id))
+            (
+                route.name,
+                route.backend,
+                route.countries or "all",
+                str(route.priority),
+                str(route.rate_per_second or "-"),
+                "yes" if route.enabled else "no",
+                str(route.public_id),
+            )
             for route in Route.objects.order_by("priority", "name")
         ]
         default = default_route()

@@ -13,6 +13,9 @@ class Command(OperatorCommand):
         parser.add_argument("--reason", required=True, help="Why: kept on the sender name.")
 
     def handle(self, *args, **options) -> None:
-        sender_name = sender_name_reject(sender_name=sender_name_get_by_id(options["sender_name_id"]),
-                                    reason=options["reason"], actor="command:reject_sender")
+        sender_name = sender_name_reject(
+            sender_name=sender_name_get_by_id(options["sender_name_id"]),
+            reason=options["reason"],
+            actor="command:reject_sender",
+        )
         self.result(sender_name.status)

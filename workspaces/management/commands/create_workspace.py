@@ -22,14 +22,28 @@ class Command(OperatorCommand):
         parser.add_argument(
             "--no-otp-reuse", action="store_true", help="Send a new OTP on every request instead of reusing one."
         )
-        parser.add_argument("--otp-validity", type=bounded_int(OTP_VALIDITY_SECONDS_MIN, OTP_VALIDITY_SECONDS_MAX),
-                            metavar="SECONDS", help=f"{OTP_VALIDITY_SECONDS_MIN} to {OTP_VALIDITY_SECONDS_MAX}.")
-        parser.add_argument("--otp-attempts", type=bounded_int(OTP_ATTEMPTS_MIN, OTP_ATTEMPTS_MAX), metavar="N",
-                            help=f"Verify attempts per code, {OTP_ATTEMPTS_MIN} to {OTP_ATTEMPTS_MAX}.")
-        parser.add_argument("--otp-length", type=bounded_int(OTP_CODE_LENGTH_MIN, OTP_CODE_LENGTH_MAX), metavar="N",
-                            help=f"Digits per code, {OTP_CODE_LENGTH_MIN} to {OTP_CODE_LENGTH_MAX}.")
         parser.add_argument(
-            "--prepaid", type=bounded_int(0, CREDIT_UNITS_MAX), metavar="UNITS",
+            "--otp-validity",
+            type=bounded_int(OTP_VALIDITY_SECONDS_MIN, OTP_VALIDITY_SECONDS_MAX),
+            metavar="SECONDS",
+            help=f"{OTP_VALIDITY_SECONDS_MIN} to {OTP_VALIDITY_SECONDS_MAX}.",
+        )
+        parser.add_argument(
+            "--otp-attempts",
+            type=bounded_int(OTP_ATTEMPTS_MIN, OTP_ATTEMPTS_MAX),
+            metavar="N",
+            help=f"Verify attempts per code, {OTP_ATTEMPTS_MIN} to {OTP_ATTEMPTS_MAX}.",
+        )
+        parser.add_argument(
+            "--otp-length",
+            type=bounded_int(OTP_CODE_LENGTH_MIN, OTP_CODE_LENGTH_MAX),
+            metavar="N",
+            help=f"Digits per code, {OTP_CODE_LENGTH_MIN} to {OTP_CODE_LENGTH_MAX}.",
+        )
+        parser.add_argument(
+            "--prepaid",
+            type=bounded_int(0, CREDIT_UNITS_MAX),
+            metavar="UNITS",
             help="Make the workspace prepaid with this opening balance.",
         )
         parser.add_argument("--countries", metavar="GH,NG", help="Allowed destination countries (ISO alpha-2).")

@@ -12,8 +12,10 @@ def _when(value: datetime | None) -> str:
 
 
 class Command(OperatorCommand):
-    help = ("List a workspace's API keys (prefixes only: the keys themselves are not stored). A test key's "
-            "prefix starts zk_test_.")
+    help = (
+        "List a workspace's API keys (prefixes only: the keys themselves are not stored). A test key's "
+        "prefix starts zk_test_."
+    )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("slug")
@@ -21,8 +23,14 @@ class Command(OperatorCommand):
     def handle(self, *args, **options) -> None:
         workspace = workspace_get_by_slug(options["slug"])
         rows = [COLUMNS] + [
-            (key.prefix, key.name or "-", str(key.tps), _when(key.created_at), _when(key.last_used_at),
-             _when(key.revoked_at))
+            (
+                key.prefix,
+                key.name or "-",
+                str(key.tps),
+                _when(key.created_at),
+                _when(key.last_used_at),
+                _when(key.revoked_at),
+            )
             for key in workspace.api_keys.order_by("created_at", "id")
         ]
         widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
