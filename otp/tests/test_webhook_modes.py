@@ -12,7 +12,7 @@ from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
 from otp.events import otp_event_emit
-from otp.services import otp_sessions_expire
+from otp.expiry import otp_sessions_expire
 from otp.tests.helpers import cancel, deliver_and_read_code, new_session, verify
 from webhooks.delivery import webhook_deliver
 from webhooks.models import Event, WebhookDelivery, WebhookEndpoint
