@@ -39,7 +39,9 @@ KEY_RATE = 20  # requests per second of the key hammered through both instances
 BEAT_INTERVAL_SECONDS = 1  # every periodic task, in these processes (settings_test)
 BEAT_LOCK_TTL_SECONDS = 3
 SMS_HTTP_TIMEOUT_SECONDS = 4  # how long a worker waits for the provider ...
-SMS_LEASE_SECONDS = 6  # ... and, longer than that, how long its claim on an SMS lasts
+SMS_SOFT_LIMIT_SECONDS = 6  # a send task's time limits, above that wait (settings refuse them at or over
+SMS_HARD_LIMIT_SECONDS = 8  # the lease) ...
+SMS_LEASE_SECONDS = 10  # ... and, longer than those, how long its claim on an SMS lasts
 WAIT_SECONDS = 30  # an upper bound for polling, not a timing assertion
 SENT_LINE = re.compile(r"SMS ([0-9a-f-]{36}) sent through route")
 SEND_RECEIVED = "Task otp.tasks.send_sms["
@@ -63,6 +65,8 @@ class Deployment:
                 "TEST_BEAT_INTERVAL_SECONDS": str(BEAT_INTERVAL_SECONDS),
                 "BEAT_LOCK_TTL_SECONDS": str(BEAT_LOCK_TTL_SECONDS),
                 "SMS_HTTP_TIMEOUT": str(SMS_HTTP_TIMEOUT_SECONDS),
+                "SMS_TASK_SOFT_TIME_LIMIT_SECONDS": str(SMS_SOFT_LIMIT_SECONDS),
+                "SMS_TASK_TIME_LIMIT_SECONDS": str(SMS_HARD_LIMIT_SECONDS),
                 "SMS_PROCESSING_LEASE_SECONDS": str(SMS_LEASE_SECONDS),
             },
         )
