@@ -80,7 +80,7 @@ screenshots: services $(INSTALLED) ## Retake the admin screenshots in docs/scree
 FUZZ_MAX_EXAMPLES ?= 500
 fuzz: $(INSTALLED) ## Fuzz the API from its OpenAPI document and the OTP state machine, longer (~10 min)
 	FUZZ_MAX_EXAMPLES=$(FUZZ_MAX_EXAMPLES) FUZZ_RANDOM=1 $(VENV)/bin/pytest -q --create-db -p no:cacheprovider \
-		otp/tests/test_fuzz.py otp/tests/test_state_machine.py $(PYTEST_ARGS)
+		otp/tests/test_fuzz.py otp/tests/test_state_machine.py otp/tests/test_paths_agree.py $(PYTEST_ARGS)
 
 lint: $(INSTALLED) ## ruff format --check, ruff check, mypy (as typecheck), then the dependency audit
 	$(VENV)/bin/ruff format --check .
