@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "workspaces",
     "senders",
     "webhooks",
+    "fraud",
     "otp",
     "cockpit",
 ]
