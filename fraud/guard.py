@@ -51,8 +51,9 @@ HISTORY_KNOWN = "_"  # the history hash's field that says beat has written it
 # ARGV: 1 mode, 2 now (unix ms), 3 the number, 4 its country ('' for none),
 #       5 range numbers allowed, 6 range window (ms), 7 range block (ms),
 #       8 country numbers allowed, 9 country window (ms), 10 country block (ms).
-# Returns {'ok'}, {'blocked', scope}, or {'tripped', scope, numbers[, scope, numbers]}: the scopes whose
-# rule this request tripped, with the distinct numbers counted (this one included).
+# Returns {'ok', counted}, {'blocked', scope}, or {'tripped', scope, numbers[, scope, numbers]}: the scopes
+# whose rule this request tripped, with the distinct numbers counted (this one included). `counted` is 1
+# when this request put the number into a count it was not in (`guard_uncount` takes it out again).
 # In either mode a request that is blocked or trips is not counted: in enforce it sends nothing, and a
 # shadow run counts what enforce would have counted, so that it records the same decisions.
 SCRIPT = """
@@ -103,13 +104,23 @@ if judge_country then
 end
 if #tripped > 0 then return tripped end
 
-redis.call('ZADD', KEYS[3], now, dest)
+local counted = redis.call('ZADD', KEYS[3], now, dest)
 redis.call('PEXPIRE', KEYS[3], range_window)
 if judge_country then
-  redis.call('ZADD', KEYS[4], now, dest)
+  counted = counted + redis.call('ZADD', KEYS[4], now, dest)
   redis.call('PEXPIRE', KEYS[4], country_window)
 end
-return {'ok'}
+return {'ok', counted}
+"""
+
+# KEYS: 1 the range's numbers, 2 the country's. ARGV: 1 the number, 2 when this request counted it (ms).
+# Only if no later request counted it meanwhile (its time would be newer): that one was sent.
+UNCOUNT_SCRIPT = """
+for _, numbers in ipairs(KEYS) do
+  local at = redis.call('ZSCORE', numbers, ARGV[1])
+  if at and tonumber(at) == tonumber(ARGV[2]) then redis.call('ZREM', numbers, ARGV[1]) end
+end
+return 1
 """
 
 # KEYS: 1 the range's last approval, 2 the country's. ARGV: 1 now (ms), 2 range window (ms), 3 country window.
@@ -139,6 +150,7 @@ class Trip:
 class Verdict:
     refused: bool  # enforce only: the range or country is blocked, or this request tripped a rule
     trips: tuple[Trip, ...] = ()
+    counted: bool = False  # this request's number is new in a count: `guard_uncount` if nothing is sent
 
 
 ALLOWED = Verdict(refused=False)
@@ -181,6 +193,7 @@ class _Redis:
     client: redis.Redis
     check: Any  # redis.commands.core.Script
     approved: Any
+    uncount: Any
 
 
 @lru_cache(maxsize=4)
@@ -190,7 +203,12 @@ def _connect(url: str) -> _Redis:
     client = redis.Redis.from_url(
         url, socket_connect_timeout=0.5, socket_timeout=0.5, retry_on_timeout=False, health_check_interval=30
     )
-    return _Redis(client, client.register_script(SCRIPT), client.register_script(APPROVED_SCRIPT))
+    return _Redis(
+        client,
+        client.register_script(SCRIPT),
+        client.register_script(APPROVED_SCRIPT),
+        client.register_script(UNCOUNT_SCRIPT),
+    )
 
 
 def _redis() -> _Redis | None:
@@ -246,7 +264,7 @@ def guard_check(*, workspace: Workspace, dest: str, country: str, now: datetime)
     outcome = _text(answer[0])
     enforce = mode == FraudGuardMode.ENFORCE
     if outcome == "ok":
-        return ALLOWED
+        return Verdict(refused=False, counted=bool(int(answer[1])))
     if outcome == "blocked":
         return Verdict(refused=enforce)
     trips = []
@@ -263,6 +281,23 @@ def guard_check(*, workspace: Workspace, dest: str, country: str, now: datetime)
             )
         )
     return Verdict(refused=enforce, trips=tuple(trips))
+
+
+def guard_uncount(*, workspace_id: int, dest: str, country: str, now: datetime) -> None:
+    """Takes `dest` out of the counts `guard_check` put it in at `now`: the request was refused after it
+    (a send limit, the daily cap, the prepaid balance) and sent nothing, so it is not a number sent to. A
+    workspace at its cap, or out of units, must not find its countries blocked when it is served again.
+    Never raises: left counted, the number only makes the guard stricter for its window."""
+    connection = _redis()
+    if connection is None:
+        return
+    keys = [numbers_key(workspace_id, RANGE, number_range(dest))]
+    if country:
+        keys.append(numbers_key(workspace_id, COUNTRY, country))
+    try:
+        connection.uncount(keys=keys, args=[dest, _ms(now)])
+    except redis.RedisError as exc:
+        logger.warning("fraud guard: a refused request of workspace %s stays counted: %s", workspace_id, exc)
 
 
 def guard_approved(*, workspace: Workspace, dest: str, at: datetime, country: str | None = None) -> None:

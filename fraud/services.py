@@ -9,6 +9,7 @@ from beat in SQL (otp.fraudrules): both record what they decide here.
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import redis
@@ -46,17 +47,28 @@ def _guarded(workspace: Workspace, dest: str) -> bool:
     return not safe_listed(safe_list_prefixes(workspace_id=workspace.pk), dest)
 
 
-def fraud_request_check(*, workspace: Workspace, dest: str, country: str, now: datetime) -> None:
+@dataclass(frozen=True)
+class FraudAdmission:
+    """A request the guard let through whose number it counted as new: if the request then sends nothing
+    (refused by a send limit, the daily cap, the balance; or a reused session), `fraud_request_unsent`."""
+
+    workspace_id: int
+    dest: str
+    country: str
+    at: datetime
+
+
+def fraud_request_check(*, workspace: Workspace, dest: str, country: str, now: datetime) -> FraudAdmission | None:
     """Before a live OTP SMS is sent to `dest` (a request, or a resend): one Redis round trip, no SQL.
 
     In `enforce`, raises DestinationBlocked (403) when its range or country is blocked, or when this
     request trips a velocity rule (it is refused too). In `shadow` the same decisions are recorded and
     nothing is refused. When a rule trips, its block is recorded here (a few queries, once per block).
     Redis down: ServiceUnavailable (503), as the rate limiter answers for sends: a live SMS is never sent
-    unguarded.
+    unguarded. Returns the admission when the number was new to a count, else None.
     """
     if not _guarded(workspace, dest):
-        return
+        return None
     try:
         verdict = guard.guard_check(workspace=workspace, dest=dest, country=country, now=now)
     except GuardUnavailable as exc:
@@ -66,6 +78,17 @@ def fraud_request_check(*, workspace: Workspace, dest: str, country: str, now: d
     if verdict.refused:
         metrics.FRAUD_REFUSED.inc()
         raise DestinationBlocked(trips=verdict.trips)
+    return FraudAdmission(workspace.pk, dest, country, now) if verdict.counted else None
+
+
+def fraud_request_unsent(admission: FraudAdmission | None) -> None:
+    """The request `fraud_request_check` admitted sent nothing after all: its number leaves the counts
+    again, so that only numbers sent to count (a workspace at its daily cap or out of units, its users
+    retrying, must not find their country blocked once it is served again). Never raises."""
+    if admission is not None:
+        guard.guard_uncount(
+            workspace_id=admission.workspace_id, dest=admission.dest, country=admission.country, now=admission.at
+        )
 
 
 def fraud_trips_record(*, workspace: Workspace, trips: Iterable[Trip], now: datetime) -> None:

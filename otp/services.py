@@ -23,11 +23,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import OuterRef, Subquery
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
-from fraud.services import fraud_approval_note, fraud_request_check
+from fraud.services import fraud_approval_note, fraud_request_check, fraud_request_unsent
 from otp.crypto import (
     code_digest,
     code_matches,
@@ -191,9 +191,10 @@ def otp_request(
     if sender_name is None:
         raise ValidationFailed.for_field("src", "Not an approved sender name of this workspace.")
     fixed_code = reviewer_code_get(workspace=workspace, dest=dest)
+    admission = None
     if not test and fixed_code is None:
         # Before either version of the rules below, in Python: a Redis round trip, no query.
-        fraud_request_check(workspace=workspace, dest=dest, country=country, now=timezone.now())
+        admission = fraud_request_check(workspace=workspace, dest=dest, country=country, now=timezone.now())
     template = (
         message_template
         or workspace.default_message_template
@@ -212,6 +213,17 @@ def otp_request(
         test=test,
         fixed_code=fixed_code,
     )
+    try:
+        result = _request_sent_or_reused(new, actor=actor)
+    except Exception:
+        fraud_request_unsent(admission)  # refused: nothing was sent to the number the guard counted
+        raise
+    if result.reused:
+        fraud_request_unsent(admission)
+    return result
+
+
+def _request_sent_or_reused(new: NewSession, *, actor: str) -> OtpRequestResult:
     if _in_database(new):
         return _request_in_database(new)
     try:
@@ -471,8 +483,27 @@ def otp_resend(
         raise OtpSessionNotFound()
     dest, country = found
     fixed_code = reviewer_code_get(workspace=workspace, dest=dest)
+    admission = None
     if not test and fixed_code is None:
-        fraud_request_check(workspace=workspace, dest=dest, country=country, now=timezone.now())
+        admission = fraud_request_check(workspace=workspace, dest=dest, country=country, now=timezone.now())
+    try:
+        return _resend_in_transaction(
+            workspace=workspace, sessions=sessions, dest=dest, fixed_code=fixed_code, test=test, actor=actor
+        )
+    except Exception:
+        fraud_request_unsent(admission)
+        raise
+
+
+def _resend_in_transaction(
+    *,
+    workspace: Workspace,
+    sessions: QuerySet[OtpSession],
+    dest: str,
+    fixed_code: str | None,
+    test: bool,
+    actor: str,
+) -> OtpRequestResult:
     code = fixed_code if fixed_code is not None else generate_code(workspace.otp_code_length)
     with transaction.atomic():
         advisory_xact_lock(dest_lock(workspace, dest))

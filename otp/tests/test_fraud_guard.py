@@ -25,6 +25,7 @@ from webhooks.delivery import webhook_deliver
 from webhooks.models import WebhookDelivery
 from workspaces.models import Workspace
 from workspaces.tests.factories import WorkspaceFactory, issue_key
+from zeckta.localcache import local_caches_clear
 from zeckta.testing import api_client, assert_api_error, free_port, run_together
 
 RANGE = "+233204123"  # API.md's own example: +233204123000 to +233204123999
@@ -164,6 +165,20 @@ def test_with_the_guard_off_nothing_counts_and_redis_is_not_asked(api, workspace
 
     assert [request_otp(api, number(i)).status_code for i in range(20)] == [200] * 20
     assert not FraudBlock.objects.exists()
+
+
+def test_a_request_refused_by_another_limit_sends_nothing_and_is_not_counted(api, workspace):
+    Workspace.objects.filter(pk=workspace.pk).update(daily_sms_cap=1)
+    assert request_otp(api, number(0)).status_code == 200
+
+    refused = [request_otp(api, number(index)) for index in range(1, 15)]
+
+    assert {response.json()["code"] for response in refused} == {"WORKSPACE_QUOTA_EXCEEDED"}  # never blocked
+    assert not FraudBlock.objects.exists()
+    Workspace.objects.filter(pk=workspace.pk).update(daily_sms_cap=0)
+    local_caches_clear()  # the key's cached workspace
+    assert [request_otp(api, number(index)).status_code for index in range(20, 29)] == [200] * 9
+    assert_blocked(request_otp(api, number(29)))  # the 11th number sent to, not the 25th asked for
 
 
 # --- Shadow --------------------------------------------------------------------------------------
