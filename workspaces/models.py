@@ -1,4 +1,7 @@
+import operator
 import uuid
+from collections.abc import Iterable
+from functools import reduce
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -21,6 +24,74 @@ SEND_LIMIT_MIN = 1
 # The region phonenumbers gives numbers that belong to no country (+870, +881, +882 ...: satellite and
 # international networks). Listed in allowed_countries, it lets a workspace send to them.
 NON_GEOGRAPHIC_REGION = "001"
+# The fraud guard's numbers (API.md section 13): counts at least 1, percentages 0 to 100, every duration at
+# least a second (a replay compresses the clock by shortening them: bench/pumping.py) and at most 30 days.
+FRAUD_COUNT_MIN = 1
+FRAUD_PERCENT_MAX = 100
+FRAUD_SECONDS_MIN, FRAUD_SECONDS_MAX = 1, 30 * 86_400
+
+
+class FraudGuardMode(models.TextChoices):
+    """What the fraud guard does with a decision (API.md section 13)."""
+
+    ENFORCE = "enforce", "Enforce: block and refuse"
+    SHADOW = "shadow", "Shadow: record and show, refuse nothing"
+    OFF = "off", "Off"
+
+
+def _all(conditions: Iterable[Q]) -> Q:
+    return reduce(operator.and_, conditions)
+
+
+def _fraud_count(default: int, help_text: str) -> models.PositiveIntegerField:
+    return models.PositiveIntegerField(
+        default=default, validators=[MinValueValidator(FRAUD_COUNT_MIN)], help_text=help_text
+    )
+
+
+def _fraud_percent(default: int, help_text: str) -> models.PositiveSmallIntegerField:
+    return models.PositiveSmallIntegerField(
+        default=default, validators=[MaxValueValidator(FRAUD_PERCENT_MAX)], help_text=help_text
+    )
+
+
+def _fraud_seconds(default: int, help_text: str) -> models.PositiveIntegerField:
+    return models.PositiveIntegerField(
+        default=default,
+        validators=[MinValueValidator(FRAUD_SECONDS_MIN), MaxValueValidator(FRAUD_SECONDS_MAX)],
+        help_text=help_text,
+    )
+
+
+# Every policy field of the guard, in the order the admin shows them; the constraints below read it.
+FRAUD_COUNT_FIELDS = (
+    "fraud_range_velocity_numbers",
+    "fraud_range_conversion_min_sessions",
+    "fraud_country_velocity_numbers",
+    "fraud_country_velocity_history_sms",
+    "fraud_country_conversion_min_sessions",
+    "fraud_country_conversion_baseline_min_sessions",
+)
+FRAUD_PERCENT_FIELDS = (
+    "fraud_range_conversion_max_percent",
+    "fraud_country_conversion_max_percent",
+    "fraud_country_conversion_baseline_percent",
+)
+FRAUD_SECONDS_FIELDS = (
+    "fraud_conversion_judged_after_seconds",
+    "fraud_range_velocity_window_seconds",
+    "fraud_range_velocity_block_seconds",
+    "fraud_range_conversion_window_seconds",
+    "fraud_range_conversion_block_seconds",
+    "fraud_country_velocity_window_seconds",
+    "fraud_country_velocity_history_seconds",
+    "fraud_country_velocity_block_seconds",
+    "fraud_country_conversion_window_seconds",
+    "fraud_country_conversion_baseline_seconds",
+    "fraud_country_conversion_block_seconds",
+    "fraud_escalation_memory_seconds",
+    "fraud_block_max_seconds",
+)
 
 
 class Workspace(models.Model):
@@ -89,6 +160,59 @@ class Workspace(models.Model):
         help_text="Most new OTP SMS to any one country per hour. Empty: no ceiling.",
     )
 
+    # Fraud guard (API.md section 13): SMS pumping blocked per number range (E.164 less its last three
+    # digits) or country. Defaults are the contract's; every number is the workspace's to tune.
+    fraud_guard_mode = models.CharField(
+        max_length=8,
+        choices=FraudGuardMode.choices,
+        default=FraudGuardMode.ENFORCE,
+        help_text="Enforce blocks and refuses; shadow records every decision and refuses nothing; off does neither.",
+    )
+    fraud_conversion_judged_after_seconds = _fraud_seconds(
+        120, "A session not approved by this age counts as unconverted (the conversion rules)."
+    )
+    fraud_range_velocity_numbers = _fraud_count(
+        10, "range_velocity: distinct numbers of one range allowed within its window while none is approved."
+    )
+    fraud_range_velocity_window_seconds = _fraud_seconds(600, "range_velocity: the window.")
+    fraud_range_velocity_block_seconds = _fraud_seconds(3600, "range_velocity: how long its block lasts.")
+    fraud_range_conversion_min_sessions = _fraud_count(
+        20, "range_conversion: judged sessions of one range needed before it can trip."
+    )
+    fraud_range_conversion_max_percent = _fraud_percent(10, "range_conversion: trips at or below this conversion.")
+    fraud_range_conversion_window_seconds = _fraud_seconds(86_400, "range_conversion: the window.")
+    fraud_range_conversion_block_seconds = _fraud_seconds(86_400, "range_conversion: how long its block lasts.")
+    fraud_country_velocity_numbers = _fraud_count(
+        50, "country_velocity: distinct numbers of one country allowed within its window while none is approved."
+    )
+    fraud_country_velocity_window_seconds = _fraud_seconds(600, "country_velocity: the window.")
+    fraud_country_velocity_history_sms = _fraud_count(
+        50, "country_velocity: a country the workspace sent at least this many OTP SMS before is not new to it."
+    )
+    fraud_country_velocity_history_seconds = _fraud_seconds(
+        7 * 86_400, "country_velocity: how far back that history looks."
+    )
+    fraud_country_velocity_block_seconds = _fraud_seconds(3600, "country_velocity: how long its block lasts.")
+    fraud_country_conversion_min_sessions = _fraud_count(
+        50, "country_conversion: judged sessions of one country needed before it can trip."
+    )
+    fraud_country_conversion_max_percent = _fraud_percent(10, "country_conversion: trips at or below this conversion.")
+    fraud_country_conversion_window_seconds = _fraud_seconds(3600, "country_conversion: the window.")
+    fraud_country_conversion_baseline_percent = _fraud_percent(
+        50, "country_conversion: only a country that converted at least this well before can trip..."
+    )
+    fraud_country_conversion_baseline_min_sessions = _fraud_count(
+        50, "country_conversion: ... or that had fewer judged sessions than this before."
+    )
+    fraud_country_conversion_baseline_seconds = _fraud_seconds(
+        7 * 86_400, "country_conversion: how far back that baseline looks."
+    )
+    fraud_country_conversion_block_seconds = _fraud_seconds(3600, "country_conversion: how long its block lasts.")
+    fraud_escalation_memory_seconds = _fraud_seconds(
+        7 * 86_400, "Blocked again within this time of the last block's end: twice the last block's length."
+    )
+    fraud_block_max_seconds = _fraud_seconds(7 * 86_400, "The longest a block grows to by escalation.")
+
     # Billing: postpaid workspaces are counted, never refused; prepaid ones pay from balance_units.
     is_prepaid = models.BooleanField(default=False)
     balance_units = models.BigIntegerField(default=0)
@@ -132,6 +256,26 @@ class Workspace(models.Model):
             models.CheckConstraint(
                 condition=Q(country_hourly_limit__isnull=True) | Q(country_hourly_limit__gte=SEND_LIMIT_MIN),
                 name="workspaces_workspace_country_hourly_limit_positive",
+            ),
+            models.CheckConstraint(
+                condition=Q(fraud_guard_mode__in=FraudGuardMode.values),
+                name="workspaces_workspace_fraud_guard_mode_valid",
+            ),
+            # One constraint per kind of number: a name per field would pass PostgreSQL's 63 characters.
+            models.CheckConstraint(
+                condition=_all(Q(**{f"{field}__gte": FRAUD_COUNT_MIN}) for field in FRAUD_COUNT_FIELDS),
+                name="workspaces_workspace_fraud_counts_positive",
+            ),
+            models.CheckConstraint(
+                condition=_all(Q(**{f"{field}__lte": FRAUD_PERCENT_MAX}) for field in FRAUD_PERCENT_FIELDS),
+                name="workspaces_workspace_fraud_percents_range",
+            ),
+            models.CheckConstraint(
+                condition=_all(
+                    Q(**{f"{field}__gte": FRAUD_SECONDS_MIN}) & Q(**{f"{field}__lte": FRAUD_SECONDS_MAX})
+                    for field in FRAUD_SECONDS_FIELDS
+                ),
+                name="workspaces_workspace_fraud_seconds_range",
             ),
             # A prepaid workspace never goes below zero: debits are conditional updates.
             models.CheckConstraint(
@@ -255,6 +399,9 @@ class AuditEvent(models.Model):
         REVIEWER_NUMBER_CHANGED = "reviewer_number.changed", "Reviewer number changed"
         REVIEWER_NUMBER_DELETED = "reviewer_number.deleted", "Reviewer number deleted"
         REVIEWER_NUMBER_USED = "reviewer_number.used", "Reviewer number used (nothing sent)"
+        FRAUD_BLOCK_LIFTED = "fraud_block.lifted", "Fraud-guard block lifted"
+        SAFE_LIST_ADDED = "safe_list.added", "Safe-list entry added"
+        SAFE_LIST_REMOVED = "safe_list.removed", "Safe-list entry removed"
 
     # SET_NULL and a copy of the slug: the trail outlives a deleted workspace and still says whose it was.
     workspace = models.ForeignKey(
