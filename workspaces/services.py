@@ -127,6 +127,8 @@ WORKSPACE_EDITABLE_FIELDS = frozenset(
         "refuse_fixed_line_and_voip",
         "country_hourly_limit",
         "is_prepaid",
+        # The fraud guard's mode and numbers (API.md section 13): every field whose name says so.
+        *(field.name for field in Workspace._meta.fields if field.name.startswith("fraud_")),
     }
 )
 API_KEY_EDITABLE_FIELDS = frozenset({"name", "tps", "expires_at"})
