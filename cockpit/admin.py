@@ -21,10 +21,10 @@ from cockpit.selectors import WINDOW_LABELS, dashboard_get
 from cockpit.services import hour_floor
 from cockpit.sites import DASHBOARD_PERMISSION
 from cockpit.templatetags.cockpit import percent
+from fraud.admin import WorkspaceGuardAdmin
 from otp.models import SmsAttempt
 from senders.admin import RouteAdmin
 from senders.models import Route
-from workspaces.admin import WorkspaceAdmin
 from workspaces.models import Workspace
 
 RECENT_ATTEMPTS = 20  # on a route's page
@@ -69,7 +69,7 @@ admin.site.unregister(Workspace)
 
 
 @admin.register(Workspace)
-class WorkspaceTrafficAdmin(WorkspaceAdmin):
+class WorkspaceTrafficAdmin(WorkspaceGuardAdmin):
     # The OTP policy stays on each workspace's page: the list says which are active, what they pay, what they send.
     list_display = [
         "name",
@@ -78,11 +78,16 @@ class WorkspaceTrafficAdmin(WorkspaceAdmin):
         "is_prepaid",
         "balance_units",
         "daily_sms_cap",
+        "fraud_guard_mode",
         *WORKSPACE_TRAFFIC_COLUMNS,
         "created_at",
     ]
-    readonly_fields = [*WorkspaceAdmin.readonly_fields, "traffic"]
-    fieldsets = [WorkspaceAdmin.fieldsets[0], ("Traffic", {"fields": ["traffic"]}), *WorkspaceAdmin.fieldsets[1:]]
+    readonly_fields = [*WorkspaceGuardAdmin.readonly_fields, "traffic"]
+    fieldsets = [
+        WorkspaceGuardAdmin.fieldsets[0],
+        ("Traffic", {"fields": ["traffic"]}),
+        *WorkspaceGuardAdmin.fieldsets[1:],
+    ]
 
     def get_list_display(self, request: HttpRequest) -> list:
         hidden = () if _sees_traffic(request) else WORKSPACE_TRAFFIC_COLUMNS

@@ -1,5 +1,5 @@
 """Reads for the dashboard: sums over the hourly rollup (a few hundred to a few thousand rows for 30 days,
-whatever the number of sessions), never over the sessions themselves."""
+whatever the number of sessions), never over the sessions themselves; and the fraud guard's blocks."""
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -12,8 +12,9 @@ from django.urls import reverse
 
 from cockpit.models import NumberSuspect, RollupState, TrafficHour
 from cockpit.services import TRAFFIC_ROLLUP, hour_floor
+from fraud.models import FraudBlock
 from senders.models import Route
-from workspaces.models import NON_GEOGRAPHIC_REGION, Workspace
+from workspaces.models import NON_GEOGRAPHIC_REGION, FraudGuardMode, Workspace
 
 METRICS = ("requests", "approved", "wrong_codes", "sms", "delivered", "failed", "units")
 # The windows, each the current (partial) hour and the whole hours before it.
@@ -67,7 +68,13 @@ class Dashboard:
     hourly: list[tuple[datetime, Counts]]  # each of the last 24 hours, oldest first
     daily: list[tuple[date, Counts]]  # each of the last 30 UTC days, oldest first
     destinations: list[NumberSuspect]  # flagged first
+    # Only of workspaces whose fraud guard is off: the guard's range rules watch every other workspace's ranges,
+    # and its blocks and shadow decisions say what it found there.
     ranges: list[NumberSuspect]
+    # Of the whole dashboard only (not a workspace's or a route's part of it):
+    blocks: list[FraudBlock] = field(default_factory=list)  # in force now (enforce), the newest first
+    more_blocks: bool = False  # more are in force than the list shows
+    shadow_decisions: list[FraudBlock] = field(default_factory=list)  # of the pumping window, the newest first
 
     @property
     def totals_rows(self) -> list[tuple[str, str, Counts]]:
@@ -92,6 +99,10 @@ class Dashboard:
             f"at least {self.least_sms_destination} SMS to one number, or {self.least_sms_range} to one range "
             f"of {10**settings.COCKPIT_RANGE_HIDDEN_DIGITS:,} numbers, with a conversion of {share:g} % or less"
         )
+
+    @property
+    def pumping_window_hours(self) -> int:
+        return settings.COCKPIT_PUMPING_WINDOW_HOURS
 
     @property
     def flagged(self) -> int:
@@ -200,6 +211,10 @@ def dashboard_get(
     if workspace is not None:
         suspects = suspects.filter(workspace=workspace)
     suspects_list = list(suspects)
+    # The blocks are the index's: a workspace's page has its own line about them (fraud.admin), a route none.
+    whole = workspace is None and route_name is None
+    blocks, shadow_decisions = fraud_blocks_shown(now=now) if whole else ([], [])
+    limit = settings.COCKPIT_PUMPING_LIST_LIMIT
     return Dashboard(
         window=window,
         refreshed_at=state.refreshed_at if state else None,
@@ -211,5 +226,24 @@ def dashboard_get(
         hourly=hourly,
         daily=list(days.items()),
         destinations=[s for s in suspects_list if s.kind == NumberSuspect.Kind.DESTINATION],
-        ranges=[s for s in suspects_list if s.kind == NumberSuspect.Kind.RANGE],
+        ranges=[
+            s
+            for s in suspects_list
+            if s.kind == NumberSuspect.Kind.RANGE and s.workspace.fraud_guard_mode == FraudGuardMode.OFF
+        ],
+        blocks=blocks[:limit],
+        more_blocks=len(blocks) > limit,
+        shadow_decisions=shadow_decisions,
     )
+
+
+def fraud_blocks_shown(*, now: datetime) -> tuple[list[FraudBlock], list[FraudBlock]]:
+    """The blocks in force now (one more than the dashboard lists, to tell whether there are more), and the
+    shadow decisions of the pumping window, of every workspace, the newest first. Two queries without an index
+    of their own: blocks are few, one per range or country under attack."""
+    limit = settings.COCKPIT_PUMPING_LIST_LIMIT
+    rows = FraudBlock.objects.select_related("workspace").order_by("-created_at", "-id")
+    active = rows.filter(mode=FraudBlock.Mode.ENFORCE, lifted_at__isnull=True, ends_at__gt=now)
+    since = now - timedelta(hours=settings.COCKPIT_PUMPING_WINDOW_HOURS)
+    shadow = rows.filter(mode=FraudBlock.Mode.SHADOW, created_at__gte=since)
+    return list(active[: limit + 1]), list(shadow[:limit])

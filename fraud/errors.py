@@ -27,4 +27,6 @@ class DestinationBlocked(ApplicationError):
 
 
 class FraudBlockNotFound(NotFound):
+    """Missing and another workspace's block answer alike: existence is not leaked."""
+
     default_message = "Fraud block not found."

@@ -49,7 +49,7 @@ from zeckta import metrics
 from zeckta.api.errors import MalformedJson, PayloadTooLarge, error_body
 from zeckta.api.handlers import error_answer
 from zeckta.api.responses import envelope
-from zeckta.api.schema import COMMON_ERRORS, error_envelope, error_responses, example
+from zeckta.api.schema import COMMON_ERRORS, DESTINATION_BLOCKED, error_envelope, error_responses, example
 from zeckta.api.schema import envelope as envelope_schema
 from zeckta.api.utils import validated
 from zeckta.errors import ServiceUnavailable, ValidationFailed
@@ -130,7 +130,7 @@ class OtpViewSet(WorkspaceViewSet):
         parameters=[IDEMPOTENCY_KEY],
         responses={
             200: envelope_schema("OtpRequestEnvelope", OtpRequestDataSerializer()),
-            **error_responses(*COMMON_ERRORS, 402, 409, 503),
+            **error_responses(*COMMON_ERRORS, 402, 409, 503, overrides=DESTINATION_BLOCKED),
         },
         examples=[
             example("Request", {"dest": "+233202007745", "src": "ZECKTA", "purpose": "LOGIN"}, request=True),
@@ -225,7 +225,7 @@ class OtpViewSet(WorkspaceViewSet):
         parameters=[IDEMPOTENCY_KEY],
         responses={
             200: envelope_schema("OtpResendEnvelope", OtpResendDataSerializer()),
-            **error_responses(*COMMON_ERRORS, 402, 404, 409, 410, 503),
+            **error_responses(*COMMON_ERRORS, 402, 404, 409, 410, 503, overrides=DESTINATION_BLOCKED),
         },
         examples=[
             example("Request", {}, request=True),

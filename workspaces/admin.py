@@ -48,6 +48,38 @@ WORKSPACE_ABUSE_FIELDS = (
     "refuse_fixed_line_and_voip",
     "country_hourly_limit",
 )
+# The fraud guard (API.md section 13): its mode, then each rule's numbers in the order the model declares them.
+WORKSPACE_FRAUD_MODE_FIELDS = ("fraud_guard_mode", "fraud_conversion_judged_after_seconds")
+WORKSPACE_FRAUD_RANGE_FIELDS = (
+    "fraud_range_velocity_numbers",
+    "fraud_range_velocity_window_seconds",
+    "fraud_range_velocity_block_seconds",
+    "fraud_range_conversion_min_sessions",
+    "fraud_range_conversion_max_percent",
+    "fraud_range_conversion_window_seconds",
+    "fraud_range_conversion_block_seconds",
+)
+WORKSPACE_FRAUD_COUNTRY_FIELDS = (
+    "fraud_country_velocity_numbers",
+    "fraud_country_velocity_window_seconds",
+    "fraud_country_velocity_history_sms",
+    "fraud_country_velocity_history_seconds",
+    "fraud_country_velocity_block_seconds",
+    "fraud_country_conversion_min_sessions",
+    "fraud_country_conversion_max_percent",
+    "fraud_country_conversion_window_seconds",
+    "fraud_country_conversion_baseline_percent",
+    "fraud_country_conversion_baseline_min_sessions",
+    "fraud_country_conversion_baseline_seconds",
+    "fraud_country_conversion_block_seconds",
+)
+WORKSPACE_FRAUD_ESCALATION_FIELDS = ("fraud_escalation_memory_seconds", "fraud_block_max_seconds")
+WORKSPACE_FRAUD_FIELDS = (
+    *WORKSPACE_FRAUD_MODE_FIELDS,
+    *WORKSPACE_FRAUD_RANGE_FIELDS,
+    *WORKSPACE_FRAUD_COUNTRY_FIELDS,
+    *WORKSPACE_FRAUD_ESCALATION_FIELDS,
+)
 # What a workspace may spend: a postpaid one is counted and never refused, so unticking is_prepaid is as much
 # a credit decision as adding units, and needs the same permission (balance_units is never a form field).
 WORKSPACE_BILLING_FIELDS = ("is_prepaid",)
@@ -63,6 +95,7 @@ class WorkspaceAdminForm(forms.ModelForm):
             "is_active",
             *WORKSPACE_POLICY_FIELDS,
             *WORKSPACE_ABUSE_FIELDS,
+            *WORKSPACE_FRAUD_FIELDS,
             *WORKSPACE_BILLING_FIELDS,
         ]
 
@@ -125,13 +158,25 @@ class WorkspaceAdmin(admin.ModelAdmin):
         "created_at",
     ]
     list_display_links = ["name", "slug"]
-    list_filter = ["is_active", "is_prepaid", "otp_reuse_enabled"]
+    list_filter = ["is_active", "is_prepaid", "otp_reuse_enabled", "fraud_guard_mode"]
     search_fields = ["name", "slug"]
     readonly_fields = ["public_id", "balance_units", "ledger", "created_at", "updated_at"]
     fieldsets = [
         (None, {"fields": ["name", "slug", "is_active", "public_id"]}),
         ("OTP policy", {"fields": list(WORKSPACE_POLICY_FIELDS)}),
         ("Destinations and abuse limits", {"fields": list(WORKSPACE_ABUSE_FIELDS)}),
+        (
+            "Fraud guard",
+            {
+                "fields": list(WORKSPACE_FRAUD_MODE_FIELDS),
+                "description": "Blocks a number range (a number less its last three digits) or a country whose "
+                "traffic looks like SMS pumping: many codes sent, few entered. The defaults are the contract's; "
+                "blocked again within the escalation memory, a block lasts twice as long as the last one.",
+            },
+        ),
+        ("Fraud guard: range rules", {"fields": list(WORKSPACE_FRAUD_RANGE_FIELDS), "classes": ["collapse"]}),
+        ("Fraud guard: country rules", {"fields": list(WORKSPACE_FRAUD_COUNTRY_FIELDS), "classes": ["collapse"]}),
+        ("Fraud guard: escalation", {"fields": list(WORKSPACE_FRAUD_ESCALATION_FIELDS), "classes": ["collapse"]}),
         (
             "Billing",
             {

@@ -16,7 +16,7 @@ from workspaces.audit import SYSTEM_ACTOR, audit_record, field_changes
 from workspaces.billing import CREDIT_UNITS_MAX, ledger_record_opening
 from workspaces.errors import ApiKeyNotFound, WorkspaceSlugTaken
 from workspaces.keys import EXPIRES_IN_DAYS_MAX, key_digest, key_generate, key_prefix
-from workspaces.models import ApiKey, AuditEvent, Workspace
+from workspaces.models import DAILY_SMS_CAP_MAX, ApiKey, AuditEvent, FraudGuardMode, Workspace
 from zeckta.errors import ValidationFailed
 from zeckta.localcache import local_caches_changed
 
@@ -44,8 +44,11 @@ def workspace_create(
     otp_code_length: int | None = None,
     prepaid_units: int | None = None,
     countries: str | list[str] | None = None,
+    daily_sms_cap: int | None = None,
+    fraud_guard_mode: str | None = None,
     actor: str = SYSTEM_ACTOR,
 ) -> Workspace:
+    """A new workspace with its policy; None keeps a field's default. `daily_sms_cap` 0 is no cap."""
     name = name.strip()
     if not name:
         raise ValidationFailed("the workspace name must not be empty")
@@ -54,6 +57,10 @@ def workspace_create(
         raise ValidationFailed("cannot make a slug from that name; pass --slug")
     if prepaid_units is not None and not 0 <= prepaid_units <= CREDIT_UNITS_MAX:
         raise ValidationFailed(f"prepaid units must be between 0 and {CREDIT_UNITS_MAX}")
+    if daily_sms_cap is not None and not 0 <= daily_sms_cap <= DAILY_SMS_CAP_MAX:
+        raise ValidationFailed(f"the daily SMS cap must be between 0 and {DAILY_SMS_CAP_MAX} (0: no cap)")
+    if fraud_guard_mode is not None and fraud_guard_mode not in FraudGuardMode.values:
+        raise ValidationFailed(f"the fraud guard mode must be one of {', '.join(FraudGuardMode.values)}")
     workspace = Workspace(
         name=name,
         slug=slug,
@@ -66,6 +73,8 @@ def workspace_create(
         ("otp_validity_seconds", otp_validity_seconds),
         ("otp_max_attempts", otp_max_attempts),
         ("otp_code_length", otp_code_length),
+        ("daily_sms_cap", daily_sms_cap),
+        ("fraud_guard_mode", fraud_guard_mode),
     ]:
         if value is not None:
             setattr(workspace, field, value)
@@ -118,6 +127,8 @@ WORKSPACE_EDITABLE_FIELDS = frozenset(
         "refuse_fixed_line_and_voip",
         "country_hourly_limit",
         "is_prepaid",
+        # The fraud guard's mode and numbers (API.md section 13): every field whose name says so.
+        *(field.name for field in Workspace._meta.fields if field.name.startswith("fraud_")),
     }
 )
 API_KEY_EDITABLE_FIELDS = frozenset({"name", "tps", "expires_at"})

@@ -486,6 +486,7 @@ SPECTACULAR_SETTINGS = {
         {"name": "otp", "description": "Request, verify, read, resend and cancel one-time passwords."},
         {"name": "sender-names", "description": "The names your SMS come from: requested here, approved by staff."},
         {"name": "webhooks", "description": "Your endpoints for signed OTP events (Standard Webhooks)."},
+        {"name": "fraud", "description": "The fraud guard's blocks of ranges and countries: list and lift them."},
         {"name": "test-inbox", "description": "The SMS test keys sent, codes included: for your end-to-end tests."},
         {"name": "receipts", "description": "SMS providers' delivery receipts: called by providers, not clients."},
     ],

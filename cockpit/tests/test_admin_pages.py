@@ -27,6 +27,7 @@ GUIDE_SECTIONS = (
     "add-a-route",
     "credit-a-balance",
     "no-sms",
+    "fraud-guard",
     "pumping",
 )
 
@@ -70,6 +71,7 @@ def test_the_guide_covers_the_daily_tasks(admin_client):
         "admin:senders_route_add",
         "admin:workspaces_workspace_changelist",
         "admin:otp_otpsession_changelist",
+        "admin:fraud_fraudblock_changelist",
     ):
         assert reverse(name) in response.text
     assert "<title>Operator guide | Zeckta OTP</title>" in response.text

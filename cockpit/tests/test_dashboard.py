@@ -14,10 +14,13 @@ from cockpit.models import NumberSuspect, RollupState, TrafficHour
 from cockpit.services import traffic_rollup_refresh
 from cockpit.tasks import TRAFFIC_ROLLUP_REFRESH_TASK
 from cockpit.tests.helpers import numbers, tables_of
+from fraud.models import FraudBlock
+from fraud.tests.factories import FraudBlockFactory
 from otp.models import OtpSession
 from otp.tests.factories import OtpSessionFactory, SmsMessageFactory
 from senders.routes import route_create
 from senders.tests.factories import SenderNameFactory
+from workspaces.models import Workspace
 from workspaces.tests.factories import WorkspaceFactory
 from zeckta.celery import app as celery_app
 from zeckta.testing import run_command
@@ -186,8 +189,9 @@ def test_the_rows_link_to_their_admin_pages(admin_client, history):
 def pumping():
     """Within the last day: 25 SMS over one range of 1,000 numbers with one approval; 6 to one number and
     none approved; 6 to another, 5 of them approved. Two days ago: 6 to a third number, none approved.
-    And test-mode SMS, never counted."""
-    sender = SenderNameFactory(workspace=WorkspaceFactory(name="Pumped", slug="pumped"), name="PUMPED")
+    And test-mode SMS, never counted. The workspace's fraud guard is off: the cockpit's flags are all it has."""
+    workspace = WorkspaceFactory(name="Pumped", slug="pumped", fraud_guard_mode="off")
+    sender = SenderNameFactory(workspace=workspace, name="PUMPED")
     for index in range(25):
         session(
             sender,
@@ -227,6 +231,60 @@ def test_pumping_flags_fire_for_many_sms_and_few_approvals(admin_client, pumping
     assert list(destinations) == ["+233240000001", "+233240000002"]  # the flagged first
     html = admin_client.get(reverse("admin:index")).text
     assert html.count('class="cockpit-flagged"') == 2 and "2 flagged" in html
+
+
+@pytest.mark.parametrize("mode", ["enforce", "shadow"])
+def test_with_the_guard_on_its_ranges_are_left_to_the_guard_and_single_numbers_still_flagged(
+    admin_client, pumping, mode
+):
+    """The guard's range rules watch the range (its blocks and shadow decisions are listed above the flags); no
+    rule of the guard judges one number, so the destinations stay flagged."""
+    Workspace.objects.filter(pk=pumping.pk).update(fraud_guard_mode=mode)
+
+    tables = dashboard_tables(admin_client)
+
+    assert tables["cockpit-suspect-ranges"] == {}
+    assert list(tables["cockpit-suspect-destinations"]) == ["+233240000001", "+233240000002"]
+    assert "1 flagged" in admin_client.get(reverse("admin:index")).text
+
+
+def test_the_dashboard_lists_the_active_blocks_and_the_recent_shadow_decisions(admin_client, history):
+    acme, globex = Workspace.objects.get(slug="acme"), Workspace.objects.get(slug="globex")
+    FraudBlockFactory(
+        workspace=acme,
+        value="+233204123",
+        rule="range_conversion",
+        evidence={"sessions": 24, "converted": 1, "numbers": 20},
+    )
+    FraudBlockFactory(workspace=acme, scope="country", value="NG", rule="country_velocity", created_at=ago(minutes=3))
+    FraudBlockFactory(workspace=acme, value="+233204555", lifted_at=timezone.now(), lifted_by="ops")  # lifted
+    FraudBlockFactory(workspace=acme, value="+233204777", created_at=ago(hours=3), ends_at=ago(hours=2))  # ended
+    FraudBlockFactory(workspace=globex, value="+254711222", mode="shadow")
+    FraudBlockFactory(workspace=globex, value="+254711999", mode="shadow", created_at=ago(hours=30))  # too old
+
+    tables = dashboard_tables(admin_client)
+
+    active = tables["cockpit-blocks-active"]
+    assert list(active) == ["+233204123", "NG"]  # the newest first; lifted and ended ones are not in force
+    assert active["+233204123"]["label"] == "+233204123xxx" and active["NG"]["label"] == "NG Nigeria"
+    assert numbers(active["+233204123"], "rule", "workspace", "sessions", "converted", "numbers") == (
+        "range_conversion",
+        "Acme",
+        "24",
+        "1",
+        "20",
+    )
+    shadow = tables["cockpit-blocks-shadow"]
+    assert list(shadow) == ["+254711222"] and shadow["+254711222"]["workspace"] == "Globex"
+    html = admin_client.get(reverse("admin:index")).text
+    block = FraudBlock.objects.get(value="+233204123")
+    assert reverse("admin:fraud_fraudblock_change", args=[block.pk]) in html  # where it is lifted
+    assert "(2 active blocks)" in html
+
+
+def test_without_blocks_the_dashboard_says_so(admin_client, history):
+    html = admin_client.get(reverse("admin:index")).text
+    assert "No range or country is blocked now." in html and "(0 active blocks)" in html
 
 
 def test_pumping_thresholds_are_settings(admin_client, pumping, settings):

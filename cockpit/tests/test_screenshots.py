@@ -1,7 +1,8 @@
 """Screenshots of the admin, taken by headless Chromium (Debian's `chromium`, driven by Playwright) from a live
 server, after a month of real traffic made by this test: OTP requests and verifications through the API,
 SMS sent through the delivery path to fake HTTP providers (one refusing some, so that SMS fail over), their
-delivery receipts posted back, and a pumped number range; then the rollup, as beat would run it.
+delivery receipts posted back, a pumped number range in a workspace that runs the fraud guard in shadow, and a
+block in force in another; then the rollup, as beat would run it.
 
 The PNGs go to $SCREENSHOTS_DIR (default test-artifacts/screenshots, ignored by git); `make screenshots`
 writes them to docs/screenshots, where the README shows them.
@@ -24,6 +25,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from cockpit.services import traffic_rollup_refresh
+from fraud.models import FraudBlock
+from fraud.services import safe_list_add
+from fraud.tests.factories import FraudBlockFactory
 from otp.delivery import SmsRetryLater, sms_deliver
 from otp.models import OtpSession, SmsAttempt, SmsMessage
 from otp.tests.helpers import REQUEST_URL, VERIFY_URL, wrong_code
@@ -50,6 +54,7 @@ VIEWPORT = {"width": 1440, "height": 900}
 PASSWORD = "operator-password"  # noqa: S105 (a test user's)
 CODE = re.compile(r"\b\d{6}\b")
 PUMPED_RANGE = "+233205550"  # 1,000 numbers from +233205550000
+BLOCKED_RANGE = "+234803999"
 
 
 def chromium_path() -> str:
@@ -72,8 +77,8 @@ class Traffic:
         self.routes: dict[str, Route] = {}
         self.numbers = 0
 
-    def workspace(self, slug: str, name: str, sender: str, *, prepaid_units: int = 0) -> None:
-        workspace = WorkspaceFactory(slug=slug, name=name, is_prepaid=bool(prepaid_units))
+    def workspace(self, slug: str, name: str, sender: str, *, prepaid_units: int = 0, guard: str = "enforce") -> None:
+        workspace = WorkspaceFactory(slug=slug, name=name, is_prepaid=bool(prepaid_units), fraud_guard_mode=guard)
         if prepaid_units:
             balance_credit(workspace=workspace, units=prepaid_units, actor="operator", reference="INV-2026-0042")
         SenderNameFactory(workspace=workspace, name=sender)
@@ -180,7 +185,8 @@ def month_of_traffic(gateways, settings) -> dict[str, object]:
     clean_queue(celery_app.conf.broker_url)  # the requests publish their send tasks: this test runs them itself
     traffic = Traffic(gateways)
     traffic.workspace("acme", "Acme Bank", "ACMEBANK")
-    traffic.workspace("globex", "Globex Shop", "GLOBEX", prepaid_units=1000)
+    # Globex tries the fraud guard in shadow: the pumping below goes through, and is recorded.
+    traffic.workspace("globex", "Globex Shop", "GLOBEX", prepaid_units=1000, guard="shadow")
     traffic.route("afritel-gh", "afritel", countries="GH", priority=10)
     traffic.route("eurosms", "eurosms", countries="", priority=20)
 
@@ -197,8 +203,29 @@ def month_of_traffic(gateways, settings) -> dict[str, object]:
         for _ in range(24):
             traffic.sign_in("globex", traffic.number(PUMPED_RANGE, 13), verify=False, receipt="delivered")
     clean_queue(celery_app.conf.broker_url)
+    globex, acme = Workspace.objects.get(slug="globex"), Workspace.objects.get(slug="acme")
+    # What the guard recorded as the range tripped range_velocity; written here when the guard has not.
+    if not FraudBlock.objects.filter(workspace=globex, value=PUMPED_RANGE).exists():
+        FraudBlockFactory(
+            workspace=globex,
+            value=PUMPED_RANGE,
+            mode=FraudBlock.Mode.SHADOW,
+            created_at=now - timedelta(hours=3),
+            evidence={"sessions": 11, "converted": 0, "numbers": 11},
+        )
+    # Acme's guard blocked a Nigerian range an hour ago: a block in force, lifted by staff from its page.
+    block = FraudBlockFactory(
+        workspace=acme,
+        value=BLOCKED_RANGE,
+        rule=FraudBlock.Rule.RANGE_CONVERSION,
+        created_at=now - timedelta(hours=1),
+        ends_at=now + timedelta(hours=23),
+        evidence={"sessions": 31, "converted": 1, "numbers": 29},
+    )
+    safe_list_add(workspace=globex, prefix="+233244123", note="Globex's own support phones", actor="operator")
     traffic_rollup_refresh()
     return {
+        "block": block,
         "failover_session": OtpSession.objects.get(public_id=failover),
         "routes": traffic.routes,
         "pumped_workspace": Workspace.objects.get(slug="globex"),
@@ -221,6 +248,8 @@ def test_screenshots_of_the_dashboard_a_workspace_a_session_and_a_route(live_ser
         "workspace": reverse("admin:workspaces_workspace_change", args=[month_of_traffic["pumped_workspace"].pk]),
         "session": reverse("admin:otp_otpsession_change", args=[session.pk]),
         "route": reverse("admin:senders_route_change", args=[route.pk]),
+        "blocks": reverse("admin:fraud_fraudblock_changelist"),
+        "block": reverse("admin:fraud_fraudblock_change", args=[month_of_traffic["block"].pk]),
     }
     OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
 
@@ -239,7 +268,8 @@ def test_screenshots_of_the_dashboard_a_workspace_a_session_and_a_route(live_ser
                 if name == "dashboard":
                     # Both charts drawn by the locally served Chart.js.
                     page.wait_for_function("window.Chart && Object.keys(Chart.instances).length === 2")
-                    assert "pumping?" in page.inner_text("#cockpit-suspect-ranges")
+                    assert BLOCKED_RANGE in page.inner_text("#cockpit-blocks-active")
+                    assert PUMPED_RANGE in page.inner_text("#cockpit-blocks-shadow")
                 page.screenshot(path=str(OUTPUT_DIR / f"{name}.png"), full_page=True)
         finally:
             browser.close()

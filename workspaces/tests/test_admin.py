@@ -8,6 +8,7 @@ from django.contrib.admin.sites import site
 from django.test import RequestFactory
 from django.urls import reverse
 
+from workspaces.admin import WORKSPACE_FRAUD_FIELDS
 from workspaces.billing import balance_credit
 from workspaces.models import ApiKey, AuditEvent, LedgerEntry, Workspace
 from workspaces.tests.factories import WorkspaceFactory, issue_key
@@ -32,10 +33,16 @@ def workspace_form_data(workspace: Workspace, **changes) -> dict:
         "country_hourly_limit": "",
         "wrong_code_budget": workspace.wrong_code_budget,
         "daily_sms_cap": workspace.daily_sms_cap,
+        **{name: getattr(workspace, name) for name in WORKSPACE_FRAUD_FIELDS},
         "api_keys-TOTAL_FORMS": "0",
         "api_keys-INITIAL_FORMS": "0",
         "api_keys-MIN_NUM_FORMS": "0",
         "api_keys-MAX_NUM_FORMS": "1000",
+        # The fraud guard's safe list (its inline, added by the fraud app's admin): no entry.
+        "fraud_safe_list-TOTAL_FORMS": "0",
+        "fraud_safe_list-INITIAL_FORMS": "0",
+        "fraud_safe_list-MIN_NUM_FORMS": "0",
+        "fraud_safe_list-MAX_NUM_FORMS": "1000",
     }
     if workspace.is_prepaid:
         data["is_prepaid"] = "on"

@@ -57,12 +57,35 @@ def test_create_workspace_with_a_slug_and_prepaid_units_records_the_opening_bala
         ("--prepaid", "-1"),
         ("--countries", "GH,ZZ"),
         ("--otp-validity", "soon"),
+        ("--daily-sms-cap", "-1"),
+        ("--daily-sms-cap", "100000001"),
+        ("--daily-sms-cap", "lots"),
+        ("--fraud-guard", "loose"),
+        ("--fraud-guard", "ENFORCE"),
     ],
 )
 def test_create_workspace_refuses_bad_values_and_creates_nothing(db, option, value):
     with pytest.raises(CommandError):
         run("create_workspace", "Acme", option, value)
     assert not Workspace.objects.exists()
+
+
+def test_create_workspace_sets_the_fraud_guard_and_the_daily_cap(db):
+    assert run("create_workspace", "Bench", "--fraud-guard", "shadow", "--daily-sms-cap", "0")[-1] == "bench"
+    bench = Workspace.objects.get(slug="bench")
+    assert (bench.fraud_guard_mode, bench.daily_sms_cap) == ("shadow", 0)  # 0: no cap
+
+    lines = run("create_workspace", "Off", "--fraud-guard", "off", "--daily-sms-cap", "100000000")
+    assert lines[-1] == "off" and "fraud guard off" in lines[0]
+    off = Workspace.objects.get(slug="off")
+    assert (off.fraud_guard_mode, off.daily_sms_cap) == ("off", 100_000_000)
+
+    run("create_workspace", "Plain")
+    plain = Workspace.objects.get(slug="plain")
+    assert (plain.fraud_guard_mode, plain.daily_sms_cap) == (
+        "enforce",
+        Workspace._meta.get_field("daily_sms_cap").default,
+    )
 
 
 def test_create_workspace_refuses_a_taken_slug(db):
@@ -251,6 +274,9 @@ def test_bad_input_exits_non_zero_with_one_line_on_stderr(transactional_db, args
         (("create_workspace", "Big", "--otp-validity", "86401"), "10 and 86400"),
         (("create_workspace", "Big", "--otp-attempts", "11"), "1 and 10"),
         (("create_workspace", "Big", "--otp-length", "99999999999999999999"), "4 and 10"),
+        (("create_workspace", "Big", "--daily-sms-cap", "100000001"), "0 and 100000000"),
+        (("create_workspace", "Big", "--daily-sms-cap", "-1"), "0 and 100000000"),
+        (("create_workspace", "Big", "--fraud-guard", "loose"), "invalid choice: 'loose'"),
     ],
 )
 def test_every_number_a_command_takes_is_bounded_with_a_one_line_error(db, args, fragment):

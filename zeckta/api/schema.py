@@ -33,6 +33,7 @@ ERROR_CODES = (
     "INSUFFICIENT_BALANCE",
     "WORKSPACE_SUSPENDED",
     "HTTPS_REQUIRED",
+    "DESTINATION_BLOCKED",
     "NOT_FOUND",
     "METHOD_NOT_ALLOWED",
     "PAYLOAD_TOO_LARGE",
@@ -103,6 +104,16 @@ LIVE_KEY_REQUIRED = {
     403: OpenApiResponse(
         ERROR_ENVELOPE,
         description=f"LIVE_KEY_REQUIRED: a test key cannot change live configuration; or {ERROR_MEANINGS[403]}",
+    )
+}
+
+# The 403 of an operation that sends an OTP SMS (request, resend): the fraud guard's refusal (API.md section 13),
+# which names no rule and no end time.
+DESTINATION_BLOCKED = {
+    403: OpenApiResponse(
+        ERROR_ENVELOPE,
+        description="DESTINATION_BLOCKED: the fraud guard blocks the number's range or country (nothing sent or "
+        f"charged; the answer says no more); or {ERROR_MEANINGS[403]}",
     )
 }
 

@@ -22,6 +22,8 @@ OPERATIONS = {
     ("/v1/messaging/webhooks/{webhook_id}", "get"),
     ("/v1/messaging/webhooks/{webhook_id}", "delete"),
     ("/v1/messaging/webhooks/{webhook_id}/rotate-secret", "post"),
+    ("/v1/messaging/fraud/blocks", "get"),
+    ("/v1/messaging/fraud/blocks/{block_id}", "delete"),
     ("/v1/webhooks/sms/{route_id}", "post"),  # providers' receipts: their own authentication, no key
 }
 KEYLESS = {"/v1/webhooks/sms/{route_id}"}
@@ -31,6 +33,7 @@ RESOURCES = {
     "/v1/messaging/test-inbox": "test-inbox",
     "/v1/messaging/sender-names": "sender-names",
     "/v1/messaging/webhooks": "webhooks",
+    "/v1/messaging/fraud/": "fraud",
     "/v1/webhooks/sms/": "receipts",  # the providers' callbacks, apart from the clients' webhooks
 }
 
@@ -110,6 +113,7 @@ CONTRACT_CODES = {
     "INSUFFICIENT_BALANCE",
     "WORKSPACE_SUSPENDED",
     "HTTPS_REQUIRED",
+    "DESTINATION_BLOCKED",
     "NOT_FOUND",
     "METHOD_NOT_ALLOWED",
     "PAYLOAD_TOO_LARGE",
@@ -183,3 +187,28 @@ def test_the_test_inbox_is_documented_with_its_answers_and_an_example(document):
     assert set(listed[0]) == {"sessionId", "dest", "src", "text", "createdAt"}
     schemas = document["components"]["schemas"]
     assert set(schemas["InboxMessage"]["properties"]) == {"sessionId", "dest", "src", "text", "createdAt"}
+
+
+def test_the_fraud_blocks_are_documented_and_a_test_key_cannot_lift(document):
+    paths = document["paths"]
+    listing = paths["/v1/messaging/fraud/blocks"]["get"]
+    lift = paths["/v1/messaging/fraud/blocks/{block_id}"]["delete"]
+    assert {"200", "400", "401", "429"} <= set(listing["responses"])
+    assert {"page", "pageSize"} <= {parameter["name"] for parameter in listing["parameters"]}
+    assert "LIVE_KEY_REQUIRED" not in listing["responses"]["403"]["description"]
+    assert {"200", "401", "403", "404"} <= set(lift["responses"])
+    assert "LIVE_KEY_REQUIRED" in lift["responses"]["403"]["description"]
+    block = document["components"]["schemas"]["FraudBlock"]["properties"]
+    assert set(block) == {"blockId", "scope", "value", "rule", "mode", "createdAt", "endsAt", "liftedAt", "evidence"}
+
+
+def test_the_requests_that_send_document_the_fraud_guards_403(document):
+    paths = document["paths"]
+    for operation in (
+        paths["/v1/messaging/otp/request"]["post"],
+        paths["/v1/messaging/otp/{session_id}/resend"]["post"],
+    ):
+        assert "DESTINATION_BLOCKED" in operation["responses"]["403"]["description"], operation["operationId"]
+    assert "DESTINATION_BLOCKED" not in paths["/v1/messaging/otp/verify"]["post"]["responses"].get("403", {}).get(
+        "description", ""
+    )  # verifying an existing session is never blocked

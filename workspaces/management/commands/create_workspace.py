@@ -2,12 +2,14 @@ from argparse import ArgumentParser
 
 from workspaces.billing import CREDIT_UNITS_MAX
 from workspaces.models import (
+    DAILY_SMS_CAP_MAX,
     OTP_ATTEMPTS_MAX,
     OTP_ATTEMPTS_MIN,
     OTP_CODE_LENGTH_MAX,
     OTP_CODE_LENGTH_MIN,
     OTP_VALIDITY_SECONDS_MAX,
     OTP_VALIDITY_SECONDS_MIN,
+    FraudGuardMode,
 )
 from workspaces.services import workspace_create
 from zeckta.commands import OperatorCommand, bounded_int
@@ -47,6 +49,18 @@ class Command(OperatorCommand):
             help="Make the workspace prepaid with this opening balance.",
         )
         parser.add_argument("--countries", metavar="GH,NG", help="Allowed destination countries (ISO alpha-2).")
+        parser.add_argument(
+            "--daily-sms-cap",
+            type=bounded_int(0, DAILY_SMS_CAP_MAX),
+            metavar="N",
+            help=f"New OTP SMS per UTC day for the whole workspace, 0 to {DAILY_SMS_CAP_MAX} (0: no cap).",
+        )
+        parser.add_argument(
+            "--fraud-guard",
+            choices=FraudGuardMode.values,
+            help="enforce (the default) blocks and refuses; shadow records every decision and refuses nothing; "
+            "off does neither.",
+        )
 
     def handle(self, *args, **options) -> None:
         workspace = workspace_create(
@@ -58,8 +72,13 @@ class Command(OperatorCommand):
             otp_code_length=options["otp_length"],
             prepaid_units=options["prepaid"],
             countries=options["countries"],
+            daily_sms_cap=options["daily_sms_cap"],
+            fraud_guard_mode=options["fraud_guard"],
             actor="command:create_workspace",
         )
         billing = f"prepaid, balance {workspace.balance_units}" if workspace.is_prepaid else "postpaid"
-        self.stdout.write(f"Created workspace {workspace.name!r} ({billing}).")
+        cap = f"{workspace.daily_sms_cap} SMS a day" if workspace.daily_sms_cap else "no daily SMS cap"
+        self.stdout.write(
+            f"Created workspace {workspace.name!r} ({billing}, {cap}, fraud guard {workspace.fraud_guard_mode})."
+        )
         self.result(workspace.slug)
