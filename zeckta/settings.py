@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "webhooks",
     "fraud",
     "otp",
+    "twilioverify",
     "cockpit",
 ]
 
