@@ -36,6 +36,7 @@ from twilioverify.serializers import (
 from workspaces.authentication import HasWorkspace
 from workspaces.models import ApiKey, Workspace
 from workspaces.throttling import ApiKeyRateThrottle
+from zeckta.api.errors import HttpsRequired
 from zeckta.api.handlers import error_answer
 from zeckta.api.utils import validated
 from zeckta.errors import NotFound, ValidationFailed
@@ -107,6 +108,9 @@ class TwilioVerifyView(APIView):
         return self.api_key.is_test
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        # As ApiEdgeMiddleware does for /v1/: a refusal, not a redirect (settings.SECURE_REDIRECT_EXEMPT).
+        if settings.SECURE_SSL_REDIRECT and not request.is_secure():
+            raise HttpsRequired()
         self.action = (request.method or "").lower()  # what ApiKeyRateThrottle reads rate_limit_fail_closed by
         super().initial(request, *args, **kwargs)  # authentication, permissions, then the rate limit
         if not hmac.compare_digest(kwargs["service_sid"], self.workspace.service_sid):
