@@ -80,6 +80,11 @@ class VerificationCreateSerializer(serializers.Serializer):
     Amount = _optional()
     Payee = _optional()
     AppHash = serializers.CharField(required=False, trim_whitespace=False, max_length=32)
+    # Refused, not ignored: the application would wait for a code that is never sent.
+    CustomCode = serializers.CharField(required=False, trim_whitespace=False)
+
+    def validate_CustomCode(self, value: str) -> str:
+        raise serializers.ValidationError("The service makes every code; CustomCode is not served.")
 
     def validate_Channel(self, value: str) -> str:
         if value != CHANNEL_SMS:

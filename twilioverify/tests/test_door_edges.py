@@ -69,7 +69,6 @@ def test_answers_carry_rate_headers_and_never_a_code(db, workspace, test_key):
     assert answer["X-RateLimit-Limit"] == "10"
     text = TestInboxMessage.objects.get()
 
-
     code = re.search(r"\b\d{6}\b", inbox_list(workspace=workspace, dest=DEST, now=timezone.now())[0].text).group()
     assert code not in answer.content.decode()
     assert text is not None

@@ -244,7 +244,11 @@ def test_the_default_sender_name_is_the_src(service, workspace):
 
 
 def test_invalid_parameters_are_60200(service):
-    for params in ({"to": "0202007745", "channel": "sms"}, {"to": DEST, "channel": "whatsapp"}):
+    for params in (
+        {"to": "0202007745", "channel": "sms"},
+        {"to": DEST, "channel": "whatsapp"},
+        {"to": DEST, "channel": "sms", "custom_code": "123456"},
+    ):
         with pytest.raises(TwilioRestException) as refused:
             service.verifications.create(**params)
         assert (refused.value.status, refused.value.code) == (400, 60200)

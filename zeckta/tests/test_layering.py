@@ -2,7 +2,7 @@
 `webhooks` <- `fraud` <- `otp` <- `twilioverify` <- `cockpit`.
 
 An app imports only itself and the apps to its left, and no module takes part in an import cycle, not even
-through an import inside a function. Every module of the five apps is walked: code, tests, commands,
+through an import inside a function. Every module of the apps is walked: code, tests, commands,
 migrations. A failure names the file and line of each offending import.
 """
 
