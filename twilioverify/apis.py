@@ -12,7 +12,6 @@ from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
-from rest_framework.parsers import FormParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -27,6 +26,7 @@ from otp.serializers import OtpRequestInputSerializer
 from twilioverify import resources, selectors, services
 from twilioverify.authentication import AccountKeyBasicAuthentication
 from twilioverify.errors import INTERNAL_ERROR, MAX_CHECK_ATTEMPTS_ERROR, NOT_FOUND_ERROR, twilio_error
+from twilioverify.parsers import BoundedFormParser
 from twilioverify.serializers import (
     VerificationCheckSerializer,
     VerificationCreateSerializer,
@@ -86,7 +86,7 @@ class TwilioVerifyView(APIView):
     authentication_classes = [AccountKeyBasicAuthentication]
     permission_classes = [HasWorkspace]
     throttle_classes = [ApiKeyRateThrottle]
-    parser_classes = [FormParser]
+    parser_classes = [BoundedFormParser]
     renderer_classes = [JSONRenderer]
     # Not in /openapi.json: the contract of these routes is Twilio's own API reference (docs/integrations/).
     schema = None

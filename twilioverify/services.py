@@ -6,7 +6,7 @@ import uuid
 from django.utils import timezone
 
 from otp import services as otp_services
-from otp.errors import OtpSessionNotFound
+from otp.errors import OtpExpired, OtpSessionNotFound, SessionNotPending
 from otp.services import VerifyResult
 from otp.transactions import Transaction
 from twilioverify.selectors import pending_session_id_get
@@ -35,7 +35,10 @@ def verification_start(
         workspace=workspace, dest=dest, now=timezone.now(), test=test, purpose=purpose, transaction=transaction
     )
     if pending is not None:
-        return otp_services.otp_resend(workspace=workspace, session_id=pending, test=test, actor=actor).session_id
+        try:
+            return otp_services.otp_resend(workspace=workspace, session_id=pending, test=test, actor=actor).session_id
+        except (OtpExpired, SessionNotPending):
+            pass  # it expired, or was checked or canceled, since it was found: a new session, as if never found
     result = otp_services.otp_request(
         workspace=workspace,
         dest=dest,

@@ -15,8 +15,10 @@ from otp.models import OtpSession, TestInboxMessage
 from otp.selectors import inbox_list
 from twilioverify import services as door_services
 from twilioverify.errors import twilio_error
+from workspaces.models import Workspace
 from workspaces.tests.factories import issue_key
 from zeckta.errors import ApplicationError
+from zeckta.localcache import local_caches_clear
 from zeckta.testing import DEST
 
 
@@ -111,3 +113,33 @@ def test_a_fraud_guard_block_is_60410(live_server, workspace, test_key, monkeypa
     assert (refused.value.status, refused.value.code) == (403, 60410)
     assert not OtpSession.objects.exists()
     assert twilio_error(code="DESTINATION_BLOCKED", status=403, message="x").body()["more_info"].endswith("/60410")
+
+
+def test_a_body_over_the_cap_is_413_and_sends_nothing(db, settings, workspace, test_key):
+    settings.API_MAX_BODY_BYTES = 1024
+    answer = Client().post(
+        f"/v2/Services/{workspace.service_sid}/Verifications",
+        urlencode({"To": DEST, "Channel": "sms", "CustomFriendlyName": "x" * 2000}),
+        content_type=FORM,
+        HTTP_AUTHORIZATION=basic(workspace, test_key),
+    )
+    assert answer.status_code == 413 and answer.json()["code"] == 60200
+    assert not OtpSession.objects.exists()
+
+
+def test_a_suspended_workspace_is_20005(db, workspace, test_key):
+    Workspace.objects.filter(pk=workspace.pk).update(is_active=False)
+    local_caches_clear()
+
+    answer = create(Client(), workspace, test_key)
+
+    assert answer.status_code == 401 and answer.json()["code"] == 20005
+    assert not OtpSession.objects.exists()
+
+
+def test_failed_authentications_from_one_address_are_held_back(db, settings, workspace, test_key):
+    settings.AUTH_FAILURE_LIMIT_PER_MINUTE = 3
+    codes = [create(Client(), workspace, "zk_test_wrong").json()["code"] for _ in range(5)]
+
+    assert codes[:3] == [20003, 20003, 20003] and codes[-1] == 20429
+    assert create(Client(), workspace, test_key).status_code == 201  # a valid key is never held back
