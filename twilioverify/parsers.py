@@ -1,11 +1,14 @@
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.http import QueryDict
 from rest_framework.parsers import FormParser
 
 from zeckta.api.errors import PayloadTooLarge
+
+if TYPE_CHECKING:  # the stubs' name for what QueryDict(...) makes
+    from django.http.request import _ImmutableQueryDict
 
 
 class BoundedFormParser(FormParser):
@@ -14,7 +17,7 @@ class BoundedFormParser(FormParser):
 
     def parse(
         self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None
-    ) -> QueryDict:
+    ) -> "_ImmutableQueryDict":
         limit = settings.API_MAX_BODY_BYTES
         raw = stream.read(limit + 1) if stream is not None else b""
         if len(raw) > limit:
