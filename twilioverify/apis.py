@@ -6,7 +6,7 @@ import hmac
 import logging
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
@@ -96,8 +96,7 @@ class TwilioVerifyView(APIView):
 
     @property
     def api_key(self) -> ApiKey:
-        assert isinstance(self.request.auth, ApiKey)  # HasWorkspace has checked it
-        return self.request.auth
+        return cast(ApiKey, self.request.auth)  # HasWorkspace has checked it is an ApiKey
 
     @property
     def workspace(self) -> Workspace:
@@ -113,7 +112,8 @@ class TwilioVerifyView(APIView):
             raise HttpsRequired()
         self.action = (request.method or "").lower()  # what ApiKeyRateThrottle reads rate_limit_fail_closed by
         super().initial(request, *args, **kwargs)  # authentication, permissions, then the rate limit
-        if not hmac.compare_digest(kwargs["service_sid"], self.workspace.service_sid):
+        # Bytes: compare_digest refuses str with non-ASCII characters, which a URL may hold.
+        if not hmac.compare_digest(kwargs["service_sid"].encode(), self.workspace.service_sid.encode()):
             raise NotFound()
 
     def get_exception_handler(self) -> Callable[[Exception, dict], Response]:

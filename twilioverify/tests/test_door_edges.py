@@ -79,6 +79,8 @@ def test_answers_carry_rate_headers_and_never_a_code(db, workspace, test_key):
 def test_an_unknown_path_or_method_is_in_twilios_shape(db, workspace, test_key):
     unknown = Client().get("/v2/Services/nothing/here", HTTP_AUTHORIZATION=basic(workspace, test_key))
     assert unknown.status_code == 404 and unknown.json()["code"] == 20404
+    odd_service = Client().get("/v2/Services/VAé/Verifications/VE1", HTTP_AUTHORIZATION=basic(workspace, test_key))
+    assert odd_service.status_code == 404 and odd_service.json()["code"] == 20404
     delete = Client().delete(
         f"/v2/Services/{workspace.service_sid}/Verifications", HTTP_AUTHORIZATION=basic(workspace, test_key)
     )
