@@ -12,6 +12,8 @@ from otp.serializers import CODE_RE, TransactionSerializer
 from otp.transactions import Transaction
 
 CHANNEL_SMS = "sms"
+# Twilio's `auto` lets Twilio pick the channel; the only one here is SMS.
+CHANNELS_SERVED = frozenset({CHANNEL_SMS, "auto"})
 # Twilio's Verification sid: VE and the session's UUID in 32 lower-case hex digits, so no table maps them.
 SID_RE = re.compile(r"VE([0-9a-f]{32})")
 # A BCP 47 tag such as "en", "pt-BR" or "zh-HK": accepted and checked; the text is the workspace's own.
@@ -87,9 +89,9 @@ class VerificationCreateSerializer(serializers.Serializer):
         raise serializers.ValidationError("The service makes every code; CustomCode is not served.")
 
     def validate_Channel(self, value: str) -> str:
-        if value != CHANNEL_SMS:
+        if value not in CHANNELS_SERVED:
             raise serializers.ValidationError("Only the sms channel is served.")
-        return value
+        return CHANNEL_SMS
 
     def validate_Locale(self, value: str) -> str:
         if not LOCALE_RE.fullmatch(value):
