@@ -35,10 +35,20 @@ class SenderName(models.Model):
     # Deleted by its workspace: hidden from the API and unusable for sending, but kept, because the OTP
     # sessions that went out under it still refer to it. The same name may be requested again.
     deleted_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The sender of texts whose caller names none (the Supabase hook, API.md section 14); when no name of
+    # the workspace is marked, the first approved one serves.
+    is_default = models.BooleanField(
+        default=False, help_text="Send from this name where the caller names no sender (the Supabase hook)."
+    )
 
     class Meta:
         ordering = ["name"]
         constraints = [
+            models.UniqueConstraint(
+                fields=["workspace"],
+                condition=Q(is_default=True, deleted_at__isnull=True),
+                name="senders_sendername_one_default_per_workspace",
+            ),
             models.UniqueConstraint(
                 fields=["workspace", "name"],
                 condition=Q(deleted_at__isnull=True),

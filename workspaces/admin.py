@@ -160,9 +160,17 @@ class WorkspaceAdmin(admin.ModelAdmin):
     list_display_links = ["name", "slug"]
     list_filter = ["is_active", "is_prepaid", "otp_reuse_enabled", "fraud_guard_mode"]
     search_fields = ["name", "slug"]
-    readonly_fields = ["public_id", "balance_units", "ledger", "created_at", "updated_at"]
+    readonly_fields = ["public_id", "account_sid", "service_sid", "balance_units", "ledger", "created_at", "updated_at"]
     fieldsets = [
         (None, {"fields": ["name", "slug", "is_active", "public_id"]}),
+        (
+            "Twilio Verify ids",
+            {
+                "fields": ["account_sid", "service_sid"],
+                "description": "Fixed at creation. An application written against Twilio Verify uses the account id "
+                "as its username (its password is one of the API keys) and the service id in its URLs.",
+            },
+        ),
         ("OTP policy", {"fields": list(WORKSPACE_POLICY_FIELDS)}),
         ("Destinations and abuse limits", {"fields": list(WORKSPACE_ABUSE_FIELDS)}),
         (

@@ -94,6 +94,16 @@ FRAUD_SECONDS_FIELDS = (
 )
 
 
+def new_account_sid() -> str:
+    """A workspace's account id for the Twilio Verify door (API.md section 14): AC and 32 hex digits."""
+    return f"AC{uuid.uuid4().hex}"
+
+
+def new_service_sid() -> str:
+    """Its Verify service id: VA and 32 hex digits."""
+    return f"VA{uuid.uuid4().hex}"
+
+
 class Workspace(models.Model):
     """A tenant: its API keys, sender names and OTP sessions are invisible to every other workspace."""
 
@@ -101,6 +111,15 @@ class Workspace(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=64, unique=True)
     is_active = models.BooleanField(default=True, help_text="Suspended workspaces get 403 on every call.")
+    # The drop-in doors (API.md section 14): fixed at creation, shown in the admin, printed by
+    # `manage.py workspace_ids`. Ids, not secrets: a Twilio client sends the account id as its username.
+    account_sid = models.CharField(max_length=34, unique=True, default=new_account_sid, editable=False)
+    service_sid = models.CharField(max_length=34, unique=True, default=new_service_sid, editable=False)
+    relay_enabled = models.BooleanField(
+        default=False,
+        help_text="Let this workspace's keys send texts they wrote themselves (POST /v1/messaging/sms), for identity "
+        "servers that make and check their own codes. Every send limit and the fraud guard still apply.",
+    )
 
     # OTP policy.
     otp_reuse_enabled = models.BooleanField(
@@ -276,6 +295,10 @@ class Workspace(models.Model):
                     for field in FRAUD_SECONDS_FIELDS
                 ),
                 name="workspaces_workspace_fraud_seconds_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(account_sid__regex=r"^AC[0-9a-f]{32}$") & Q(service_sid__regex=r"^VA[0-9a-f]{32}$"),
+                name="workspaces_workspace_sids_format",
             ),
             # A prepaid workspace never goes below zero: debits are conditional updates.
             models.CheckConstraint(

@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "webhooks",
     "fraud",
     "otp",
+    "twilioverify",
     "cockpit",
 ]
 
@@ -183,6 +184,9 @@ TRUST_X_FORWARDED_PROTO = env.bool("TRUST_X_FORWARDED_PROTO", default=True)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if TRUST_X_FORWARDED_PROTO else None
 # HTTPS only: the admin and docs are redirected, and /v1/ answers 403 HTTPS_REQUIRED (no redirect).
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+# The Twilio Verify door is refused (403) over plain HTTP by its own views, never redirected: its key has
+# already crossed the network by then (API.md section 14, twilioverify.apis).
+SECURE_REDIRECT_EXEMPT = [r"^v2/"]
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = not DEBUG

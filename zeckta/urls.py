@@ -21,6 +21,7 @@ urlpatterns = [
     path("v1/messaging/", include("fraud.urls")),
     path("v1/webhooks/", include("otp.receipt_urls")),
     re_path(r"^v1/(?P<rest>[\s\S]*)$", api_not_found),  # any character, newlines included
+    path("v2/", include("twilioverify.urls")),  # the Twilio Verify door (API.md section 14)
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="api-docs"),
     path(settings.ADMIN_URL, admin.site.urls),
