@@ -2,6 +2,9 @@
 
 import pytest
 import redis
+from django.core.management.base import CommandError
+from django.core.management.commands import flush
+from django.db import OperationalError
 
 from senders.gateways import locmem
 from senders.routes import routes_changed
@@ -10,6 +13,29 @@ from webhooks.tests.receiver import Receiver
 from workspaces.tests.factories import WorkspaceFactory, issue_key
 from zeckta.localcache import local_caches_clear
 from zeckta.testing import api_client
+
+FLUSH_ATTEMPTS = 5
+_flush_handle = flush.Command.handle
+
+
+def _flush_retrying_deadlocks(self, **options):
+    """A transactional test's flush, tried again when PostgreSQL aborted it for a deadlock.
+
+    Process tests (otp/tests/test_scale_out.py) keep their workers, and their beat, running across tests:
+    a periodic task (the traffic rollup, the fraud rules, the expiry sweep) may hold one table's lock while
+    the flush's TRUNCATE, which locks its tables in an order of its own, holds another. PostgreSQL then
+    aborts one of the two; the task's work is redone by its next run, and the flush is tried again here.
+    """
+    for attempt in range(FLUSH_ATTEMPTS):
+        try:
+            return _flush_handle(self, **options)
+        except CommandError as exc:
+            deadlocked = isinstance(exc.__cause__, OperationalError) and "deadlock detected" in str(exc.__cause__)
+            if not deadlocked or attempt == FLUSH_ATTEMPTS - 1:
+                raise
+
+
+flush.Command.handle = _flush_retrying_deadlocks
 
 
 @pytest.fixture(autouse=True)
