@@ -255,7 +255,9 @@ class InboxQuerySerializer(serializers.Serializer):
 class InboxMessageSerializer(serializers.Serializer):
     """An `otp.selectors.InboxMessage`: a test SMS as it would have reached the phone."""
 
-    sessionId = serializers.UUIDField(source="session_id")
+    sessionId = serializers.UUIDField(
+        source="session_id", allow_null=True, help_text="null for a relayed SMS (POST /v1/messaging/sms)."
+    )
     dest = serializers.CharField()
     src = serializers.CharField()
     text = serializers.CharField(help_text="The whole SMS, code included.")

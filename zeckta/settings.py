@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "webhooks",
     "fraud",
     "otp",
+    "relay",
     "cockpit",
 ]
 
@@ -305,6 +306,9 @@ OTP_DEFAULT_DAILY_SMS_CAP = env.int("OTP_DEFAULT_DAILY_SMS_CAP", default=10_000)
 OTP_SESSION_RETENTION_DAYS = env.int("OTP_SESSION_RETENTION_DAYS", default=30)
 # Test mode (API.md section 10): how long a test SMS stays readable in the test inbox, then is deleted.
 TEST_INBOX_RETENTION_SECONDS = 24 * 3600
+# A relayed SMS (POST /v1/messaging/sms) still in the outbox this many seconds after it was accepted is
+# not sent: the code it carries, made by the client, is dead by then (as an OTP SMS dies with its session).
+RELAY_SMS_VALIDITY_SECONDS = 600
 
 # --- SMS delivery ------------------------------------------------------------------------------
 SMS_HTTP_URL = env.str("SMS_HTTP_URL", default="")
@@ -473,6 +477,7 @@ SPECTACULAR_SETTINGS = {
         {"name": "webhooks", "description": "Your endpoints for signed OTP events (Standard Webhooks)."},
         {"name": "test-inbox", "description": "The SMS test keys sent, codes included: for your end-to-end tests."},
         {"name": "receipts", "description": "SMS providers' delivery receipts: called by providers, not clients."},
+        {"name": "relay", "description": "Send a text you wrote (code included) through the same routes and limits."},
     ],
 }
 

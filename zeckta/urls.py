@@ -18,6 +18,7 @@ urlpatterns = [
     path("v1/messaging/", include("otp.urls")),
     path("v1/messaging/", include("senders.urls")),
     path("v1/messaging/", include("webhooks.urls")),
+    path("v1/messaging/", include("relay.urls")),
     path("v1/webhooks/", include("otp.receipt_urls")),
     re_path(r"^v1/(?P<rest>[\s\S]*)$", api_not_found),  # any character, newlines included
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi-schema"),

@@ -1,5 +1,5 @@
 """The import graph holds the layering of docs/architecture.md: `zeckta` <- `workspaces` <- `senders` <-
-`webhooks` <- `fraud` <- `otp` <- `cockpit`.
+`webhooks` <- `fraud` <- `otp` <- `relay` <- `cockpit`.
 
 An app imports only itself and the apps to its left, and no module takes part in an import cycle, not even
 through an import inside a function. Every module of the five apps is walked: code, tests, commands,
@@ -14,7 +14,7 @@ from pathlib import Path
 from django.conf import settings
 
 # Each may import those before it, never after.
-LAYERS = ("zeckta", "workspaces", "senders", "webhooks", "fraud", "otp", "cockpit")
+LAYERS = ("zeckta", "workspaces", "senders", "webhooks", "fraud", "otp", "relay", "cockpit")
 
 
 @dataclass(frozen=True)

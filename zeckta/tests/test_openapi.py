@@ -23,6 +23,8 @@ OPERATIONS = {
     ("/v1/messaging/webhooks/{webhook_id}", "delete"),
     ("/v1/messaging/webhooks/{webhook_id}/rotate-secret", "post"),
     ("/v1/webhooks/sms/{route_id}", "post"),  # providers' receipts: their own authentication, no key
+    ("/v1/messaging/sms", "post"),
+    ("/v1/messaging/sms/{message_id}", "get"),
 }
 KEYLESS = {"/v1/webhooks/sms/{route_id}"}
 # Each operation's resource: generated clients file their calls under it (openapi-python-client: api.otp...).
@@ -32,6 +34,7 @@ RESOURCES = {
     "/v1/messaging/sender-names": "sender-names",
     "/v1/messaging/webhooks": "webhooks",
     "/v1/webhooks/sms/": "receipts",  # the providers' callbacks, apart from the clients' webhooks
+    "/v1/messaging/sms": "relay",
 }
 
 
@@ -130,6 +133,7 @@ CONTRACT_CODES = {
     "MAX_ATTEMPTS_REACHED",
     "ALREADY_USED",
     "LIVE_KEY_REQUIRED",
+    "RELAY_DISABLED",
 }
 
 
