@@ -54,10 +54,11 @@ def sms_relay(
 
     Every send limit of an OTP SMS applies and counts it (destination window, country ceiling, daily cap,
     prepaid units), among the SMS of its mode: a relayed SMS and an OTP SMS to one number share the
-    number's window. Raises RelayDisabled, ValidationFailed (dest, src), DestinationRateLimited,
+    number's window. The door decides who may relay: the API's takes any text, and so checks
+    `relay_check_enabled` first; the Supabase hook sends the workspace's own LOGIN text only, and does
+    not. Raises ValidationFailed (dest, src), DestinationRateLimited,
     WorkspaceQuotaExceeded or InsufficientBalance; nothing is written then. The text is never logged.
     """
-    relay_check_enabled(workspace=workspace)
     try:
         country = destination_check(workspace=workspace, dest=dest)
     except DestinationRefused as exc:

@@ -7,6 +7,7 @@ from rest_framework import serializers
 from otp.models import Purpose, SmsMessage
 from otp.relay import RELAY_TEXT_MAX_CHARS
 from otp.serializers import DeliverySerializer
+from relay.hooks import hook_url
 from zeckta.api.fields import IsoDateTimeField, StrictCharField
 
 
@@ -60,3 +61,23 @@ class RelayedSmsSerializer(DeliverySerializer):
         data = super().to_representation(instance)
         first = ("messageId", "dest", "src", "purpose")
         return {**{name: data[name] for name in first}, **{k: v for k, v in data.items() if k not in first}}
+
+
+class SupabaseHookSerializer(serializers.Serializer):
+    """A `SupabaseHook`; the view passes {"base_url": ...} for its URL when PUBLIC_URL is not set."""
+
+    hookId = serializers.UUIDField(source="public_id")
+    url = serializers.SerializerMethodField(help_text="Paste it into Supabase (Auth Hooks, Send SMS, HTTPS).")
+    createdAt = IsoDateTimeField(source="created_at")
+
+    def get_url(self, hook: Any) -> str:
+        return hook_url(hook, base_url=self.context["base_url"])
+
+
+class SupabaseHookWithSecretSerializer(SupabaseHookSerializer):
+    """A `HookWithSecret`: the hook, and its secret this once."""
+
+    secret = serializers.CharField(help_text="v1,whsec_<base64>: paste it into Supabase. It is not shown again.")
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        return {**SupabaseHookSerializer(instance.hook, context=self.context).data, "secret": instance.secret}

@@ -309,6 +309,7 @@ TEST_INBOX_RETENTION_SECONDS = 24 * 3600
 # A relayed SMS (POST /v1/messaging/sms) still in the outbox this many seconds after it was accepted is
 # not sent: the code it carries, made by the client, is dead by then (as an OTP SMS dies with its session).
 RELAY_SMS_VALIDITY_SECONDS = 600
+SUPABASE_HOOKS_PER_WORKSPACE = 10  # per mode (live, test), as webhook endpoints
 
 # --- SMS delivery ------------------------------------------------------------------------------
 SMS_HTTP_URL = env.str("SMS_HTTP_URL", default="")
@@ -478,6 +479,7 @@ SPECTACULAR_SETTINGS = {
         {"name": "test-inbox", "description": "The SMS test keys sent, codes included: for your end-to-end tests."},
         {"name": "receipts", "description": "SMS providers' delivery receipts: called by providers, not clients."},
         {"name": "relay", "description": "Send a text you wrote (code included) through the same routes and limits."},
+        {"name": "hooks", "description": "Supabase Auth Send SMS hooks: Supabase posts its codes, we send them."},
     ],
 }
 

@@ -20,6 +20,7 @@ urlpatterns = [
     path("v1/messaging/", include("webhooks.urls")),
     path("v1/messaging/", include("relay.urls")),
     path("v1/webhooks/", include("otp.receipt_urls")),
+    path("hooks/", include("relay.hook_urls")),
     re_path(r"^v1/(?P<rest>[\s\S]*)$", api_not_found),  # any character, newlines included
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="api-docs"),
