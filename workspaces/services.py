@@ -44,6 +44,7 @@ def workspace_create(
     otp_code_length: int | None = None,
     prepaid_units: int | None = None,
     countries: str | list[str] | None = None,
+    relay_enabled: bool = False,
     actor: str = SYSTEM_ACTOR,
 ) -> Workspace:
     name = name.strip()
@@ -61,6 +62,7 @@ def workspace_create(
         allowed_countries=parse_countries(countries),
         is_prepaid=prepaid_units is not None,
         balance_units=prepaid_units or 0,
+        relay_enabled=relay_enabled,
     )
     for field, value in [
         ("otp_validity_seconds", otp_validity_seconds),
@@ -118,6 +120,7 @@ WORKSPACE_EDITABLE_FIELDS = frozenset(
         "refuse_fixed_line_and_voip",
         "country_hourly_limit",
         "is_prepaid",
+        "relay_enabled",
     }
 )
 API_KEY_EDITABLE_FIELDS = frozenset({"name", "tps", "expires_at"})

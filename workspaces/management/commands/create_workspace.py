@@ -47,6 +47,9 @@ class Command(OperatorCommand):
             help="Make the workspace prepaid with this opening balance.",
         )
         parser.add_argument("--countries", metavar="GH,NG", help="Allowed destination countries (ISO alpha-2).")
+        parser.add_argument(
+            "--relay", action="store_true", help="Enable the SMS relay (POST /v1/messaging/sms, API.md section 14)."
+        )
 
     def handle(self, *args, **options) -> None:
         workspace = workspace_create(
@@ -58,6 +61,7 @@ class Command(OperatorCommand):
             otp_code_length=options["otp_length"],
             prepaid_units=options["prepaid"],
             countries=options["countries"],
+            relay_enabled=options["relay"],
             actor="command:create_workspace",
         )
         billing = f"prepaid, balance {workspace.balance_units}" if workspace.is_prepaid else "postpaid"
