@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.urls import reverse
 from standardwebhooks.webhooks import Webhook
 
 from otp.delivery import sms_deliver
@@ -313,3 +314,20 @@ def test_other_methods_are_405_in_supabases_shape(client, hook):
     path, _ = hook
 
     assert_supabase_refusal(client.get(path), 405)
+
+
+def test_staff_make_a_name_the_default_sender_in_the_admin(admin_client, client, hook, workspace, sender):
+    acme = SenderNameFactory(workspace=workspace, name="ACME")
+    pending = SenderNameFactory(workspace=workspace, name="LATER", status="PENDING", approved_at=None)
+    url = reverse("admin:senders_sendername_changelist")
+    path, secret = hook
+
+    refused = admin_client.post(url, {"action": "make_default", "_selected_action": [pending.pk]}, follow=True)
+    made = admin_client.post(url, {"action": "make_default", "_selected_action": [acme.pk]}, follow=True)
+    again = admin_client.post(url, {"action": "make_default", "_selected_action": [sender.pk]}, follow=True)
+
+    assert "Only an approved sender name can be the default." in refused.text
+    assert "ACME is now the default sender" in made.text and "ZECKTA is now the default sender" in again.text
+    assert [s.name for s in type(sender).objects.filter(workspace=workspace, is_default=True)] == ["ZECKTA"]
+    assert supabase_call(client, path, secret, documented_payload()).status_code == 200
+    assert SmsMessage.objects.get().src == "ZECKTA"
