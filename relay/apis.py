@@ -131,7 +131,8 @@ class SupabaseHookViewSet(WorkspaceViewSet):
             **error_responses(401, 403, 429, 500),
         },
     )
-    def list(self, request: Request) -> Response:
+    # `list_hooks`, not `list`: the answer is one envelope holding the hooks, not a JSON array.
+    def list_hooks(self, request: Request) -> Response:
         hooks = hooks_service.supabase_hook_list(workspace=self.workspace, test=self.is_test)
         data = SupabaseHookSerializer(hooks, many=True, context=self._context()).data
         return Response(envelope("Supabase hooks retrieved", data))

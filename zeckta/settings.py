@@ -469,7 +469,14 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
     "SECURITY": [{"ApiKey": []}],
-    "ENUM_NAME_OVERRIDES": {"ErrorCode": "zeckta.api.schema.ERROR_CODES"},
+    # The same choices in several components (the relay's view of an SMS has a session's delivery fields):
+    # named once, as they were named when only the OTP operations used them.
+    "ENUM_NAME_OVERRIDES": {
+        "ErrorCode": "zeckta.api.schema.ERROR_CODES",
+        "DeliveryStatusEnum": "otp.serializers.SMS_STATUSES",
+        "OtpRequestInputPurposeEnum": "otp.models.Purpose.choices",
+        "OtpSessionDataPurposeEnum": "otp.models.Purpose.values",
+    },
     # Every operation is tagged with its resource: generated clients group their calls by tag
     # (openapi-python-client: `api.otp.otp_request`), and the docs page by section.
     "TAGS": [
