@@ -233,6 +233,23 @@ def sms_summary(message: SmsMessage) -> str:
     )
 
 
+class RelayedFilter(admin.SimpleListFilter):
+    """OTP SMS (a session's) or relayed ones (POST /v1/messaging/sms, no session)."""
+
+    title = "kind"
+    parameter_name = "kind"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("otp", "OTP"), ("relayed", "relayed")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == "otp":
+            return queryset.filter(session__isnull=False)
+        if self.value() == "relayed":
+            return queryset.filter(session__isnull=True)
+        return queryset
+
+
 @admin.register(SmsMessage)
 class SmsMessageAdmin(ReadOnlyAdmin):
     list_display = [
@@ -250,7 +267,7 @@ class SmsMessageAdmin(ReadOnlyAdmin):
         "delivered_at",
     ]
     # No date hierarchy and no filter by encoding: each would scan every SMS on every page.
-    list_filter = ["status", RouteNameFilter, "is_test", "workspace"]
+    list_filter = ["status", RouteNameFilter, "is_test", RelayedFilter, "workspace"]
     show_full_result_count = False  # see OtpSessionAdmin
     # Newest first by id (ids follow time): the primary key, where -created_at would sort every SMS row.
     ordering = ["-id"]
@@ -286,6 +303,9 @@ class SmsMessageAdmin(ReadOnlyAdmin):
 
     @admin.display(description="session")
     def session_link(self, obj: SmsMessage) -> str:
+        if obj.session is None:
+            purpose = f" ({obj.purpose})" if obj.purpose else ""
+            return f"None: relayed (POST /v1/messaging/sms){purpose}, not sent after {_time(obj.send_before)}"
         return format_html(
             "<a href='{}'>{}</a>", reverse("admin:otp_otpsession_change", args=[obj.session_id]), obj.session.public_id
         )

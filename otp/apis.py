@@ -44,6 +44,7 @@ from senders.gateways import GatewayError, ReceiptInvalid, ReceiptRejected, Rece
 from senders.routes import route_choice
 from workspaces.authentication import HasWorkspace, HoldsTestKey
 from workspaces.errors import InsufficientBalance
+from workspaces.models import Workspace
 from workspaces.viewsets import WorkspaceViewSet
 from zeckta import metrics
 from zeckta.api.errors import MalformedJson, PayloadTooLarge, error_body
@@ -272,20 +273,12 @@ class OtpViewSet(WorkspaceViewSet):
 
     def _idempotent(self, request: Request, *, payload: dict, perform: Callable[[], tuple[int, dict]]) -> Response:
         """Runs `perform`, once per Idempotency-Key when the request has one (replayed for 24 hours)."""
-        idempotency_key = request.headers.get("Idempotency-Key")
-        if idempotency_key is None:
-            status_code, body = perform()
-            return Response(body, status=status_code)
-        problem = idempotency.key_problem(idempotency_key)
-        if problem:
-            raise ValidationFailed.for_field("Idempotency-Key", problem)
-        answer = idempotency.run_idempotent(
-            workspace=self.workspace, key=idempotency_key, payload=payload, perform=perform, test=self.is_test
+        response = idempotent_response(
+            request, workspace=self.workspace, test=self.is_test, payload=payload, perform=perform
         )
-        headers = {"Idempotent-Replayed": "true"} if answer.replayed else {}
-        if answer.replayed:
+        if response.headers.get("Idempotent-Replayed"):
             metrics.OTP_REQUESTS.labels(outcome=RequestOutcome.REPLAYED).inc()
-        return Response(answer.body, status=answer.status, headers=headers)
+        return response
 
     @extend_schema(
         operation_id="otp_verify",
@@ -387,6 +380,31 @@ class OtpViewSet(WorkspaceViewSet):
         session = selectors.otp_session_get(workspace=self.workspace, session_id=session_id, test=self.is_test)
         data = OtpSessionDataSerializer(session, context={"now": timezone.now()}).data
         return Response(envelope("OTP session retrieved", data))
+
+
+def idempotent_response(
+    request: Request,
+    *,
+    workspace: Workspace,
+    test: bool,
+    payload: dict,
+    perform: Callable[[], tuple[int, dict]],
+) -> Response:
+    """Runs `perform` (it answers a status and an envelope), once per Idempotency-Key when the request has
+    one: the same key and `payload` within 24 hours replays the first answer with `Idempotent-Replayed:
+    true`. Every door that sends (requests, resends, the relay) takes the header this way."""
+    idempotency_key = request.headers.get("Idempotency-Key")
+    if idempotency_key is None:
+        status_code, body = perform()
+        return Response(body, status=status_code)
+    problem = idempotency.key_problem(idempotency_key)
+    if problem:
+        raise ValidationFailed.for_field("Idempotency-Key", problem)
+    answer = idempotency.run_idempotent(
+        workspace=workspace, key=idempotency_key, payload=payload, perform=perform, test=test
+    )
+    headers = {"Idempotent-Replayed": "true"} if answer.replayed else {}
+    return Response(answer.body, status=answer.status, headers=headers)
 
 
 @contextmanager

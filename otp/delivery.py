@@ -1,4 +1,7 @@
-"""Delivering OTP SMS from the outbox: publish, claim, send through the gateway, settle, requeue.
+"""Delivering SMS from the outbox: publish, claim, send through the gateway, settle, requeue.
+
+OTP SMS and relayed SMS (otp.relay: no session, a deadline of their own) take the same path; only the
+claim and the check of whether the SMS may still go out differ.
 
 The request path only calls `sms_enqueue_on_commit`; workers run `sms_deliver` (through `otp.tasks`) and
 the beat runs `sms_requeue_stale`.
@@ -102,7 +105,12 @@ def sms_deliver(*, message_id: int) -> str:
         unclaimed = SmsMessage.objects.select_related("session", "workspace").filter(pk=message_id).first()
         if unclaimed is None:
             return "missing"
-        return _settle_unclaimable(unclaimed, now=now, stale_claim=stale_claim)
+        if unclaimed.relayed and connection.vendor == "postgresql":
+            # A relayed SMS has no session for the claim to join: its own claim, after the read that
+            # found it relayed, so that an OTP SMS's path keeps its statements.
+            message = _claim_relayed(message_id, now=now, stale_claim=stale_claim)
+        if message is None:
+            return _settle_unclaimable(unclaimed, now=now, stale_claim=stale_claim)
 
     if message.encrypted_text is None:
         # Only settling a row wipes its text, and a settled row cannot be claimed: this is a bug, not a retry.
@@ -193,7 +201,9 @@ def sms_deliver(*, message_id: int) -> str:
     attempt.provider_message_id = result.provider_message_id[:200]
     attempt.provider_status = result.provider_status[:64]
     # Checked in the process's cache: without a subscriber the settle stays one autocommit statement.
-    sent_event = webhook_subscribed(workspace_id=message.workspace_id, event_type=Event.OTP_SENT, test=message.is_test)
+    sent_event = not message.relayed and webhook_subscribed(
+        workspace_id=message.workspace_id, event_type=Event.OTP_SENT, test=message.is_test
+    )
     if choice.takes_receipts or sent_event:
         with transaction.atomic():
             if choice.takes_receipts:
@@ -226,13 +236,33 @@ _CLAIM_SQL = f"""
 """
 
 
+# The claim of a relayed SMS: the same conditions on the row, its own deadline instead of a session's.
+_CLAIM_RELAYED_SQL = f"""
+    UPDATE {SmsMessage._meta.db_table} AS m
+       SET status = %(processing)s, claimed_at = %(now)s, attempts = m.attempts + 1,
+           route_attempts = m.route_attempts + 1, updated_at = %(now)s
+     WHERE m.id = %(id)s AND m.session_id IS NULL AND m.send_before > %(now)s
+       AND m.route_attempts < %(max_attempts)s
+       AND (m.status = %(queued)s OR (m.status = %(processing)s AND m.claimed_at < %(stale_claim)s))
+    RETURNING {columns_of(SmsMessage, "m")}, m.country
+"""
+
+
 def _claim(message_id: int, *, now: datetime, stale_claim: datetime) -> SmsMessage | None:
     """The claimed row (with `session_country`), or None when it cannot be claimed now."""
     if connection.vendor != "postgresql":
         return _claim_portable(message_id, now=now, stale_claim=stale_claim)
+    return _claim_with(_CLAIM_SQL, message_id, now=now, stale_claim=stale_claim)
+
+
+def _claim_relayed(message_id: int, *, now: datetime, stale_claim: datetime) -> SmsMessage | None:
+    return _claim_with(_CLAIM_RELAYED_SQL, message_id, now=now, stale_claim=stale_claim)
+
+
+def _claim_with(sql: str, message_id: int, *, now: datetime, stale_claim: datetime) -> SmsMessage | None:
     with connection.cursor() as cursor:
         cursor.execute(
-            _CLAIM_SQL,
+            sql,
             {
                 "id": message_id,
                 "now": db_value(SmsMessage, "claimed_at", now),
@@ -258,7 +288,7 @@ def _claim_portable(message_id: int, *, now: datetime, stale_claim: datetime) ->
     claimed = (
         SmsMessage.objects.filter(pk=message_id, route_attempts__lt=settings.SMS_MAX_SEND_ATTEMPTS)
         .filter(Q(status=SmsStatus.QUEUED) | Q(status=SmsStatus.PROCESSING, claimed_at__lt=stale_claim))
-        .filter(session_id__in=live_sessions)
+        .filter(Q(session_id__in=live_sessions) | Q(session__isnull=True, send_before__gt=now))
         .update(
             status=SmsStatus.PROCESSING,
             claimed_at=now,
@@ -345,10 +375,10 @@ def _route_now(message: SmsMessage) -> RouteChoice | None:
 
 
 def _country(message: SmsMessage) -> str:
-    """The destination's country: returned by the claim, else read from the session."""
+    """The destination's country: returned by the claim, else read from the session (a relayed SMS's own)."""
     if hasattr(message, "session_country"):
         return message.session_country
-    return message.session.country
+    return message.session.country if message.session is not None else message.country
 
 
 def _attempt_failed(attempt: SmsAttempt, exc: GatewayError) -> None:
@@ -404,12 +434,17 @@ def _settle_unclaimable(message: SmsMessage, *, now: datetime, stale_claim: date
         return message.status  # done already, or another worker holds a live claim
     row = SmsMessage.objects.filter(pk=message.pk, status=message.status, claimed_at=message.claimed_at)
     session = message.session
-    if session.status == SessionStatus.APPROVED:
+    if session is None:
+        assert message.send_before is not None  # otp_smsmessage_session_or_relayed
+        if message.send_before <= now:
+            _finish(row, message, SmsStatus.EXPIRED, error="the relayed SMS was not sent in time; nothing was sent")
+            return SmsStatus.EXPIRED
+    elif session.status == SessionStatus.APPROVED:
         # The user typed the code, so an earlier attempt delivered it (a gateway time-out that had in fact
         # gone through): it was sent and is charged; a refund here would give the SMS away.
         _finish(row, message, SmsStatus.SENT, error="")
         return SmsStatus.SENT
-    if session.status != SessionStatus.PENDING or session.expires_at <= now:
+    elif session.status != SessionStatus.PENDING or session.expires_at <= now:
         _finish(row, message, SmsStatus.EXPIRED, error="the OTP was no longer valid; nothing was sent")
         return SmsStatus.EXPIRED
     if message.route_attempts >= settings.SMS_MAX_SEND_ATTEMPTS:
@@ -468,11 +503,12 @@ def sms_requeue_stale(*, limit: int = 500) -> int:
             | Q(status=SmsStatus.PROCESSING, claimed_at__lt=lease_over)
         )
         .order_by("next_attempt_at")
-        .values_list("pk", "session__expires_at")[:limit]
+        .values_list("pk", "session__expires_at", "send_before")[:limit]
     )
     if rows:
         # Not due again until another stale period passes, so one outage does not flood the queue.
-        SmsMessage.objects.filter(pk__in=[pk for pk, _ in rows], status=SmsStatus.QUEUED).update(next_attempt_at=now)
-    for pk, expires_at in rows:
+        SmsMessage.objects.filter(pk__in=[pk for pk, _, _ in rows], status=SmsStatus.QUEUED).update(next_attempt_at=now)
+    for pk, session_expires_at, send_before in rows:
+        expires_at = session_expires_at or send_before or now  # a relayed SMS has its own deadline
         sms_enqueue(message_id=pk, expires_at=max(expires_at, now + timedelta(seconds=30)))
     return len(rows)

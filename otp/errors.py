@@ -4,6 +4,19 @@
 from zeckta.errors import ApplicationError, Conflict, Gone, NotFound, TooManyRequests
 
 
+class RelayDisabled(ApplicationError):
+    """The relay (API.md section 14) is off until staff turn it on for the workspace: it sends any text,
+    so it is not for every client by default."""
+
+    status_code = 403
+    code = "RELAY_DISABLED"
+    default_message = "The SMS relay is not enabled for this workspace. Ask the operator to enable it."
+
+
+class RelayedSmsNotFound(NotFound):
+    default_message = "SMS not found."
+
+
 class OtpSessionNotFound(NotFound):
     default_message = "OTP session not found."
 

@@ -86,12 +86,16 @@ def otp_sms_event_type(status: str) -> str | None:
 
 def otp_sms_event_emit(*, message: SmsMessage, event_type: str, at: datetime) -> None:
     """`otp_event_emit` for the session of an outbox row (of the row's mode): its public id is read only
-    when someone listens."""
-    if not webhook_subscribed(workspace_id=message.workspace_id, event_type=event_type, test=message.is_test):
+    when someone listens. A relayed SMS has no session, and so no event."""
+    if message.session_id is None or not webhook_subscribed(
+        workspace_id=message.workspace_id, event_type=event_type, test=message.is_test
+    ):
         return
+    session = message.session
+    assert session is not None  # it has a session_id
     otp_event_emit(
         workspace_id=message.workspace_id,
-        session_public_id=message.session.public_id,
+        session_public_id=session.public_id,
         event_type=event_type,
         at=at,
         test=message.is_test,

@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from otp.events import Event, otp_event_emit
-from otp.models import DailySmsCount, EarlyReceipt, OtpSession, WrongCode
+from otp.models import DailySmsCount, EarlyReceipt, OtpSession, SmsMessage, WrongCode
 
 SessionStatus = OtpSession.Status
 
@@ -35,11 +35,13 @@ def otp_sessions_expire(*, limit: int = 1000) -> int:
 
 
 def otp_sessions_purge(*, older_than_days: int | None = None) -> int:
-    """Deletes sessions (and, by cascade, their SMS rows) past their retention, wrong codes past the guess
-    budget's window and daily counters of past days; returns how many sessions went."""
+    """Deletes sessions (and, by cascade, their SMS rows) and relayed SMS past their retention, wrong codes
+    past the guess budget's window and daily counters of past days; returns how many sessions went."""
     now = timezone.now()
     days = older_than_days if older_than_days is not None else settings.OTP_SESSION_RETENTION_DAYS
     deleted, _ = OtpSession.objects.filter(created_at__lt=now - timedelta(days=days)).delete()
+    # Relayed SMS have no session to go with: the same retention (otp_sms_relayed_created_idx).
+    SmsMessage.objects.filter(session__isnull=True, created_at__lt=now - timedelta(days=days)).delete()
     WrongCode.objects.filter(created_at__lt=now - timedelta(seconds=settings.OTP_WRONG_CODE_WINDOW_SECONDS)).delete()
     DailySmsCount.objects.filter(day__lt=now.date() - timedelta(days=1)).delete()
     EarlyReceipt.objects.filter(received_at__lt=now - timedelta(days=1)).delete()

@@ -113,7 +113,9 @@ class VerifyOutcome(models.TextChoices):
 
 
 class SmsMessage(models.Model):
-    """The outbox: one row per OTP SMS, written with its session, the source of truth for delivery.
+    """The outbox: one row per SMS, the source of truth for delivery. An OTP SMS is written with its
+    session; a relayed one (POST /v1/messaging/sms, API.md section 14) has none: its text came whole from
+    the client, and `send_before` stands in for the session's validity.
 
     `encrypted_text` is the rendered SMS encrypted with a key from settings, so a retry delivers the
     same code; it is wiped as soon as delivery ends either way.
@@ -147,7 +149,16 @@ class SmsMessage(models.Model):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     # One per send: the first, then one per resend. The newest (highest id: ids follow time) is the one
     # whose code works; a resend expires an older one still queued, so a dead code is never sent.
-    session = models.ForeignKey(OtpSession, on_delete=models.CASCADE, related_name="sms_messages")
+    # Null for a relayed SMS (otp.relay): the service issued no code for it.
+    session = models.ForeignKey(
+        OtpSession, null=True, blank=True, on_delete=models.CASCADE, related_name="sms_messages"
+    )
+    # A relayed SMS only: not sent after this (its code, made by the client, is dead by then), as an OTP
+    # SMS is not sent once its session expired.
+    send_before = models.DateTimeField(null=True, blank=True)
+    # A relayed SMS's purpose, when the client named one (db_default: the database function otp_request
+    # inserts OTP SMS without naming it).
+    purpose = models.CharField(max_length=32, choices=Purpose.choices, blank=True, default="", db_default="")
     workspace = models.ForeignKey(
         "workspaces.Workspace", on_delete=models.CASCADE, related_name="sms_messages", db_index=False
     )
@@ -183,6 +194,12 @@ class SmsMessage(models.Model):
         verbose_name = "SMS message"
         constraints = [
             models.CheckConstraint(condition=Q(units=F("segments")), name="otp_smsmessage_units_equal_segments"),
+            # An SMS is an OTP session's, or relayed with a deadline of its own: never neither, never both.
+            models.CheckConstraint(
+                condition=Q(session__isnull=False, send_before__isnull=True)
+                | Q(session__isnull=True, send_before__isnull=False),
+                name="otp_smsmessage_session_or_relayed",
+            ),
         ]
         indexes = [
             # The per-destination send limit counts a workspace's SMS to one number in a window (resends too).
@@ -195,10 +212,16 @@ class SmsMessage(models.Model):
                 condition=Q(status__in=["queued", "processing"]),
                 name="otp_sms_pending_idx",
             ),
+            # Purging relayed SMS past their retention (an OTP SMS goes with its session).
+            models.Index(fields=["created_at"], condition=Q(session__isnull=True), name="otp_sms_relayed_created_idx"),
         ]
 
     def __str__(self) -> str:
         return f"SMS {self.public_id} → {self.to} [{self.status}]"
+
+    @property
+    def relayed(self) -> bool:
+        return self.session_id is None
 
 
 class IdempotencyRecord(models.Model):
@@ -341,7 +364,8 @@ class TestInboxMessage(models.Model):
     __test__ = False  # not a test class, whatever pytest makes of its name
 
     workspace = models.ForeignKey("workspaces.Workspace", on_delete=models.CASCADE, related_name="+", db_index=False)
-    session = models.ForeignKey(OtpSession, on_delete=models.CASCADE, related_name="+")
+    # Null for a relayed test SMS, which has no session.
+    session = models.ForeignKey(OtpSession, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     dest = models.CharField(max_length=16)
     src = models.CharField(max_length=16)
     encrypted_text = models.BinaryField(editable=False)

@@ -117,7 +117,8 @@ def _attempt_apply(attempt: SmsAttempt, *, status: str, provider_status: str, er
         )
     )
     event_type = otp_sms_event_type(status)
-    if changed and event_type is not None:
+    # A relayed SMS (no session) makes no event: the events are a session's (API.md section 9).
+    if changed and event_type is not None and attempt.sms_session_public_id is not None:  # type: ignore[attr-defined]
         # The ids come annotated on the attempt (_attempts_named): no read unless someone listens.
         otp_event_emit(
             workspace_id=attempt.sms_workspace_id,  # type: ignore[attr-defined]

@@ -54,7 +54,7 @@ def otp_session_get(*, workspace: Workspace, session_id: uuid.UUID, test: bool =
 
 @dataclass(frozen=True)
 class InboxMessage:
-    session_id: uuid.UUID
+    session_id: uuid.UUID | None  # None for a relayed SMS (otp.relay)
     dest: str
     src: str
     text: str  # with its code: only ever shown to the workspace's test keys

@@ -186,10 +186,14 @@ class OtpVerifyDataSerializer(serializers.Serializer):
     attemptsLeft = serializers.IntegerField(source="attempts_left", min_value=0)
 
 
+# delivery.status, also in the relay's view of an SMS: one enum of the OpenAPI document (ENUM_NAME_OVERRIDES).
+SMS_STATUSES = SmsMessage.Status.values
+
+
 class DeliverySerializer(serializers.Serializer):
     """An `SmsMessage`."""
 
-    status = serializers.ChoiceField(choices=SmsMessage.Status.values)
+    status = serializers.ChoiceField(choices=SMS_STATUSES)
     segments = serializers.IntegerField(min_value=1)
     units = serializers.IntegerField(min_value=1)
     attempts = serializers.IntegerField(min_value=0, help_text="Calls made to the SMS gateway.")
@@ -255,7 +259,9 @@ class InboxQuerySerializer(serializers.Serializer):
 class InboxMessageSerializer(serializers.Serializer):
     """An `otp.selectors.InboxMessage`: a test SMS as it would have reached the phone."""
 
-    sessionId = serializers.UUIDField(source="session_id")
+    sessionId = serializers.UUIDField(
+        source="session_id", allow_null=True, help_text="null for a relayed SMS (POST /v1/messaging/sms)."
+    )
     dest = serializers.CharField()
     src = serializers.CharField()
     text = serializers.CharField(help_text="The whole SMS, code included.")

@@ -447,7 +447,14 @@ def _send_in_transaction(
         updated_at=now,
         is_test=session.is_test,
     )
-    if session.is_test:
+    sms_outbox_add(message, workspace=workspace, expires_at=session.expires_at, now=now)
+
+
+def sms_outbox_add(message: SmsMessage, *, workspace: Workspace, expires_at: datetime, now: datetime) -> None:
+    """Writes an SMS into the outbox, an OTP SMS's or a relayed one's (otp.relay): its prepaid debit, its
+    count towards the daily cap, and its task on commit (not sent after `expires_at`). A test SMS goes to
+    the test inbox instead (`inbox_keep`). Inside the caller's transaction, after its send limits."""
+    if message.is_test:
         inbox_keep(message, now=now)
         return
     if workspace.is_prepaid:
@@ -456,7 +463,7 @@ def _send_in_transaction(
     # Last, as it holds the workspace's counter row until commit: only inserts follow.
     daily_cap_count(workspace=workspace, now=now)
     message.save()
-    sms_enqueue_on_commit(message_id=message.pk, expires_at=session.expires_at)
+    sms_enqueue_on_commit(message_id=message.pk, expires_at=expires_at)
 
 
 # --- Resend ------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from senders.services import (
     sender_name_approve,
     sender_name_create,
     sender_name_describe,
+    sender_name_make_default,
     sender_name_problem,
     sender_name_reject,
 )
@@ -78,6 +79,7 @@ class SenderNameAdmin(admin.ModelAdmin):
         "country_code",
         "submitted_at",
         "approved_at",
+        "is_default",
         "deleted_at",
     ]
     list_filter = ["status", "sender_type", ("deleted_at", admin.EmptyFieldListFilter), "workspace"]
@@ -94,6 +96,7 @@ class SenderNameAdmin(admin.ModelAdmin):
         "status_reason",
         "submitted_at",
         "approved_at",
+        "is_default",
         "updated_at",
         "deleted_at",
     )
@@ -107,10 +110,11 @@ class SenderNameAdmin(admin.ModelAdmin):
         "status_reason",
         "submitted_at",
         "approved_at",
+        "is_default",
         "updated_at",
         "deleted_at",
     ]
-    actions = ["approve_selected", "reject_selected"]
+    actions = ["approve_selected", "reject_selected", "make_default"]
 
     def get_fields(self, request: HttpRequest, obj: SenderName | None = None) -> tuple[str, ...]:
         if obj is None:
@@ -161,6 +165,18 @@ class SenderNameAdmin(admin.ModelAdmin):
             for sender_name in queryset.filter(deleted_at__isnull=True)
         ]
         self.message_user(request, f"Approved {len(approved)} sender name(s): {', '.join(approved)}.", messages.SUCCESS)
+
+    @admin.action(description="Make the workspace's default sender (one name)", permissions=["change"])
+    def make_default(self, request: HttpRequest, queryset: QuerySet[SenderName]) -> None:
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one sender name.", messages.ERROR)
+            return
+        try:
+            made = sender_name_make_default(sender_name=queryset.get(), actor=request.user.get_username())
+        except ValidationFailed as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            return
+        self.message_user(request, f"{made.name} is now the default sender of {made.workspace}.", messages.SUCCESS)
 
     @admin.action(description="Reject selected sender names", permissions=["change"])
     def reject_selected(self, request: HttpRequest, queryset: QuerySet[SenderName]) -> HttpResponse | None:

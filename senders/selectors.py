@@ -58,3 +58,10 @@ def sender_name_get_by_id(public_id: str) -> SenderName:
     if sender_name is None:
         raise SenderNameNotFound(f"no sender name with id {public_id!r}")
     return sender_name
+
+
+def sender_name_default(*, workspace: Workspace) -> SenderName | None:
+    """The sender of texts whose caller names none (the Supabase hook, API.md section 14): the approved name
+    staff marked as the workspace's default, else the first one approved; None when none is approved."""
+    approved = live_sender_names(workspace).filter(status=SenderName.Status.APPROVED)
+    return approved.order_by("-is_default", "approved_at", "pk").first()

@@ -181,6 +181,38 @@ def sender_name_describe(
 
 
 @transaction.atomic
+def sender_name_make_default(*, sender_name: SenderName, actor: str = SYSTEM_ACTOR) -> SenderName:
+    """Makes an APPROVED, undeleted name the workspace's default sender (the Supabase hook sends from it),
+    unmarking the one before (senders_sendername_one_default_per_workspace); audited. Raises
+    ValidationFailed for a name that cannot send."""
+    current = _lock(sender_name)
+    if current.status != SenderName.Status.APPROVED or current.deleted_at is not None:
+        raise ValidationFailed("Only an approved sender name can be the default.")
+    if not current.is_default:
+        now = timezone.now()
+        # Unmarked first: the unique index allows one default at a time, even within this transaction.
+        previous = list(
+            SenderName.objects.filter(workspace=current.workspace, is_default=True).values_list("name", flat=True)
+        )
+        SenderName.objects.filter(workspace=current.workspace, is_default=True).update(is_default=False, updated_at=now)
+        SenderName.objects.filter(pk=current.pk).update(is_default=True, updated_at=now)
+        audit_record(
+            actor=actor,
+            action=AuditEvent.Action.SENDER_UPDATED,
+            workspace=current.workspace,
+            target=str(current.public_id),
+            detail={
+                "sender": current.name,
+                "changes": {"is_default": {"old": False, "new": True}},
+                "previous": previous,
+            },
+            at=now,
+        )
+    sender_name.refresh_from_db()
+    return sender_name
+
+
+@transaction.atomic
 def sender_name_approve(*, sender_name: SenderName, actor: str = SYSTEM_ACTOR) -> SenderName:
     """Approves the sender name; approving an APPROVED one changes nothing and records no audit event."""
     now = timezone.now()

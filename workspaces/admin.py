@@ -83,6 +83,8 @@ WORKSPACE_FRAUD_FIELDS = (
 # What a workspace may spend: a postpaid one is counted and never refused, so unticking is_prepaid is as much
 # a credit decision as adding units, and needs the same permission (balance_units is never a form field).
 WORKSPACE_BILLING_FIELDS = ("is_prepaid",)
+# The drop-in doors of API.md section 14 that a workspace only gets when staff say so.
+WORKSPACE_DROP_IN_FIELDS = ("relay_enabled",)
 CREDIT_PERMISSION = "workspaces.credit_balance"
 
 
@@ -97,6 +99,7 @@ class WorkspaceAdminForm(forms.ModelForm):
             *WORKSPACE_ABUSE_FIELDS,
             *WORKSPACE_FRAUD_FIELDS,
             *WORKSPACE_BILLING_FIELDS,
+            *WORKSPACE_DROP_IN_FIELDS,
         ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -191,6 +194,14 @@ class WorkspaceAdmin(admin.ModelAdmin):
                 "fields": [*WORKSPACE_BILLING_FIELDS, "balance_units", "ledger"],
                 "description": "Prepaid or postpaid, and the balance: changed by staff with the permission to credit "
                 "a prepaid balance.",
+            },
+        ),
+        (
+            "Drop-in doors",
+            {
+                "fields": list(WORKSPACE_DROP_IN_FIELDS),
+                "description": "The SMS relay (POST /v1/messaging/sms) sends any text the workspace writes: "
+                "enable it for workspaces you trust with that.",
             },
         ),
         ("History", {"fields": ["created_at", "updated_at"]}),

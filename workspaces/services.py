@@ -46,6 +46,7 @@ def workspace_create(
     countries: str | list[str] | None = None,
     daily_sms_cap: int | None = None,
     fraud_guard_mode: str | None = None,
+    relay_enabled: bool = False,
     actor: str = SYSTEM_ACTOR,
 ) -> Workspace:
     """A new workspace with its policy; None keeps a field's default. `daily_sms_cap` 0 is no cap."""
@@ -68,6 +69,7 @@ def workspace_create(
         allowed_countries=parse_countries(countries),
         is_prepaid=prepaid_units is not None,
         balance_units=prepaid_units or 0,
+        relay_enabled=relay_enabled,
     )
     for field, value in [
         ("otp_validity_seconds", otp_validity_seconds),
@@ -129,6 +131,7 @@ WORKSPACE_EDITABLE_FIELDS = frozenset(
         "is_prepaid",
         # The fraud guard's mode and numbers (API.md section 13): every field whose name says so.
         *(field.name for field in Workspace._meta.fields if field.name.startswith("fraud_")),
+        "relay_enabled",
     }
 )
 API_KEY_EDITABLE_FIELDS = frozenset({"name", "tps", "expires_at"})

@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "webhooks",
     "fraud",
     "otp",
+    "relay",
     "twilioverify",
     "cockpit",
 ]
@@ -324,6 +325,10 @@ OTP_DEFAULT_DAILY_SMS_CAP = env.int("OTP_DEFAULT_DAILY_SMS_CAP", default=10_000)
 OTP_SESSION_RETENTION_DAYS = env.int("OTP_SESSION_RETENTION_DAYS", default=30)
 # Test mode (API.md section 10): how long a test SMS stays readable in the test inbox, then is deleted.
 TEST_INBOX_RETENTION_SECONDS = 24 * 3600
+# A relayed SMS (POST /v1/messaging/sms) still in the outbox this many seconds after it was accepted is
+# not sent: the code it carries, made by the client, is dead by then (as an OTP SMS dies with its session).
+RELAY_SMS_VALIDITY_SECONDS = 600
+SUPABASE_HOOKS_PER_WORKSPACE = 10  # per mode (live, test), as webhook endpoints
 
 # --- SMS delivery ------------------------------------------------------------------------------
 SMS_HTTP_URL = env.str("SMS_HTTP_URL", default="")
@@ -483,7 +488,14 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
     "SECURITY": [{"ApiKey": []}],
-    "ENUM_NAME_OVERRIDES": {"ErrorCode": "zeckta.api.schema.ERROR_CODES"},
+    # The same choices in several components (the relay's view of an SMS has a session's delivery fields):
+    # named once, as they were named when only the OTP operations used them.
+    "ENUM_NAME_OVERRIDES": {
+        "ErrorCode": "zeckta.api.schema.ERROR_CODES",
+        "DeliveryStatusEnum": "otp.serializers.SMS_STATUSES",
+        "OtpRequestInputPurposeEnum": "otp.models.Purpose.choices",
+        "OtpSessionDataPurposeEnum": "otp.models.Purpose.values",
+    },
     # Every operation is tagged with its resource: generated clients group their calls by tag
     # (openapi-python-client: `api.otp.otp_request`), and the docs page by section.
     "TAGS": [
@@ -493,6 +505,8 @@ SPECTACULAR_SETTINGS = {
         {"name": "fraud", "description": "The fraud guard's blocks of ranges and countries: list and lift them."},
         {"name": "test-inbox", "description": "The SMS test keys sent, codes included: for your end-to-end tests."},
         {"name": "receipts", "description": "SMS providers' delivery receipts: called by providers, not clients."},
+        {"name": "relay", "description": "Send a text you wrote (code included) through the same routes and limits."},
+        {"name": "hooks", "description": "Supabase Auth Send SMS hooks: Supabase posts its codes, we send them."},
     ],
 }
 

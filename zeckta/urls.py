@@ -19,7 +19,9 @@ urlpatterns = [
     path("v1/messaging/", include("senders.urls")),
     path("v1/messaging/", include("webhooks.urls")),
     path("v1/messaging/", include("fraud.urls")),
+    path("v1/messaging/", include("relay.urls")),
     path("v1/webhooks/", include("otp.receipt_urls")),
+    path("hooks/", include("relay.hook_urls")),
     re_path(r"^v1/(?P<rest>[\s\S]*)$", api_not_found),  # any character, newlines included
     path("v2/", include("twilioverify.urls")),  # the Twilio Verify door (API.md section 14)
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi-schema"),

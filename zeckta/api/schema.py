@@ -55,6 +55,7 @@ ERROR_CODES = (
     "ALREADY_USED",
     "CANCELED",
     "LIVE_KEY_REQUIRED",
+    "RELAY_DISABLED",
     "FORBIDDEN",  # a provider receipt that failed its route's authentication (section 11)
 )
 COMMON_ERRORS = (400, 401, 403, 405, 413, 415, 429, 500)

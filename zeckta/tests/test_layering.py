@@ -1,5 +1,5 @@
 """The import graph holds the layering of docs/architecture.md: `zeckta` <- `workspaces` <- `senders` <-
-`webhooks` <- `fraud` <- `otp` <- `twilioverify` <- `cockpit`.
+`webhooks` <- `fraud` <- `otp` <- `relay` <- `twilioverify` <- `cockpit`.
 
 An app imports only itself and the apps to its left, and no module takes part in an import cycle, not even
 through an import inside a function. Every module of the apps is walked: code, tests, commands,
@@ -14,7 +14,7 @@ from pathlib import Path
 from django.conf import settings
 
 # Each may import those before it, never after.
-LAYERS = ("zeckta", "workspaces", "senders", "webhooks", "fraud", "otp", "twilioverify", "cockpit")
+LAYERS = ("zeckta", "workspaces", "senders", "webhooks", "fraud", "otp", "relay", "twilioverify", "cockpit")
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,12 @@ OPERATIONS = {
     ("/v1/messaging/fraud/blocks", "get"),
     ("/v1/messaging/fraud/blocks/{block_id}", "delete"),
     ("/v1/webhooks/sms/{route_id}", "post"),  # providers' receipts: their own authentication, no key
+    ("/v1/messaging/sms", "post"),
+    ("/v1/messaging/sms/{message_id}", "get"),
+    ("/v1/messaging/hooks/supabase", "get"),
+    ("/v1/messaging/hooks/supabase", "post"),
+    ("/v1/messaging/hooks/supabase/{hook_id}", "get"),
+    ("/v1/messaging/hooks/supabase/{hook_id}", "delete"),
 }
 KEYLESS = {"/v1/webhooks/sms/{route_id}"}
 # Each operation's resource: generated clients file their calls under it (openapi-python-client: api.otp...).
@@ -35,6 +41,8 @@ RESOURCES = {
     "/v1/messaging/webhooks": "webhooks",
     "/v1/messaging/fraud/": "fraud",
     "/v1/webhooks/sms/": "receipts",  # the providers' callbacks, apart from the clients' webhooks
+    "/v1/messaging/sms": "relay",
+    "/v1/messaging/hooks/": "hooks",
 }
 
 
@@ -134,6 +142,7 @@ CONTRACT_CODES = {
     "MAX_ATTEMPTS_REACHED",
     "ALREADY_USED",
     "LIVE_KEY_REQUIRED",
+    "RELAY_DISABLED",
 }
 
 

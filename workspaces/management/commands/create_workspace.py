@@ -61,6 +61,9 @@ class Command(OperatorCommand):
             help="enforce (the default) blocks and refuses; shadow records every decision and refuses nothing; "
             "off does neither.",
         )
+        parser.add_argument(
+            "--relay", action="store_true", help="Enable the SMS relay (POST /v1/messaging/sms, API.md section 14)."
+        )
 
     def handle(self, *args, **options) -> None:
         workspace = workspace_create(
@@ -74,6 +77,7 @@ class Command(OperatorCommand):
             countries=options["countries"],
             daily_sms_cap=options["daily_sms_cap"],
             fraud_guard_mode=options["fraud_guard"],
+            relay_enabled=options["relay"],
             actor="command:create_workspace",
         )
         billing = f"prepaid, balance {workspace.balance_units}" if workspace.is_prepaid else "postpaid"
