@@ -283,6 +283,22 @@ def guard_check(*, workspace: Workspace, dest: str, country: str, now: datetime)
     return Verdict(refused=enforce, trips=tuple(trips))
 
 
+def guard_blocked(*, workspace: Workspace, dest: str, country: str) -> bool:
+    """Whether the workspace's guard, in its mode, blocks `dest`'s range or country now: the blocks alone,
+    no rule counted. For a relayed SMS (API.md section 14): its code's entry is never seen, so it may feed
+    no rule that waits for approvals, but every block applies to it. One Redis round trip; raises
+    GuardUnavailable when Redis cannot answer."""
+    connection = _redis()
+    if connection is None:
+        return False
+    mode = workspace.fraud_guard_mode
+    keys = [block_key(workspace.pk, mode, RANGE, number_range(dest)), block_key(workspace.pk, mode, COUNTRY, country)]
+    try:
+        return bool(connection.client.exists(*keys))
+    except redis.RedisError as exc:
+        raise GuardUnavailable(str(exc)) from None
+
+
 def guard_uncount(*, workspace_id: int, dest: str, country: str, now: datetime) -> None:
     """Takes `dest` out of the counts `guard_check` put it in at `now`: the request was refused after it
     (a send limit, the daily cap, the prepaid balance) and sent nothing, so it is not a number sent to. A

@@ -88,6 +88,22 @@ def fraud_request_check(*, workspace: Workspace, dest: str, country: str, now: d
     return FraudAdmission(workspace.pk, dest, country, now) if verdict.counted else None
 
 
+def fraud_relay_check(*, workspace: Workspace, dest: str, country: str) -> None:
+    """Before a live relayed SMS is sent to `dest`: every block applies (403 DESTINATION_BLOCKED in
+    `enforce`), but the number is not counted, since the service never learns whether its code was entered
+    and a rule waiting for approvals would block every relaying workspace's busy ranges. Redis down: 503."""
+    if workspace.fraud_guard_mode != FraudGuardMode.ENFORCE or not _guarded(workspace, dest):
+        return
+    try:
+        blocked = guard.guard_blocked(workspace=workspace, dest=dest, country=country)
+    except GuardUnavailable as exc:
+        logger.error("fraud guard unavailable, refusing a relayed SMS of workspace %s: %s", workspace.slug, exc)
+        raise ServiceUnavailable() from None
+    if blocked:
+        metrics.FRAUD_REFUSED.inc()
+        raise DestinationBlocked()
+
+
 def fraud_request_unsent(admission: FraudAdmission | None) -> None:
     """The request `fraud_request_check` admitted sent nothing after all: its number leaves the counts
     again, so that only numbers sent to count (a workspace at its daily cap or out of units, its users

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from fraud.services import fraud_relay_check
 from otp.crypto import encrypt_inbox_text, encrypt_text
 from otp.destinations import DestinationRefused, destination_check
 from otp.errors import RelayDisabled, RelayedSmsNotFound
@@ -56,7 +57,7 @@ def sms_relay(
     prepaid units), among the SMS of its mode: a relayed SMS and an OTP SMS to one number share the
     number's window. The door decides who may relay: the API's takes any text, and so checks
     `relay_check_enabled` first; the Supabase hook sends the workspace's own LOGIN text only, and does
-    not. Raises ValidationFailed (dest, src), DestinationRateLimited,
+    not. Raises ValidationFailed (dest, src), DestinationBlocked (the fraud guard), DestinationRateLimited,
     WorkspaceQuotaExceeded or InsufficientBalance; nothing is written then. The text is never logged.
     """
     try:
@@ -66,6 +67,9 @@ def sms_relay(
     sender_name = src if isinstance(src, SenderName) else sender_name_get_approved(workspace=workspace, name=src)
     if sender_name is None:
         raise ValidationFailed.for_field("src", "Not an approved sender name of this workspace.")
+    if not test:
+        # Every fraud-guard block applies; a relayed SMS counts in no rule (fraud_relay_check says why).
+        fraud_relay_check(workspace=workspace, dest=dest, country=country)
     segments = sms_text.count_segments(text)
     # A test SMS is read back in the test inbox, never sent: encrypted with the inbox's key.
     encrypted = encrypt_inbox_text(text) if test else encrypt_text(text)

@@ -9,6 +9,8 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from fraud.models import FraudBlock, number_range
+from fraud.services import fraud_block_record
 from otp.crypto import decrypt_inbox_text
 from otp.delivery import SmsRetryLater, sms_deliver, sms_requeue_stale
 from otp.expiry import otp_sessions_purge
@@ -409,3 +411,48 @@ def test_an_sms_has_a_session_or_a_deadline_never_neither(relay_on):
     fields = dict(workspace=relay_on, to=DEST, src="ZECKTA", encoding="GSM-7", segments=1, units=1, next_attempt_at=now)
     with pytest.raises(IntegrityError), transaction.atomic():
         SmsMessage.objects.create(**fields, created_at=now, updated_at=now)
+
+
+# --- the fraud guard (API.md sections 13 and 14) ----------------------------------------------------
+
+
+def block_range_of(workspace, dest: str, *, mode: str = "enforce") -> None:
+    fraud_block_record(
+        workspace=workspace,
+        scope="range",
+        value=number_range(dest),
+        rule="range_velocity",
+        mode=mode,
+        evidence={"sessions": 11, "converted": 0, "numbers": 11},
+        now=timezone.now(),
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_block_of_the_guard_refuses_a_relayed_sms_and_nothing_is_queued(api, relay_on):
+    block_range_of(relay_on, DEST)
+
+    response = relay(api)
+
+    assert_api_error(response, status=403, code="DESTINATION_BLOCKED")
+    assert response.json()["message"] == "The service cannot send a code to this number now."
+    assert not SmsMessage.objects.exists()
+    assert relay(api, "+233502007745").status_code == 202  # another range goes out
+
+
+def test_relayed_sms_count_in_no_rule_of_the_guard(relay_on, sender):
+    # Twelve numbers of one range in a second: an OTP request to the eleventh would be refused
+    # (range_velocity), but nothing ever tells the service a relayed code was entered.
+    api = api_client(issue_key(relay_on, name="busy", tps=100)[1])
+    for last in range(12):
+        assert relay(api, f"+23320200{last:04d}").status_code == 202
+    assert not FraudBlock.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_shadow_block_refuses_no_relayed_sms(api, relay_on):
+    relay_on.fraud_guard_mode = "shadow"
+    relay_on.save(update_fields=["fraud_guard_mode"])
+    block_range_of(relay_on, DEST, mode="shadow")
+
+    assert relay(api).status_code == 202
