@@ -11,13 +11,13 @@ from django.utils import timezone
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client as TwilioClient
 
+from fraud.models import number_range
+from fraud.services import fraud_block_record
 from otp.models import OtpSession, TestInboxMessage
 from otp.selectors import inbox_list
-from twilioverify import services as door_services
 from twilioverify.errors import twilio_error
 from workspaces.models import Workspace
 from workspaces.tests.factories import issue_key
-from zeckta.errors import ApplicationError
 from zeckta.localcache import local_caches_clear
 from zeckta.testing import DEST
 
@@ -92,21 +92,18 @@ def test_an_unknown_path_or_method_is_in_twilios_shape(db, workspace, test_key):
     assert no_auth["WWW-Authenticate"].startswith("Basic")
 
 
-class DestinationBlocked(ApplicationError):
-    """The fraud guard's refusal (API.md section 13) as this branch can name it: by its code only."""
-
-    status_code = 403
-    code = "DESTINATION_BLOCKED"
-    default_message = "Sending to this destination is blocked."
-
-
-def test_a_fraud_guard_block_is_60410(live_server, workspace, test_key, monkeypatch):
-    def blocked(**kwargs):
-        raise DestinationBlocked()
-
-    # The guard runs inside otp_request; this branch does not have it yet, so its refusal is raised there.
-    monkeypatch.setattr(door_services.otp_services, "otp_request", blocked)
-    client = TwilioClient(workspace.account_sid, test_key)
+def test_a_fraud_guard_block_is_60410(live_server, workspace, sender):
+    # The guard watches live keys' sessions only (API.md section 13): the range of DEST is blocked.
+    fraud_block_record(
+        workspace=workspace,
+        scope="range",
+        value=number_range(DEST),
+        rule="range_velocity",
+        mode="enforce",
+        evidence={"sessions": 11, "converted": 0, "numbers": 11},
+        now=timezone.now(),
+    )
+    client = TwilioClient(workspace.account_sid, issue_key(workspace, name="live")[1])
     client.verify.base_url = live_server.url
 
     with pytest.raises(TwilioRestException) as refused:
