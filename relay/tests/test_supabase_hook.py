@@ -9,8 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
+from fraud.models import number_range
+from fraud.services import fraud_block_record
 from otp.delivery import sms_deliver
 from otp.models import IdempotencyRecord, SmsMessage, TestInboxMessage
 from otp.templating import default_template
@@ -273,6 +276,24 @@ def test_a_suspended_workspace_gets_403(client, hook, workspace):
     workspace.save(update_fields=["is_active"])
 
     assert_supabase_refusal(supabase_call(client, path, secret, documented_payload()), 403)
+    assert not SmsMessage.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_fraud_guard_block_is_403_and_nothing_is_sent(client, hook, workspace):
+    path, secret = hook
+    fraud_block_record(
+        workspace=workspace,
+        scope="range",
+        value=number_range(DEST),
+        rule="range_conversion",
+        mode="enforce",
+        evidence={"sessions": 20, "converted": 0, "numbers": 20},
+        now=timezone.now(),
+    )
+
+    message = assert_supabase_refusal(supabase_call(client, path, secret, documented_payload()), 403)
+    assert CODE not in message
     assert not SmsMessage.objects.exists()
 
 
