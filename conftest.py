@@ -14,10 +14,12 @@ from zeckta.testing import api_client
 
 @pytest.fixture(autouse=True)
 def _fresh_rate_limits(settings):
-    """Rate counters live in the real Redis; keys ids repeat across test runs, so start each test clean."""
+    """Rate counters and the fraud guard's counts and blocks live in the real Redis; key and workspace ids
+    repeat across test runs, so start each test clean."""
     client = redis.Redis.from_url(settings.REDIS_URL)
-    for key in client.scan_iter("zeckta:rl:*"):
-        client.delete(key)
+    for pattern in ("zeckta:rl:*", "zeckta:fraud:*"):
+        for key in client.scan_iter(pattern):
+            client.delete(key)
 
 
 @pytest.fixture(autouse=True)

@@ -14,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from fraud.errors import DestinationBlocked
 from otp import idempotency, selectors, services
 from otp.errors import (
     DestinationRateLimited,
@@ -82,6 +83,7 @@ REQUEST_REFUSAL_CODES = (
             ValidationFailed,
             InsufficientBalance,
             DestinationRateLimited,
+            DestinationBlocked,
             WorkspaceQuotaExceeded,
             IdempotencyKeyReused,
             SessionNotPending,

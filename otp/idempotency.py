@@ -10,6 +10,8 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from fraud.errors import DestinationBlocked
+from fraud.services import fraud_trips_record
 from otp.errors import IdempotencyKeyReused
 from otp.models import IdempotencyRecord
 from workspaces.models import Workspace
@@ -40,7 +42,6 @@ def fingerprint(payload: dict) -> str:
     return hashlib.sha256(json.dumps(present, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-@transaction.atomic
 def run_idempotent(
     *, workspace: Workspace, key: str, payload: dict, perform: Callable[[], tuple[int, dict]], test: bool = False
 ) -> IdempotentAnswer:
@@ -50,7 +51,21 @@ def run_idempotent(
     The record is inserted first, in the same transaction as the work: a concurrent duplicate waits on
     the unique index until this one commits, then replays it. If `perform` raises, everything rolls
     back and the key stays free, so a client can retry after fixing the cause (balance, limits).
+
+    A request the fraud guard refused because it tripped a velocity rule rolls back its block's record with
+    it: the block stands in Redis, so it is recorded again once the transaction is over.
     """
+    try:
+        return _run_idempotent(workspace=workspace, key=key, payload=payload, perform=perform, test=test)
+    except DestinationBlocked as refused:
+        fraud_trips_record(workspace=workspace, trips=refused.trips, now=timezone.now())
+        raise
+
+
+@transaction.atomic
+def _run_idempotent(
+    *, workspace: Workspace, key: str, payload: dict, perform: Callable[[], tuple[int, dict]], test: bool
+) -> IdempotentAnswer:
     now = timezone.now()
     digest = fingerprint(payload)
     # Expired keys are free again.

@@ -2,7 +2,9 @@
 
 Delivering the SMS is `otp.delivery`'s: a request only writes the outbox row and enqueues it on commit.
 The send limits are `otp.limits`', the test inbox and reviewer numbers `otp.testmode`'s, and expiry and
-retention `otp.expiry`'s.
+retention `otp.expiry`'s. The fraud guard is `fraud`'s: a live request or resend to an ordinary number
+asks it first, and a live approval tells it (`fraud.services`); its rules that read sessions are
+`otp.fraudrules`'.
 
 Test mode: every operation takes `test` (the caller's key is a zk_test_ one) and sees the sessions of its
 own mode only. A test SMS is never sent, charged or counted towards the daily cap: it is `delivered` at
@@ -21,10 +23,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import OuterRef, Subquery
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
+from fraud.services import fraud_approval_note, fraud_request_check, fraud_request_unsent
 from otp.crypto import (
     code_digest,
     code_matches,
@@ -163,6 +166,9 @@ def otp_request(
 ) -> OtpRequestResult:
     """Issues a code and queues its SMS, or answers with the still-valid session (reuse).
 
+    A live request to an ordinary number first passes the fraud guard (`fraud_request_check`: one Redis
+    round trip, no query), before either version of the rules below: DestinationBlocked (403) in enforce.
+
     `test` (a test key's request): the session is a test one and its SMS goes to the test inbox. To one of
     the workspace's reviewer numbers, the code is the number's fixed one and no SMS is written; the use is
     audited under `actor`. Both run the Python version below, and both meet every send limit, counted
@@ -184,6 +190,11 @@ def otp_request(
     sender_name = sender_name_get_approved(workspace=workspace, name=src)
     if sender_name is None:
         raise ValidationFailed.for_field("src", "Not an approved sender name of this workspace.")
+    fixed_code = reviewer_code_get(workspace=workspace, dest=dest)
+    admission = None
+    if not test and fixed_code is None:
+        # Before either version of the rules below, in Python: a Redis round trip, no query.
+        admission = fraud_request_check(workspace=workspace, dest=dest, country=country, now=timezone.now())
     template = (
         message_template
         or workspace.default_message_template
@@ -200,8 +211,19 @@ def otp_request(
         web_otp_domain=web_otp_domain or "",
         transaction=transaction,
         test=test,
-        fixed_code=reviewer_code_get(workspace=workspace, dest=dest),
+        fixed_code=fixed_code,
     )
+    try:
+        result = _request_sent_or_reused(new, actor=actor)
+    except Exception:
+        fraud_request_unsent(admission)  # refused: nothing was sent to the number the guard counted
+        raise
+    if result.reused:
+        fraud_request_unsent(admission)
+    return result
+
+
+def _request_sent_or_reused(new: NewSession, *, actor: str) -> OtpRequestResult:
     if _in_database(new):
         return _request_in_database(new)
     try:
@@ -450,15 +472,38 @@ def otp_resend(
     cap) and for the prepaid balance. It takes the destination's lock before the session's row lock, the
     order a request takes them in, so a resend and a request for the same number never deadlock; a verify
     or cancel at the same time queues on the row lock and sees the code before or after, never a mix.
-    Raises OtpSessionNotFound, SessionNotPending, OtpExpired, ResendLimitReached, ResendTooSoon, or a
-    send limit's error. A session of the other mode (test or live) is not found; a test resend's SMS goes
-    to the test inbox, and a reviewer number's "resend" renews its fixed code and sends nothing.
+    Raises OtpSessionNotFound, DestinationBlocked (the fraud guard, asked before anything else),
+    SessionNotPending, OtpExpired, ResendLimitReached, ResendTooSoon, or a send limit's error. A session of
+    the other mode (test or live) is not found; a test resend's SMS goes to the test inbox, and a reviewer
+    number's "resend" renews its fixed code and sends nothing.
     """
     sessions = OtpSession.objects.filter(workspace=workspace, public_id=session_id, is_test=test)
-    dest = sessions.values_list("dest", flat=True).first()
-    if dest is None:
+    found = sessions.values_list("dest", "country").first()
+    if found is None:
         raise OtpSessionNotFound()
+    dest, country = found
     fixed_code = reviewer_code_get(workspace=workspace, dest=dest)
+    admission = None
+    if not test and fixed_code is None:
+        admission = fraud_request_check(workspace=workspace, dest=dest, country=country, now=timezone.now())
+    try:
+        return _resend_in_transaction(
+            workspace=workspace, sessions=sessions, dest=dest, fixed_code=fixed_code, test=test, actor=actor
+        )
+    except Exception:
+        fraud_request_unsent(admission)
+        raise
+
+
+def _resend_in_transaction(
+    *,
+    workspace: Workspace,
+    sessions: QuerySet[OtpSession],
+    dest: str,
+    fixed_code: str | None,
+    test: bool,
+    actor: str,
+) -> OtpRequestResult:
     code = fixed_code if fixed_code is not None else generate_code(workspace.otp_code_length)
     with transaction.atomic():
         advisory_xact_lock(dest_lock(workspace, dest))
@@ -514,6 +559,9 @@ class VerifyResult:
     outcome: VerifyOutcome
     session_id: uuid.UUID  # as asked, so NOT_FOUND can say which
     attempts_left: int  # 0 for NOT_FOUND
+    # The session's number and country, for the fraud guard's approval hook; never in the answer.
+    dest: str = ""
+    country: str = ""
 
     @property
     def verified(self) -> bool:
@@ -541,13 +589,15 @@ def otp_verify(
     """
     now = timezone.now()
     if not _database_functions():
-        return _verify_in_transaction(
+        result = _verify_in_transaction(
             workspace=workspace, session_id=session_id, code=code, transaction=transaction, now=now, test=test
         )
+        _approval_noted(workspace, result, test=test, now=now)
+        return result
     # The function commits on its own; when a webhook would report the outcome, the event joins its
     # transaction (an outbox row written with the change, or neither).
     with _events_transaction(workspace, *_VERIFY_EVENTS.values()):
-        outcome, attempts_left, bound = _verify_in_database(
+        outcome, attempts_left, bound, dest, country = _verify_in_database(
             workspace=workspace,
             session_id=session_id,
             digest=code_digest(session_id, code, transaction),
@@ -559,10 +609,10 @@ def otp_verify(
             # A second round trip for a transaction-bound session verified without its transaction only.
             # Django reads jsonb from a raw cursor as its text.
             digest = code_digest(session_id, code, Transaction.from_stored(json.loads(bound)))
-            outcome, attempts_left, _ = _verify_in_database(
+            outcome, attempts_left, _, dest, country = _verify_in_database(
                 workspace=workspace, session_id=session_id, digest=digest, now=now, transaction_sent=True, test=test
             )
-        result = VerifyResult(VerifyOutcome(outcome), session_id, attempts_left)
+        result = VerifyResult(VerifyOutcome(outcome), session_id, attempts_left, dest or "", country or "")
         if result.outcome in _VERIFY_EVENTS:
             # The function answers MAX_ATTEMPTS_REACHED and EXPIRED alike for the change and for every
             # later call: such events are recorded once per session (otp.events.ONCE_PER_SESSION).
@@ -572,7 +622,16 @@ def otp_verify(
                 event_type=_VERIFY_EVENTS[result.outcome],
                 at=now,
             )
+    _approval_noted(workspace, result, test=test, now=now)
     return result
+
+
+def _approval_noted(workspace: Workspace, result: VerifyResult, *, test: bool, now: datetime) -> None:
+    """Once an approval committed: its range and country converted (the fraud guard's velocity rules). A
+    test session or a reviewer number's never counts (API.md section 13)."""
+    if not result.verified or test or reviewer_code_get(workspace=workspace, dest=result.dest) is not None:
+        return
+    fraud_approval_note(workspace=workspace, dest=result.dest, country=result.country, at=now)
 
 
 # The outcomes of a verify that change a session's state for good, and the webhook event of each.
@@ -593,10 +652,10 @@ def _events_transaction(workspace: Workspace, *events: str) -> AbstractContextMa
 
 def _verify_in_database(
     *, workspace: Workspace, session_id: uuid.UUID, digest: str, now: datetime, transaction_sent: bool, test: bool
-) -> tuple[str, int, str | None]:
+) -> tuple[str, int, str | None, str | None, str | None]:
     return _call_function(
         "otp_verify",
-        returning="outcome, attempts_left, bound_transaction",
+        returning="outcome, attempts_left, bound_transaction, session_dest, session_country",
         arguments={
             "p_workspace_id": workspace.pk,
             "p_public_id": session_id,
@@ -634,7 +693,7 @@ def _verify_in_transaction(
         return VerifyResult(VerifyOutcome.NOT_FOUND, session_id, 0)
 
     def result(outcome: VerifyOutcome) -> VerifyResult:
-        return VerifyResult(outcome, session_id, session.attempts_left)
+        return VerifyResult(outcome, session_id, session.attempts_left, session.dest, session.country)
 
     def changed(outcome: VerifyOutcome) -> VerifyResult:
         """The outcome of a state change: reported to the workspace's webhooks in this transaction."""

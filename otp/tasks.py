@@ -8,7 +8,9 @@ queued task.
 import random
 
 from celery import shared_task
+from django.utils import timezone
 
+from fraud.guard import blocks_mirror
 from otp.delivery import (
     INBOX_PURGE_TASK,
     OTP_SESSIONS_PURGE_TASK,
@@ -19,10 +21,13 @@ from otp.delivery import (
     sms_requeue_stale,
 )
 from otp.expiry import otp_sessions_expire, otp_sessions_purge
+from otp.fraudrules import fraud_rules_run
 from otp.idempotency import idempotency_records_purge
 from otp.testmode import inbox_purge
 
 OTP_SESSIONS_EXPIRE_TASK = "otp.tasks.expire_sessions"
+FRAUD_RULES_TASK = "otp.tasks.fraud_rules"
+FRAUD_BLOCKS_MIRROR_TASK = "otp.tasks.fraud_blocks_mirror"
 
 
 @shared_task(bind=True, name=SMS_DELIVER_TASK, max_retries=None, acks_late=True, ignore_result=True)
@@ -58,3 +63,15 @@ def otp_sessions_purge_task() -> int:
 def inbox_purge_task() -> int:
     """Every 15 minutes: test-mode SMS past their 24 hours (they hold readable codes)."""
     return inbox_purge()
+
+
+@shared_task(name=FRAUD_RULES_TASK, ignore_result=True)
+def fraud_rules_task() -> int:
+    """Every FRAUD_RULES_INTERVAL_SECONDS: the conversion rules and the country history (otp.fraudrules)."""
+    return fraud_rules_run(now=timezone.now())
+
+
+@shared_task(name=FRAUD_BLOCKS_MIRROR_TASK, ignore_result=True)
+def fraud_blocks_mirror_task() -> int:
+    """Every FRAUD_MIRROR_INTERVAL_SECONDS: Redis's copy of the active blocks, rewritten from the database."""
+    return blocks_mirror(now=timezone.now())

@@ -17,6 +17,7 @@ class Event(models.TextChoices):
     OTP_MAX_ATTEMPTS_REACHED = "otp.max_attempts_reached", "The last attempt was used by a wrong code"
     OTP_EXPIRED = "otp.expired", "The session expired"
     OTP_CANCELED = "otp.canceled", "The session was canceled"
+    FRAUD_BLOCKED = "fraud.blocked", "The fraud guard blocked a number range or a country"
 
 
 class WebhookEndpoint(models.Model):

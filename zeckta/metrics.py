@@ -135,6 +135,16 @@ HTTP_REQUEST_SECONDS = Histogram(
     ["view"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+FRAUD_DECISIONS = Counter(
+    "zeckta_fraud_decisions_total",
+    "New fraud-guard blocks by rule (range_velocity, range_conversion, country_velocity, country_conversion) "
+    "and mode (enforce: it refuses; shadow: recorded only).",
+    ["rule", "mode"],
+)
+FRAUD_REFUSED = Counter(
+    "zeckta_fraud_refused_total",
+    "OTP requests and resends refused with DESTINATION_BLOCKED (the guard in enforce mode).",
+)
 HTTP_RESPONSES = Counter(
     "zeckta_http_responses_total",
     "HTTP answers by view and status code.",

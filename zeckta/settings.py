@@ -257,6 +257,18 @@ CELERY_TASK_ROUTES = {
 # The schedule's last runs are kept in Redis too, so no beat writes a schedule file.
 CELERY_BEAT_SCHEDULER = "zeckta.beat:LockedScheduler"
 BEAT_LOCK_TTL_SECONDS = env.int("BEAT_LOCK_TTL_SECONDS", default=30)
+# The fraud guard's work from beat (API.md section 13; each workspace's own numbers are in the admin).
+# The conversion rules (otp.fraudrules) run this often (seconds): a range or country that stops converting
+# is blocked about this long after its sessions are judged.
+FRAUD_RULES_INTERVAL_SECONDS = env.float("FRAUD_RULES_INTERVAL_SECONDS", default=10.0)
+# How long a workspace's country history (the countries country_velocity leaves alone) is trusted before
+# it is read again from the database (seconds). Until it is first written, country_velocity judges nothing
+# in that workspace: the next run of the rules writes it.
+FRAUD_HISTORY_REFRESH_SECONDS = env.int("FRAUD_HISTORY_REFRESH_SECONDS", default=300)
+# The Redis copy of the active blocks is rewritten from the database this often (seconds), and the copies
+# of blocks lifted within FRAUD_MIRROR_LIFTS_SECONDS are dropped again (a lift made while Redis was away).
+FRAUD_MIRROR_INTERVAL_SECONDS = env.float("FRAUD_MIRROR_INTERVAL_SECONDS", default=30.0)
+FRAUD_MIRROR_LIFTS_SECONDS = 3600
 # Task names as registered (otp.delivery's constants; not imported: settings load before any app).
 CELERY_BEAT_SCHEDULE = {
     "requeue-stale-outbox": {"task": "otp.tasks.requeue_stale_sms", "schedule": 30.0},
@@ -268,6 +280,9 @@ CELERY_BEAT_SCHEDULE = {
     "purge-test-inbox": {"task": "otp.tasks.purge_test_inbox", "schedule": 900.0},
     # The admin dashboard's rollup: its hours that may still change, and the suspected-pumping list.
     "refresh-traffic-rollup": {"task": "cockpit.tasks.refresh_traffic_rollup", "schedule": 60.0},
+    # The fraud guard: the conversion rules and the country history, and the Redis copy of the blocks.
+    "fraud-rules": {"task": "otp.tasks.fraud_rules", "schedule": FRAUD_RULES_INTERVAL_SECONDS},
+    "fraud-blocks-mirror": {"task": "otp.tasks.fraud_blocks_mirror", "schedule": FRAUD_MIRROR_INTERVAL_SECONDS},
 }
 
 # --- Rate limits ------------------------------------------------------------------------------

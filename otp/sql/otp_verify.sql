@@ -10,13 +10,15 @@ CREATE OR REPLACE FUNCTION otp_verify(
     p_test boolean,         -- the caller's mode: a session of the other one is NOT_FOUND
     OUT outcome text,       -- a VerifyOutcome value, or TRANSACTION_NEEDED (see below)
     OUT attempts_left integer,
-    OUT bound_transaction jsonb
+    OUT bound_transaction jsonb,
+    OUT session_dest varchar,    -- the session's number and country, when found: an approval is reported
+    OUT session_country varchar  -- to the fraud guard (fraud.services.fraud_approval_note) without a query
 ) LANGUAGE plpgsql AS $$
 DECLARE
     s record;
 BEGIN
     -- Concurrent verifies of one session queue on this row lock; each sees the previous one's outcome.
-    SELECT id, status, expires_at, code_digest, attempts_used, max_attempts, dest, transaction INTO s
+    SELECT id, status, expires_at, code_digest, attempts_used, max_attempts, dest, country, transaction INTO s
       FROM otp_otpsession WHERE workspace_id = p_workspace_id AND public_id = p_public_id AND is_test = p_test
        FOR UPDATE;
     IF NOT FOUND THEN
@@ -25,6 +27,8 @@ BEGIN
         RETURN;
     END IF;
     attempts_left := greatest(s.max_attempts - s.attempts_used, 0);
+    session_dest := s.dest;
+    session_country := s.country;
     IF s.status = 'APPROVED' THEN
         outcome := 'ALREADY_USED';
     ELSIF s.status <> 'PENDING' THEN

@@ -101,6 +101,7 @@ KNOWN_AT_START = [
             "MALFORMED_JSON",
             "INSUFFICIENT_BALANCE",
             "DESTINATION_RATE_LIMITED",
+            "DESTINATION_BLOCKED",
             "WORKSPACE_QUOTA_EXCEEDED",
             "IDEMPOTENCY_KEY_REUSED",
             "SESSION_NOT_PENDING",
@@ -141,6 +142,12 @@ KNOWN_AT_START = [
         )
     ),
     *(f'zeckta_webhook_deliveries_total{{outcome="{outcome}"}}' for outcome in ("delivered", "retrying", "given_up")),
+    *(
+        f'zeckta_fraud_decisions_total{{mode="{mode}",rule="{rule}"}}'
+        for rule in ("range_velocity", "range_conversion", "country_velocity", "country_conversion")
+        for mode in ("enforce", "shadow")
+    ),
+    "zeckta_fraud_refused_total{}",
 ]
 # Labels whose values are not all known in advance: the routes operators configure.
 OPEN_LABELS = {"route"}

@@ -1,0 +1,201 @@
+"""The fraud guard's rules that read sessions (API.md section 13), run from beat every
+FRAUD_RULES_INTERVAL_SECONDS: range_conversion, country_conversion, and the country history that
+country_velocity reads from Redis.
+
+Why here and in SQL, when the velocity rules decide in Redis on the request path (fraud.guard): conversion
+is judged over hours of sessions (a session is unconverted once 120 s old and not approved), which the
+database already holds and a grouped query reads at once; the request path must not pay for it, and a
+block a few seconds late costs a few SMS, where range_velocity's must be exact across processes.
+
+Each rule is one grouped query per run over every workspace whose guard is on, with the workspace's own
+numbers joined in. The sessions it counts: live ones (no test key's), not to a reviewer number, not to a
+safe-listed number, created after the target's last lift (the rule's counts start again from a lift), of
+the rule's window. What trips is recorded by `fraud.services.fraud_block_record` (escalation, the Redis
+copy, the event); a target that already has an active block of the workspace's mode is left out.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+
+from fraud import guard
+from fraud.models import FraudBlock
+from fraud.services import fraud_block_record
+from workspaces.models import FraudGuardMode, Workspace
+
+# What a session of a rule's window must be to count: live, not a reviewer number's, not safe-listed.
+# `s` is the session, `w` its workspace.
+_COUNTED = """
+    NOT s.is_test
+    AND NOT EXISTS (SELECT 1 FROM otp_reviewernumber r
+                     WHERE r.workspace_id = s.workspace_id AND r.dest = s.dest AND r.enabled)
+    AND NOT EXISTS (SELECT 1 FROM fraud_safelistentry e
+                     WHERE e.workspace_id = s.workspace_id AND starts_with(s.dest, e.prefix))
+"""
+# Converted (APPROVED, at any age) or unconverted (not approved once judged_after seconds old).
+_JUDGED = """
+    (s.status = 'APPROVED' OR s.created_at <= %(now)s - w.fraud_conversion_judged_after_seconds * interval '1 second')
+"""
+_RANGE = "left(s.dest, length(s.dest) - 3)"  # fraud.models.number_range
+
+# The last lift of each target: only sessions created after it count.
+_LIFTS = """
+lifts AS (
+    SELECT workspace_id, value, max(lifted_at) AS lifted_at
+      FROM fraud_fraudblock
+     WHERE scope = %(scope)s AND lifted_at IS NOT NULL
+     GROUP BY workspace_id, value
+)"""
+
+_NOT_BLOCKED = """
+    NOT EXISTS (SELECT 1 FROM fraud_fraudblock b
+                 WHERE b.workspace_id = t.workspace_id AND b.scope = %(scope)s AND b.value = t.value
+                   AND b.mode = t.mode AND b.lifted_at IS NULL AND b.ends_at > %(now)s)
+"""
+
+# range_conversion: in its window (24 h), at least N judged sessions of one range, at most P % converted.
+# The window's sessions are found by otp_session_created_idx (created_at), bounded by the widest window of
+# any guarded workspace, then each workspace's own window applies.
+RANGE_CONVERSION_SQL = f"""
+WITH {_LIFTS},
+targets AS (
+    SELECT w.id AS workspace_id, w.fraud_guard_mode AS mode, {_RANGE} AS value,
+           count(*) AS sessions, count(*) FILTER (WHERE s.status = 'APPROVED') AS converted,
+           count(DISTINCT s.dest) AS numbers
+      FROM otp_otpsession s
+      JOIN workspaces_workspace w ON w.id = s.workspace_id
+      LEFT JOIN lifts l ON l.workspace_id = s.workspace_id AND l.value = {_RANGE}
+     WHERE s.created_at > %(now)s - (SELECT max(fraud_range_conversion_window_seconds) FROM workspaces_workspace
+                                      WHERE fraud_guard_mode <> 'off') * interval '1 second'
+       AND s.created_at > %(now)s - w.fraud_range_conversion_window_seconds * interval '1 second'
+       AND w.fraud_guard_mode <> 'off'
+       AND (l.lifted_at IS NULL OR s.created_at > l.lifted_at)
+       AND {_JUDGED} AND {_COUNTED}
+     GROUP BY w.id, {_RANGE}
+    HAVING count(*) >= w.fraud_range_conversion_min_sessions
+       AND count(*) FILTER (WHERE s.status = 'APPROVED') * 100 <= w.fraud_range_conversion_max_percent * count(*)
+)
+SELECT t.workspace_id, t.value, t.sessions, t.converted, t.numbers FROM targets t WHERE {_NOT_BLOCKED}
+"""
+
+# country_conversion: in its window (1 h), at least N judged sessions of one country, at most P % converted,
+# while over the baseline before the window (7 days) the country converted at least B % or had fewer than
+# M judged sessions. The baseline is read (LATERAL) only for the few countries that pass the first test,
+# through their SMS by otp_sms_country_window_idx (workspace, country, created_at): sessions have no such
+# index, and one more on the table every request writes would cost each request for a rare read. The
+# baseline does not start at a lift: it is the "before".
+COUNTRY_CONVERSION_SQL = f"""
+WITH {_LIFTS},
+targets AS (
+    SELECT w.id AS workspace_id, w.fraud_guard_mode AS mode, s.country AS value,
+           count(*) AS sessions, count(*) FILTER (WHERE s.status = 'APPROVED') AS converted,
+           count(DISTINCT s.dest) AS numbers,
+           %(now)s - w.fraud_country_conversion_window_seconds * interval '1 second' AS since,
+           w.fraud_country_conversion_baseline_seconds AS baseline_seconds,
+           w.fraud_country_conversion_baseline_percent AS baseline_percent,
+           w.fraud_country_conversion_baseline_min_sessions AS baseline_min
+      FROM otp_otpsession s
+      JOIN workspaces_workspace w ON w.id = s.workspace_id
+      LEFT JOIN lifts l ON l.workspace_id = s.workspace_id AND l.value = s.country
+     WHERE s.created_at > %(now)s - (SELECT max(fraud_country_conversion_window_seconds) FROM workspaces_workspace
+                                      WHERE fraud_guard_mode <> 'off') * interval '1 second'
+       AND s.created_at > %(now)s - w.fraud_country_conversion_window_seconds * interval '1 second'
+       AND w.fraud_guard_mode <> 'off'
+       AND s.country <> ''
+       AND (l.lifted_at IS NULL OR s.created_at > l.lifted_at)
+       AND {_JUDGED} AND {_COUNTED}
+     GROUP BY w.id, s.country
+    HAVING count(*) >= w.fraud_country_conversion_min_sessions
+       AND count(*) FILTER (WHERE s.status = 'APPROVED') * 100 <= w.fraud_country_conversion_max_percent * count(*)
+)
+SELECT t.workspace_id, t.value, t.sessions, t.converted, t.numbers
+  FROM targets t
+ CROSS JOIN LATERAL (
+        SELECT count(DISTINCT s.id) AS sessions,
+               count(DISTINCT s.id) FILTER (WHERE s.status = 'APPROVED') AS converted
+          FROM otp_smsmessage m
+          JOIN otp_otpsession s ON s.id = m.session_id
+          JOIN workspaces_workspace w ON w.id = s.workspace_id
+         WHERE m.workspace_id = t.workspace_id AND m.country = t.value
+           AND m.created_at > t.since - t.baseline_seconds * interval '1 second' AND m.created_at <= t.since
+           AND s.created_at > t.since - t.baseline_seconds * interval '1 second' AND s.created_at <= t.since
+           AND {_JUDGED} AND {_COUNTED}
+       ) baseline
+ WHERE (baseline.sessions < t.baseline_min OR baseline.converted * 100 >= t.baseline_percent * baseline.sessions)
+   AND {_NOT_BLOCKED}
+"""
+
+# The countries each workspace sent at least N live OTP SMS to in the history (7 days) before the
+# country_velocity window, for the workspaces Redis holds no history of: otp_sms_country_window_idx
+# (workspace, country, created_at).
+COUNTRY_HISTORY_SQL = """
+SELECT m.workspace_id, m.country
+  FROM otp_smsmessage m
+  JOIN workspaces_workspace w ON w.id = m.workspace_id
+ WHERE m.workspace_id = ANY(%(workspaces)s)
+   AND NOT m.is_test AND m.country <> ''
+   AND m.created_at > %(now)s - (w.fraud_country_velocity_window_seconds + w.fraud_country_velocity_history_seconds)
+                                * interval '1 second'
+   AND m.created_at <= %(now)s - w.fraud_country_velocity_window_seconds * interval '1 second'
+ GROUP BY m.workspace_id, m.country, w.fraud_country_velocity_history_sms
+HAVING count(*) >= w.fraud_country_velocity_history_sms
+"""
+
+
+@dataclass(frozen=True)
+class _Tripped:
+    workspace_id: int
+    value: str
+    sessions: int
+    converted: int
+    numbers: int
+
+
+def _rows(sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def fraud_rules_run(*, now: datetime) -> int:
+    """One run of beat's fraud work: the country history where Redis lacks it, then each conversion rule.
+    Returns the blocks recorded."""
+    country_history_refresh(now=now)
+    recorded = 0
+    for rule, scope, sql in (
+        (FraudBlock.Rule.RANGE_CONVERSION, FraudBlock.Scope.RANGE, RANGE_CONVERSION_SQL),
+        (FraudBlock.Rule.COUNTRY_CONVERSION, FraudBlock.Scope.COUNTRY, COUNTRY_CONVERSION_SQL),
+    ):
+        tripped = [_Tripped(*row) for row in _rows(sql, {"now": now, "scope": scope.value})]
+        workspaces = Workspace.objects.in_bulk({trip.workspace_id for trip in tripped}) if tripped else {}
+        for trip in tripped:
+            workspace = workspaces[trip.workspace_id]
+            block = fraud_block_record(
+                workspace=workspace,
+                scope=scope.value,
+                value=trip.value,
+                rule=rule.value,
+                mode=workspace.fraud_guard_mode,
+                evidence={"sessions": trip.sessions, "converted": trip.converted, "numbers": trip.numbers},
+                now=now,
+            )
+            recorded += block is not None
+    return recorded
+
+
+def country_history_refresh(*, now: datetime) -> int:
+    """Writes into Redis, for each guarded workspace whose history it does not hold (never written, expired
+    after FRAUD_HISTORY_REFRESH_SECONDS, Redis lost), the countries country_velocity must leave alone.
+    Returns the workspaces written."""
+    guarded = Workspace.objects.exclude(fraud_guard_mode=FraudGuardMode.OFF).values_list("pk", flat=True)
+    missing = guard.history_missing(workspace_ids=guarded)
+    if not missing:
+        return 0
+    countries: dict[int, list[str]] = {workspace_id: [] for workspace_id in missing}
+    for workspace_id, country in _rows(COUNTRY_HISTORY_SQL, {"now": now, "workspaces": missing}):
+        countries[workspace_id].append(country)
+    guard.history_write(known=countries.items(), ttl_seconds=settings.FRAUD_HISTORY_REFRESH_SECONDS)
+    return len(missing)
