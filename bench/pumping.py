@@ -78,7 +78,10 @@ HTTP_TIMEOUT_SECONDS = 30
 DRAIN_TIMEOUT_SECONDS = 60
 CODE_RE = re.compile(r"\b[0-9]{6}\b")
 MOBILE_TYPES = (PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE)
-RANGE_DIGITS_DROPPED = 3  # as fraud.models.number_range: a range is E.164 less its last three digits
+RANGE_DIGITS_DROPPED = 3
+# The OTP validity is not compressed below this (real seconds): a task whose code has expired sends nothing,
+# and an SMS may wait this long in the one shared outbox behind a burst of another lane.
+OTP_VALIDITY_FLOOR_SECONDS = 60  # as fraud.models.number_range: a range is E.164 less its last three digits
 
 # The populations (service-clock seconds and rates: the replay divides them by the lane's K).
 LEGIT_COUNTRIES = ("GH", "NG", "KE")
@@ -437,7 +440,9 @@ def compressed_policy(k: float) -> tuple[dict[str, int], list[str]]:
     from workspaces.models import FRAUD_SECONDS_FIELDS, FRAUD_SECONDS_MIN, OTP_VALIDITY_SECONDS_MIN, Workspace
 
     floors = dict.fromkeys(FRAUD_SECONDS_FIELDS, FRAUD_SECONDS_MIN)
-    floors.update(otp_validity_seconds=OTP_VALIDITY_SECONDS_MIN, destination_window_seconds=1)
+    floors.update(
+        otp_validity_seconds=max(OTP_VALIDITY_SECONDS_MIN, OTP_VALIDITY_FLOOR_SECONDS), destination_window_seconds=1
+    )
     policy, floored = {}, []
     for name, floor in floors.items():
         default = Workspace._meta.get_field(name).default

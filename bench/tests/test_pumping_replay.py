@@ -101,7 +101,7 @@ def test_the_compressed_clock_divides_every_duration_of_the_guard_and_says_which
     policy, floored = pumping.compressed_policy(180)
     assert policy["fraud_range_conversion_window_seconds"] == 480  # a day in 8 minutes
     assert policy["fraud_conversion_judged_after_seconds"] == 1  # 120 / 180 held at the 1 s floor
-    assert policy["otp_validity_seconds"] == 10
+    assert policy["otp_validity_seconds"] == 60  # an SMS behind a burst in the shared outbox is still sent
     assert any(note.startswith("fraud_conversion_judged_after_seconds") for note in floored)
 
 
