@@ -23,6 +23,7 @@ from otp import services as otp_services
 from otp.errors import OtpSessionNotFound
 from otp.models import Purpose, VerifyOutcome
 from otp.serializers import OtpRequestInputSerializer
+from senders.selectors import sender_name_default
 from twilioverify import resources, selectors, services
 from twilioverify.authentication import AccountKeyBasicAuthentication
 from twilioverify.errors import INTERNAL_ERROR, MAX_CHECK_ATTEMPTS_ERROR, NOT_FOUND_ERROR, twilio_error
@@ -144,9 +145,11 @@ class VerificationsView(TwilioVerifyView):
 
     def post(self, request: Request, service_sid: str) -> Response:
         form = validated(VerificationCreateSerializer, request.data)
-        src = selectors.sender_default_get(workspace=self.workspace)
-        if src is None:
+        # The Supabase hook's rule too: one home for "the sender of a caller that names none".
+        sender_name = sender_name_default(workspace=self.workspace)
+        if sender_name is None:
             raise ValidationFailed("This service has no approved sender name to send from.")
+        src = sender_name.name
         transaction = form["transaction"]
         # The OTP request's own validation: To as `dest` (E.164, the country list), AppHash, the transaction.
         request_data = validated(

@@ -1,5 +1,6 @@
-"""Reads the door needs that the OTP API does not: a session found by its number, the sends of a session, the
-sender a Twilio request (which names none) goes out from. Always scoped by workspace and mode."""
+"""Reads the door needs that the OTP API does not: a session found by its number, and the sends of a session.
+Always scoped by workspace and mode. The sender a Twilio request (which names none) goes out from is
+`senders.selectors.sender_name_default`, as for the Supabase hook."""
 
 import uuid
 from dataclasses import dataclass
@@ -7,17 +8,7 @@ from datetime import datetime
 
 from otp.models import OtpSession, SmsMessage
 from otp.transactions import Transaction
-from senders.models import SenderName
 from workspaces.models import Workspace
-
-
-def sender_default_get(*, workspace: Workspace) -> str | None:
-    """The name a Verification goes out from: the workspace's default sender name, else its first approved one
-    (by name), else None."""
-    names = SenderName.objects.filter(
-        workspace=workspace, status=SenderName.Status.APPROVED, deleted_at__isnull=True
-    ).order_by("-is_default", "name")
-    return names.values_list("name", flat=True).first()
 
 
 def pending_session_id_get(
