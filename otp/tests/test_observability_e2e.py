@@ -9,11 +9,11 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 WEB_WORKERS = 3
-SCRAPES = 9  # with 3 workers taking turns at accept(), more than one of them answers a scrape
+SCRAPES = 9  # with 3 workers taking turns at accept(), most likely more than one of them answers
 DELIVERY_WAIT_SECONDS = 20  # an upper bound for polling, not a timing assertion
 
 
@@ -65,6 +65,16 @@ class Web:
             return response.status, dict(response.getheaders()), response.read()
         finally:
             connection.close()
+
+    def accept_queue(self) -> int:
+        """Connections the kernel holds for the listening socket that no worker has accepted yet: for a
+        listener, the rx_queue of /proc/net/tcp counts them."""
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rpartition(":")[2], 16)
+            if local_port == self.port and fields[3] == "0A":  # 0A: LISTEN
+                return int(fields[4].partition(":")[2], 16)
+        raise AssertionError(f"nothing listens on port {self.port}")
 
     def worker_pids(self) -> list[int]:
         """The master's children, from each process's stat line (its 4th field is the parent's pid)."""
@@ -139,6 +149,18 @@ def scrape(web: Web) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     status, headers, body = web.call("GET", "/metrics")
     assert status == 200, body
     assert headers["Content-Type"].startswith("text/plain")
+    return _parse_scrape(body)
+
+
+def _read_all(connection: socket.socket) -> bytes:
+    """The body of one raw HTTP/1.1 answer (chunked or not), after a 200 status."""
+    response = http.client.HTTPResponse(connection)
+    response.begin()
+    assert response.status == 200, response.status
+    return response.read()
+
+
+def _parse_scrape(body: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(body.decode())
@@ -295,13 +317,22 @@ def test_the_first_scrape_of_a_fresh_web_group_shows_the_known_series_at_0_and_z
             )
         ]
 
-    # Each worker that answers a scrape writes its zeros too; they must add up to nothing. Scrapes sent
-    # together keep one worker busy while another accepts, so more than one of them answers (bounded).
-    with ThreadPoolExecutor(max_workers=WEB_WORKERS) as pool:
-        for _ in range(SCRAPES):
-            for samples in pool.map(lambda _: scrape(web), range(WEB_WORKERS)):
-                assert value(samples, "zeckta_otp_verifications_total", status="NOT_FOUND") == 1
-                assert value(samples, "zeckta_webhook_deliveries_total", outcome="delivered") == 0
-            if len(writers()) > 1:
-                break
-    assert len(writers()) > 1  # several processes hold the zeros, and the sum is still 0
+    # Each worker that answers a scrape writes its zeros too; they must add up to nothing. Every worker is
+    # made to answer one: a sync worker that accepted a connection reads nothing else until that request is
+    # whole, so with one unfinished request per worker, and none of them left waiting in the listen queue,
+    # each worker holds exactly one of them.
+    held = [socket.create_connection(("127.0.0.1", web.port), timeout=10) for _ in range(WEB_WORKERS)]
+    try:
+        for connection in held:
+            connection.sendall(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-Proto: https\r\n")
+        assert wait_for(lambda: web.accept_queue() == 0, timeout=10)
+        for connection in held:
+            connection.sendall(b"Connection: close\r\n\r\n")
+        for connection in held:
+            samples = _parse_scrape(_read_all(connection))
+            assert value(samples, "zeckta_otp_verifications_total", status="NOT_FOUND") == 1
+            assert value(samples, "zeckta_webhook_deliveries_total", outcome="delivered") == 0
+    finally:
+        for connection in held:
+            connection.close()
+    assert len(writers()) == WEB_WORKERS  # every process holds the zeros, and the sum is still 0
