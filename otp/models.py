@@ -4,6 +4,8 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils.functional import cached_property
 
+from zeckta.channels import DEFAULT_LOCALE, LOCALE_MAX_LENGTH, Channel
+
 
 class Purpose(models.TextChoices):
     LOGIN = "LOGIN"
@@ -57,6 +59,10 @@ class OtpSession(models.Model):
     # Made with a test key (API.md section 10): only test keys see it, and live keys only the others.
     # db_default too: the database functions insert rows without naming it.
     is_test = models.BooleanField(default=False, db_default=False, editable=False)
+    # API.md section 15: the language of its texts (resolved: a tag that has texts), and the channel of its
+    # latest send. db_default as is_test.
+    locale = models.CharField(max_length=LOCALE_MAX_LENGTH, default=DEFAULT_LOCALE, db_default=DEFAULT_LOCALE)
+    channel = models.CharField(max_length=8, choices=Channel.choices, default=Channel.SMS, db_default=Channel.SMS)
 
     class Meta:
         ordering = ["-created_at"]
@@ -183,6 +189,9 @@ class SmsMessage(models.Model):
     # Test mode: never sent nor charged, `delivered` at once, its text in the TestInboxMessage beside it.
     # The send limits count test SMS among test SMS only.
     is_test = models.BooleanField(default=False, db_default=False, editable=False)
+    # The channel this send goes by (API.md section 15): its route is one of that channel's. For SMS the
+    # encrypted text is the SMS; for WhatsApp the code (the template's parameter); for voice what is said.
+    channel = models.CharField(max_length=8, choices=Channel.choices, default=Channel.SMS, db_default=Channel.SMS)
     next_attempt_at = models.DateTimeField()  # when a queued row is due (now, or after a retry backoff)
     claimed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField()

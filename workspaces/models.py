@@ -11,6 +11,16 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.html import escape
 
+from zeckta.channels import (
+    DEFAULT_LOCALE,
+    FALLBACK_AFTER_SECONDS_DEFAULT,
+    FALLBACK_AFTER_SECONDS_MAX,
+    FALLBACK_AFTER_SECONDS_MIN,
+    LOCALE_MAX_LENGTH,
+    Channel,
+    default_channels,
+)
+
 # Bounds of each workspace's OTP policy (API.md section 2): the form validators and the database
 # constraints read the same numbers.
 OTP_VALIDITY_SECONDS_MIN, OTP_VALIDITY_SECONDS_MAX = 10, 86_400
@@ -120,6 +130,29 @@ class Workspace(models.Model):
         help_text="Let this workspace's keys send texts they wrote themselves (POST /v1/messaging/sms), for identity "
         "servers that make and check their own codes. Every send limit and the fraud guard still apply.",
     )
+
+    # Channels and languages (API.md section 15).
+    channels = models.JSONField(
+        default=default_channels,
+        help_text="The fallback order: the first send goes by the first channel (or the request's), and when it "
+        "fails or nothing says it was delivered, the next one not yet tried gets a fresh code. "
+        f"Any of {', '.join(Channel.values)}.",
+    )
+    fallback_after_seconds = models.PositiveSmallIntegerField(
+        default=FALLBACK_AFTER_SECONDS_DEFAULT,
+        validators=[MinValueValidator(FALLBACK_AFTER_SECONDS_MIN), MaxValueValidator(FALLBACK_AFTER_SECONDS_MAX)],
+        help_text="Seconds to wait for a delivery report before the next channel of the order.",
+    )
+    locale = models.CharField(
+        max_length=LOCALE_MAX_LENGTH,
+        default=DEFAULT_LOCALE,
+        help_text="The language of the texts when a request names none, or one without texts (a BCP 47 tag: fr, "
+        "pt-BR).",
+    )
+    # Units are priced per channel: what one SMS segment, one WhatsApp message, one call costs.
+    units_per_sms_segment = models.PositiveSmallIntegerField(default=1)
+    units_per_whatsapp_message = models.PositiveSmallIntegerField(default=1)
+    units_per_call = models.PositiveSmallIntegerField(default=1)
 
     # OTP policy.
     otp_reuse_enabled = models.BooleanField(
@@ -275,6 +308,11 @@ class Workspace(models.Model):
             models.CheckConstraint(
                 condition=Q(country_hourly_limit__isnull=True) | Q(country_hourly_limit__gte=SEND_LIMIT_MIN),
                 name="workspaces_workspace_country_hourly_limit_positive",
+            ),
+            models.CheckConstraint(
+                condition=Q(fallback_after_seconds__gte=FALLBACK_AFTER_SECONDS_MIN)
+                & Q(fallback_after_seconds__lte=FALLBACK_AFTER_SECONDS_MAX),
+                name="workspaces_workspace_fallback_after_range",
             ),
             models.CheckConstraint(
                 condition=Q(fraud_guard_mode__in=FraudGuardMode.values),

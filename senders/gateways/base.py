@@ -19,6 +19,10 @@ class OutgoingSms:
     # An earlier call on this route carried the same reference: its answer may have been lost (a time-out),
     # so the provider may already hold the message (Infobip then refuses the duplicate messageId).
     retry: bool = False
+    # API.md section 15. `text` is what the channel carries: the SMS itself, the code for WhatsApp (the
+    # template's parameters), what a call says for voice. `locale`: the session's language (a BCP 47 tag).
+    channel: str = "sms"
+    locale: str = "en"
 
     def __repr__(self) -> str:
         # The text holds the code: keep it out of tracebacks and debug output.
@@ -130,6 +134,8 @@ class SmsGateway:
 
     required_settings: tuple[str, ...] = ()
     optional_settings: tuple[str, ...] = ()
+    # The channel this backend sends by (zeckta.channels.Channel): a route serves only its backend's channel.
+    channel = "sms"
     # Prints or keeps the codes instead of sending them (console, file, locmem): never a production route.
     development_only = False
 
