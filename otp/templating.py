@@ -20,3 +20,11 @@ def transaction_template() -> str:
 def _read(name: str) -> str:
     path = settings.BASE_DIR / "templates" / "otp" / f"{name}.txt"
     return path.read_text(encoding="utf-8").strip()
+
+
+def voice_text(*, code: str, locale: str) -> str:
+    """What a voice call says once (the backend says it twice, API.md section 15): the code digit by digit,
+    each digit its own word so that a text-to-speech engine does not read "482913" as a number. English
+    only until the texts per locale exist; `locale` is the session's resolved tag."""
+    digits = ", ".join(code)
+    return f"Your verification code is: {digits}."
