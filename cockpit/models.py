@@ -4,12 +4,21 @@
 from django.db import models
 from django.db.models import F, Q
 
+from zeckta.channels import Channel
+
 
 class TrafficHour(models.Model):
-    """One UTC hour of OTP sessions of one workspace to one country through one route, with their SMS.
+    """One UTC hour of OTP sessions of one workspace to one country by one channel through one route, with
+    their sends (SMS, WhatsApp messages and calls: `sms` and its neighbours count all three).
 
-    Everything is counted in the hour its session was created: a session approved or an SMS delivered
+    Everything is counted in the hour its session was created: a session approved or a send delivered
     later still counts there, so that an hour's conversion compares like with like.
+
+    A session is credited (`requests`, `approved`, `wrong_codes`) to the channel and route of its latest send,
+    which for an approved session is the send whose code approved it: a resend or a fallback only goes out
+    while the session is PENDING, and each one's fresh code kills the earlier ones. `sessions` counts, per
+    channel, each session that had at least one send by it, once, under the route of its latest send by that
+    channel: a session that fell back from WhatsApp to SMS counts under both, its approval only under SMS.
     """
 
     hour = models.DateTimeField()  # the start of the UTC hour
@@ -18,20 +27,27 @@ class TrafficHour(models.Model):
     # The route of the session's latest SMS for requests and approvals, each SMS's own route for the rest;
     # "" for a session with no SMS sent yet (or none at all: a reviewer number).
     route_name = models.CharField(max_length=64, blank=True)
+    # The channel of the session's latest send for requests and approvals, each send's own for the rest; ""
+    # with the route "" for a session with no send at all (a reviewer number).
+    channel = models.CharField(max_length=8, choices=Channel.choices, blank=True, default=Channel.SMS)
     requests = models.PositiveIntegerField(default=0)  # new sessions (a reused answer creates none)
     approved = models.PositiveIntegerField(default=0)  # sessions verified with the right code
     wrong_codes = models.PositiveIntegerField(default=0)  # attempts used by wrong codes
-    sms = models.PositiveIntegerField(default=0)  # SMS written: first sends and resends
+    sessions = models.PositiveIntegerField(default=0)  # sessions with a send by this channel (see above)
+    sms = models.PositiveIntegerField(default=0)  # sends written: first sends, resends and fallbacks
     delivered = models.PositiveIntegerField(default=0)  # with a `delivered` receipt
     failed = models.PositiveIntegerField(default=0)  # failed, undeliverable, rejected or expired
-    units = models.PositiveBigIntegerField(default=0)  # of the SMS a provider took: what is charged
+    units = models.PositiveBigIntegerField(
+        default=0
+    )  # of the sends a provider took: what is charged (priced per channel)
 
     class Meta:
         verbose_name = "traffic hour"
         constraints = [
             # Also the index of the dashboard's reads, which all start with a range of hours.
             models.UniqueConstraint(
-                fields=["hour", "workspace", "country", "route_name"], name="cockpit_traffichour_one_row_per_key"
+                fields=["hour", "workspace", "country", "channel", "route_name"],
+                name="cockpit_traffichour_one_row_per_key",
             ),
         ]
         indexes = [
@@ -40,7 +56,8 @@ class TrafficHour(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.hour:%Y-%m-%d %H}h {self.workspace_id} {self.country} {self.route_name or '-'}"
+        where = f"{self.country} {self.channel or '-'} {self.route_name or '-'}"
+        return f"{self.hour:%Y-%m-%d %H}h {self.workspace_id} {where}"
 
 
 class NumberSuspect(models.Model):

@@ -1,8 +1,9 @@
 """Reads for the dashboard: sums over the hourly rollup (a few hundred to a few thousand rows for 30 days,
 whatever the number of sessions), never over the sessions themselves; and the fraud guard's blocks."""
 
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 
 import pycountry
@@ -15,8 +16,11 @@ from cockpit.services import TRAFFIC_ROLLUP, hour_floor
 from fraud.models import FraudBlock
 from senders.models import Route
 from workspaces.models import NON_GEOGRAPHIC_REGION, FraudGuardMode, Workspace
+from zeckta.channels import Channel
 
-METRICS = ("requests", "approved", "wrong_codes", "sms", "delivered", "failed", "units")
+METRICS = ("requests", "approved", "wrong_codes", "sessions", "sms", "delivered", "failed", "units")
+# The channel breakdown's order: the channels as the service lists them, then sessions that had no send at all.
+CHANNEL_ORDER = (*Channel.values, "")
 # The windows, each the current (partial) hour and the whole hours before it.
 WINDOWS = {"24h": 24, "30d": 30 * 24}  # in hours
 WINDOW_LABELS = {"24h": "Last 24 hours", "30d": "Last 30 days"}
@@ -28,7 +32,8 @@ class Counts:
     requests: int = 0
     approved: int = 0
     wrong_codes: int = 0
-    sms: int = 0
+    sessions: int = 0  # per channel: sessions with a send by it (summed over channels, a fallback counts twice)
+    sms: int = 0  # sends, of every channel
     delivered: int = 0
     failed: int = 0
     units: int = 0
@@ -37,10 +42,25 @@ class Counts:
         for metric in METRICS:
             setattr(self, metric, getattr(self, metric) + (values[metric + suffix] or 0))
 
+    def merge(self, other: "Counts") -> None:
+        self.add(asdict(other))
+
     @property
     def conversion(self) -> float | None:
-        """Approved sessions ÷ SMS sent (resends included): what share of the SMS paid for a sign-in."""
+        """Approved sessions ÷ sends (resends and fallbacks included): what share of the sends paid for a sign-in."""
         return self.approved / self.sms if self.sms else None
+
+    @property
+    def session_conversion(self) -> float | None:
+        """Of one channel: sessions approved by it ÷ sessions with a send by it. A session is credited to the channel
+        of its latest send, the one whose code approved it; it counts in the denominator of every channel it had a
+        send by. So a channel that often fails over to another shows a low conversion of its own."""
+        return self.approved / self.sessions if self.sessions else None
+
+    @property
+    def fell_back(self) -> int:
+        """Of one channel: sessions with a send by it whose latest send went by another channel."""
+        return max(self.sessions - self.requests, 0)
 
     @property
     def delivery_rate(self) -> float | None:
@@ -50,10 +70,11 @@ class Counts:
 
 @dataclass
 class Row:
-    key: str  # the slug, route name or country code (the tests find rows by it)
+    key: str  # the slug, route name, channel or country code (the tests find rows by it)
     label: str
     counts: Counts = field(default_factory=Counts)
     url: str = ""  # its admin page, when it has one
+    channel: str = ""  # of a channel's row
 
 
 @dataclass
@@ -65,8 +86,14 @@ class Dashboard:
     by_workspace: list[Row]  # for `window`, the most SMS first
     by_route: list[Row]
     by_country: list[Row]
+    by_channel: list[Row]  # in CHANNEL_ORDER
+    # Per country (in by_country's order), the country's row and its channels' rows (in CHANNEL_ORDER).
+    by_country_channel: list[tuple[Row, list[Row]]]
     hourly: list[tuple[datetime, Counts]]  # each of the last 24 hours, oldest first
     daily: list[tuple[date, Counts]]  # each of the last 30 UTC days, oldest first
+    # Sends per channel, in the same buckets as hourly and daily (channels with no send in them left out).
+    hourly_sends: dict[str, list[int]]
+    daily_sends: dict[str, list[int]]
     destinations: list[NumberSuspect]  # flagged first
     # Only of workspaces whose fraud guard is off: the guard's range rules watch every other workspace's ranges,
     # and its blocks and shadow decisions say what it found there.
@@ -111,7 +138,9 @@ class Dashboard:
     def chart_data(self) -> dict:
         """What the charts draw, as JSON for the page (the same numbers as its tables)."""
 
-        def series(points: Iterable[tuple[datetime | date, Counts]], label_format: str) -> dict:
+        def series(
+            points: Iterable[tuple[datetime | date, Counts]], sends: dict[str, list[int]], label_format: str
+        ) -> dict:
             points = list(points)
             return {
                 "labels": [moment.strftime(label_format) for moment, _ in points],
@@ -120,9 +149,21 @@ class Dashboard:
                     for metric in ("requests", "approved", "sms", "delivered", "failed")
                 },
                 "conversion": [None if c.conversion is None else round(c.conversion * 100, 1) for _, c in points],
+                # The sends bar, split by channel (stacked): in CHANNEL_ORDER, channels with a send only.
+                "channels": [
+                    {"key": channel, "label": channel_label(channel), "sms": counts}
+                    for channel, counts in sends.items()
+                ],
             }
 
-        return {"hourly": series(self.hourly, "%H:00"), "daily": series(self.daily, "%d %b")}
+        return {
+            "hourly": series(self.hourly, self.hourly_sends, "%H:00"),
+            "daily": series(self.daily, self.daily_sends, "%d %b"),
+        }
+
+
+def channel_label(code: str) -> str:
+    return Channel(code).label if code in Channel.values else "(nothing sent)"
 
 
 def country_label(code: str) -> str:
@@ -137,8 +178,8 @@ def dashboard_get(
 ) -> Dashboard:
     """The dashboard as of the rollup's last refresh: totals for both windows, the breakdowns for `window`, the
     series for the charts and the suspected pumping; of one workspace's traffic, or one route's, when given.
-    Six queries, whatever the traffic: the rollup holds at most one row per hour, workspace, country and
-    route, however many sessions there were."""
+    Six queries, whatever the traffic: the rollup holds at most one row per hour, workspace, country, channel
+    and route, however many sessions there were."""
     window = window if window in WINDOWS else DEFAULT_WINDOW
     current = hour_floor(now)
     starts = {name: current - timedelta(hours=hours - 1) for name, hours in WINDOWS.items()}
@@ -149,7 +190,7 @@ def dashboard_get(
         hours = hours.filter(route_name=route_name)
     in_window = {name: Q(hour__gte=start) for name, start in starts.items()}
     combos = (
-        hours.values("workspace_id", "country", "route_name")
+        hours.values("workspace_id", "country", "channel", "route_name")
         .annotate(
             **{
                 f"{metric}_{name}": Sum(metric, filter=condition)
@@ -159,10 +200,16 @@ def dashboard_get(
         )
         .order_by()
     )
-    series = {row["hour"]: row for row in hours.values("hour").annotate(**{m: Sum(m) for m in METRICS}).order_by()}
+    series: dict[datetime, Counts] = defaultdict(Counts)
+    sends: dict[str, dict[datetime, int]] = defaultdict(dict)  # per channel, per hour
+    for sums in hours.values("hour", "channel").annotate(**{m: Sum(m) for m in METRICS}).order_by():
+        series[sums["hour"]].add(sums)
+        if sums["sms"]:
+            sends[sums["channel"]][sums["hour"]] = sums["sms"]
 
     totals = {name: Counts() for name in WINDOWS}
-    groups: dict[str, dict[str, Row]] = {"workspace": {}, "route": {}, "country": {}}
+    groups: dict[str, dict[str, Row]] = {"workspace": {}, "route": {}, "country": {}, "channel": {}}
+    country_channels: dict[str, dict[str, Row]] = defaultdict(dict)
     for combo in combos:
         for name in WINDOWS:
             totals[name].add(combo, f"_{name}")
@@ -170,15 +217,23 @@ def dashboard_get(
             ("workspace", combo["workspace_id"]),
             ("route", combo["route_name"]),
             ("country", combo["country"]),
+            ("channel", combo["channel"]),
         ):
             groups[dimension].setdefault(str(key), Row(key=str(key), label=str(key))).counts.add(combo, f"_{window}")
+        channel = combo["channel"]
+        country_channels[combo["country"]].setdefault(
+            channel, Row(key=f"{combo['country']}/{channel}", label=channel_label(channel), channel=channel)
+        ).counts.add(combo, f"_{window}")
     by = {
         dimension: sorted(
-            (row for row in rows.values() if row.counts.requests or row.counts.sms),
+            (row for row in rows.values() if _has_traffic(row)),
             key=lambda row: (-row.counts.sms, -row.counts.requests, row.label),
         )
         for dimension, rows in groups.items()
     }
+    by["channel"] = [groups["channel"][code] for code in CHANNEL_ORDER if _has_traffic(groups["channel"].get(code))]
+    for row in by["channel"]:
+        row.label, row.channel = channel_label(row.key), row.key
 
     workspaces = Workspace.objects.in_bulk([int(row.key) for row in by["workspace"]])
     for row in by["workspace"]:
@@ -194,17 +249,35 @@ def dashboard_get(
     for row in by["country"]:
         row.label = country_label(row.key)
 
-    hourly = []
-    for offset in range(WINDOWS["24h"]):
-        moment = starts["24h"] + timedelta(hours=offset)
-        counts = Counts()
-        if moment in series:
-            counts.add(series[moment])
-        hourly.append((moment, counts))
+    by_country_channel = [
+        (
+            country,
+            [
+                country_channels[country.key][code]
+                for code in CHANNEL_ORDER
+                if _has_traffic(country_channels[country.key].get(code))
+            ],
+        )
+        for country in by["country"]
+    ]
+
+    moments = [starts["24h"] + timedelta(hours=offset) for offset in range(WINDOWS["24h"])]
+    hourly = [(moment, series.get(moment) or Counts()) for moment in moments]
     days: dict[date, Counts] = {(current - timedelta(days=back)).date(): Counts() for back in range(29, -1, -1)}
-    for moment, sums in series.items():
+    for moment, hour_counts in series.items():
         if moment.date() in days:
-            days[moment.date()].add(sums)
+            days[moment.date()].merge(hour_counts)
+    hourly_sends: dict[str, list[int]] = {}
+    daily_sends: dict[str, list[int]] = {}
+    for code in CHANNEL_ORDER:
+        per_hour = sends.get(code, {})
+        per_day: dict[date, int] = defaultdict(int)
+        for moment, count in per_hour.items():
+            per_day[moment.date()] += count
+        if any(per_hour.get(moment) for moment in moments):
+            hourly_sends[code] = [per_hour.get(moment, 0) for moment in moments]
+        if any(per_day.get(day) for day in days):
+            daily_sends[code] = [per_day.get(day, 0) for day in days]
 
     state = RollupState.objects.filter(name=TRAFFIC_ROLLUP).first()
     suspects = NumberSuspect.objects.select_related("workspace")
@@ -223,8 +296,12 @@ def dashboard_get(
         by_workspace=by["workspace"],
         by_route=by["route"],
         by_country=by["country"],
+        by_channel=by["channel"],
+        by_country_channel=by_country_channel,
         hourly=hourly,
         daily=list(days.items()),
+        hourly_sends=hourly_sends,
+        daily_sends=daily_sends,
         destinations=[s for s in suspects_list if s.kind == NumberSuspect.Kind.DESTINATION],
         ranges=[
             s
@@ -235,6 +312,10 @@ def dashboard_get(
         more_blocks=len(blocks) > limit,
         shadow_decisions=shadow_decisions,
     )
+
+
+def _has_traffic(row: Row | None) -> bool:
+    return row is not None and bool(row.counts.requests or row.counts.sessions or row.counts.sms)
 
 
 def fraud_blocks_shown(*, now: datetime) -> tuple[list[FraudBlock], list[FraudBlock]]:

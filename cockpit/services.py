@@ -20,8 +20,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, F, Max, Min, OuterRef, Q, Subquery, Sum, Value
-from django.db.models.functions import Coalesce, Collate, Left, Length, TruncHour
+from django.db.models import CharField, Count, Exists, F, Max, Min, OuterRef, Q, Subquery, Sum, Value
+from django.db.models.functions import Coalesce, Collate, Concat, Left, Length, TruncHour
 from django.utils import timezone
 
 from cockpit.models import NumberSuspect, RollupState, TrafficHour
@@ -110,14 +110,25 @@ def traffic_rollup_refresh(*, now: datetime | None = None, rebuild_from: datetim
 
 
 def _traffic_rows(*, start: datetime, end: datetime) -> list[TrafficHour]:
-    """The hourly rows of live sessions created in [start, end): two grouped queries, merged here."""
+    """The hourly rows of live sessions created in [start, end): two grouped queries, merged here.
+
+    Sessions go under the channel and route of their latest send (one subquery per session, on the SMS
+    `session_id` index, that reads both as "channel:route"); sends under their own. `sessions` counts each
+    session once per channel it had a send by, on the latest such send: a send with no later one of the same
+    session and channel (another probe of the same index, per send).
+    """
     sessions = OtpSession.objects.filter(is_test=False, created_at__gte=start, created_at__lt=end)
-    latest_route = SmsMessage.objects.filter(session=OuterRef("pk")).order_by("-id").values("route_name")[:1]
+    latest_send = (
+        SmsMessage.objects.filter(session=OuterRef("pk"))
+        .order_by("-id")
+        .annotate(channel_route=Concat("channel", Value(":"), "route_name", output_field=CharField()))
+        .values("channel_route")[:1]
+    )
     by_session = (
         sessions.annotate(
-            bucket=TruncHour("created_at"), place=F("country"), route=Coalesce(Subquery(latest_route), Value(""))
+            bucket=TruncHour("created_at"), place=F("country"), latest=Coalesce(Subquery(latest_send), Value(""))
         )
-        .values("bucket", "workspace_id", "place", "route")
+        .values("bucket", "workspace_id", "place", "latest")
         .annotate(
             requests=Count("pk"),
             approved=Count("pk", filter=Q(status=OtpSession.Status.APPROVED)),
@@ -125,11 +136,19 @@ def _traffic_rows(*, start: datetime, end: datetime) -> list[TrafficHour]:
         )
         .order_by()
     )
+    later_by_same_channel = SmsMessage.objects.filter(
+        session_id=OuterRef("session_id"), channel=OuterRef("channel"), pk__gt=OuterRef("pk")
+    )
     by_sms = (
         SmsMessage.objects.filter(is_test=False, session__created_at__gte=start, session__created_at__lt=end)
-        .annotate(bucket=TruncHour("session__created_at"), place=F("session__country"), route=F("route_name"))
-        .values("bucket", "workspace_id", "place", "route")
         .annotate(
+            bucket=TruncHour("session__created_at"),
+            place=F("session__country"),
+            latest=Concat("channel", Value(":"), "route_name", output_field=CharField()),
+        )
+        .values("bucket", "workspace_id", "place", "latest")
+        .annotate(
+            sessions=Count("pk", filter=~Exists(later_by_same_channel)),
             sms=Count("pk"),
             delivered=Count("pk", filter=Q(status=SmsStatus.DELIVERED)),
             failed=Count("pk", filter=Q(status__in=FAILED_STATUSES)),
@@ -139,11 +158,13 @@ def _traffic_rows(*, start: datetime, end: datetime) -> list[TrafficHour]:
     )
     merged: dict[tuple, dict[str, Any]] = defaultdict(dict)
     for row in [*by_session, *by_sms]:
-        key = (row.pop("bucket"), row.pop("workspace_id"), row.pop("place"), row.pop("route"))
+        # "" for a session with no send: no channel, no route.
+        channel, _, route = row.pop("latest").partition(":")
+        key = (row.pop("bucket"), row.pop("workspace_id"), row.pop("place"), channel, route)
         merged[key].update(row)
     return [
-        TrafficHour(hour=hour, workspace_id=workspace_id, country=country, route_name=route, **counts)
-        for (hour, workspace_id, country, route), counts in sorted(merged.items())
+        TrafficHour(hour=hour, workspace_id=workspace_id, country=country, channel=channel, route_name=route, **counts)
+        for (hour, workspace_id, country, channel, route), counts in sorted(merged.items())
     ]
 
 
