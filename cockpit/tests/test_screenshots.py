@@ -30,10 +30,11 @@ from fraud.services import safe_list_add
 from fraud.tests.factories import FraudBlockFactory
 from otp.delivery import SmsRetryLater, sms_deliver
 from otp.models import OtpSession, SmsAttempt, SmsMessage
+from otp.tests.factories import OtpSessionFactory, SmsMessageFactory
 from otp.tests.helpers import REQUEST_URL, VERIFY_URL, wrong_code
 from otp.tests.processes import clean_queue
 from senders.gateways import locmem
-from senders.models import Route
+from senders.models import Route, SenderName
 from senders.routes import route_create
 from senders.tests.factories import SenderNameFactory
 from senders.tests.fake_gateway import Answer, FakeGateway
@@ -153,6 +154,44 @@ class Traffic:
         texts += [sms.text for sms in locmem.outbox if sms.reference == reference]
         return CODE.search(texts[-1]).group()
 
+    def other_channels(self, when, sessions: int) -> None:
+        """A day's WhatsApp-first sign-ins of Acme, falling back to SMS and then a call, as rows.
+
+        A stand-in: this branch cannot send by WhatsApp or voice yet (their routes come with issue 21's provider
+        work). Once they exist, these sign-ins should go through the API and the fake providers like the SMS
+        ones. The rows are what the delivery path writes: one send row per channel tried, each with its route,
+        status and units; the session approved by the code of its latest send, or not at all.
+        """
+        sender = SenderName.objects.get(workspace__slug="acme")
+        for _ in range(sessions):
+            country, first_digits, length = self.rng.choice(
+                [("GH", "+23324", 13), ("NG", "+234803", 14), ("NG", "+234803", 14), ("KE", "+25471", 13)]
+            )
+            # How WhatsApp fares differs by country: the breakdown by country and channel is there to show it.
+            reach = {"GH": 0.9, "NG": 0.7, "KE": 0.55}[country]
+            tried = [("whatsapp", "delivered" if self.rng.random() < reach else "undeliverable", "meta-cloud")]
+            if tried[-1][1] != "delivered":
+                tried.append(("sms", "delivered" if self.rng.random() < 0.8 else "sent", "eurosms"))
+                if tried[-1][1] != "delivered" and self.rng.random() < 0.7:
+                    tried.append(("voice", "delivered", "twilio-voice"))
+            approved = tried[-1][1] == "delivered" and self.rng.random() < 0.85
+            moment = when + timedelta(minutes=self.rng.randint(0, 59))
+            made = OtpSessionFactory(
+                sender_name=sender,
+                dest=self.number(first_digits, length),
+                country=country,
+                status="APPROVED" if approved else "EXPIRED",
+                created_at=moment,
+            )
+            for index, (channel, status, route) in enumerate(tried):
+                SmsMessageFactory(
+                    session=made,
+                    channel=channel,
+                    status=status,
+                    route_name=route,
+                    created_at=moment + timedelta(seconds=30 * index),
+                )
+
     def day(self, when, sessions: int) -> None:
         """A day's sign-ins at `when`: mostly Acme's Ghanaian users, some Nigerian, Kenyan and British ones."""
         with time_machine.travel(when, tick=True):
@@ -193,8 +232,12 @@ def month_of_traffic(gateways, settings) -> dict[str, object]:
     now = timezone.now()
     for days_ago in range(29, 0, -1):
         traffic.day(now - timedelta(days=days_ago, hours=traffic.rng.randint(0, 12)), traffic.rng.randint(4, 9))
+        # Acme started sending by WhatsApp (falling back to SMS, then a call) a fortnight ago.
+        if days_ago <= 14:
+            traffic.other_channels(now - timedelta(days=days_ago, hours=traffic.rng.randint(0, 12)), 4)
     for hours_ago in range(20, 0, -2):
         traffic.day(now - timedelta(hours=hours_ago, minutes=30), traffic.rng.randint(1, 3))
+        traffic.other_channels(now - timedelta(hours=hours_ago, minutes=55), traffic.rng.randint(1, 3))
     # Afritel refuses one SMS for good: it fails over to eurosms, which delivers it.
     gateways["afritel"].answer(Answer(status=400, body={"error": "number barred by operator"}))
     failover = traffic.sign_in("acme", "+233244123456", verify=True, wrong_first=True)
@@ -270,6 +313,8 @@ def test_screenshots_of_the_dashboard_a_workspace_a_session_and_a_route(live_ser
                     page.wait_for_function("window.Chart && Object.keys(Chart.instances).length === 2")
                     assert BLOCKED_RANGE in page.inner_text("#cockpit-blocks-active")
                     assert PUMPED_RANGE in page.inner_text("#cockpit-blocks-shadow")
+                    channels = page.inner_text("#cockpit-by-channel")
+                    assert all(label in channels for label in ("SMS", "WhatsApp", "Voice call")), channels
                 page.screenshot(path=str(OUTPUT_DIR / f"{name}.png"), full_page=True)
         finally:
             browser.close()

@@ -5,6 +5,8 @@
 
   // The same colours as the channels' swatches in the tables (cockpit.css).
   var CHANNEL_COLOURS = {sms: "#79aec8", whatsapp: "#25a366", voice: "#8e6bbf"};
+  // What each part of the sends bar is called in the legend.
+  var SENDS_LABELS = {sms: "SMS sent", whatsapp: "WhatsApp sent", voice: "Calls made"};
 
   function draw(canvasId, series) {
     var canvas = document.getElementById(canvasId);
@@ -18,7 +20,7 @@
     // approvals and failures stand beside it, each a stack of one.
     var channels = series.channels.length ? series.channels : [{key: "sms", label: "SMS", sms: series.sms}];
     var sends = channels.map(function (channel) {
-      return {type: "bar", label: channel.label, data: channel.sms,
+      return {type: "bar", label: SENDS_LABELS[channel.key] || channel.label, data: channel.sms,
               backgroundColor: CHANNEL_COLOURS[channel.key] || "#999", yAxisID: "y", stack: "sends", order: 2};
     });
     new Chart(canvas, {
