@@ -13,6 +13,8 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django.db.models import F, Sum
 from django.urls import reverse
 from django.utils import timezone
@@ -310,3 +312,26 @@ def test_the_channel_breakdown_costs_no_query_more(channels, django_assert_num_q
     assert len(dashboard.by_country_channel) == 4 and Workspace.objects.count() == 5
     with django_assert_num_queries(6):  # a workspace's part: no blocks
         dashboard_get(now=now, workspace=channels)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_keeps_the_rows_of_before_channels_as_sms():
+    """cockpit 0002 on a rollup written before channels: every row is SMS, and a row with a route had as many
+    sessions with an SMS as requests (they counted under the route of their latest SMS, as `sessions` does)."""
+    workspace = WorkspaceFactory()
+    executor = MigrationExecutor(connection)
+    executor.migrate([("cockpit", "0001_initial")])
+    hour = timezone.now().replace(minute=0, second=0, microsecond=0)
+    with connection.cursor() as cursor:
+        for route, requests, sms in (("afritel", 3, 4), ("", 2, 0), ("", 1, 1)):
+            cursor.execute(
+                "INSERT INTO cockpit_traffichour (hour, workspace_id, country, route_name, requests, approved,"
+                " wrong_codes, sms, delivered, failed, units) VALUES (%s, %s, %s, %s, %s, 0, 0, %s, 0, 0, 0)",
+                [hour, workspace.pk, "GH" if sms or route else "NG", route, requests, sms],
+            )
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes("cockpit"))
+
+    rows = set(TrafficHour.objects.values_list("country", "route_name", "channel", "requests", "sessions"))
+    assert rows == {("GH", "afritel", "sms", 3, 3), ("NG", "", "", 2, 0), ("GH", "", "sms", 1, 0)}
