@@ -27,11 +27,12 @@ from senders.gateways import (
 )
 from senders.gateways import twilio_voice as twilio_voice_module
 from senders.gateways.jwt import JwtInvalid, sign_hs256, verify_hs256
+from senders.gateways.transport import post
 from senders.gateways.twilio_voice import say_voice
 from senders.gateways.vonage_voice import talk_language
 from senders.gateways.whatsapp import template_language
 from senders.models import Route
-from senders.routes import route_create
+from senders.routes import route_create, route_settings_problem
 from senders.tests.fake_channels import (
     TWILIO_FROM,
     VONAGE_API_KEY,
@@ -238,8 +239,6 @@ def test_the_whatsapp_fake_refuses_what_meta_refuses(fake_whatsapp):
             },
         }
         body.update(changes)
-        from senders.gateways.transport import post
-
         answer = post(
             f"{fake_whatsapp.base_url}/v23.0/{WA_PHONE_NUMBER_ID}/messages",
             body=json.dumps(body).encode(),
@@ -818,3 +817,36 @@ def test_hs256_verification_takes_only_hs256_with_the_secret():
         verify_hs256(token, "other")
     with pytest.raises(JwtInvalid):
         verify_hs256(token, "")
+
+
+# --- One source per fact: the settings section 15 names -------------------------------------------------
+
+SECTION_15_REQUIRED = {
+    "whatsapp": {
+        "phone_number_id": "106540352242922",
+        "access_token": "t",
+        "template_name": "otp",
+        "app_secret": "s",
+        "verify_token": "v",
+    },
+    "twilio_voice": {"account_sid": "AC1", "auth_token": "t", "from": "+14155550100"},
+    "vonage_voice": {
+        "application_id": "a",
+        "private_key": VONAGE_PRIVATE_KEY,
+        "from": "447700900000",
+        "signature_secret": "s",
+    },
+}
+
+
+@pytest.mark.parametrize("backend", sorted(SECTION_15_REQUIRED))
+def test_route_validation_and_the_gateway_ask_for_the_same_channel_settings(backend):
+    values = SECTION_15_REQUIRED[backend]
+    assert route_settings_problem(backend, values) is None
+    assert route_settings_problem(backend, {**values, "base_url": "https://proxy.example.com"}) is None
+    get_gateway(backend, values)
+    for name in values:
+        without = {other: value for other, value in values.items() if other != name}
+        assert name in (route_settings_problem(backend, without) or "")
+        with pytest.raises(PermanentGatewayError, match=name):
+            get_gateway(backend, without)
