@@ -850,3 +850,27 @@ def test_route_validation_and_the_gateway_ask_for_the_same_channel_settings(back
         assert name in (route_settings_problem(backend, without) or "")
         with pytest.raises(PermanentGatewayError, match=name):
             get_gateway(backend, without)
+
+
+def test_the_admin_adds_a_vonage_voice_route_and_refuses_a_key_that_does_not_parse(admin_client, fake_vonage_voice):
+    def add(values: dict[str, str]):
+        return admin_client.post(
+            reverse("admin:senders_route_add"),
+            {
+                "name": "vonage-call",
+                "backend": "vonage_voice",
+                "new_settings": json.dumps(values),
+                "countries": "",
+                "priority": "1",
+                "enabled": "on",
+            },
+        )
+
+    refused = add(vonage_voice_values(fake_vonage_voice, private_key="-----BEGIN PRIVATE KEY-----\nxx"))
+    assert refused.status_code == 200
+    assert "private_key is the Vonage application" in str(refused.context["adminform"].form.errors)
+    assert not Route.objects.exists()
+
+    assert add(vonage_voice_values(fake_vonage_voice)).status_code == 302
+    route = Route.objects.get()
+    assert route.backend == "vonage_voice" and backend_class(route.backend).channel == "voice"
