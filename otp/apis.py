@@ -5,10 +5,12 @@ from contextlib import contextmanager
 from urllib.parse import parse_qsl
 
 from django.conf import settings
+from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.decorators import action
+from rest_framework.exceptions import MethodNotAllowed
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -481,7 +483,8 @@ RECEIPT_ACCEPTED = envelope_schema("SmsReceiptEnvelope", serializers.JSONField(a
 
 
 class SmsReceiptView(APIView):
-    """`POST /v1/webhooks/sms/{routeId}`: a provider's delivery receipts (API.md section 11).
+    """`POST /v1/webhooks/sms/{routeId}`: a provider's delivery receipts (API.md section 11); `GET`: the
+    verification handshake of a provider that makes one (WhatsApp, section 15), else 405.
 
     No Bearer key: each provider's own authentication is checked by its backend (a signature or the
     route's receipt token). Neither counted nor limited as a failed authentication. A receipt takes effect
@@ -491,7 +494,36 @@ class SmsReceiptView(APIView):
     authentication_classes: list[type] = []
     permission_classes = [AllowAny]
     throttle_classes: list[type] = []
-    http_method_names = ["post"]
+    http_method_names = ["get", "post"]
+
+    @extend_schema(
+        operation_id="sms_receipt_handshake",
+        summary="A provider's webhook verification",
+        description="Called by providers, not by clients: WhatsApp's verification handshake (`hub.mode`, "
+        "`hub.verify_token`, `hub.challenge`), answered with the challenge as text/plain when the token is the "
+        "route's `verify_token` (API.md section 15). Routes of other backends answer 405.",
+        parameters=[
+            OpenApiParameter("hub.mode", str, required=False),
+            OpenApiParameter("hub.verify_token", str, required=False),
+            OpenApiParameter("hub.challenge", str, required=False),
+        ],
+        auth=[],
+        responses={
+            (200, "text/plain"): OpenApiResponse(response=str, description="The hub.challenge, as sent."),
+            **error_responses(403, 404, 405, 500),
+        },
+        tags=["receipts"],
+    )
+    def get(self, request: Request, route_id: str) -> HttpResponse:
+        choice = route_choice(route_id)
+        try:
+            answer = choice.gateway().answer_handshake(_receipt_request(request))
+        except (ReceiptRejected, GatewayError) as exc:
+            logger.warning("webhook verification refused on route %s: %s", choice.name, exc)
+            raise ReceiptForbidden("This webhook verification failed the route's check.") from None
+        if answer is None:
+            raise MethodNotAllowed(request.method or "GET")
+        return HttpResponse(answer, content_type="text/plain; charset=utf-8")
 
     @extend_schema(
         operation_id="sms_receipt",

@@ -82,6 +82,9 @@ class Route(models.Model):
         CONSOLE = "console"
         FILE = "file"
         LOCMEM = "locmem"
+        WHATSAPP = "whatsapp", "WhatsApp"
+        TWILIO_VOICE = "twilio_voice", "Twilio voice"
+        VONAGE_VOICE = "vonage_voice", "Vonage voice"
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     name = models.CharField(max_length=64, unique=True)

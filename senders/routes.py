@@ -186,7 +186,7 @@ def route_settings_problem(backend: str, values: Mapping[str, Any]) -> str | Non
         return f"the {backend} backend takes no setting(s) {', '.join(unknown)}"
     if backend == "smpp" and (len(str(values["system_id"])) > 15 or len(str(values["password"])) > 8):
         return "SMPP 3.4 allows a system_id of at most 15 characters and a password of at most 8"
-    return None
+    return gateway_class.settings_problem(values)
 
 
 def route_receipt_url_problem(backend: str, route_key: str) -> str | None:

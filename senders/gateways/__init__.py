@@ -2,7 +2,8 @@
 settings.SMS_BACKEND names, the way Django picks EMAIL_BACKEND.
 
 `console`, `file`, `locmem`, `http`, `twilio`, `vonage`, `infobip` and `africastalking` name the built-in
-backends; any other SMS_BACKEND value is
+SMS backends, `whatsapp`, `twilio_voice` and `vonage_voice` those of the other channels (routes only:
+SMS_BACKEND is the SMS channel's default route); any other SMS_BACKEND value is
 a dotted path to a class with the same interface.
 """
 
@@ -39,6 +40,10 @@ BACKENDS: dict[str, str] = {
     "infobip": "senders.gateways.infobip.InfobipGateway",
     "smpp": "senders.gateways.smpp.SmppGateway",
     "africastalking": "senders.gateways.africastalking.AfricasTalkingGateway",
+    # API.md section 15: the WhatsApp and voice channels' backends (each class names its channel).
+    "whatsapp": "senders.gateways.whatsapp.WhatsAppGateway",
+    "twilio_voice": "senders.gateways.twilio_voice.TwilioVoiceGateway",
+    "vonage_voice": "senders.gateways.vonage_voice.VonageVoiceGateway",
 }
 
 

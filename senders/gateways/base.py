@@ -124,6 +124,18 @@ def receipt_time(value: object) -> datetime | None:
     return parsed
 
 
+def receipt_unix_time(value: object) -> datetime | None:
+    """A receipt's unix time (seconds, a number or its digits: WhatsApp's `timestamp`) as an aware UTC
+    datetime; None when absent. ReceiptInvalid outside the bounds of receipt_time."""
+    if value is None or value == "":
+        return None
+    try:
+        parsed = datetime.fromtimestamp(int(str(value)), tz=UTC)
+    except (ValueError, OverflowError, OSError):
+        raise ReceiptInvalid("the receipt's timestamp is not unix seconds", field="timestamp") from None
+    return receipt_time(parsed.isoformat())
+
+
 class SmsGateway:
     """One backend. `config` holds the route's settings (credentials included), or, for the default
     route, the SMS_* settings.
@@ -148,6 +160,17 @@ class SmsGateway:
     def parse_receipts(self, request: ReceiptRequest) -> list[Receipt]:
         """Authenticates a callback (ReceiptRejected if it fails) and reads the receipts it carries."""
         raise ReceiptRejected(f"{type(self).__name__} takes no delivery receipts")
+
+    def answer_handshake(self, request: ReceiptRequest) -> str | None:
+        """The text to answer a provider's `GET` on the receipt URL with (WhatsApp's verification
+        handshake), ReceiptRejected when it fails the check, or None: the backend takes no GET (405)."""
+        return None
+
+    @classmethod
+    def settings_problem(cls, values: Mapping[str, Any]) -> str | None:
+        """What is wrong with a route's settings beyond the names (a key that does not parse), or None.
+        Route validation (add_route, the admin) calls it once the required settings are all there."""
+        return None
 
     @classmethod
     def receipt_url_problem(cls, url: str) -> str | None:

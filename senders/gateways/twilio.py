@@ -82,14 +82,7 @@ class TwilioGateway(ProviderGateway):
         raise PermanentGatewayError(f"twilio refused the message: HTTP {answer.status}, code {code}", error_code=code)
 
     def parse_receipts(self, request: ReceiptRequest) -> list[Receipt]:
-        # Bytes: compare_digest refuses a str with non-ASCII characters (TypeError, a 500).
-        given = request.headers.get("X-Twilio-Signature", "").encode()
-        params = request.form_lists or {name: [value] for name, value in request.form.items()}
-        expected = [signature(self.setting("auth_token"), url, params) for url in _url_forms(request.url)]
-        # Both forms are compared, whichever matches: no early exit tells which form was tried.
-        matches = [hmac.compare_digest(given, candidate.encode()) for candidate in expected]
-        if not given or not any(matches):
-            raise ReceiptRejected("bad X-Twilio-Signature")
+        check_signature(self.setting("auth_token"), request)
         status = STATUS_MAP.get(request.form.get("MessageStatus", ""))
         sid = request.form.get("MessageSid") or request.form.get("SmsSid") or ""
         if status is None or not sid:
@@ -102,6 +95,19 @@ class TwilioGateway(ProviderGateway):
                 error_code=request.form.get("ErrorCode", ""),
             )
         ]
+
+
+def check_signature(auth_token: str, request: ReceiptRequest) -> None:
+    """ReceiptRejected unless the callback carries Twilio's `X-Twilio-Signature` of its URL and form (the
+    Messages and the Calls status callbacks are signed alike)."""
+    # Bytes: compare_digest refuses a str with non-ASCII characters (TypeError, a 500).
+    given = request.headers.get("X-Twilio-Signature", "").encode()
+    params = request.form_lists or {name: [value] for name, value in request.form.items()}
+    expected = [signature(auth_token, url, params) for url in _url_forms(request.url)]
+    # Both forms are compared, whichever matches: no early exit tells which form was tried.
+    matches = [hmac.compare_digest(given, candidate.encode()) for candidate in expected]
+    if not given or not any(matches):
+        raise ReceiptRejected("bad X-Twilio-Signature")
 
 
 def signature(auth_token: str, url: str, params: Mapping[str, str | Sequence[str]]) -> str:

@@ -29,6 +29,7 @@ class Call:
     form: dict[str, str]
     json: dict[str, Any]
     accepted: bool
+    raw: bytes = b""  # the body as it came (a repeated form name: every value is here)
 
 
 @dataclass(frozen=True)
@@ -88,10 +89,10 @@ class FakeProvider:
                     body = {}
                 # Header names are case-insensitive (urllib sends `Apikey`): kept lowercased.
                 headers = {name.lower(): value for name, value in self.headers.items()}
-                received = Call(self.path, headers, form, body if isinstance(body, dict) else {}, accepted=False)
+                received = Call(self.path, headers, form, body if isinstance(body, dict) else {}, False, raw)
                 refusal = fake.problem(received)
                 with fake._lock:
-                    call = Call(received.path, received.headers, received.form, received.json, refusal is None)
+                    call = Call(received.path, received.headers, received.form, received.json, refusal is None, raw)
                     fake.calls.append(call)
                     number = len(fake.calls)
                     scripted = fake.script.pop(0) if refusal is None and fake.script else None

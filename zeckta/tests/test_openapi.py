@@ -25,6 +25,7 @@ OPERATIONS = {
     ("/v1/messaging/fraud/blocks", "get"),
     ("/v1/messaging/fraud/blocks/{block_id}", "delete"),
     ("/v1/webhooks/sms/{route_id}", "post"),  # providers' receipts: their own authentication, no key
+    ("/v1/webhooks/sms/{route_id}", "get"),  # WhatsApp's webhook verification handshake (API.md section 15)
     ("/v1/messaging/sms", "post"),
     ("/v1/messaging/sms/{message_id}", "get"),
     ("/v1/messaging/hooks/supabase", "get"),
