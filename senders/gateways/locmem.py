@@ -7,6 +7,7 @@ from senders.gateways.base import (
     RECEIPT_SENT,
     GatewayResult,
     OutgoingSms,
+    PermanentGatewayError,
     Receipt,
     ReceiptInvalid,
     ReceiptRejected,
@@ -33,14 +34,16 @@ class LocmemGateway(SmsGateway):
 class LocmemWhatsAppGateway(LocmemGateway):
     """Test backend of the WhatsApp channel: keeps each message (its text is the code) in `outbox`.
 
-    `receipt_status` in its route settings is a status its receipts may carry when a test posts them to
-    the route's receipt URL (see parse_receipts): a stand-in for a provider until one exists.
+    Route settings: `receipt_token`, which the receipts a test posts to the route's receipt URL must carry
+    (see parse_receipts); `fail` = `permanent`, to refuse every send as a provider refusing it for good.
     """
 
     channel = "whatsapp"
-    optional_settings = ("receipt_token",)
+    optional_settings = ("receipt_token", "fail")
 
     def send(self, message: OutgoingSms) -> GatewayResult:
+        if self.config.get("fail") == "permanent":
+            raise PermanentGatewayError("refused (locmem route set to fail)", error_code="locmem")
         with _lock:
             outbox.append(message)
         return GatewayResult(provider_message_id=f"locmem-{self.channel}-{message.reference}")
