@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from otp.crypto import decrypt_text
 from otp.events import Event, otp_sms_event_emit, otp_sms_event_type
-from otp.fallback import fallback_now
+from otp.fallback_trigger import fallback_now
 from otp.models import OtpSession, SmsAttempt, SmsMessage
 from otp.receipts import early_receipts_apply, receipt_lock
 from senders.gateways import GatewayError, GatewayResult, OutgoingSms, PermanentGatewayError, TransientGatewayError

@@ -6,7 +6,7 @@ The timer is a column, not a countdown in a worker's memory: each send sets its 
 (otp.services), and the beat's scan (`fallbacks_run_due`, every OTP_FALLBACK_SCAN_SECONDS) falls back the
 sessions it finds due, through the partial index otp_session_fallback_due_idx. A worker or a beat that
 dies loses nothing: the column is still there for the next scan. A send that fails for good brings the
-column forward to now (`fallback_now`, in the transaction that records the failure) and enqueues the
+column forward to now (otp.fallback_trigger.fallback_now, in the transaction that records the failure) and enqueues the
 fallback at once; the scan is the safety net when that publish is lost.
 
 A fallback is a resend the service makes itself (otp.services.otp_resend with `fallback_from`): a new code
@@ -16,50 +16,19 @@ two beats never fall back twice from one send.
 """
 
 import logging
-from datetime import datetime
-from functools import partial
 
-from django.db import transaction
-from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from otp.channels import next_channel
 from otp.models import OtpSession, SmsMessage
-from zeckta.celery import app as celery_app
+from otp.services import FallbackNotDue, otp_resend
 from zeckta.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
 
-# Registered task names (otp.tasks), as the broker and the beat schedule hold them.
-FALLBACK_TASK = "otp.tasks.fall_back"
-FALLBACKS_DUE_TASK = "otp.tasks.fall_back_due_sessions"
 FALLBACKS_PER_SCAN = 500  # sessions one scan falls back; the next scan, seconds later, takes the rest
 
 SessionStatus = OtpSession.Status
-
-
-def fallback_now(*, session_id: int, message_id: int, now: datetime) -> None:
-    """A send failed for good: its session falls back at once, if that send is still its latest and it has
-    a fallback pending. One conditional UPDATE, in the caller's transaction; the fallback is enqueued once
-    that commits (and found by the next scan if the publish is lost)."""
-    newer = SmsMessage.objects.filter(session_id=OuterRef("pk"), pk__gt=message_id)
-    brought_forward = (
-        OtpSession.objects.filter(pk=session_id, status=SessionStatus.PENDING, fallback_at__gt=now)
-        .exclude(Exists(newer))
-        .update(fallback_at=now)
-    )
-    if brought_forward:
-        transaction.on_commit(partial(fallback_enqueue, session_id=session_id))
-
-
-def fallback_enqueue(*, session_id: int) -> None:
-    """Publishes the fallback of one session; never raises (the scan finds it otherwise)."""
-    try:
-        celery_app.tasks[FALLBACK_TASK].apply_async(args=[session_id])
-    except Exception:
-        logger.warning(
-            "could not publish the fallback of session %s; the next scan takes it", session_id, exc_info=True
-        )
 
 
 def fallbacks_run_due(*, limit: int = FALLBACKS_PER_SCAN) -> int:
@@ -80,9 +49,6 @@ def otp_fall_back(*, session_id: int) -> bool:
     latest send was delivered, the session expired, no channel of the order is left to try, or a send
     limit or the fraud guard refuses the new send (logged: the client still has the earlier code's
     session to resend or to let expire)."""
-    # otp.services imports otp.delivery, which calls fallback_now: imported here to keep the cycle out.
-    from otp.services import FallbackNotDue, otp_resend
-
     now = timezone.now()
     session = (
         OtpSession.objects.select_related("workspace")

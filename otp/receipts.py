@@ -15,7 +15,7 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from otp.events import otp_event_emit, otp_sms_event_type
-from otp.fallback import fallback_now
+from otp.fallback_trigger import fallback_now
 from otp.models import EarlyReceipt, SmsAttempt, SmsMessage
 from senders.gateways import FINAL_RECEIPT_STATUSES, RECEIPT_SENT, Receipt
 from zeckta import metrics

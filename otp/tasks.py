@@ -21,7 +21,8 @@ from otp.delivery import (
     sms_requeue_stale,
 )
 from otp.expiry import otp_sessions_expire, otp_sessions_purge
-from otp.fallback import FALLBACK_TASK, FALLBACKS_DUE_TASK, fallbacks_run_due, otp_fall_back
+from otp.fallback import fallbacks_run_due, otp_fall_back
+from otp.fallback_trigger import FALLBACK_TASK, FALLBACKS_DUE_TASK
 from otp.fraudrules import fraud_rules_run
 from otp.idempotency import idempotency_records_purge
 from otp.testmode import inbox_purge

@@ -129,6 +129,13 @@ class WorkspaceAdminForm(forms.ModelForm):
             self.instance.is_prepaid = True
         if isinstance(self.initial.get("channels"), list):
             self.initial["channels"] = ",".join(self.initial["channels"])
+        # A post from a form that predates the channel fields (or leaves them out) keeps their values.
+        missing = [name for name in WORKSPACE_CHANNEL_FIELDS if self.is_bound and name not in self.data]
+        if missing:
+            data = dict(self.data.items())
+            for name in missing:
+                data[name] = self.initial.get(name, self.fields[name].initial)
+            self.data = data
 
     def clean_channels(self) -> list[str]:
         try:
