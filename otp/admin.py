@@ -258,6 +258,7 @@ class SmsMessageAdmin(ReadOnlyAdmin):
         "country",
         "src",
         "status",
+        "channel",
         "route_name",
         "segments",
         "units",
@@ -267,7 +268,7 @@ class SmsMessageAdmin(ReadOnlyAdmin):
         "delivered_at",
     ]
     # No date hierarchy and no filter by encoding: each would scan every SMS on every page.
-    list_filter = ["status", RouteNameFilter, "is_test", RelayedFilter, "workspace"]
+    list_filter = ["status", "channel", RouteNameFilter, "is_test", RelayedFilter, "workspace"]
     show_full_result_count = False  # see OtpSessionAdmin
     # Newest first by id (ids follow time): the primary key, where -created_at would sort every SMS row.
     ordering = ["-id"]

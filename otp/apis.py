@@ -38,6 +38,7 @@ from otp.serializers import (
     OtpRequestDataSerializer,
     OtpRequestInputSerializer,
     OtpResendDataSerializer,
+    OtpResendInputSerializer,
     OtpSessionDataSerializer,
     OtpVerifyDataSerializer,
     OtpVerifyInputSerializer,
@@ -203,6 +204,7 @@ class OtpViewSet(WorkspaceViewSet):
                 app_hash=data.get("appHash"),
                 web_otp_domain=data.get("webOtpDomain"),
                 transaction=data.get("transaction"),
+                channel=data.get("channel"),
                 test=self.is_test,
                 actor=self.actor,
             )
@@ -224,7 +226,7 @@ class OtpViewSet(WorkspaceViewSet):
         "resends (409 RESEND_LIMIT_REACHED). Too soon: 429 RESEND_TOO_SOON with `Retry-After`. Not pending: 409 "
         "SESSION_NOT_PENDING; expired: 410 EXPIRED. Every send limit and the prepaid balance apply as to a new "
         "SMS (429, 402).",
-        request=inline_serializer("OtpResendInput", fields={}),
+        request=OtpResendInputSerializer,
         parameters=[IDEMPOTENCY_KEY],
         responses={
             200: envelope_schema("OtpResendEnvelope", OtpResendDataSerializer()),
@@ -262,16 +264,23 @@ class OtpViewSet(WorkspaceViewSet):
         ],
     )
     def resend(self, request: Request, session_id: uuid.UUID) -> Response:
+        data = validated(OtpResendInputSerializer, request.data)
+
         def perform() -> tuple[int, dict]:
             result = services.otp_resend(
-                workspace=self.workspace, session_id=session_id, test=self.is_test, actor=self.actor
+                workspace=self.workspace,
+                session_id=session_id,
+                channel=data.get("channel"),
+                test=self.is_test,
+                actor=self.actor,
             )
             metrics.OTP_REQUESTS.labels(outcome=RequestOutcome.RESENT).inc()
             return 200, envelope(MESSAGE_RESENT, OtpResendDataSerializer(result, context={"now": timezone.now()}).data)
 
         # The operation and its session are the body's identity: the same key on another session is reused.
         with _refusals_counted():
-            return self._idempotent(request, payload={"resend": str(session_id)}, perform=perform)
+            payload = {"resend": str(session_id), **({"channel": data["channel"]} if data.get("channel") else {})}
+            return self._idempotent(request, payload=payload, perform=perform)
 
     def _idempotent(self, request: Request, *, payload: dict, perform: Callable[[], tuple[int, dict]]) -> Response:
         """Runs `perform`, once per Idempotency-Key when the request has one (replayed for 24 hours)."""

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from otp.crypto import decrypt_text
 from otp.events import Event, otp_sms_event_emit, otp_sms_event_type
+from otp.fallback_trigger import fallback_now
 from otp.models import OtpSession, SmsAttempt, SmsMessage
 from otp.receipts import early_receipts_apply, receipt_lock
 from senders.gateways import GatewayError, GatewayResult, OutgoingSms, PermanentGatewayError, TransientGatewayError
@@ -160,6 +161,7 @@ def sms_deliver(*, message_id: int) -> str:
         reference=str(message.public_id),
         receipt_url=choice.receipt_url(),
         retry=message.route_attempts > 1,
+        channel=message.channel,
     )
     started = time.perf_counter()
     try:
@@ -369,7 +371,7 @@ def _sms_counted(choice: RouteChoice, status: str, started: float) -> None:
 def _route_now(message: SmsMessage) -> RouteChoice | None:
     """The route this send takes: the one the SMS is on, or the first it has not given up on."""
     tried = set(message.routes_tried)
-    candidates = [choice for choice in routes_for(_country(message)) if choice.key not in tried]
+    candidates = [choice for choice in routes_for(_country(message), message.channel) if choice.key not in tried]
     current = next((choice for choice in candidates if choice.key == message.route_key), None)
     return current or (candidates[0] if candidates else None)
 
@@ -403,7 +405,7 @@ def _fail_over(
     """Moves the SMS to the next route it has not tried, at once and with the same text; FAILED (and a
     refund) when none is left."""
     tried = [*message.routes_tried, choice.key]
-    remaining = [route for route in routes_for(_country(message)) if route.key not in tried]
+    remaining = [route for route in routes_for(_country(message), message.channel) if route.key not in tried]
     if not remaining:
         if on_route:
             mine.update(**on_route)  # the route it failed on, as the SMS's last
@@ -465,6 +467,8 @@ def _finish(row: QuerySet[SmsMessage], message: SmsMessage, status: str, *, erro
         event_type = otp_sms_event_type(status)
         if event_type is not None:
             otp_sms_event_emit(message=message, event_type=event_type, at=now)
+        if status == SmsStatus.FAILED and message.session_id is not None:
+            fallback_now(session_id=message.session_id, message_id=message.pk, now=now)  # the next channel
         workspace = message.workspace
         if workspace.is_prepaid and status in (SmsStatus.FAILED, SmsStatus.EXPIRED):
             balance_credit(

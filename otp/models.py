@@ -63,6 +63,11 @@ class OtpSession(models.Model):
     # latest send. db_default as is_test.
     locale = models.CharField(max_length=LOCALE_MAX_LENGTH, default=DEFAULT_LOCALE, db_default=DEFAULT_LOCALE)
     channel = models.CharField(max_length=8, choices=Channel.choices, default=Channel.SMS, db_default=Channel.SMS)
+    # When its latest send falls back to the next channel of the workspace's order unless something says
+    # it was delivered (otp.fallback): set with each send while the order holds a channel not yet tried,
+    # brought forward to now when the send fails for good, null when nothing is left to fall back to.
+    # Kept here, not in a worker's memory, so a restart loses no fallback: the beat scans for it.
+    fallback_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at"]
@@ -89,6 +94,13 @@ class OtpSession(models.Model):
             models.Index(fields=["workspace", "dest", "created_at"], name="otp_session_dest_window_idx"),
             # Purging old sessions.
             models.Index(fields=["created_at"], name="otp_session_created_idx"),
+            # The fallback scan (otp.fallback.fallbacks_due): pending sessions whose fallback is due. A
+            # session that leaves PENDING leaves the index.
+            models.Index(
+                fields=["fallback_at"],
+                condition=Q(status="PENDING", fallback_at__isnull=False),
+                name="otp_session_fallback_due_idx",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -202,7 +214,6 @@ class SmsMessage(models.Model):
         ordering = ["-created_at"]
         verbose_name = "SMS message"
         constraints = [
-            models.CheckConstraint(condition=Q(units=F("segments")), name="otp_smsmessage_units_equal_segments"),
             # An SMS is an OTP session's, or relayed with a deadline of its own: never neither, never both.
             models.CheckConstraint(
                 condition=Q(session__isnull=False, send_before__isnull=True)

@@ -15,6 +15,7 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from otp.events import otp_event_emit, otp_sms_event_type
+from otp.fallback_trigger import fallback_now
 from otp.models import EarlyReceipt, SmsAttempt, SmsMessage
 from senders.gateways import FINAL_RECEIPT_STATUSES, RECEIPT_SENT, Receipt
 from zeckta import metrics
@@ -116,6 +117,9 @@ def _attempt_apply(attempt: SmsAttempt, *, status: str, provider_status: str, er
             status=status, delivered_at=at if status == SmsMessage.Status.DELIVERED else None, updated_at=timezone.now()
         )
     )
+    if changed and status != SmsMessage.Status.DELIVERED and attempt.sms_session_id is not None:  # type: ignore[attr-defined]
+        # Failed for good (a WhatsApp `failed`, a call busy or unanswered...): the next channel, at once.
+        fallback_now(session_id=attempt.sms_session_id, message_id=attempt.message_id, now=timezone.now())  # type: ignore[attr-defined]
     event_type = otp_sms_event_type(status)
     # A relayed SMS (no session) makes no event: the events are a session's (API.md section 9).
     if changed and event_type is not None and attempt.sms_session_public_id is not None:  # type: ignore[attr-defined]
@@ -133,7 +137,11 @@ def _attempts_named(route_key: str, provider_message_id: str) -> QuerySet[SmsAtt
     """The attempts a receipt names, latest first, with their SMS's workspace and session ids."""
     return (
         SmsAttempt.objects.filter(route_key=route_key, provider_message_id=provider_message_id)
-        .annotate(sms_workspace_id=F("message__workspace_id"), sms_session_public_id=F("message__session__public_id"))
+        .annotate(
+            sms_workspace_id=F("message__workspace_id"),
+            sms_session_id=F("message__session_id"),
+            sms_session_public_id=F("message__session__public_id"),
+        )
         .order_by("-started_at", "-pk")
     )
 

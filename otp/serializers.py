@@ -14,6 +14,7 @@ from otp.models import OtpSession, Purpose, SmsMessage, VerifyOutcome
 from otp.transactions import Transaction
 from zeckta import sms_text
 from zeckta.api.fields import BlankAsNullField, IsoDateTimeField, StrictCharField
+from zeckta.channels import Channel
 from zeckta.sms_text import TRANSACTION_PLACEHOLDERS, template_errors
 
 # ASCII digits only: `\d` would also take "123456\n" and Arabic-Indic digits.
@@ -83,6 +84,13 @@ class OtpRequestInputSerializer(serializers.Serializer):
         allow_null=True,
         help_text="Purpose TRANSACTION only: shown in the SMS (<AMOUNT>, <PAYEE>) and bound to the code.",
     )
+    channel = serializers.ChoiceField(
+        choices=Channel.values,
+        required=False,
+        allow_null=True,
+        help_text="The first send's channel; without it, the first of the workspace's fallback order that has a "
+        "route for the number's country. A channel with no such route: 400 with errors.channel.",
+    )
 
     def validate_appHash(self, value: str | None) -> str | None:
         if value is not None and not sms_text.APP_HASH_RE.fullmatch(value):
@@ -115,6 +123,16 @@ class OtpRequestInputSerializer(serializers.Serializer):
         if errors:
             raise serializers.ValidationError(errors)
         return attrs
+
+
+class OtpResendInputSerializer(serializers.Serializer):
+    channel = serializers.ChoiceField(
+        choices=Channel.values,
+        required=False,
+        allow_null=True,
+        help_text="The new send's channel; without it, the session's current one. A channel with no route for the "
+        "number's country: 400 with errors.channel.",
+    )
 
 
 class OtpVerifyInputSerializer(serializers.Serializer):
@@ -202,6 +220,7 @@ class DeliverySerializer(serializers.Serializer):
     deliveredAt = IsoDateTimeField(
         source="delivered_at", allow_null=True, help_text="When its delivery receipt said it arrived; null until then."
     )
+    channel = serializers.ChoiceField(choices=Channel.values, help_text="The channel of the latest send.")
 
 
 class OtpSessionDataSerializer(serializers.Serializer):

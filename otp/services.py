@@ -28,6 +28,7 @@ from django.utils import timezone
 from psycopg.types.json import Jsonb
 
 from fraud.services import fraud_approval_note, fraud_request_check, fraud_request_unsent
+from otp.channels import first_channel, may_fall_back, units_for
 from otp.crypto import (
     code_digest,
     code_matches,
@@ -53,7 +54,7 @@ from otp.models import (
     WrongCode,
 )
 from otp.selectors import reviewer_code_get
-from otp.templating import default_template, transaction_template
+from otp.templating import default_template, transaction_template, voice_text
 from otp.testmode import inbox_keep, reviewer_number_used
 from otp.transactions import Transaction
 from senders.models import SenderName
@@ -63,6 +64,7 @@ from workspaces.audit import SYSTEM_ACTOR
 from workspaces.billing import balance_debit
 from workspaces.models import Workspace
 from zeckta import metrics, sms_text
+from zeckta.channels import DEFAULT_LOCALE, Channel
 from zeckta.db import advisory_lock_key, advisory_xact_lock, uuid7
 from zeckta.errors import ValidationFailed
 
@@ -96,6 +98,25 @@ class RenderedSms:
     encrypted_text: bytes
     encoding: str
     segments: int
+    units: int = 0  # priced per channel (otp.channels.units_for); set by _rendered_send
+
+
+def _rendered_send(
+    session_like: "NewSession | OtpSession", *, code: str, channel: str, workspace: Workspace, test: bool
+) -> RenderedSms:
+    """What a send by `channel` carries, encrypted as an SMS's text is (API.md section 15): the SMS itself;
+    for WhatsApp the code alone (the template's parameters); for a call what it says. Its units are the
+    channel's price: per SMS segment, per WhatsApp message, per call."""
+    if channel == Channel.SMS:
+        sms = _rendered_sms(session_like, code=code, validity_seconds=workspace.otp_validity_seconds, test=test)
+    else:
+        text = code if channel == Channel.WHATSAPP else voice_text(code=code, locale=_locale_of(session_like))
+        sms = RenderedSms(encrypt_inbox_text(text) if test else encrypt_text(text), "", 1)
+    return replace(sms, units=units_for(workspace=workspace, channel=channel, segments=sms.segments))
+
+
+def _locale_of(session_like: "NewSession | OtpSession") -> str:
+    return getattr(session_like, "locale", None) or DEFAULT_LOCALE
 
 
 def _rendered_sms(
@@ -149,6 +170,8 @@ class NewSession:
     sms_id: uuid.UUID
     test: bool
     sms: RenderedSms | None  # None for a reviewer number: its code is fixed and nothing is sent
+    channel: str = Channel.SMS  # the first send's (API.md section 15)
+    fallback_at: datetime | None = None  # when it falls back to the next channel (otp.fallback)
 
 
 def otp_request(
@@ -161,10 +184,15 @@ def otp_request(
     app_hash: str | None = None,
     web_otp_domain: str | None = None,
     transaction: Transaction | None = None,
+    channel: str | None = None,
     test: bool = False,
     actor: str = SYSTEM_ACTOR,
 ) -> OtpRequestResult:
     """Issues a code and queues its SMS, or answers with the still-valid session (reuse).
+
+    `channel`: the first send's (API.md section 15); without it, the first of the workspace's fallback order
+    that reaches the number (otp.channels.first_channel). A channel with no route for the number's country
+    is a validation error on `channel`.
 
     A live request to an ordinary number first passes the fraud guard (`fraud_request_check`: one Redis
     round trip, no query), before either version of the rules below: DestinationBlocked (403) in enforce.
@@ -190,6 +218,7 @@ def otp_request(
     sender_name = sender_name_get_approved(workspace=workspace, name=src)
     if sender_name is None:
         raise ValidationFailed.for_field("src", "Not an approved sender name of this workspace.")
+    channel = first_channel(workspace=workspace, country=country, requested=channel)
     fixed_code = reviewer_code_get(workspace=workspace, dest=dest)
     admission = None
     if not test and fixed_code is None:
@@ -210,6 +239,7 @@ def otp_request(
         app_hash=app_hash or "",
         web_otp_domain=web_otp_domain or "",
         transaction=transaction,
+        channel=channel,
         test=test,
         fixed_code=fixed_code,
     )
@@ -261,6 +291,7 @@ def _new_session(
     app_hash: str,
     web_otp_domain: str,
     transaction: Transaction | None,
+    channel: str,
     test: bool,
     fixed_code: str | None,
 ) -> NewSession:
@@ -285,12 +316,21 @@ def _new_session(
         sms_id=uuid7(),
         test=test,
         sms=None,
+        channel=channel,
     )
     if fixed_code is not None:
         return new  # a reviewer number: nothing to send
     # Rendered from the session's own fields, as a resend renders it.
-    sms = _rendered_sms(new, code=code, validity_seconds=workspace.otp_validity_seconds, test=test)
-    return replace(new, sms=sms)
+    sms = _rendered_send(new, code=code, channel=channel, workspace=workspace, test=test)
+    return replace(new, sms=sms, fallback_at=_fallback_at(workspace, tried=[channel], now=now, test=test))
+
+
+def _fallback_at(workspace: Workspace, *, tried: list[str], now: datetime, test: bool) -> datetime | None:
+    """When a send falls back to the next channel unless it is delivered first: never in test mode (its
+    sends are delivered at once), nor when the order holds no channel not yet tried."""
+    if test or not may_fall_back(workspace=workspace, tried=tried):
+        return None
+    return now + timedelta(seconds=workspace.fallback_after_seconds)
 
 
 def _request_in_database(new: NewSession) -> OtpRequestResult:
@@ -329,6 +369,9 @@ def _request_in_database(new: NewSession) -> OtpRequestResult:
         "p_web_otp_domain": new.web_otp_domain,
         "p_transaction": Jsonb(new.transaction.as_dict()) if new.transaction else None,
         "p_resend_available_at": new.resend_available_at,
+        "p_channel": new.channel,
+        "p_units": sms.units,
+        "p_fallback_at": new.fallback_at,
     }
     # The function commits on its own; when a webhook would hear of the session it replaces (otp.expired),
     # the event joins its transaction.
@@ -411,6 +454,8 @@ def _request_in_transaction(new: NewSession, *, actor: str) -> OtpRequestResult:
         transaction=new.transaction.as_dict() if new.transaction else None,
         resend_available_at=new.resend_available_at,
         is_test=new.test,
+        channel=new.channel,
+        fallback_at=new.fallback_at,
     )
     if new.sms is None:
         reviewer_number_used(session, workspace=workspace, actor=actor, now=now)
@@ -441,11 +486,12 @@ def _send_in_transaction(
         encrypted_text=sms.encrypted_text,
         encoding=sms.encoding,
         segments=sms.segments,
-        units=sms.segments,
+        units=sms.units,
         next_attempt_at=now,
         created_at=now,
         updated_at=now,
         is_test=session.is_test,
+        channel=session.channel,
     )
     sms_outbox_add(message, workspace=workspace, expires_at=session.expires_at, now=now)
 
@@ -469,8 +515,19 @@ def sms_outbox_add(message: SmsMessage, *, workspace: Workspace, expires_at: dat
 # --- Resend ------------------------------------------------------------------------------------
 
 
+class FallbackNotDue(Exception):
+    """A fallback (otp.fallback) found, under the session's lock, that its step is over: the session left
+    PENDING or expired, another worker fell back already, or a send came after the one it falls back from."""
+
+
 def otp_resend(
-    *, workspace: Workspace, session_id: uuid.UUID, test: bool = False, actor: str = SYSTEM_ACTOR
+    *,
+    workspace: Workspace,
+    session_id: uuid.UUID,
+    channel: str | None = None,
+    test: bool = False,
+    actor: str = SYSTEM_ACTOR,
+    fallback_from: int | None = None,
 ) -> OtpRequestResult:
     """A fresh code for a PENDING session, in a new SMS: the old code stops working at once (its digest is
     replaced), the validity starts again, the attempts left stay as they are (a resend never buys guesses).
@@ -483,19 +540,37 @@ def otp_resend(
     SessionNotPending, OtpExpired, ResendLimitReached, ResendTooSoon, or a send limit's error. A session of
     the other mode (test or live) is not found; a test resend's SMS goes to the test inbox, and a reviewer
     number's "resend" renews its fixed code and sends nothing.
+
+    `channel` (API.md section 15): the new send's; without it, the session's current one. One with no route
+    for the number's country is a validation error on `channel`.
+
+    `fallback_from` (otp.fallback only): the id of the send this one falls back from. A fallback is a resend
+    the service makes itself: every send limit and the fraud guard count it, but it neither waits for the
+    cooldown nor uses one of the client's resends. Under the session's lock it checks that its step is
+    still due (FallbackNotDue otherwise), so two workers never fall back twice from one send.
     """
     sessions = OtpSession.objects.filter(workspace=workspace, public_id=session_id, is_test=test)
-    found = sessions.values_list("dest", "country").first()
+    found = sessions.values_list("dest", "country", "channel").first()
     if found is None:
         raise OtpSessionNotFound()
-    dest, country = found
+    dest, country, current_channel = found
+    channel = (
+        current_channel if channel is None else first_channel(workspace=workspace, country=country, requested=channel)
+    )
     fixed_code = reviewer_code_get(workspace=workspace, dest=dest)
     admission = None
     if not test and fixed_code is None:
         admission = fraud_request_check(workspace=workspace, dest=dest, country=country, now=timezone.now())
     try:
         return _resend_in_transaction(
-            workspace=workspace, sessions=sessions, dest=dest, fixed_code=fixed_code, test=test, actor=actor
+            workspace=workspace,
+            sessions=sessions,
+            dest=dest,
+            fixed_code=fixed_code,
+            test=test,
+            actor=actor,
+            channel=channel,
+            fallback_from=fallback_from,
         )
     except Exception:
         fraud_request_unsent(admission)
@@ -510,13 +585,18 @@ def _resend_in_transaction(
     fixed_code: str | None,
     test: bool,
     actor: str,
+    channel: str,
+    fallback_from: int | None,
 ) -> OtpRequestResult:
     code = fixed_code if fixed_code is not None else generate_code(workspace.otp_code_length)
     with transaction.atomic():
         advisory_xact_lock(dest_lock(workspace, dest))
         session = sessions.select_for_update().get()
         now = timezone.now()
-        _check_resendable(session, now=now)
+        if fallback_from is None:
+            _check_resendable(session, now=now)
+        else:
+            _check_fallback_due(session, step=fallback_from, now=now)
         send_limits_check(
             workspace=workspace, dest=dest, country=session.country, now=now, test=test, reviewer=fixed_code is not None
         )
@@ -525,14 +605,31 @@ def _resend_in_transaction(
         sms = (
             None
             if fixed_code is not None
-            else _rendered_sms(session, code=code, validity_seconds=workspace.otp_validity_seconds, test=test)
+            else _rendered_send(session, code=code, channel=channel, workspace=workspace, test=test)
         )
         sms_supersede(session_id=session.pk, now=now)
         session.code_digest = code_digest(session.public_id, code, _transaction_of(session))
         session.expires_at = now + timedelta(seconds=workspace.otp_validity_seconds)
-        session.resends += 1
-        session.resend_available_at = resend_available_at(resends=session.resends, now=now)
-        session.save(update_fields=["code_digest", "expires_at", "resends", "resend_available_at", "message_template"])
+        if fallback_from is None:  # a fallback is the service's, not one of the client's resends
+            session.resends += 1
+            session.resend_available_at = resend_available_at(resends=session.resends, now=now)
+        session.fallback_at = (
+            None
+            if sms is None
+            else _resend_fallback_at(session, workspace=workspace, channel=channel, now=now, test=test)
+        )
+        session.channel = channel
+        session.save(
+            update_fields=[
+                "code_digest",
+                "expires_at",
+                "resends",
+                "resend_available_at",
+                "message_template",
+                "channel",
+                "fallback_at",
+            ]
+        )
         if sms is None:
             reviewer_number_used(session, workspace=workspace, actor=actor, now=now)
         else:
@@ -545,6 +642,28 @@ def _resend_in_transaction(
         resend_available_at=session.resend_available_at,
         resends=session.resends,
     )
+
+
+def _resend_fallback_at(
+    session: OtpSession, *, workspace: Workspace, channel: str, now: datetime, test: bool
+) -> datetime | None:
+    """`_fallback_at` after a resend by `channel`: the channels tried are read only when the order holds
+    another channel, so an SMS-only workspace's resend keeps its statements."""
+    if test or all(other == channel for other in workspace.channels):
+        return None
+    tried = [*session.sms_messages.values_list("channel", flat=True).distinct(), channel]
+    return _fallback_at(workspace, tried=tried, now=now, test=test)
+
+
+def _check_fallback_due(session: OtpSession, *, step: int, now: datetime) -> None:
+    """A fallback goes on only while its session is PENDING and unexpired, its fallback due, and `step` its
+    latest send: read under the row lock, this is what makes a second worker's fallback a no-op."""
+    if session.status != SessionStatus.PENDING or session.expires_at <= now:
+        raise FallbackNotDue()
+    if session.fallback_at is None or session.fallback_at > now:
+        raise FallbackNotDue()
+    if session.sms_messages.order_by("-id").values_list("pk", flat=True).first() != step:
+        raise FallbackNotDue()
 
 
 def _check_resendable(session: OtpSession, *, now: datetime) -> None:

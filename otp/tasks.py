@@ -21,6 +21,8 @@ from otp.delivery import (
     sms_requeue_stale,
 )
 from otp.expiry import otp_sessions_expire, otp_sessions_purge
+from otp.fallback import fallbacks_run_due, otp_fall_back
+from otp.fallback_trigger import FALLBACK_TASK, FALLBACKS_DUE_TASK
 from otp.fraudrules import fraud_rules_run
 from otp.idempotency import idempotency_records_purge
 from otp.testmode import inbox_purge
@@ -45,6 +47,18 @@ def sms_deliver_task(self, message_id: int) -> str:
 @shared_task(name=SMS_REQUEUE_STALE_TASK, ignore_result=True)
 def sms_requeue_stale_task() -> int:
     return sms_requeue_stale()
+
+
+@shared_task(name=FALLBACK_TASK, acks_late=True, ignore_result=True)
+def otp_fall_back_task(session_id: int) -> bool:
+    """At once when a send failed for good: the session's next channel (otp.fallback)."""
+    return otp_fall_back(session_id=session_id)
+
+
+@shared_task(name=FALLBACKS_DUE_TASK, ignore_result=True)
+def fallbacks_run_due_task() -> int:
+    """Every OTP_FALLBACK_SCAN_SECONDS: the sessions whose fallback is due (otp.fallback)."""
+    return fallbacks_run_due()
 
 
 @shared_task(name=OTP_SESSIONS_EXPIRE_TASK, ignore_result=True)

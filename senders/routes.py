@@ -24,8 +24,9 @@ from senders.errors import RouteExists, RouteNotFound
 from senders.gateways import BACKENDS, SmsGateway, backend_class, get_gateway
 from senders.models import Route
 from workspaces.audit import SYSTEM_ACTOR, audit_record
-from workspaces.models import AuditEvent
+from workspaces.models import AuditEvent, Workspace
 from workspaces.services import parse_countries
+from zeckta.channels import Channel
 from zeckta.crypto import fernet_for
 from zeckta.errors import ValidationFailed
 
@@ -108,23 +109,45 @@ def routes_changed() -> None:
     _routes_cache = None
 
 
-def routes_for(country: str) -> list[RouteChoice]:
-    """The routes an SMS to `country` tries, in order: enabled routes that serve it, then the default."""
-    routes = _enabled_routes()
-    return [
-        *(
-            RouteChoice(
-                key=str(route.public_id),
-                name=route.name,
-                backend=route.backend,
-                route=route,
-                rate_per_second=route.rate_per_second,
-            )
-            for route in routes
-            if route.serves(country)
-        ),
-        default_route(),
+def routes_for(country: str, channel: str = Channel.SMS) -> list[RouteChoice]:
+    """The routes a send to `country` by `channel` tries, in order: the enabled routes of that channel (their
+    backend's) that serve it, then, for SMS only, the default route (API.md section 15: SMS always has one)."""
+    chosen = [
+        RouteChoice(
+            key=str(route.public_id),
+            name=route.name,
+            backend=route.backend,
+            route=route,
+            rate_per_second=route.rate_per_second,
+        )
+        for route in _enabled_routes()
+        if backend_channel(route.backend) == channel and route.serves(country)
     ]
+    return [*chosen, default_route()] if channel == Channel.SMS else chosen
+
+
+@lru_cache(maxsize=64)
+def backend_channel(backend: str) -> str:
+    """The channel a backend sends by (its class's `channel`); "" for a name this version does not know,
+    which no send then takes."""
+    try:
+        return str(backend_class(backend).channel)
+    except ImportError:
+        return ""
+
+
+def channels_available(workspace: Workspace, country: str) -> list[str]:
+    """The channels of the workspace's fallback order that can reach `country` now, in that order: SMS
+    always (the default route), the others when an enabled route of theirs serves the country. The one
+    home of "a channel with no enabled route for the number's country is skipped" (API.md section 15)."""
+    return [channel for channel in workspace.channels if channel_reaches(channel, country)]
+
+
+def channel_reaches(channel: str, country: str) -> bool:
+    """Whether a send by `channel` to `country` has a route: SMS always; read from the cached route list."""
+    if channel == Channel.SMS:
+        return True
+    return any(backend_channel(route.backend) == channel and route.serves(country) for route in _enabled_routes())
 
 
 def route_choice(key: str) -> RouteChoice:

@@ -24,10 +24,12 @@ from workspaces.services import (
     api_key_issue,
     api_key_revoke,
     api_key_update,
+    parse_channels,
     parse_countries,
     workspace_add,
     workspace_update,
 )
+from zeckta.channels import DEFAULT_CHANNELS, Channel
 from zeckta.errors import ValidationFailed
 from zeckta.sms_text import template_errors
 
@@ -83,6 +85,14 @@ WORKSPACE_FRAUD_FIELDS = (
 # What a workspace may spend: a postpaid one is counted and never refused, so unticking is_prepaid is as much
 # a credit decision as adding units, and needs the same permission (balance_units is never a form field).
 WORKSPACE_BILLING_FIELDS = ("is_prepaid",)
+# Channels and their fallback (API.md section 15).
+WORKSPACE_CHANNEL_FIELDS = (
+    "channels",
+    "fallback_after_seconds",
+    "units_per_sms_segment",
+    "units_per_whatsapp_message",
+    "units_per_call",
+)
 # The drop-in doors of API.md section 14 that a workspace only gets when staff say so.
 WORKSPACE_DROP_IN_FIELDS = ("relay_enabled",)
 CREDIT_PERMISSION = "workspaces.credit_balance"
@@ -100,7 +110,15 @@ class WorkspaceAdminForm(forms.ModelForm):
             *WORKSPACE_FRAUD_FIELDS,
             *WORKSPACE_BILLING_FIELDS,
             *WORKSPACE_DROP_IN_FIELDS,
+            *WORKSPACE_CHANNEL_FIELDS,
         ]
+
+    # The fallback order as staff write it, `whatsapp,sms,voice`, rather than as JSON.
+    channels = forms.CharField(
+        initial=",".join(DEFAULT_CHANNELS),
+        help_text=f"The fallback order, comma-separated, each channel once: any of {', '.join(Channel.values)}. "
+        "The first send goes by the first channel with a route for the number's country (or the request's).",
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -109,6 +127,21 @@ class WorkspaceAdminForm(forms.ModelForm):
         # permission credits it or makes it postpaid.
         if self.instance._state.adding and "is_prepaid" not in self.fields:
             self.instance.is_prepaid = True
+        if isinstance(self.initial.get("channels"), list):
+            self.initial["channels"] = ",".join(self.initial["channels"])
+        # A post from a form that predates the channel fields (or leaves them out) keeps their values.
+        missing = [name for name in WORKSPACE_CHANNEL_FIELDS if self.is_bound and name not in self.data]
+        if missing:
+            data = dict(self.data.items())
+            for name in missing:
+                data[name] = self.initial.get(name, self.fields[name].initial)
+            self.data = data
+
+    def clean_channels(self) -> list[str]:
+        try:
+            return parse_channels(self.cleaned_data["channels"])
+        except ValidationFailed as exc:
+            raise forms.ValidationError(exc.message) from None
 
     def clean_default_message_template(self) -> str:
         template = self.cleaned_data["default_message_template"]
@@ -176,6 +209,15 @@ class WorkspaceAdmin(admin.ModelAdmin):
         ),
         ("OTP policy", {"fields": list(WORKSPACE_POLICY_FIELDS)}),
         ("Destinations and abuse limits", {"fields": list(WORKSPACE_ABUSE_FIELDS)}),
+        (
+            "Channels",
+            {
+                "fields": list(WORKSPACE_CHANNEL_FIELDS),
+                "description": "When a send fails for good, or nothing says it was delivered within the fallback "
+                "delay, the next channel of the order not yet tried gets a fresh code. Units: what one SMS segment, "
+                "one WhatsApp message and one call cost.",
+            },
+        ),
         (
             "Fraud guard",
             {

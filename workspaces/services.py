@@ -17,6 +17,7 @@ from workspaces.billing import CREDIT_UNITS_MAX, ledger_record_opening
 from workspaces.errors import ApiKeyNotFound, WorkspaceSlugTaken
 from workspaces.keys import EXPIRES_IN_DAYS_MAX, key_digest, key_generate, key_prefix
 from workspaces.models import DAILY_SMS_CAP_MAX, ApiKey, AuditEvent, FraudGuardMode, Workspace
+from zeckta.channels import FALLBACK_AFTER_SECONDS_MAX, FALLBACK_AFTER_SECONDS_MIN, Channel
 from zeckta.errors import ValidationFailed
 from zeckta.localcache import local_caches_changed
 
@@ -34,6 +35,22 @@ def parse_countries(value: str | list[str] | None) -> str:
     return ",".join(normalized)
 
 
+def parse_channels(value: str | list[str]) -> list[str]:
+    """A fallback order (API.md section 15) from `sms,whatsapp,voice` or a list: known channels, each once,
+    at least one. ValidationFailed with a one-line message otherwise."""
+    names = value.split(",") if isinstance(value, str) else list(value)
+    channels = [str(name).strip().lower() for name in names if str(name).strip()]
+    if not channels:
+        raise ValidationFailed(f"name at least one channel ({', '.join(Channel.values)})")
+    unknown = [name for name in channels if name not in Channel.values]
+    if unknown:
+        raise ValidationFailed(f"unknown channel(s): {', '.join(unknown)} (known: {', '.join(Channel.values)})")
+    repeated = sorted({name for name in channels if channels.count(name) > 1})
+    if repeated:
+        raise ValidationFailed(f"each channel may appear once in the order: {', '.join(repeated)} repeated")
+    return channels
+
+
 def workspace_create(
     *,
     name: str,
@@ -47,6 +64,8 @@ def workspace_create(
     daily_sms_cap: int | None = None,
     fraud_guard_mode: str | None = None,
     relay_enabled: bool = False,
+    channels: str | list[str] | None = None,
+    fallback_after_seconds: int | None = None,
     actor: str = SYSTEM_ACTOR,
 ) -> Workspace:
     """A new workspace with its policy; None keeps a field's default. `daily_sms_cap` 0 is no cap."""
@@ -62,6 +81,12 @@ def workspace_create(
         raise ValidationFailed(f"the daily SMS cap must be between 0 and {DAILY_SMS_CAP_MAX} (0: no cap)")
     if fraud_guard_mode is not None and fraud_guard_mode not in FraudGuardMode.values:
         raise ValidationFailed(f"the fraud guard mode must be one of {', '.join(FraudGuardMode.values)}")
+    if fallback_after_seconds is not None and not (
+        FALLBACK_AFTER_SECONDS_MIN <= fallback_after_seconds <= FALLBACK_AFTER_SECONDS_MAX
+    ):
+        raise ValidationFailed(
+            f"the fallback delay must be between {FALLBACK_AFTER_SECONDS_MIN} and {FALLBACK_AFTER_SECONDS_MAX} seconds"
+        )
     workspace = Workspace(
         name=name,
         slug=slug,
@@ -77,6 +102,8 @@ def workspace_create(
         ("otp_code_length", otp_code_length),
         ("daily_sms_cap", daily_sms_cap),
         ("fraud_guard_mode", fraud_guard_mode),
+        ("channels", parse_channels(channels) if channels is not None else None),
+        ("fallback_after_seconds", fallback_after_seconds),
     ]:
         if value is not None:
             setattr(workspace, field, value)
@@ -132,6 +159,12 @@ WORKSPACE_EDITABLE_FIELDS = frozenset(
         # The fraud guard's mode and numbers (API.md section 13): every field whose name says so.
         *(field.name for field in Workspace._meta.fields if field.name.startswith("fraud_")),
         "relay_enabled",
+        # Channels (API.md section 15).
+        "channels",
+        "fallback_after_seconds",
+        "units_per_sms_segment",
+        "units_per_whatsapp_message",
+        "units_per_call",
     }
 )
 API_KEY_EDITABLE_FIELDS = frozenset({"name", "tps", "expires_at"})

@@ -274,6 +274,9 @@ FRAUD_HISTORY_REFRESH_SECONDS = env.int("FRAUD_HISTORY_REFRESH_SECONDS", default
 # of blocks lifted within FRAUD_MIRROR_LIFTS_SECONDS are dropped again (a lift made while Redis was away).
 FRAUD_MIRROR_INTERVAL_SECONDS = env.float("FRAUD_MIRROR_INTERVAL_SECONDS", default=30.0)
 FRAUD_MIRROR_LIFTS_SECONDS = 3600
+# How often the beat looks for sessions whose fallback to the next channel is due (seconds): a fallback
+# after fallbackAfterSeconds comes at most this much later (otp.fallback).
+OTP_FALLBACK_SCAN_SECONDS = env.float("OTP_FALLBACK_SCAN_SECONDS", default=2.0)
 # Task names as registered (otp.delivery's constants; not imported: settings load before any app).
 CELERY_BEAT_SCHEDULE = {
     "requeue-stale-outbox": {"task": "otp.tasks.requeue_stale_sms", "schedule": 30.0},
@@ -288,6 +291,8 @@ CELERY_BEAT_SCHEDULE = {
     # The fraud guard: the conversion rules and the country history, and the Redis copy of the blocks.
     "fraud-rules": {"task": "otp.tasks.fraud_rules", "schedule": FRAUD_RULES_INTERVAL_SECONDS},
     "fraud-blocks-mirror": {"task": "otp.tasks.fraud_blocks_mirror", "schedule": FRAUD_MIRROR_INTERVAL_SECONDS},
+    # Channel fallback (API.md section 15): the sessions whose fallback to the next channel is due.
+    "fall-back-due-sessions": {"task": "otp.tasks.fall_back_due_sessions", "schedule": OTP_FALLBACK_SCAN_SECONDS},
 }
 
 # --- Rate limits ------------------------------------------------------------------------------

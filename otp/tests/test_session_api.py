@@ -37,7 +37,17 @@ def test_it_shows_the_session_and_its_delivery(api):
     assert data["purpose"] == "LOGIN" and data["status"] == "PENDING" and data["verifiedAt"] is None
     assert data["createdAt"].endswith("Z") and "T" in data["createdAt"]
     assert data["delivery"]["status"] == "queued" and data["delivery"]["attempts"] == 0
-    assert set(data["delivery"]) == {"status", "segments", "units", "attempts", "updatedAt", "route", "deliveredAt"}
+    assert set(data["delivery"]) == {
+        "status",
+        "segments",
+        "units",
+        "attempts",
+        "updatedAt",
+        "route",
+        "deliveredAt",
+        "channel",
+    }
+    assert data["delivery"]["channel"] == "sms"
 
 
 def test_after_delivery_and_approval_it_shows_both(api):

@@ -34,6 +34,9 @@ BACKENDS: dict[str, str] = {
     "console": "senders.gateways.console.ConsoleGateway",
     "file": "senders.gateways.file.FileGateway",
     "locmem": "senders.gateways.locmem.LocmemGateway",
+    # Development only, as locmem: the WhatsApp and voice channels without a provider (tests).
+    "locmem_whatsapp": "senders.gateways.locmem.LocmemWhatsAppGateway",
+    "locmem_voice": "senders.gateways.locmem.LocmemVoiceGateway",
     "http": "senders.gateways.http.HttpGateway",
     "twilio": "senders.gateways.twilio.TwilioGateway",
     "vonage": "senders.gateways.vonage.VonageGateway",

@@ -34,6 +34,11 @@ def workspace_form_data(workspace: Workspace, **changes) -> dict:
         "wrong_code_budget": workspace.wrong_code_budget,
         "daily_sms_cap": workspace.daily_sms_cap,
         **{name: getattr(workspace, name) for name in WORKSPACE_FRAUD_FIELDS},
+        "channels": ",".join(workspace.channels),
+        "fallback_after_seconds": workspace.fallback_after_seconds,
+        "units_per_sms_segment": workspace.units_per_sms_segment,
+        "units_per_whatsapp_message": workspace.units_per_whatsapp_message,
+        "units_per_call": workspace.units_per_call,
         "api_keys-TOTAL_FORMS": "0",
         "api_keys-INITIAL_FORMS": "0",
         "api_keys-MIN_NUM_FORMS": "0",
@@ -415,3 +420,30 @@ def test_admin_logins_are_throttled(client, admin_user):
 
     assert locked.status_code == 429
     assert "_auth_user_id" not in client.session
+
+
+def test_the_channel_order_and_fallback_delay_are_editable(admin_client, workspace):
+    url = reverse(CHANGE.format("workspace"), args=[workspace.pk])
+    data = workspace_form_data(workspace, channels="whatsapp, sms,voice", fallback_after_seconds="45")
+    response = admin_client.post(url, data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    workspace.refresh_from_db()
+    assert (workspace.channels, workspace.fallback_after_seconds) == (["whatsapp", "sms", "voice"], 45)
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("channels", "sms,fax", "unknown channel"),
+        ("channels", "sms,sms", "repeated"),
+        ("fallback_after_seconds", "4", "greater than or equal to 5"),
+        ("fallback_after_seconds", "601", "less than or equal to 600"),
+    ],
+)
+def test_the_channel_order_and_fallback_delay_are_validated(admin_client, workspace, field, value, message):
+    url = reverse(CHANGE.format("workspace"), args=[workspace.pk])
+    response = admin_client.post(url, workspace_form_data(workspace, **{field: value}))
+    assert response.status_code == 200
+    assert message in str(response.context["adminform"].form.errors[field])
+    workspace.refresh_from_db()
+    assert (workspace.channels, workspace.fallback_after_seconds) == (["sms"], 30)

@@ -88,6 +88,32 @@ def test_create_workspace_sets_the_fraud_guard_and_the_daily_cap(db):
     )
 
 
+def test_create_workspace_sets_the_channels_and_the_fallback_delay(db):
+    assert (
+        run("create_workspace", "Multi", "--channels", "whatsapp, SMS,voice", "--fallback-after", "45")[-1] == "multi"
+    )
+    multi = Workspace.objects.get(slug="multi")
+    assert (multi.channels, multi.fallback_after_seconds) == (["whatsapp", "sms", "voice"], 45)
+
+    run("create_workspace", "Plain")
+    assert Workspace.objects.values_list("channels", "fallback_after_seconds").get(slug="plain") == (["sms"], 30)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("--channels", "sms,fax", "unknown channel(s): fax"),
+        ("--channels", "sms,whatsapp,sms", "sms repeated"),
+        ("--channels", " , ", "at least one channel"),
+        ("--fallback-after", "4", "between 5 and 600"),
+        ("--fallback-after", "601", "between 5 and 600"),
+    ],
+)
+def test_create_workspace_refuses_a_bad_channel_order_or_delay_on_one_line(transactional_db, option, value, says):
+    assert_one_line_error(manage("create_workspace", "Acme", option, value), says)
+    assert not Workspace.objects.exists()
+
+
 def test_create_workspace_refuses_a_taken_slug(db):
     WorkspaceFactory(slug="acme")
     with pytest.raises(CommandError, match="already exists"):

@@ -12,6 +12,7 @@ from workspaces.models import (
     FraudGuardMode,
 )
 from workspaces.services import workspace_create
+from zeckta.channels import FALLBACK_AFTER_SECONDS_MAX, FALLBACK_AFTER_SECONDS_MIN
 from zeckta.commands import OperatorCommand, bounded_int
 
 
@@ -64,6 +65,18 @@ class Command(OperatorCommand):
         parser.add_argument(
             "--relay", action="store_true", help="Enable the SMS relay (POST /v1/messaging/sms, API.md section 14)."
         )
+        parser.add_argument(
+            "--channels",
+            metavar="sms,whatsapp,voice",
+            help="The fallback order (API.md section 15), each channel once; default: sms.",
+        )
+        parser.add_argument(
+            "--fallback-after",
+            type=bounded_int(FALLBACK_AFTER_SECONDS_MIN, FALLBACK_AFTER_SECONDS_MAX),
+            metavar="SECONDS",
+            help=f"Seconds without a delivery report before the next channel, {FALLBACK_AFTER_SECONDS_MIN} to "
+            f"{FALLBACK_AFTER_SECONDS_MAX} (default 30).",
+        )
 
     def handle(self, *args, **options) -> None:
         workspace = workspace_create(
@@ -78,6 +91,8 @@ class Command(OperatorCommand):
             daily_sms_cap=options["daily_sms_cap"],
             fraud_guard_mode=options["fraud_guard"],
             relay_enabled=options["relay"],
+            channels=options["channels"],
+            fallback_after_seconds=options["fallback_after"],
             actor="command:create_workspace",
         )
         billing = f"prepaid, balance {workspace.balance_units}" if workspace.is_prepaid else "postpaid"
