@@ -82,6 +82,8 @@ class Route(models.Model):
         CONSOLE = "console"
         FILE = "file"
         LOCMEM = "locmem"
+        LOCMEM_WHATSAPP = "locmem_whatsapp", "Locmem WhatsApp (development)"
+        LOCMEM_VOICE = "locmem_voice", "Locmem voice (development)"
         WHATSAPP = "whatsapp", "WhatsApp"
         TWILIO_VOICE = "twilio_voice", "Twilio voice"
         VONAGE_VOICE = "vonage_voice", "Vonage voice"

@@ -23,6 +23,8 @@ class Migration(migrations.Migration):
                     ("console", "Console"),
                     ("file", "File"),
                     ("locmem", "Locmem"),
+                    ("locmem_whatsapp", "Locmem WhatsApp (development)"),
+                    ("locmem_voice", "Locmem voice (development)"),
                     ("whatsapp", "WhatsApp"),
                     ("twilio_voice", "Twilio voice"),
                     ("vonage_voice", "Vonage voice"),
