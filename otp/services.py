@@ -52,8 +52,8 @@ from otp.models import (
     VerifyOutcome,
     WrongCode,
 )
-from otp.selectors import reviewer_code_get
-from otp.templating import default_template, transaction_template
+from otp.selectors import reviewer_code_get, workspace_texts_get
+from otp.templating import default_template, text_choose
 from otp.testmode import inbox_keep, reviewer_number_used
 from otp.transactions import Transaction
 from senders.models import SenderName
@@ -63,8 +63,10 @@ from workspaces.audit import SYSTEM_ACTOR
 from workspaces.billing import balance_debit
 from workspaces.models import Workspace
 from zeckta import metrics, sms_text
+from zeckta.channels import DEFAULT_LOCALE
 from zeckta.db import advisory_lock_key, advisory_xact_lock, uuid7
 from zeckta.errors import ValidationFailed
+from zeckta.locales import LOCALE_ERROR, locale_normalise
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +144,7 @@ class NewSession:
     code_digest: str
     expires_at: datetime
     message_template: str
+    locale: str  # the resolved tag (otp.templating.text_choose)
     app_hash: str
     web_otp_domain: str
     transaction: Transaction | None
@@ -158,6 +161,7 @@ def otp_request(
     src: str,
     purpose: str,
     message_template: str | None = None,
+    locale: str | None = None,
     app_hash: str | None = None,
     web_otp_domain: str | None = None,
     transaction: Transaction | None = None,
@@ -180,6 +184,11 @@ def otp_request(
     the segments, and so the units charged, count them too. `transaction` (TRANSACTION requests) fills
     <AMOUNT> and <PAYEE> and is bound into the code's HMAC.
 
+    `locale` (a BCP 47 tag; ValidationFailed on `locale` when malformed) chooses the language of the text:
+    it, then its language, then the workspace's locale, then `en`; the text is the request's template, else
+    the workspace's own, else the service's default (otp.templating has the whole order). The session keeps
+    the tag that had texts, and the template, so that a resend says the same in the same language.
+
     Everything is written in one transaction: the session, its outbox row and the prepaid debit.
     The SMS task is enqueued only after commit; if the broker is down the outbox row waits for the sweeper.
     """
@@ -190,23 +199,33 @@ def otp_request(
     sender_name = sender_name_get_approved(workspace=workspace, name=src)
     if sender_name is None:
         raise ValidationFailed.for_field("src", "Not an approved sender name of this workspace.")
+    requested_locale = None
+    if locale is not None:
+        requested_locale = locale_normalise(locale)
+        if requested_locale is None:
+            raise ValidationFailed.for_field("locale", LOCALE_ERROR)
+    chosen = text_choose(
+        purpose=purpose,
+        requested_locale=requested_locale,
+        workspace_locale=locale_normalise(workspace.locale) or DEFAULT_LOCALE,
+        workspace_template=workspace.default_message_template,
+        workspace_texts=workspace_texts_get(workspace=workspace),
+        transaction=transaction is not None,
+        message_template=message_template,
+    )
     fixed_code = reviewer_code_get(workspace=workspace, dest=dest)
     admission = None
     if not test and fixed_code is None:
         # Before either version of the rules below, in Python: a Redis round trip, no query.
         admission = fraud_request_check(workspace=workspace, dest=dest, country=country, now=timezone.now())
-    template = (
-        message_template
-        or workspace.default_message_template
-        or (transaction_template() if transaction else default_template(purpose))
-    )
     new = _new_session(
         workspace=workspace,
         sender_name=sender_name,
         dest=dest,
         country=country,
         purpose=purpose,
-        template=template,
+        template=chosen.template,
+        locale=chosen.locale,
         app_hash=app_hash or "",
         web_otp_domain=web_otp_domain or "",
         transaction=transaction,
@@ -258,6 +277,7 @@ def _new_session(
     country: str,
     purpose: str,
     template: str,
+    locale: str,
     app_hash: str,
     web_otp_domain: str,
     transaction: Transaction | None,
@@ -278,6 +298,7 @@ def _new_session(
         code_digest=code_digest(session_id, code, transaction),
         expires_at=now + timedelta(seconds=workspace.otp_validity_seconds),
         message_template=template,
+        locale=locale,
         app_hash=app_hash,
         web_otp_domain=web_otp_domain,
         transaction=transaction,
@@ -329,6 +350,7 @@ def _request_in_database(new: NewSession) -> OtpRequestResult:
         "p_web_otp_domain": new.web_otp_domain,
         "p_transaction": Jsonb(new.transaction.as_dict()) if new.transaction else None,
         "p_resend_available_at": new.resend_available_at,
+        "p_locale": new.locale,  # API.md section 15 (otp 0019)
     }
     # The function commits on its own; when a webhook would hear of the session it replaces (otp.expired),
     # the event joins its transaction.
@@ -406,6 +428,7 @@ def _request_in_transaction(new: NewSession, *, actor: str) -> OtpRequestResult:
         created_at=now,
         expires_at=new.expires_at,
         message_template=new.message_template,
+        locale=new.locale,
         app_hash=new.app_hash,
         web_otp_domain=new.web_otp_domain,
         transaction=new.transaction.as_dict() if new.transaction else None,
@@ -521,7 +544,9 @@ def _resend_in_transaction(
             workspace=workspace, dest=dest, country=session.country, now=now, test=test, reviewer=fixed_code is not None
         )
         if not session.message_template:  # a session from before resends kept no template
-            session.message_template = workspace.default_message_template or default_template(session.purpose)
+            session.message_template = workspace.default_message_template or default_template(
+                session.purpose, session.locale
+            )
         sms = (
             None
             if fixed_code is not None

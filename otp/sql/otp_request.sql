@@ -34,6 +34,7 @@ CREATE OR REPLACE FUNCTION otp_request(
     p_web_otp_domain varchar,
     p_transaction jsonb,
     p_resend_available_at timestamptz,
+    p_locale varchar,                -- the session's language, resolved by otp.templating (API.md section 15)
     -- 'created' or 'reused' with the session; else the refused limit and seconds until it reopens.
     OUT outcome text,
     OUT wait_seconds integer,
@@ -121,10 +122,12 @@ BEGIN
     END IF;
     INSERT INTO otp_otpsession (public_id, workspace_id, sender_name_id, dest, country, src, purpose, code_digest,
                                 status, attempts_used, max_attempts, created_at, expires_at, message_template,
-                                app_hash, web_otp_domain, transaction, resends, resend_available_at, is_test)
+                                app_hash, web_otp_domain, transaction, resends, resend_available_at, is_test,
+                                locale)
     VALUES (p_session_public_id, p_workspace_id, p_sender_name_id, p_dest, p_country, p_src, p_purpose,
             p_code_digest, 'PENDING', 0, p_max_attempts, p_now, p_expires_at, p_message_template,
-            p_app_hash, p_web_otp_domain, p_transaction, 0, p_resend_available_at, false)
+            p_app_hash, p_web_otp_domain, p_transaction, 0, p_resend_available_at, false,
+            p_locale)
     RETURNING id INTO new_session_id;
     INSERT INTO otp_smsmessage (public_id, session_id, workspace_id, "to", country, src, status, encrypted_text,
                                 encoding, segments, units, attempts, route_key, route_name, route_attempts,
