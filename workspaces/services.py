@@ -19,6 +19,7 @@ from workspaces.keys import EXPIRES_IN_DAYS_MAX, key_digest, key_generate, key_p
 from workspaces.models import DAILY_SMS_CAP_MAX, ApiKey, AuditEvent, FraudGuardMode, Workspace
 from zeckta.errors import ValidationFailed
 from zeckta.localcache import local_caches_changed
+from zeckta.locales import locale_normalise
 
 
 def parse_countries(value: str | list[str] | None) -> str:
@@ -47,9 +48,11 @@ def workspace_create(
     daily_sms_cap: int | None = None,
     fraud_guard_mode: str | None = None,
     relay_enabled: bool = False,
+    locale: str | None = None,
     actor: str = SYSTEM_ACTOR,
 ) -> Workspace:
-    """A new workspace with its policy; None keeps a field's default. `daily_sms_cap` 0 is no cap."""
+    """A new workspace with its policy; None keeps a field's default. `daily_sms_cap` 0 is no cap.
+    `locale` (a BCP 47 tag, kept normalised: `pt-BR`) is the language of its texts (API.md section 15)."""
     name = name.strip()
     if not name:
         raise ValidationFailed("the workspace name must not be empty")
@@ -62,6 +65,11 @@ def workspace_create(
         raise ValidationFailed(f"the daily SMS cap must be between 0 and {DAILY_SMS_CAP_MAX} (0: no cap)")
     if fraud_guard_mode is not None and fraud_guard_mode not in FraudGuardMode.values:
         raise ValidationFailed(f"the fraud guard mode must be one of {', '.join(FraudGuardMode.values)}")
+    if locale is not None:
+        normalised = locale_normalise(locale)
+        if normalised is None:
+            raise ValidationFailed(f"the locale {locale!r} is not a BCP 47 language tag (such as en, fr or pt-BR)")
+        locale = normalised
     workspace = Workspace(
         name=name,
         slug=slug,
@@ -77,6 +85,7 @@ def workspace_create(
         ("otp_code_length", otp_code_length),
         ("daily_sms_cap", daily_sms_cap),
         ("fraud_guard_mode", fraud_guard_mode),
+        ("locale", locale),
     ]:
         if value is not None:
             setattr(workspace, field, value)
@@ -132,6 +141,7 @@ WORKSPACE_EDITABLE_FIELDS = frozenset(
         # The fraud guard's mode and numbers (API.md section 13): every field whose name says so.
         *(field.name for field in Workspace._meta.fields if field.name.startswith("fraud_")),
         "relay_enabled",
+        "locale",
     }
 )
 API_KEY_EDITABLE_FIELDS = frozenset({"name", "tps", "expires_at"})

@@ -64,6 +64,11 @@ class Command(OperatorCommand):
         parser.add_argument(
             "--relay", action="store_true", help="Enable the SMS relay (POST /v1/messaging/sms, API.md section 14)."
         )
+        parser.add_argument(
+            "--locale",
+            metavar="TAG",
+            help="The language of the texts when a request names none (a BCP 47 tag: fr, pt-BR). Default: en.",
+        )
 
     def handle(self, *args, **options) -> None:
         workspace = workspace_create(
@@ -78,6 +83,7 @@ class Command(OperatorCommand):
             daily_sms_cap=options["daily_sms_cap"],
             fraud_guard_mode=options["fraud_guard"],
             relay_enabled=options["relay"],
+            locale=options["locale"],
             actor="command:create_workspace",
         )
         billing = f"prepaid, balance {workspace.balance_units}" if workspace.is_prepaid else "postpaid"
