@@ -431,7 +431,7 @@ class WorkspaceTextForm(forms.ModelForm):
         return locale
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         text, purpose = data.get("text"), data.get("purpose")
         if text is not None and purpose is not None:
             # As the workspace's default template and a request's messageTemplate are checked; only a
