@@ -1,5 +1,6 @@
 """OTP sessions and the SMS outbox, for looking things up: read-only, and never the code digest or the SMS text.
-Reviewer numbers, kept by staff through the services (audited; their fixed code is write-only)."""
+Reviewer numbers, kept by staff through the services (audited; their fixed code is write-only). Each
+workspace's own texts per purpose and locale."""
 
 import uuid
 from datetime import datetime, timedelta
@@ -14,7 +15,8 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from otp.models import OtpSession, ReviewerNumber, SmsAttempt, SmsMessage
+from otp.models import OtpSession, Purpose, ReviewerNumber, SmsAttempt, SmsMessage, WorkspaceText
+from otp.templating import TRANSACTION_DETAILS, default_template
 from otp.testmode import (
     REVIEWER_NUMBER_EDITABLE_FIELDS,
     REVIEWER_NUMBER_EXISTS,
@@ -26,6 +28,8 @@ from otp.testmode import (
 )
 from senders.models import Route
 from senders.routes import DEFAULT_ROUTE_KEY
+from zeckta import sms_text
+from zeckta.locales import LOCALE_ERROR, locale_normalise
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -407,3 +411,88 @@ class ReviewerNumberAdmin(admin.ModelAdmin):
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ReviewerNumber]) -> None:
         for number in queryset.select_related("workspace"):
             reviewer_number_delete(reviewer_number=number, actor=request.user.get_username())
+
+
+# What a workspace text is shown rendered with: a code of the workspace's length, its validity, and for
+# TRANSACTION a sample amount and payee, so that staff see the SMS a client gets and what it costs.
+SAMPLE_DIGITS = "4829137560"
+SAMPLE_AMOUNT, SAMPLE_PAYEE = "GHS 125.50", "Acme Shop"
+
+
+class WorkspaceTextForm(forms.ModelForm):
+    class Meta:
+        model = WorkspaceText
+        fields = ["workspace", "purpose", "locale", "text"]
+        widgets = {"text": forms.Textarea(attrs={"rows": 3, "cols": 80})}
+
+    def clean_locale(self) -> str:
+        locale = locale_normalise(self.cleaned_data["locale"])
+        if locale is None:
+            raise forms.ValidationError(LOCALE_ERROR)
+        return locale
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        text, purpose = data.get("text"), data.get("purpose")
+        if text is not None and purpose is not None:
+            # As the workspace's default template and a request's messageTemplate are checked; only a
+            # TRANSACTION text may name the amount and the payee.
+            problems = sms_text.template_errors(text, transaction=purpose == Purpose.TRANSACTION)
+            if problems:
+                self.add_error("text", problems)
+        return data
+
+
+@admin.register(WorkspaceText)
+class WorkspaceTextAdmin(admin.ModelAdmin):
+    """A workspace's own text for a purpose in a language (API.md section 15). The order in which a request
+    picks a text is otp.templating's; requests see a change within LOCAL_CACHE_SECONDS."""
+
+    form = WorkspaceTextForm
+    list_display = ["workspace", "purpose", "locale", "text", "sms", "updated_at"]
+    list_filter = ["workspace", "purpose", "locale"]
+    list_select_related = ["workspace"]
+    search_fields = ["text", "locale", "workspace__slug", "workspace__name"]
+    fields = ["workspace", "purpose", "locale", "text", "rendered", "service_default", "created_at", "updated_at"]
+    readonly_fields = ["rendered", "service_default", "created_at", "updated_at"]
+
+    @admin.display(description="SMS")
+    def sms(self, obj: WorkspaceText) -> str:
+        encoding, segments = self._segments(obj)
+        return f"{encoding}, {segments} segment{'s' if segments != 1 else ''}"
+
+    @admin.display(description="Rendered (sample code)")
+    def rendered(self, obj: WorkspaceText) -> str:
+        if obj.pk is None:
+            return "Shown once saved."
+        text = self._sample(obj)
+        encoding, segments = self._segments(obj)
+        return format_html(
+            "<pre>{}</pre>{} characters, {}, {} segment(s) (units per SMS segment apply)",
+            text,
+            len(text),
+            encoding,
+            segments,
+        )
+
+    @admin.display(description="The service's text for this purpose and locale")
+    def service_default(self, obj: WorkspaceText) -> str:
+        if obj.pk is None:
+            return "-"
+        name = TRANSACTION_DETAILS if sms_text.AMOUNT_PLACEHOLDER in obj.text else obj.purpose
+        return default_template(name, obj.locale)
+
+    def _sample(self, obj: WorkspaceText) -> str:
+        workspace = obj.workspace
+        code = SAMPLE_DIGITS[: workspace.otp_code_length]
+        return sms_text.render(
+            obj.text,
+            code=code,
+            validity_seconds=workspace.otp_validity_seconds,
+            amount=SAMPLE_AMOUNT,
+            payee=SAMPLE_PAYEE,
+        )
+
+    def _segments(self, obj: WorkspaceText) -> tuple[str, int]:
+        info = sms_text.count_segments(self._sample(obj))
+        return info.encoding, info.segments

@@ -201,6 +201,7 @@ class OtpViewSet(WorkspaceViewSet):
                 src=data["src"],
                 purpose=data["purpose"],
                 message_template=data.get("messageTemplate"),
+                locale=data.get("locale"),
                 app_hash=data.get("appHash"),
                 web_otp_domain=data.get("webOtpDomain"),
                 transaction=data.get("transaction"),

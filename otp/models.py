@@ -431,3 +431,36 @@ class ReviewerNumber(models.Model):
 
     def __str__(self) -> str:
         return f"reviewer {self.dest}"
+
+
+class WorkspaceText(models.Model):
+    """A workspace's own text for one purpose in one language (API.md section 15), kept by staff in the
+    admin. Which one a request gets, before or after the workspace's default template and the service's
+    default texts, is otp.templating's (`text_choose`); requests read them from a per-process cache
+    (otp.selectors.workspace_texts_get), so the feature costs a request no query."""
+
+    workspace = models.ForeignKey(
+        "workspaces.Workspace", on_delete=models.CASCADE, related_name="otp_texts", db_index=False
+    )
+    purpose = models.CharField(max_length=32, choices=Purpose.choices)
+    # Normalised (zeckta.locales.locale_normalise): `pt-BR`, never `pt-br`, so that the lookup matches.
+    locale = models.CharField(
+        max_length=LOCALE_MAX_LENGTH,
+        help_text="A BCP 47 tag: fr, pt-BR. A text for a language (pt) also serves its regions (pt-BR, pt-AO).",
+    )
+    text = models.TextField(
+        help_text="<OTP> exactly once, <MINUTES> (validity in whole minutes) if wanted, and for TRANSACTION "
+        "<AMOUNT> and <PAYEE> (then used only for requests that carry a transaction). At most 160 characters."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["workspace", "purpose", "locale"]
+        constraints = [
+            # Also the index of the cache's read: every text of one workspace.
+            models.UniqueConstraint(fields=["workspace", "purpose", "locale"], name="otp_workspacetext_one_per_locale"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.purpose} ({self.locale})"

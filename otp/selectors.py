@@ -10,7 +10,8 @@ from django.db.models import Count, Min
 
 from otp.crypto import decrypt_inbox_text, decrypt_reviewer_code
 from otp.errors import OtpSessionNotFound
-from otp.models import OtpSession, ReviewerNumber, SmsMessage, TestInboxMessage
+from otp.models import OtpSession, ReviewerNumber, SmsMessage, TestInboxMessage, WorkspaceText
+from otp.templating import WorkspaceTexts
 from workspaces.models import Workspace
 from zeckta.db import columns_of, db_value, instance_from_row
 from zeckta.localcache import LocalCache
@@ -110,6 +111,25 @@ def reviewer_code_get(*, workspace: Workspace, dest: str) -> str | None:
             workspace.slug,
         )
         return None
+
+
+# (purpose, locale) -> text, of a workspace's own texts (API.md section 15): like the reviewer numbers, an
+# empty dict for most workspaces, read once per LOCAL_CACHE_SECONDS per process, so a request pays no query.
+_workspace_texts: LocalCache[dict[tuple[str, str], str]] = LocalCache("workspace texts")
+
+
+def workspace_texts_get(*, workspace: Workspace) -> WorkspaceTexts:
+    """The workspace's own texts by (purpose, locale), for otp.templating.text_choose. A change in the
+    admin reaches this process at once (otp.apps: forget_on_save) and the others within the cache's time."""
+    return _workspace_texts.get(
+        workspace.pk,
+        lambda: {
+            (purpose, locale): text
+            for purpose, locale, text in WorkspaceText.objects.filter(workspace=workspace).values_list(
+                "purpose", "locale", "text"
+            )
+        },
+    )
 
 
 def outbox_state() -> OutboxState:

@@ -14,7 +14,8 @@ from otp.models import OtpSession, Purpose, SmsMessage, VerifyOutcome
 from otp.transactions import Transaction
 from zeckta import sms_text
 from zeckta.api.fields import BlankAsNullField, IsoDateTimeField, StrictCharField
-from zeckta.channels import Channel
+from zeckta.channels import LOCALE_MAX_LENGTH, Channel
+from zeckta.locales import LOCALE_ERROR, locale_normalise
 from zeckta.sms_text import TRANSACTION_PLACEHOLDERS, template_errors
 
 # ASCII digits only: `\d` would also take "123456\n" and Arabic-Indic digits.
@@ -91,6 +92,23 @@ class OtpRequestInputSerializer(serializers.Serializer):
         help_text="The first send's channel; without it, the first of the workspace's fallback order that has a "
         "route for the number's country. A channel with no such route: 400 with errors.channel.",
     )
+    locale = StrictCharField(
+        required=False,
+        allow_null=True,
+        trim_whitespace=False,
+        max_length=LOCALE_MAX_LENGTH,
+        help_text="The language of the text: a BCP 47 tag such as `fr` or `pt-BR` (case-insensitive). A tag "
+        "without texts falls back to its language, then to the workspace's locale, then to `en`. Default texts "
+        "exist in en, fr, pt, es, ar and sw; a workspace may keep its own per purpose and locale.",
+    )
+
+    def validate_locale(self, value: str | None) -> str | None:
+        if value is None:
+            return None
+        normalised = locale_normalise(value)
+        if normalised is None:
+            raise serializers.ValidationError(LOCALE_ERROR)
+        return normalised
 
     def validate_appHash(self, value: str | None) -> str | None:
         if value is not None and not sms_text.APP_HASH_RE.fullmatch(value):

@@ -53,8 +53,8 @@ from otp.models import (
     VerifyOutcome,
     WrongCode,
 )
-from otp.selectors import reviewer_code_get
-from otp.templating import default_template, transaction_template, voice_text
+from otp.selectors import reviewer_code_get, workspace_texts_get
+from otp.templating import default_template, text_choose, voice_text
 from otp.testmode import inbox_keep, reviewer_number_used
 from otp.transactions import Transaction
 from senders.models import SenderName
@@ -67,6 +67,7 @@ from zeckta import metrics, sms_text
 from zeckta.channels import DEFAULT_LOCALE, Channel
 from zeckta.db import advisory_lock_key, advisory_xact_lock, uuid7
 from zeckta.errors import ValidationFailed
+from zeckta.locales import LOCALE_ERROR, locale_normalise
 
 logger = logging.getLogger(__name__)
 
@@ -110,13 +111,9 @@ def _rendered_send(
     if channel == Channel.SMS:
         sms = _rendered_sms(session_like, code=code, validity_seconds=workspace.otp_validity_seconds, test=test)
     else:
-        text = code if channel == Channel.WHATSAPP else voice_text(code=code, locale=_locale_of(session_like))
+        text = code if channel == Channel.WHATSAPP else voice_text(code=code, locale=session_like.locale)
         sms = RenderedSms(encrypt_inbox_text(text) if test else encrypt_text(text), "", 1)
     return replace(sms, units=units_for(workspace=workspace, channel=channel, segments=sms.segments))
-
-
-def _locale_of(session_like: "NewSession | OtpSession") -> str:
-    return getattr(session_like, "locale", None) or DEFAULT_LOCALE
 
 
 def _rendered_sms(
@@ -163,6 +160,7 @@ class NewSession:
     code_digest: str
     expires_at: datetime
     message_template: str
+    locale: str  # the resolved tag (otp.templating.text_choose)
     app_hash: str
     web_otp_domain: str
     transaction: Transaction | None
@@ -181,6 +179,7 @@ def otp_request(
     src: str,
     purpose: str,
     message_template: str | None = None,
+    locale: str | None = None,
     app_hash: str | None = None,
     web_otp_domain: str | None = None,
     transaction: Transaction | None = None,
@@ -208,6 +207,11 @@ def otp_request(
     the segments, and so the units charged, count them too. `transaction` (TRANSACTION requests) fills
     <AMOUNT> and <PAYEE> and is bound into the code's HMAC.
 
+    `locale` (a BCP 47 tag; ValidationFailed on `locale` when malformed) chooses the language of the text:
+    it, then its language, then the workspace's locale, then `en`; the text is the request's template, else
+    the workspace's own, else the service's default (otp.templating has the whole order). The session keeps
+    the tag that had texts, and the template, so that a resend says the same in the same language.
+
     Everything is written in one transaction: the session, its outbox row and the prepaid debit.
     The SMS task is enqueued only after commit; if the broker is down the outbox row waits for the sweeper.
     """
@@ -219,23 +223,33 @@ def otp_request(
     if sender_name is None:
         raise ValidationFailed.for_field("src", "Not an approved sender name of this workspace.")
     channel = first_channel(workspace=workspace, country=country, requested=channel)
+    requested_locale = None
+    if locale is not None:
+        requested_locale = locale_normalise(locale)
+        if requested_locale is None:
+            raise ValidationFailed.for_field("locale", LOCALE_ERROR)
+    chosen = text_choose(
+        purpose=purpose,
+        requested_locale=requested_locale,
+        workspace_locale=locale_normalise(workspace.locale) or DEFAULT_LOCALE,
+        workspace_template=workspace.default_message_template,
+        workspace_texts=workspace_texts_get(workspace=workspace),
+        transaction=transaction is not None,
+        message_template=message_template,
+    )
     fixed_code = reviewer_code_get(workspace=workspace, dest=dest)
     admission = None
     if not test and fixed_code is None:
         # Before either version of the rules below, in Python: a Redis round trip, no query.
         admission = fraud_request_check(workspace=workspace, dest=dest, country=country, now=timezone.now())
-    template = (
-        message_template
-        or workspace.default_message_template
-        or (transaction_template() if transaction else default_template(purpose))
-    )
     new = _new_session(
         workspace=workspace,
         sender_name=sender_name,
         dest=dest,
         country=country,
         purpose=purpose,
-        template=template,
+        template=chosen.template,
+        locale=chosen.locale,
         app_hash=app_hash or "",
         web_otp_domain=web_otp_domain or "",
         transaction=transaction,
@@ -288,6 +302,7 @@ def _new_session(
     country: str,
     purpose: str,
     template: str,
+    locale: str,
     app_hash: str,
     web_otp_domain: str,
     transaction: Transaction | None,
@@ -309,6 +324,7 @@ def _new_session(
         code_digest=code_digest(session_id, code, transaction),
         expires_at=now + timedelta(seconds=workspace.otp_validity_seconds),
         message_template=template,
+        locale=locale,
         app_hash=app_hash,
         web_otp_domain=web_otp_domain,
         transaction=transaction,
@@ -372,6 +388,7 @@ def _request_in_database(new: NewSession) -> OtpRequestResult:
         "p_channel": new.channel,
         "p_units": sms.units,
         "p_fallback_at": new.fallback_at,
+        "p_locale": new.locale,  # API.md section 15 (otp 0019)
     }
     # The function commits on its own; when a webhook would hear of the session it replaces (otp.expired),
     # the event joins its transaction.
@@ -449,6 +466,7 @@ def _request_in_transaction(new: NewSession, *, actor: str) -> OtpRequestResult:
         created_at=now,
         expires_at=new.expires_at,
         message_template=new.message_template,
+        locale=new.locale,
         app_hash=new.app_hash,
         web_otp_domain=new.web_otp_domain,
         transaction=new.transaction.as_dict() if new.transaction else None,
@@ -601,7 +619,9 @@ def _resend_in_transaction(
             workspace=workspace, dest=dest, country=session.country, now=now, test=test, reviewer=fixed_code is not None
         )
         if not session.message_template:  # a session from before resends kept no template
-            session.message_template = workspace.default_message_template or default_template(session.purpose)
+            session.message_template = workspace.default_message_template or default_template(
+                session.purpose, session.locale
+            )
         sms = (
             None
             if fixed_code is not None

@@ -23,7 +23,8 @@ from standardwebhooks.webhooks import Webhook
 from otp.idempotency import run_idempotent
 from otp.models import Purpose
 from otp.relay import sms_relay
-from otp.templating import default_template
+from otp.selectors import workspace_texts_get
+from otp.templating import text_choose
 from relay.errors import (
     HookPayloadInvalid,
     HookSignatureInvalid,
@@ -36,9 +37,11 @@ from relay.models import SupabaseHook
 from senders.selectors import sender_name_default
 from workspaces.models import Workspace
 from zeckta import sms_text
+from zeckta.channels import DEFAULT_LOCALE
 from zeckta.crypto import fernet_for
 from zeckta.db import advisory_xact_lock
 from zeckta.errors import ValidationFailed
+from zeckta.locales import locale_normalise
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +146,15 @@ def supabase_sms_send(*, hook_id: uuid.UUID, body: bytes, headers: dict[str, str
         sender = sender_name_default(workspace=workspace)
         if sender is None:
             raise NoSenderName()
-        template = workspace.default_message_template or default_template(Purpose.LOGIN)
+        # The workspace's LOGIN text in its own language (API.md section 15): Supabase names no locale.
+        template = text_choose(
+            purpose=Purpose.LOGIN,
+            requested_locale=None,
+            workspace_locale=locale_normalise(workspace.locale) or DEFAULT_LOCALE,
+            workspace_template=workspace.default_message_template,
+            workspace_texts=workspace_texts_get(workspace=workspace),
+            transaction=False,
+        ).template
         text = sms_text.render(template, code=code, validity_seconds=workspace.otp_validity_seconds)
         try:
             message = sms_relay(

@@ -160,6 +160,7 @@ class VerificationsView(TwilioVerifyView):
                 "purpose": Purpose.TRANSACTION if transaction else Purpose.LOGIN,
                 "appHash": form.get("AppHash"),
                 "transaction": transaction.as_dict() if transaction else None,
+                "locale": form.get("Locale"),
             },
         )
 
@@ -171,6 +172,7 @@ class VerificationsView(TwilioVerifyView):
                 purpose=request_data["purpose"],
                 transaction=request_data.get("transaction"),
                 app_hash=request_data.get("appHash"),
+                locale=request_data.get("locale"),
                 test=self.is_test,
                 actor=f"api:{self.api_key.prefix}",
             )

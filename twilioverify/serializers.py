@@ -10,6 +10,7 @@ from rest_framework import serializers
 
 from otp.serializers import CODE_RE, TransactionSerializer
 from otp.transactions import Transaction
+from zeckta.locales import locale_normalise
 
 CHANNEL_SMS = "sms"
 # Twilio's `auto` lets Twilio pick the channel; the only one here is SMS.
@@ -17,7 +18,6 @@ CHANNELS_SERVED = frozenset({CHANNEL_SMS, "auto"})
 # Twilio's Verification sid: VE and the session's UUID in 32 lower-case hex digits, so no table maps them.
 SID_RE = re.compile(r"VE([0-9a-f]{32})")
 # A BCP 47 tag such as "en", "pt-BR" or "zh-HK": accepted and checked; the text is the workspace's own.
-LOCALE_RE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,2}")
 # Twilio's Amount is free text ("€39.99", "39.99 EUR"); this service binds a code to an ISO 4217 currency
 # and a decimal, so the currency must be named, by its code or by one of these unambiguous symbols.
 CURRENCY_SYMBOLS = {"€": "EUR", "£": "GBP", "₵": "GHS", "₦": "NGN", "₹": "INR", "₺": "TRY", "₩": "KRW"}
@@ -94,9 +94,11 @@ class VerificationCreateSerializer(serializers.Serializer):
         return CHANNEL_SMS
 
     def validate_Locale(self, value: str) -> str:
-        if not LOCALE_RE.fullmatch(value):
+        # The OTP request's check (zeckta.locales), so that a tag either door accepts means the same text.
+        normalised = locale_normalise(value)
+        if normalised is None:
             raise serializers.ValidationError("Use a language tag such as en or pt-BR.")
-        return value
+        return normalised
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         return {**attrs, "transaction": transaction_of(attrs)}

@@ -23,13 +23,15 @@ def verification_start(
     app_hash: str | None,
     test: bool,
     actor: str,
+    locale: str | None = None,
 ) -> uuid.UUID:
     """A Verification for `dest`: a fresh code in a new SMS, always.
 
     With a pending verification for the same number, purpose and transaction, that session is resent
     (API.md section 8: the older code stops working, the resend cooldown and cap hold); otherwise a new
-    session is requested. Twilio would send the pending code again, which this service cannot: it never keeps
-    a code it could send again.
+    session is requested, its text in `locale` (Twilio's Locale; a resend keeps the session's language).
+    Twilio would send the pending code again, which this service cannot: it never keeps a code it could
+    send again.
     """
     pending = pending_session_id_get(
         workspace=workspace, dest=dest, now=timezone.now(), test=test, purpose=purpose, transaction=transaction
@@ -46,6 +48,7 @@ def verification_start(
         purpose=purpose,
         app_hash=app_hash,
         transaction=transaction,
+        locale=locale,
         test=test,
         actor=actor,
     )

@@ -13,7 +13,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import escape, format_html
 
 from workspaces.billing import balance_credit
 from workspaces.keys import EXPIRES_IN_DAYS_MAX
@@ -31,6 +31,7 @@ from workspaces.services import (
 )
 from zeckta.channels import DEFAULT_CHANNELS, Channel
 from zeckta.errors import ValidationFailed
+from zeckta.locales import LOCALE_ERROR, locale_normalise
 from zeckta.sms_text import template_errors
 
 # Fields of a workspace the admin form may write; balance_units is never among them.
@@ -40,6 +41,7 @@ WORKSPACE_POLICY_FIELDS = (
     "otp_max_attempts",
     "otp_code_length",
     "default_message_template",
+    "locale",  # the language of the texts when a request names none (API.md section 15)
 )
 WORKSPACE_ABUSE_FIELDS = (
     "allowed_countries",
@@ -127,6 +129,14 @@ class WorkspaceAdminForm(forms.ModelForm):
         # permission credits it or makes it postpaid.
         if self.instance._state.adding and "is_prepaid" not in self.fields:
             self.instance.is_prepaid = True
+        # Said here rather than in the model's help_text, which a migration would have to follow.
+        if "default_message_template" in self.fields:
+            self.fields["default_message_template"].help_text = escape(
+                "Used when a request has no messageTemplate and the workspace has no text of its own for the "
+                "purpose and language (OTP > Workspace texts), for every purpose, and only for requests in the "
+                "workspace's language (its locale): it is written in that language. Must contain <OTP> once; "
+                "may contain <MINUTES>."
+            )
         if isinstance(self.initial.get("channels"), list):
             self.initial["channels"] = ",".join(self.initial["channels"])
         # A post from a form that predates the channel fields (or leaves them out) keeps their values.
@@ -150,6 +160,12 @@ class WorkspaceAdminForm(forms.ModelForm):
             if problems:
                 raise forms.ValidationError(problems)
         return template
+
+    def clean_locale(self) -> str:
+        locale = locale_normalise(self.cleaned_data["locale"])
+        if locale is None:
+            raise forms.ValidationError(LOCALE_ERROR)
+        return locale
 
     def clean_allowed_countries(self) -> str:
         try:

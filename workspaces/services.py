@@ -20,6 +20,7 @@ from workspaces.models import DAILY_SMS_CAP_MAX, ApiKey, AuditEvent, FraudGuardM
 from zeckta.channels import FALLBACK_AFTER_SECONDS_MAX, FALLBACK_AFTER_SECONDS_MIN, Channel
 from zeckta.errors import ValidationFailed
 from zeckta.localcache import local_caches_changed
+from zeckta.locales import locale_normalise
 
 
 def parse_countries(value: str | list[str] | None) -> str:
@@ -66,9 +67,11 @@ def workspace_create(
     relay_enabled: bool = False,
     channels: str | list[str] | None = None,
     fallback_after_seconds: int | None = None,
+    locale: str | None = None,
     actor: str = SYSTEM_ACTOR,
 ) -> Workspace:
-    """A new workspace with its policy; None keeps a field's default. `daily_sms_cap` 0 is no cap."""
+    """A new workspace with its policy; None keeps a field's default. `daily_sms_cap` 0 is no cap.
+    `locale` (a BCP 47 tag, kept normalised: `pt-BR`) is the language of its texts (API.md section 15)."""
     name = name.strip()
     if not name:
         raise ValidationFailed("the workspace name must not be empty")
@@ -87,6 +90,11 @@ def workspace_create(
         raise ValidationFailed(
             f"the fallback delay must be between {FALLBACK_AFTER_SECONDS_MIN} and {FALLBACK_AFTER_SECONDS_MAX} seconds"
         )
+    if locale is not None:
+        normalised = locale_normalise(locale)
+        if normalised is None:
+            raise ValidationFailed(f"the locale {locale!r} is not a BCP 47 language tag (such as en, fr or pt-BR)")
+        locale = normalised
     workspace = Workspace(
         name=name,
         slug=slug,
@@ -104,6 +112,7 @@ def workspace_create(
         ("fraud_guard_mode", fraud_guard_mode),
         ("channels", parse_channels(channels) if channels is not None else None),
         ("fallback_after_seconds", fallback_after_seconds),
+        ("locale", locale),
     ]:
         if value is not None:
             setattr(workspace, field, value)
@@ -165,6 +174,7 @@ WORKSPACE_EDITABLE_FIELDS = frozenset(
         "units_per_sms_segment",
         "units_per_whatsapp_message",
         "units_per_call",
+        "locale",
     }
 )
 API_KEY_EDITABLE_FIELDS = frozenset({"name", "tps", "expires_at"})

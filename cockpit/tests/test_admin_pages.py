@@ -26,6 +26,7 @@ GUIDE_SECTIONS = (
     "revoke-a-key",
     "add-a-route",
     "credit-a-balance",
+    "texts",
     "no-sms",
     "fraud-guard",
     "pumping",

@@ -1,6 +1,6 @@
 """Channel fallback (API.md section 15): each session's fallback due time, indexed for the beat's scan; units
 priced per channel (no longer always equal to the segments); and otp_request() with the first send's channel,
-its units and its fallback due time (p_channel, p_units, p_fallback_at).
+its units and its fallback due time (p_channel, p_units, p_fallback_at), after 0019's p_locale.
 """
 
 from importlib import import_module
@@ -47,6 +47,7 @@ CREATE OR REPLACE FUNCTION otp_request(
     p_channel varchar,               -- the first send's channel (API.md section 15), on the session and its send
     p_units integer,                 -- what the send costs, priced per channel (otp.channels.units_for)
     p_fallback_at timestamptz,       -- when it falls back to the next channel; NULL: nothing to fall back to
+    p_locale varchar,                -- the session's language, resolved by otp.templating (API.md section 15)
     -- 'created' or 'reused' with the session; else the refused limit and seconds until it reopens.
     OUT outcome text,
     OUT wait_seconds integer,
@@ -135,11 +136,11 @@ BEGIN
     INSERT INTO otp_otpsession (public_id, workspace_id, sender_name_id, dest, country, src, purpose, code_digest,
                                 status, attempts_used, max_attempts, created_at, expires_at, message_template,
                                 app_hash, web_otp_domain, transaction, resends, resend_available_at, is_test,
-                                channel, fallback_at)
+                                channel, fallback_at, locale)
     VALUES (p_session_public_id, p_workspace_id, p_sender_name_id, p_dest, p_country, p_src, p_purpose,
             p_code_digest, 'PENDING', 0, p_max_attempts, p_now, p_expires_at, p_message_template,
             p_app_hash, p_web_otp_domain, p_transaction, 0, p_resend_available_at, false,
-            p_channel, p_fallback_at)
+            p_channel, p_fallback_at, p_locale)
     RETURNING id INTO new_session_id;
     INSERT INTO otp_smsmessage (public_id, session_id, workspace_id, "to", country, src, status, encrypted_text,
                                 encoding, segments, units, attempts, route_key, route_name, route_attempts,
@@ -159,7 +160,7 @@ END
 $$;
 """
 
-_PREVIOUS = import_module("otp.migrations.0015_functions_agree_with_python")
+_PREVIOUS = import_module("otp.migrations.0019_texts_per_workspace_purpose_and_locale")
 
 
 def _replace(schema_editor, otp_request: str) -> None:
@@ -178,7 +179,7 @@ def restore_previous(apps, schema_editor) -> None:
 
 
 class Migration(migrations.Migration):
-    dependencies = [("otp", "0018_channels_and_languages")]
+    dependencies = [("otp", "0019_texts_per_workspace_purpose_and_locale")]
 
     operations = [
         migrations.RemoveConstraint(

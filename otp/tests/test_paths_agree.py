@@ -150,11 +150,14 @@ class PathsAgreeMachine(RuleBasedStateMachine):
         test=st.booleans(),
         dest=st.sampled_from(DESTINATIONS),
         purpose=st.sampled_from(PURPOSES),
+        # None: the field left out. A region, a language without texts, a right-to-left one (UCS-2).
+        locale=st.sampled_from([None, "fr", "pt-BR", "xx", "ar"]),
     )
-    def request(self, tenant: int, test: bool, dest: str, purpose: str):
+    def request(self, tenant: int, test: bool, dest: str, purpose: str, locale: str | None):
         twin = self.twins[tenant]
         clients = twin.test if test else twin.live
-        answers = self._both(lambda world: request_otp(clients[world], dest, purpose=purpose))
+        extra = {} if locale is None else {"locale": locale}
+        answers = self._both(lambda world: request_otp(clients[world], dest, purpose=purpose, **extra))
         self._same(answers, new_session_ok=True)
         if answers["sql"].status_code != 200:
             return multiple()
@@ -298,12 +301,16 @@ class PathsAgreeMachine(RuleBasedStateMachine):
                 "is_test",
                 "dest",
                 "purpose",
+                "locale",
+                "message_template",
             )
         ]
         sms = list(
             SmsMessage.objects.filter(workspace__in=workspaces)
             .order_by("pk")
-            .values_list("session__public_id", "status", "units", "is_test", "route_name", "created_at")
+            .values_list(
+                "session__public_id", "status", "units", "is_test", "route_name", "created_at", "encoding", "segments"
+            )
         )
         # Sorted: the expiry sweep reports sessions that expired at the same instant in either order.
         events = sorted(

@@ -193,6 +193,18 @@ def test_the_phone_with_its_plus_and_the_workspaces_own_login_text(client, hook,
     assert locmem.outbox[0].text == f"Acme sign-in: {CODE}"
 
 
+def test_the_login_text_is_in_the_workspaces_language(client, hook, workspace):
+    workspace.locale = "sw"
+    workspace.save(update_fields=["locale"])
+    path, secret = hook
+    assert supabase_call(client, path, secret, documented_payload(phone=DEST)).status_code == 200
+    sms_deliver(message_id=SmsMessage.objects.get().pk)
+    expected = sms_text.render(
+        default_template("LOGIN", "sw"), code=CODE, validity_seconds=workspace.otp_validity_seconds
+    )
+    assert locmem.outbox[0].text == expected and expected.startswith(f"Msimbo wako wa kuingia ni {CODE}.")
+
+
 def test_a_replayed_webhook_id_sends_nothing_again_and_gets_the_first_answer(client, hook):
     path, secret = hook
     webhook_id = str(uuid.uuid4())

@@ -142,3 +142,23 @@ def test_failed_authentications_from_one_address_are_held_back(db, settings, wor
 
     assert codes[:3] == [20003, 20003, 20003] and codes[-1] == 20429
     assert create(Client(), workspace, test_key).status_code == 201  # a valid key is never held back
+
+
+def test_locale_chooses_the_language_of_the_text_and_a_malformed_one_is_60200(db, workspace, test_key):
+    def start(locale: str):
+        return Client().post(
+            f"/v2/Services/{workspace.service_sid}/Verifications",
+            urlencode({"To": DEST, "Channel": "sms", "Locale": locale}),
+            content_type=FORM,
+            secure=True,
+            HTTP_AUTHORIZATION=basic(workspace, test_key),
+        )
+
+    refused = start("pt_BR")
+    assert refused.status_code == 400 and refused.json()["code"] == 60200
+    assert not OtpSession.objects.exists()
+
+    assert start("pt-br").status_code == 201
+    assert OtpSession.objects.get().locale == "pt"  # Brazilian Portuguese falls back to Portuguese
+    (message,) = inbox_list(workspace=workspace, dest=DEST, now=timezone.now())
+    assert message.text.startswith("Use o codigo ")

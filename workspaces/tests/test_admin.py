@@ -27,6 +27,7 @@ def workspace_form_data(workspace: Workspace, **changes) -> dict:
         "otp_max_attempts": workspace.otp_max_attempts,
         "otp_code_length": workspace.otp_code_length,
         "default_message_template": "",
+        "locale": workspace.locale,
         "allowed_countries": "",
         "destination_limit": workspace.destination_limit,
         "destination_window_seconds": workspace.destination_window_seconds,
@@ -104,6 +105,18 @@ def test_workspace_policy_is_editable_and_countries_are_normalised(admin_client,
     assert (workspace.otp_validity_seconds, workspace.otp_max_attempts, workspace.otp_reuse_enabled) == (600, 3, False)
     assert workspace.default_message_template == "Your <OTP> code, valid <MINUTES> min."
     assert workspace.allowed_countries == "GH,NG"
+
+
+def test_workspace_locale_is_editable_normalised_and_checked(admin_client, workspace):
+    url = reverse(CHANGE.format("workspace"), args=[workspace.pk])
+    assert admin_client.post(url, workspace_form_data(workspace, locale="FR-ca")).status_code == 302
+    workspace.refresh_from_db()
+    assert workspace.locale == "fr-CA"
+    response = admin_client.post(url, workspace_form_data(workspace, locale="french"))
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["locale"] == ["Use a BCP 47 language tag such as en, fr or pt-BR."]
+    workspace.refresh_from_db()
+    assert workspace.locale == "fr-CA"
 
 
 @pytest.mark.parametrize(

@@ -114,6 +114,19 @@ def test_create_workspace_refuses_a_bad_channel_order_or_delay_on_one_line(trans
     assert not Workspace.objects.exists()
 
 
+def test_create_workspace_sets_the_locale_normalised(db):
+    assert run("create_workspace", "Lisboa", "--locale", "PT-br")[-1] == "lisboa"
+    assert Workspace.objects.get(slug="lisboa").locale == "pt-BR"
+    run("create_workspace", "Plain")
+    assert Workspace.objects.get(slug="plain").locale == "en"
+
+
+@pytest.mark.parametrize("tag", ["pt_BR", "english", "f", "fr-", "x-private", "fr-CA-" + "a" * 40])
+def test_create_workspace_refuses_a_malformed_locale_in_one_line(db, tag):
+    assert_one_line_error(manage("create_workspace", "Acme", "--locale", tag), "not a BCP 47 language tag")
+    assert not Workspace.objects.exists()
+
+
 def test_create_workspace_refuses_a_taken_slug(db):
     WorkspaceFactory(slug="acme")
     with pytest.raises(CommandError, match="already exists"):

@@ -77,6 +77,11 @@ class Command(OperatorCommand):
             help=f"Seconds without a delivery report before the next channel, {FALLBACK_AFTER_SECONDS_MIN} to "
             f"{FALLBACK_AFTER_SECONDS_MAX} (default 30).",
         )
+        parser.add_argument(
+            "--locale",
+            metavar="TAG",
+            help="The language of the texts when a request names none (a BCP 47 tag: fr, pt-BR). Default: en.",
+        )
 
     def handle(self, *args, **options) -> None:
         workspace = workspace_create(
@@ -93,6 +98,7 @@ class Command(OperatorCommand):
             relay_enabled=options["relay"],
             channels=options["channels"],
             fallback_after_seconds=options["fallback_after"],
+            locale=options["locale"],
             actor="command:create_workspace",
         )
         billing = f"prepaid, balance {workspace.balance_units}" if workspace.is_prepaid else "postpaid"
