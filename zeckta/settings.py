@@ -274,6 +274,10 @@ FRAUD_HISTORY_REFRESH_SECONDS = env.int("FRAUD_HISTORY_REFRESH_SECONDS", default
 # of blocks lifted within FRAUD_MIRROR_LIFTS_SECONDS are dropped again (a lift made while Redis was away).
 FRAUD_MIRROR_INTERVAL_SECONDS = env.float("FRAUD_MIRROR_INTERVAL_SECONDS", default=30.0)
 FRAUD_MIRROR_LIFTS_SECONDS = 3600
+# Blocks and shadow decisions are deleted this many days after they ended (or were lifted), by the hourly purge
+# of old sessions (fraud.services.fraud_blocks_purge). Never less than FRAUD_BLOCK_RETENTION_DAYS_MIN: the API
+# lists 30 days of decisions and escalation remembers a block up to 30 days after its end.
+FRAUD_BLOCK_RETENTION_DAYS = env.int("FRAUD_BLOCK_RETENTION_DAYS", default=90)
 # Task names as registered (otp.delivery's constants; not imported: settings load before any app).
 CELERY_BEAT_SCHEDULE = {
     "requeue-stale-outbox": {"task": "otp.tasks.requeue_stale_sms", "schedule": 30.0},

@@ -16,8 +16,10 @@ from standardwebhooks.webhooks import Webhook
 
 from fraud.guard import block_key, blocks_key, blocks_mirror
 from fraud.models import FraudBlock, SafeListEntry
+from fraud.tests.factories import FraudBlockFactory
 from otp.fraudrules import country_history_refresh
 from otp.models import OtpSession, SmsMessage
+from otp.tasks import otp_sessions_purge_task
 from otp.testmode import reviewer_number_add
 from otp.tests.factories import SmsMessageFactory
 from otp.tests.helpers import deliver_and_read_code, later, request_otp, resend, verify
@@ -394,3 +396,13 @@ def test_decisions_and_refusals_are_counted(api, workspace, client, django_captu
         'zeckta_otp_requests_total{outcome="new"}': 10,
     }
     assert Moves(before, scrape(client)).of(expected) == expected
+
+
+def test_the_hourly_purge_takes_blocks_past_their_retention_too(workspace):
+    long_ago = timezone.now() - timedelta(days=200)
+    FraudBlockFactory(workspace=workspace, created_at=long_ago, ends_at=long_ago + timedelta(hours=1))
+    FraudBlockFactory(workspace=workspace)  # active
+
+    assert otp_sessions_purge_task.apply().get() == 1  # no session nor idempotency record was due
+
+    assert FraudBlock.objects.get().ends_at > timezone.now()
