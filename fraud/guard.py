@@ -18,9 +18,18 @@ them all):
 - `numbers:<scope>:<value>`: a sorted set of the numbers sent to within the rule's window, scored by
   when (ms).
 - `approved:<scope>:<value>`: when a session of that range or country was last approved (ms).
+- `blocks`: a hash of every block the keys above hold (field `<mode>:<scope>:<value>`, the end in ms), so that
+  a process can hold a workspace's blocks for LOCAL_CACHE_SECONDS and check a number it knows is counted
+  without a round trip (`guard_check`); ended fields stay until the hash expires with its longest block.
 - `history`: the countries the workspace has sent enough to before (country_velocity leaves them alone),
   written by beat (otp.fraudrules); its field `_` says the list is known. Without it, country_velocity
   judges nothing: a Redis that lost it must not make every country new.
+
+A number this process saw counted (the script answered `ok`) stays in both counts for the shortest of the two
+windows: until then, a rule cannot trip on it (a number already counted never trips), so the script could only
+answer "blocked" or "ok". Within that time `guard_check` asks no Redis at all: a reused request, the usual repeat
+of a login, costs nothing, and in `enforce` the answer comes from the workspace's blocks as this process last
+read them (at most LOCAL_CACHE_SECONDS old, as keys are; the blocks this process sets or lifts, at once).
 
 Times are the service's clock (passed in), not Redis's: the decision and the record agree, and tests that
 move the clock move both.
@@ -40,6 +49,7 @@ from django.db.models import Q
 
 from fraud.models import FraudBlock, number_range
 from workspaces.models import FraudGuardMode, Workspace
+from zeckta.localcache import LocalCache, LocalMarks
 
 logger = logging.getLogger(__name__)
 
@@ -47,10 +57,10 @@ RANGE, COUNTRY = "range", "country"
 HISTORY_KNOWN = "_"  # the history hash's field that says beat has written it
 
 # KEYS: 1 this mode's block of the range, 2 of the country, 3 the range's numbers, 4 the country's numbers,
-#       5 the range's last approval, 6 the country's, 7 the workspace's country history.
+#       5 the range's last approval, 6 the country's, 7 the workspace's country history, 8 its blocks hash.
 # ARGV: 1 mode, 2 now (unix ms), 3 the number, 4 its country ('' for none),
 #       5 range numbers allowed, 6 range window (ms), 7 range block (ms),
-#       8 country numbers allowed, 9 country window (ms), 10 country block (ms).
+#       8 country numbers allowed, 9 country window (ms), 10 country block (ms), 11 the number's range.
 # Returns {'ok', counted}, {'blocked', scope}, or {'tripped', scope, numbers[, scope, numbers]}: the scopes
 # whose rule this request tripped, with the distinct numbers counted (this one included). `counted` is 1
 # when this request put the number into a count it was not in (`guard_uncount` takes it out again).
@@ -78,15 +88,17 @@ local function crowded(numbers, approved, limit, window)
   if last and tonumber(last) > now - window then return nil end
   return count + 1
 end
-local function block(key, ms)
+local function block(key, scope, value, ms)
   redis.call('SET', key, now + ms, 'PX', ms)
+  redis.call('HSET', KEYS[8], ARGV[1] .. ':' .. scope .. ':' .. value, now + ms)
+  if redis.call('PTTL', KEYS[8]) < ms then redis.call('PEXPIRE', KEYS[8], ms) end
 end
 
 local tripped = {}
 local range_window, country_window = tonumber(ARGV[6]), tonumber(ARGV[9])
 local range_count = crowded(KEYS[3], KEYS[5], tonumber(ARGV[5]), range_window)
 if range_count then
-  block(KEYS[1], tonumber(ARGV[7]))
+  block(KEYS[1], 'range', ARGV[11], tonumber(ARGV[7]))
   tripped = {'tripped', 'range', range_count}
   if ARGV[1] == 'enforce' then return tripped end
 end
@@ -96,7 +108,7 @@ local judge_country = country ~= '' and redis.call('HEXISTS', KEYS[7], '_') == 1
 if judge_country then
   local country_count = crowded(KEYS[4], KEYS[6], tonumber(ARGV[8]), country_window)
   if country_count then
-    block(KEYS[2], tonumber(ARGV[10]))
+    block(KEYS[2], 'country', country, tonumber(ARGV[10]))
     if #tripped == 0 then tripped = {'tripped'} end
     table.insert(tripped, 'country')
     table.insert(tripped, country_count)
@@ -127,6 +139,22 @@ return 1
 APPROVED_SCRIPT = """
 redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]))
 if KEYS[2] then redis.call('SET', KEYS[2], ARGV[1], 'PX', tonumber(ARGV[3])) end
+return 1
+"""
+
+# KEYS: 1 a workspace's blocks hash. ARGV: 1 now (ms), then pairs of a field and its block's end (ms; an end
+# not after now drops the field). The hash lives as long as its longest block.
+BLOCKS_SCRIPT = """
+local now = tonumber(ARGV[1])
+for i = 2, #ARGV, 2 do
+  local ends = tonumber(ARGV[i + 1])
+  if ends > now then
+    redis.call('HSET', KEYS[1], ARGV[i], ends)
+    if redis.call('PTTL', KEYS[1]) < ends - now then redis.call('PEXPIRE', KEYS[1], ends - now) end
+  else
+    redis.call('HDEL', KEYS[1], ARGV[i])
+  end
+end
 return 1
 """
 
@@ -176,6 +204,25 @@ def history_key(workspace_id: int) -> str:
     return f"{_prefix(workspace_id)}:history"
 
 
+def blocks_key(workspace_id: int) -> str:
+    return f"{_prefix(workspace_id)}:blocks"
+
+
+def _block_field(mode: str, scope: str, value: str) -> str:
+    return f"{mode}:{scope}:{value}"
+
+
+# The numbers this process saw counted, (workspace id, number) -> until when (ms) they stay counted; and each
+# workspace's blocks (field -> end, ms) as this process last read them from its `blocks` hash.
+_counted = LocalMarks("fraud guard: numbers counted")
+_blocks: LocalCache[dict[str, int]] = LocalCache("fraud guard: blocks")
+
+
+def _local_forget() -> None:
+    """Blocks were set, mirrored or lifted in this process: read them again at the next check."""
+    _blocks.clear()
+
+
 def number_country(dest: str) -> str:
     """The region of an E.164 number as otp.destinations finds it (ISO 3166 alpha-2, or "001"), "" if none."""
     try:
@@ -194,6 +241,7 @@ class _Redis:
     check: Any  # redis.commands.core.Script
     approved: Any
     uncount: Any
+    blocks: Any
 
 
 @lru_cache(maxsize=4)
@@ -208,6 +256,7 @@ def _connect(url: str) -> _Redis:
         client.register_script(SCRIPT),
         client.register_script(APPROVED_SCRIPT),
         client.register_script(UNCOUNT_SCRIPT),
+        client.register_script(BLOCKS_SCRIPT),
     )
 
 
@@ -228,12 +277,19 @@ def guard_check(*, workspace: Workspace, dest: str, country: str, now: datetime)
     """Asks the script about one live request or resend for `dest` (not a test key's, not a reviewer or
     safe-listed number's: the caller leaves those out, and a workspace whose guard is off).
 
-    One Redis round trip. Raises GuardUnavailable when Redis cannot answer."""
+    One Redis round trip, or none for a number this process saw counted within the rules' windows (a reused
+    session's, most often): then only the workspace's blocks are checked, as this process holds them.
+    Raises GuardUnavailable when Redis cannot answer."""
     connection = _redis()
     if connection is None:
         return ALLOWED
     mode = workspace.fraud_guard_mode
     workspace_id = workspace.pk
+    now_ms = _ms(now)
+    if _counted.holds((workspace_id, dest), now_ms):
+        return _counted_verdict(
+            connection, workspace_id=workspace_id, mode=mode, dest=dest, country=country, now_ms=now_ms
+        )
     value = number_range(dest)
     try:
         answer = connection.check(
@@ -245,10 +301,11 @@ def guard_check(*, workspace: Workspace, dest: str, country: str, now: datetime)
                 approved_key(workspace_id, RANGE, value),
                 approved_key(workspace_id, COUNTRY, country),
                 history_key(workspace_id),
+                blocks_key(workspace_id),
             ],
             args=[
                 mode,
-                _ms(now),
+                now_ms,
                 dest,
                 country,
                 workspace.fraud_range_velocity_numbers,
@@ -257,6 +314,7 @@ def guard_check(*, workspace: Workspace, dest: str, country: str, now: datetime)
                 workspace.fraud_country_velocity_numbers,
                 workspace.fraud_country_velocity_window_seconds * 1000,
                 workspace.fraud_country_velocity_block_seconds * 1000,
+                value,
             ],
         )
     except redis.RedisError as exc:
@@ -264,9 +322,15 @@ def guard_check(*, workspace: Workspace, dest: str, country: str, now: datetime)
     outcome = _text(answer[0])
     enforce = mode == FraudGuardMode.ENFORCE
     if outcome == "ok":
+        # In both counts now (ZADD moved an earlier entry to now), so it stays counted for the shorter window.
+        window_seconds = min(
+            workspace.fraud_range_velocity_window_seconds, workspace.fraud_country_velocity_window_seconds
+        )
+        _counted.put((workspace_id, dest), now_ms + window_seconds * 1000)
         return Verdict(refused=False, counted=bool(int(answer[1])))
     if outcome == "blocked":
         return Verdict(refused=enforce)
+    _local_forget()  # this process sees the block it just set at once
     trips = []
     for index in range(1, len(answer), 2):
         scope, numbers = _text(answer[index]), int(answer[index + 1])
@@ -281,6 +345,30 @@ def guard_check(*, workspace: Workspace, dest: str, country: str, now: datetime)
             )
         )
     return Verdict(refused=enforce, trips=tuple(trips))
+
+
+def _counted_verdict(
+    connection: "_Redis", *, workspace_id: int, mode: str, dest: str, country: str, now_ms: int
+) -> Verdict:
+    """What the script would answer for a number it counted within its windows: no rule can trip on it, so
+    only a block refuses it, and only in `enforce` (in `shadow` a blocked number proceeds and is recorded
+    nothing more). The blocks come from the workspace's `blocks` hash, read at most once per
+    LOCAL_CACHE_SECONDS per process."""
+    if mode != FraudGuardMode.ENFORCE:
+        return ALLOWED
+
+    def load() -> dict[str, int]:
+        try:
+            stored = connection.client.hgetall(blocks_key(workspace_id))
+        except redis.RedisError as exc:
+            raise GuardUnavailable(str(exc)) from None
+        return {_text(field): int(end) for field, end in stored.items()}
+
+    blocks = _blocks.get(workspace_id, load)
+    blocked = blocks.get(_block_field(mode, RANGE, number_range(dest)), 0) > now_ms or (
+        country != "" and blocks.get(_block_field(mode, COUNTRY, country), 0) > now_ms
+    )
+    return Verdict(refused=blocked)
 
 
 def guard_blocked(*, workspace: Workspace, dest: str, country: str) -> bool:
@@ -304,6 +392,7 @@ def guard_uncount(*, workspace_id: int, dest: str, country: str, now: datetime) 
     (a send limit, the daily cap, the prepaid balance) and sent nothing, so it is not a number sent to. A
     workspace at its cap, or out of units, must not find its countries blocked when it is served again.
     Never raises: left counted, the number only makes the guard stricter for its window."""
+    _counted.discard((workspace_id, dest))  # no longer counted: the next request for it asks the script
     connection = _redis()
     if connection is None:
         return
@@ -348,7 +437,15 @@ def block_mirror(*, workspace_id: int, mode: str, scope: str, value: str, ends_a
         return
     left_ms = _ms(ends_at) - _ms(now)
     if left_ms > 0:
-        connection.client.set(block_key(workspace_id, mode, scope, value), _ms(ends_at), px=left_ms)
+        pipe = connection.client.pipeline(transaction=False)
+        pipe.set(block_key(workspace_id, mode, scope, value), _ms(ends_at), px=left_ms)
+        connection.blocks(
+            keys=[blocks_key(workspace_id)],
+            args=[_ms(now), _block_field(mode, scope, value), _ms(ends_at)],
+            client=pipe,
+        )
+        pipe.execute()
+    _local_forget()
 
 
 def block_forget(*, workspace_id: int, scope: str, value: str) -> None:
@@ -358,11 +455,19 @@ def block_forget(*, workspace_id: int, scope: str, value: str) -> None:
     connection = _redis()
     if connection is None:
         return
-    connection.client.delete(
-        *(block_key(workspace_id, mode, scope, value) for mode in (FraudGuardMode.ENFORCE, FraudGuardMode.SHADOW)),
+    modes = (FraudGuardMode.ENFORCE, FraudGuardMode.SHADOW)
+    pipe = connection.client.pipeline(transaction=False)
+    pipe.delete(
+        *(block_key(workspace_id, mode, scope, value) for mode in modes),
         numbers_key(workspace_id, scope, value),
         approved_key(workspace_id, scope, value),
     )
+    fields = [item for mode in modes for item in (_block_field(mode, scope, value), 0)]
+    connection.blocks(keys=[blocks_key(workspace_id)], args=[0, *fields], client=pipe)
+    pipe.execute()
+    # The counts start again: the numbers this process saw counted are not any more.
+    _local_forget()
+    _counted.clear()
 
 
 def blocks_mirror(*, now: datetime) -> int:
@@ -387,11 +492,17 @@ def blocks_mirror(*, now: datetime) -> int:
         else:
             lifted.add(target)
     pipe = connection.client.pipeline(transaction=False)
+    fields: dict[int, list[str | int]] = {}  # each workspace's blocks hash: field, end (ms; 0 drops it)
     for workspace_id, mode, scope, value in lifted - active.keys():
         pipe.delete(block_key(workspace_id, mode, scope, value))
+        fields.setdefault(workspace_id, []).extend((_block_field(mode, scope, value), 0))
     for (workspace_id, mode, scope, value), ends_at in active.items():
         pipe.set(block_key(workspace_id, mode, scope, value), _ms(ends_at), px=max(_ms(ends_at) - _ms(now), 1))
+        fields.setdefault(workspace_id, []).extend((_block_field(mode, scope, value), _ms(ends_at)))
+    for workspace_id, pairs in fields.items():
+        connection.blocks(keys=[blocks_key(workspace_id)], args=[_ms(now), *pairs], client=pipe)
     pipe.execute()
+    _local_forget()
     return len(active)
 
 

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import redis
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from fraud import guard
@@ -227,6 +229,22 @@ def _mirror(block: FraudBlock, *, now: datetime) -> None:
     except redis.RedisError as exc:
         # The velocity script set the block already, or beat's mirror writes it within its interval.
         logger.warning("fraud guard: block %s not mirrored into Redis yet: %s", block.public_id, exc)
+
+
+# The fewest days a block's row is kept after its end: GET /v1/messaging/fraud/blocks lists 30 days of them
+# (fraud.selectors), and escalation looks back up to the workspace's memory (at most 30 days) from a block's end.
+FRAUD_BLOCK_RETENTION_DAYS_MIN = 31
+
+
+def fraud_blocks_purge(*, now: datetime | None = None) -> int:
+    """Deletes the blocks and shadow decisions that ended, or were lifted, more than FRAUD_BLOCK_RETENTION_DAYS
+    (at least FRAUD_BLOCK_RETENTION_DAYS_MIN) ago; returns how many. An active block is never touched. From the
+    hourly purge (otp.tasks); blocks are rare, so a scan of the table is cheap."""
+    now = now or timezone.now()
+    days = max(settings.FRAUD_BLOCK_RETENTION_DAYS, FRAUD_BLOCK_RETENTION_DAYS_MIN)
+    cutoff = now - timedelta(days=days)
+    deleted, _ = FraudBlock.objects.filter(Q(ends_at__lt=cutoff) | Q(lifted_at__lt=cutoff)).delete()
+    return deleted
 
 
 SAFE_LIST_NOTE_MAX = 200  # characters, as the column holds

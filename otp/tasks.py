@@ -11,6 +11,7 @@ from celery import shared_task
 from django.utils import timezone
 
 from fraud.guard import blocks_mirror
+from fraud.services import fraud_blocks_purge
 from otp.delivery import (
     INBOX_PURGE_TASK,
     OTP_SESSIONS_PURGE_TASK,
@@ -69,8 +70,9 @@ def otp_sessions_expire_task() -> int:
 
 @shared_task(name=OTP_SESSIONS_PURGE_TASK, ignore_result=True)
 def otp_sessions_purge_task() -> int:
-    """Hourly: sessions past their retention, and idempotency records past their 24 hours."""
-    return otp_sessions_purge() + idempotency_records_purge()
+    """Hourly: sessions past their retention, idempotency records past their 24 hours, and the fraud guard's
+    blocks past theirs (FRAUD_BLOCK_RETENTION_DAYS after their end)."""
+    return otp_sessions_purge() + idempotency_records_purge() + fraud_blocks_purge()
 
 
 @shared_task(name=INBOX_PURGE_TASK, ignore_result=True)

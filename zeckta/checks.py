@@ -2,7 +2,8 @@
 
 They catch the settings that work in development and are unsafe in production: no broker (tasks would
 run inside requests and rate limits per process), SQLite, guessable secrets, SMS texts in clear text on
-the network, and SMS backends that only print or keep the codes.
+the network, and SMS backends that only print or keep the codes. A deployment without Redis, where the
+fraud guard cannot run, is a warning (zeckta.W003).
 
 No METRICS_TOKEN is not among them: without it /metrics answers loopback clients only, which is safe
 (docs/deploy.md says what to do behind a proxy on the same machine).
@@ -121,6 +122,16 @@ def check_production_settings(app_configs: Iterable[Any] | None, **kwargs: Any) 
                 id="zeckta.E006",
             )
             for problem in receipt_url_problems_reader()
+        )
+    if not settings.REDIS_URL:
+        # A broker of another kind (CELERY_BROKER_URL=amqp://...) passes E001, but the guard needs Redis.
+        errors.append(
+            CheckWarning(
+                "No REDIS_URL: the fraud guard cannot run, so no live request is checked against its blocks or "
+                "velocity rules and SMS pumping is not stopped, whatever each workspace's fraud guard mode says.",
+                hint="Set REDIS_URL=redis://... (also the broker and the per-key rate limit unless set apart).",
+                id="zeckta.W003",
+            )
         )
     if settings.LOCAL_CACHE_SECONDS > 1:
         errors.append(

@@ -19,7 +19,7 @@ from django.db import transaction
 
 V = TypeVar("V")
 
-_registry: list["LocalCache"] = []
+_registry: list["LocalCache | LocalMarks"] = []
 
 
 class LocalCache(Generic[V]):
@@ -52,6 +52,37 @@ class LocalCache(Generic[V]):
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+
+
+class LocalMarks:
+    """A bounded map of marks that each hold until a deadline their writer chose (unix ms), not for
+    LOCAL_CACHE_SECONDS: what this process learnt from a shared store and may trust until then (the fraud
+    guard's numbers it saw counted, say). Forgotten with the caches (`local_caches_clear`)."""
+
+    def __init__(self, name: str, *, max_entries: int = 100_000) -> None:
+        self.name = name
+        self.max_entries = max_entries
+        self._marks: dict[Hashable, int] = {}
+        self._lock = threading.Lock()
+        _registry.append(self)
+
+    def holds(self, key: Hashable, now_ms: int) -> bool:
+        until = self._marks.get(key)
+        return until is not None and until > now_ms
+
+    def put(self, key: Hashable, until_ms: int) -> None:
+        with self._lock:
+            if len(self._marks) >= self.max_entries:
+                self._marks.clear()  # a mark only saves a round trip: starting afresh loses nothing else
+            self._marks[key] = until_ms
+
+    def discard(self, key: Hashable) -> None:
+        with self._lock:
+            self._marks.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._marks.clear()
 
 
 def local_caches_clear() -> None:

@@ -277,6 +277,10 @@ FRAUD_MIRROR_LIFTS_SECONDS = 3600
 # How often the beat looks for sessions whose fallback to the next channel is due (seconds): a fallback
 # after fallbackAfterSeconds comes at most this much later (otp.fallback).
 OTP_FALLBACK_SCAN_SECONDS = env.float("OTP_FALLBACK_SCAN_SECONDS", default=2.0)
+# Blocks and shadow decisions are deleted this many days after they ended (or were lifted), by the hourly purge
+# of old sessions (fraud.services.fraud_blocks_purge). Never less than FRAUD_BLOCK_RETENTION_DAYS_MIN: the API
+# lists 30 days of decisions and escalation remembers a block up to 30 days after its end.
+FRAUD_BLOCK_RETENTION_DAYS = env.int("FRAUD_BLOCK_RETENTION_DAYS", default=90)
 # Task names as registered (otp.delivery's constants; not imported: settings load before any app).
 CELERY_BEAT_SCHEDULE = {
     "requeue-stale-outbox": {"task": "otp.tasks.requeue_stale_sms", "schedule": 30.0},

@@ -1,11 +1,14 @@
 """The writes behind the API and the admin: a lift that rolls back changes nothing, and the safe list is kept
 through services that validate, audit and tell every process's cache."""
 
+from datetime import timedelta
+
 import pytest
 from django.db import transaction
+from django.utils import timezone
 
 from fraud.models import FraudBlock, SafeListEntry
-from fraud.services import fraud_block_lift, safe_list_add, safe_list_remove
+from fraud.services import fraud_block_lift, fraud_blocks_purge, safe_list_add, safe_list_remove
 from fraud.tests.factories import FraudBlockFactory
 from workspaces.tests.helpers import events, the_event
 from zeckta.errors import ValidationFailed
@@ -110,3 +113,40 @@ def test_safe_list_remove_audits_once(workspace):
         "+233201234567",
         {"note": "CEO"},
     )
+
+
+def test_the_purge_deletes_blocks_ended_or_lifted_past_their_retention_and_keeps_the_rest(workspace, settings):
+    settings.FRAUD_BLOCK_RETENTION_DAYS = 90
+    now = timezone.now()
+
+    def block(*, created: float, ends: float, lifted: float | None = None) -> FraudBlock:
+        """Days before now (negative: ahead)."""
+        return FraudBlockFactory(
+            workspace=workspace,
+            created_at=now - timedelta(days=created),
+            ends_at=now - timedelta(days=ends),
+            lifted_at=None if lifted is None else now - timedelta(days=lifted),
+        )
+
+    ended_long_ago = block(created=92, ends=91)
+    lifted_long_ago = block(created=100, ends=70, lifted=95)  # its end would be within, its lift is not
+    ended_within = block(created=90, ends=89)
+    lifted_within = block(created=100, ends=70, lifted=89)
+    active = block(created=0.01, ends=-1)
+
+    assert fraud_blocks_purge(now=now) == 2
+
+    assert set(FraudBlock.objects.values_list("pk", flat=True)) == {ended_within.pk, lifted_within.pk, active.pk}
+    assert not FraudBlock.objects.filter(pk__in=[ended_long_ago.pk, lifted_long_ago.pk]).exists()
+
+
+def test_the_purge_never_keeps_blocks_for_less_than_the_api_lists_and_escalation_remembers(workspace, settings):
+    settings.FRAUD_BLOCK_RETENTION_DAYS = 1
+    now = timezone.now()
+    kept = FraudBlockFactory(workspace=workspace, created_at=now - timedelta(days=30), ends_at=now - timedelta(days=29))
+    gone = FraudBlockFactory(workspace=workspace, created_at=now - timedelta(days=33), ends_at=now - timedelta(days=32))
+
+    assert fraud_blocks_purge(now=now) == 1
+
+    assert list(FraudBlock.objects.values_list("pk", flat=True)) == [kept.pk]  # 31 days, not 1
+    assert not FraudBlock.objects.filter(pk=gone.pk).exists()

@@ -5,17 +5,21 @@ verify, and what each decision leaves behind (the block's record, its event, the
 Real PostgreSQL and Redis; races with threads behind a Barrier, each with its own connection.
 """
 
+import time
 from collections import Counter
 from datetime import timedelta
 
 import pytest
+import redis
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
-from fraud.guard import blocks_mirror
+from fraud.guard import block_key, blocks_key, blocks_mirror
 from fraud.models import FraudBlock, SafeListEntry
+from fraud.tests.factories import FraudBlockFactory
 from otp.fraudrules import country_history_refresh
 from otp.models import OtpSession, SmsMessage
+from otp.tasks import otp_sessions_purge_task
 from otp.testmode import reviewer_number_add
 from otp.tests.factories import SmsMessageFactory
 from otp.tests.helpers import deliver_and_read_code, later, request_otp, resend, verify
@@ -181,6 +185,78 @@ def test_a_request_refused_by_another_limit_sends_nothing_and_is_not_counted(api
     assert_blocked(request_otp(api, number(29)))  # the 11th number sent to, not the 25th asked for
 
 
+def test_a_number_refused_by_another_limit_counts_once_it_is_sent_to(api, workspace, settings):
+    settings.LOCAL_CACHE_SECONDS = 0.2
+    Workspace.objects.filter(pk=workspace.pk).update(daily_sms_cap=1)
+    assert request_otp(api, number(0)).status_code == 200
+    assert [request_otp(api, number(index)).json()["code"] for index in range(1, 10)] == [
+        "WORKSPACE_QUOTA_EXCEEDED"
+    ] * 9
+    Workspace.objects.filter(pk=workspace.pk).update(daily_sms_cap=0)
+    time.sleep(0.3)  # the key's cached workspace expires (what this process knows of the guard's counts stays)
+
+    # Taken out of the counts when refused, so asked about again (not passed as numbers already counted).
+    assert [request_otp(api, number(index)).status_code for index in range(1, 10)] == [200] * 9
+    assert_blocked(request_otp(api, number(10)))
+
+
+# --- Numbers already counted: no round trip ------------------------------------------------------
+
+
+def test_a_reused_request_of_a_counted_number_asks_redis_nothing(api, workspace, settings):
+    set_mode(workspace, "shadow")
+    first = request_otp(api, number(0)).json()["data"]
+    settings.RATE_LIMIT_BACKEND = "locmem"  # the key's rate is not what is unreachable here
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+
+    again = request_otp(api, number(0))
+
+    assert again.status_code == 200 and again.json()["data"]["sessionId"] == first["sessionId"]
+    assert_api_error(request_otp(api, number(1)), status=503, code="SERVICE_UNAVAILABLE")  # a new number asks
+
+
+def test_a_counted_number_in_a_range_blocked_since_is_refused_even_when_its_session_is_reused(
+    api, workspace, django_capture_on_commit_callbacks
+):
+    first = request_otp(api, number(0)).json()["data"]["sessionId"]
+    for index in range(1, 10):
+        assert request_otp(api, number(index)).status_code == 200
+    assert_blocked(request_otp(api, number(10)))
+
+    assert_blocked(request_otp(api, number(0)))  # this process knows the block it set at once
+
+    block = FraudBlock.objects.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert api.delete(f"/v1/messaging/fraud/blocks/{block.public_id}").status_code == 200
+    again = request_otp(api, number(0))
+    assert again.status_code == 200 and again.json()["data"]["sessionId"] == first
+
+
+def test_a_block_set_by_another_process_reaches_a_counted_number_within_the_cache_time(api, workspace, settings):
+    settings.LOCAL_CACHE_SECONDS = 0.2
+    assert request_otp(api, number(0)).status_code == 200
+    assert request_otp(api, number(0)).status_code == 200  # reused: this process read the workspace's blocks
+    now = timezone.now()
+    FraudBlock.objects.create(
+        workspace=workspace,
+        scope="range",
+        value=RANGE,
+        rule="range_conversion",
+        mode="enforce",
+        created_at=now,
+        ends_at=now + timedelta(hours=24),
+    )
+    # Beat's mirror in another process writes it into Redis; this process is not told.
+    ends = int(now.timestamp() * 1000) + 86_400_000
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.set(block_key(workspace.pk, "enforce", "range", RANGE), ends, px=86_400_000)
+    client.hset(blocks_key(workspace.pk), f"enforce:range:{RANGE}", ends)
+
+    assert request_otp(api, number(0)).status_code == 200  # within LOCAL_CACHE_SECONDS: not known yet
+    time.sleep(0.3)
+    assert_blocked(request_otp(api, number(0)))
+
+
 # --- Shadow --------------------------------------------------------------------------------------
 
 
@@ -320,3 +396,13 @@ def test_decisions_and_refusals_are_counted(api, workspace, client, django_captu
         'zeckta_otp_requests_total{outcome="new"}': 10,
     }
     assert Moves(before, scrape(client)).of(expected) == expected
+
+
+def test_the_hourly_purge_takes_blocks_past_their_retention_too(workspace):
+    long_ago = timezone.now() - timedelta(days=200)
+    FraudBlockFactory(workspace=workspace, created_at=long_ago, ends_at=long_ago + timedelta(hours=1))
+    FraudBlockFactory(workspace=workspace)  # active
+
+    assert otp_sessions_purge_task.apply().get() == 1  # no session nor idempotency record was due
+
+    assert FraudBlock.objects.get().ends_at > timezone.now()

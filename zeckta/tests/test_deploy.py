@@ -83,6 +83,15 @@ def test_a_local_cache_longer_than_a_second_is_a_deploy_warning():
     assert manage("check", "--deploy", env={**PRODUCTION_ENV, "LOCAL_CACHE_SECONDS": "5"}).returncode == 0
 
 
+def test_a_deployment_where_the_fraud_guard_cannot_run_is_a_deploy_warning():
+    # A broker that is not Redis, and no REDIS_URL: tasks run, the guard does not (fraud.guard needs Redis).
+    env = {**PRODUCTION_ENV, "REDIS_URL": "", "CELERY_BROKER_URL": "amqp://guest@mq.internal:5672//"}
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=env)
+    assert result.returncode != 0 and "zeckta.W003" in result.stderr and "fraud guard" in result.stderr
+    assert "zeckta.E001" not in result.stderr  # a broker is there: only the guard is missing
+    assert manage("check", "--deploy", env=env).returncode == 0  # a warning, not an error
+
+
 def test_an_http_gateway_on_loopback_is_allowed():
     result = manage(
         "check",
