@@ -52,6 +52,7 @@ from otp.models import (
     VerifyOutcome,
     WrongCode,
 )
+from otp.partitions import CLOCK_SKEW, MAX_VALIDITY, created_near
 from otp.selectors import reviewer_code_get
 from otp.templating import default_template, transaction_template
 from otp.testmode import inbox_keep, reviewer_number_used
@@ -265,7 +266,7 @@ def _new_session(
     fixed_code: str | None,
 ) -> NewSession:
     now = timezone.now()
-    session_id = uuid7()
+    session_id = uuid7(now)  # its time is the session's created_at: the verify reads that day only
     code = fixed_code if fixed_code is not None else generate_code(workspace.otp_code_length)
     new = NewSession(
         workspace=workspace,
@@ -282,7 +283,7 @@ def _new_session(
         web_otp_domain=web_otp_domain,
         transaction=transaction,
         resend_available_at=resend_available_at(resends=0, now=now),
-        sms_id=uuid7(),
+        sms_id=uuid7(now),
         test=test,
         sms=None,
     )
@@ -364,10 +365,16 @@ def _request_in_transaction(new: NewSession, *, actor: str) -> OtpRequestResult:
     pending = (
         OtpSession.objects.select_for_update()
         .filter(workspace=workspace, dest=dest, purpose=new.purpose, status=SessionStatus.PENDING, is_test=new.test)
+        # At most a day old (a session's validity): as otp_request(), which reads one or two partitions.
+        .filter(created_at__gt=now - MAX_VALIDITY, created_at__lt=now + CLOCK_SKEW)
         # Its latest SMS's status, read along (one query): whether its code can still arrive.
         .annotate(
             latest_sms_status=Subquery(
-                SmsMessage.objects.filter(session=OuterRef("pk")).order_by("-id").values("status")[:1]
+                SmsMessage.objects.filter(
+                    session=OuterRef("pk"), created_at__gt=now - MAX_VALIDITY, created_at__lt=now + CLOCK_SKEW
+                )
+                .order_by("-id")
+                .values("status")[:1]
             )
         )
         .first()
@@ -384,7 +391,9 @@ def _request_in_transaction(new: NewSession, *, actor: str) -> OtpRequestResult:
                 resends=pending.resends,
             )
         # Expired, replaced because reuse is off, or its SMS can never arrive: it can never be approved.
-        if OtpSession.objects.filter(pk=pending.pk, status=SessionStatus.PENDING).update(status=SessionStatus.EXPIRED):
+        if OtpSession.objects.filter(pk=pending.pk, created_at=pending.created_at, status=SessionStatus.PENDING).update(
+            status=SessionStatus.EXPIRED
+        ):
             otp_event_emit(
                 workspace_id=workspace.pk, session_public_id=pending.public_id, event_type=Event.OTP_EXPIRED, at=now
             )
@@ -484,7 +493,9 @@ def otp_resend(
     the other mode (test or live) is not found; a test resend's SMS goes to the test inbox, and a reviewer
     number's "resend" renews its fixed code and sends nothing.
     """
-    sessions = OtpSession.objects.filter(workspace=workspace, public_id=session_id, is_test=test)
+    sessions = OtpSession.objects.filter(
+        workspace=workspace, public_id=session_id, is_test=test, **created_near(session_id)
+    )
     found = sessions.values_list("dest", "country").first()
     if found is None:
         raise OtpSessionNotFound()
@@ -536,7 +547,7 @@ def _resend_in_transaction(
         if sms is None:
             reviewer_number_used(session, workspace=workspace, actor=actor, now=now)
         else:
-            _send_in_transaction(session, workspace=workspace, new_sms_id=uuid7(), sms=sms, now=now)
+            _send_in_transaction(session, workspace=workspace, new_sms_id=uuid7(now), sms=sms, now=now)
     return OtpRequestResult(
         session.public_id,
         session.expires_at,
@@ -694,7 +705,9 @@ def _verify_in_transaction(
     test: bool,
 ) -> VerifyResult:
     session = (
-        OtpSession.objects.select_for_update().filter(workspace=workspace, public_id=session_id, is_test=test).first()
+        OtpSession.objects.select_for_update()
+        .filter(workspace=workspace, public_id=session_id, is_test=test, **created_near(session_id))
+        .first()
     )
     if session is None:
         return VerifyResult(VerifyOutcome.NOT_FOUND, session_id, 0)
@@ -751,7 +764,9 @@ def otp_cancel(*, workspace: Workspace, session_id: uuid.UUID, test: bool = Fals
     locked, canceled or expired).
     """
     now = timezone.now()
-    sessions = OtpSession.objects.filter(workspace=workspace, public_id=session_id, is_test=test)
+    sessions = OtpSession.objects.filter(
+        workspace=workspace, public_id=session_id, is_test=test, **created_near(session_id)
+    )
     with _events_transaction(workspace, Event.OTP_CANCELED, Event.OTP_EXPIRED):
         if sessions.filter(status=SessionStatus.PENDING, expires_at__gt=now).update(status=SessionStatus.CANCELED):
             otp_event_emit(

@@ -20,12 +20,13 @@ from otp.delivery import (
     sms_deliver,
     sms_requeue_stale,
 )
-from otp.expiry import otp_sessions_expire, otp_sessions_purge
+from otp.expiry import otp_partitions_ensure, otp_sessions_expire, otp_sessions_purge
 from otp.fraudrules import fraud_rules_run
 from otp.idempotency import idempotency_records_purge
 from otp.testmode import inbox_purge
 
 OTP_SESSIONS_EXPIRE_TASK = "otp.tasks.expire_sessions"
+OTP_PARTITIONS_ENSURE_TASK = "otp.tasks.create_partitions"
 FRAUD_RULES_TASK = "otp.tasks.fraud_rules"
 FRAUD_BLOCKS_MIRROR_TASK = "otp.tasks.fraud_blocks_mirror"
 
@@ -57,6 +58,12 @@ def otp_sessions_expire_task() -> int:
 def otp_sessions_purge_task() -> int:
     """Hourly: sessions past their retention, and idempotency records past their 24 hours."""
     return otp_sessions_purge() + idempotency_records_purge()
+
+
+@shared_task(name=OTP_PARTITIONS_ENSURE_TASK, ignore_result=True)
+def otp_partitions_ensure_task() -> int:
+    """Hourly: the daily partitions of the days ahead (PostgreSQL, otp.partitions); 0 when all exist."""
+    return otp_partitions_ensure()
 
 
 @shared_task(name=INBOX_PURGE_TASK, ignore_result=True)
