@@ -5,6 +5,7 @@ import redis
 from django.core.management.base import CommandError
 from django.core.management.commands import flush
 from django.db import OperationalError
+from django.db.backends.postgresql.operations import DatabaseOperations as PostgresOperations
 
 from senders.gateways import locmem
 from senders.routes import routes_changed
@@ -36,6 +37,51 @@ def _flush_retrying_deadlocks(self, **options):
 
 
 flush.Command.handle = _flush_retrying_deadlocks
+
+# The per-send tables are partitioned by day on PostgreSQL (otp.partitions): a TRUNCATE of them renews the
+# files of every partition and index (~1,000 relations, seconds each flush), where a DELETE of their few rows
+# costs milliseconds. Nothing references them, so they can leave the TRUNCATE; and a process test's beat may
+# have purged (dropped) the test database's older days, which later tests write rows into: made again.
+_PARTITIONED = ("otp_otpsession", "otp_smsmessage", "otp_smsattempt", "otp_wrongcode")
+_sql_flush = PostgresOperations.sql_flush
+
+
+def _sql_flush_deleting_partitioned(self, style, tables, *, reset_sequences=False, allow_cascade=False):
+    from django.conf import settings
+    from django.utils import timezone
+
+    from otp.partitions import partitioned, partitions_ensure
+
+    if not partitioned():
+        return _sql_flush(self, style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade)
+    partitions_ensure(
+        now=timezone.now(),
+        ahead_days=settings.OTP_PARTITIONS_AHEAD_DAYS,
+        back_days=settings.OTP_SESSION_RETENTION_DAYS + 1,
+    )
+    kept = [table for table in tables if table not in _PARTITIONED]
+    deletes = [f'DELETE FROM "{table}";' for table in tables if table in _PARTITIONED]
+    return deletes + _sql_flush(self, style, kept, reset_sequences=reset_sequences, allow_cascade=allow_cascade)
+
+
+PostgresOperations.sql_flush = _sql_flush_deleting_partitioned
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _daily_partitions(django_db_setup, django_db_blocker):
+    """The test database's daily partitions (otp.partitions) around today, whenever it was made (--reuse-db):
+    tests write sessions up to a retention period back and travel a few days ahead."""
+    from django.conf import settings
+    from django.utils import timezone
+
+    from otp.partitions import partitions_ensure
+
+    with django_db_blocker.unblock():
+        partitions_ensure(
+            now=timezone.now(),
+            ahead_days=settings.OTP_PARTITIONS_AHEAD_DAYS,
+            back_days=settings.OTP_SESSION_RETENTION_DAYS + 1,
+        )
 
 
 @pytest.fixture(autouse=True)

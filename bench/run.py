@@ -130,10 +130,17 @@ def create_bench_workspace() -> str:
 # to other numbers (+23350...), one a second back from now (at most 30 days): approved, expired or locked, each with its
 # SMS row as delivery leaves it.
 SEED_SESSIONS_SQL = """
+-- A UUIDv7 of a given time, as zeckta.db.uuid7(at) makes the service's ids: time first, so appended to their
+-- index, and the time a lookup by id prunes partitions with (otp.partitions). No semicolon in here: split below.
+CREATE OR REPLACE FUNCTION pg_temp.uuid7_at(at timestamptz) RETURNS uuid LANGUAGE sql AS $f$
+SELECT (lpad(to_hex((extract(epoch FROM at) * 1000)::bigint), 12, '0') || '7' || substr(md5(random()::text), 1, 3)
+        || to_hex(8 + floor(random() * 4)::int) || substr(md5(random()::text), 1, 15))::uuid
+$f$;
 INSERT INTO otp_otpsession (public_id, workspace_id, sender_name_id, dest, country, src, purpose, code_digest,
                             status, attempts_used, max_attempts, app_hash, message_template, resends,
                             web_otp_domain, created_at, expires_at, verified_at)
-SELECT gen_random_uuid(), w.id, sn.id, '+23350' || lpad(g::text, 7, '0'), 'GH', sn.name, 'LOGIN',
+SELECT pg_temp.uuid7_at(now() - mod(g, 2592000) * interval '1 second'), w.id, sn.id, '+23350' || lpad(g::text, 7, '0'),
+       'GH', sn.name, 'LOGIN',
        md5(g::text) || md5(g::text || 'x'),
        (ARRAY['APPROVED', 'EXPIRED', 'MAX_ATTEMPTS_REACHED'])[1 + mod(g, 3)], mod(g, 3), 5, '',
        'Your login code is <OTP>. It expires in <MINUTES> minutes. Never share it with anyone.', 0, '',
@@ -144,8 +151,8 @@ SELECT gen_random_uuid(), w.id, sn.id, '+23350' || lpad(g::text, 7, '0'), 'GH', 
 INSERT INTO otp_smsmessage (public_id, session_id, workspace_id, "to", country, src, status, encoding, segments,
                             units, attempts, route_key, route_name, route_attempts, routes_tried, provider_message_id,
                             last_error, next_attempt_at, created_at, updated_at, finished_at)
-SELECT gen_random_uuid(), s.id, s.workspace_id, s.dest, s.country, s.src, 'sent', 'GSM-7', 1, 1, 1, 'default',
-       'default', 1,
+SELECT pg_temp.uuid7_at(s.created_at), s.id, s.workspace_id, s.dest, s.country, s.src, 'sent', 'GSM-7', 1, 1, 1,
+       'default', 'default', 1,
        '[]', md5(s.id::text), '', s.created_at, s.created_at, s.created_at, s.created_at
   FROM otp_otpsession s WHERE left(s.dest, 6) = '+23350';
 """

@@ -24,6 +24,7 @@ from otp.crypto import decrypt_text
 from otp.events import Event, otp_sms_event_emit, otp_sms_event_type
 from otp.fallback_trigger import fallback_now
 from otp.models import OtpSession, SmsAttempt, SmsMessage
+from otp.partitions import CLOCK_SKEW, MAX_VALIDITY
 from otp.receipts import early_receipts_apply, receipt_lock
 from senders.gateways import GatewayError, GatewayResult, OutgoingSms, PermanentGatewayError, TransientGatewayError
 from senders.routes import RouteChoice, route_rate_wait, routes_for
@@ -226,12 +227,17 @@ def sms_deliver(*, message_id: int) -> str:
 # attempts are conditions on the updated row itself, which PostgreSQL re-evaluates against the committed
 # version when it had to wait for another worker's lock on it, so a row sent meanwhile is never claimed
 # again (a double SMS). The session conditions use the statement's snapshot, as a subquery would.
+# `live_since`: a sendable SMS and its session are at most a day old (a session's validity, a relayed SMS's
+# deadline), and none is newer than now (give or take the clocks, `live_until`), which tells PostgreSQL the
+# daily partitions to read (otp.partitions): one or two, not the days ahead.
 _CLAIM_SQL = f"""
     UPDATE {SmsMessage._meta.db_table} AS m
        SET status = %(processing)s, claimed_at = %(now)s, attempts = m.attempts + 1,
            route_attempts = m.route_attempts + 1, updated_at = %(now)s
       FROM {OtpSession._meta.db_table} AS s
      WHERE m.id = %(id)s AND s.id = m.session_id AND s.status = %(pending)s AND s.expires_at > %(now)s
+       AND m.created_at > %(live_since)s AND m.created_at < %(live_until)s
+       AND s.created_at > %(live_since)s AND s.created_at < %(live_until)s
        AND m.route_attempts < %(max_attempts)s
        AND (m.status = %(queued)s OR (m.status = %(processing)s AND m.claimed_at < %(stale_claim)s))
     RETURNING {columns_of(SmsMessage, "m")}, s.country
@@ -244,6 +250,7 @@ _CLAIM_RELAYED_SQL = f"""
        SET status = %(processing)s, claimed_at = %(now)s, attempts = m.attempts + 1,
            route_attempts = m.route_attempts + 1, updated_at = %(now)s
      WHERE m.id = %(id)s AND m.session_id IS NULL AND m.send_before > %(now)s
+       AND m.created_at > %(live_since)s AND m.created_at < %(live_until)s
        AND m.route_attempts < %(max_attempts)s
        AND (m.status = %(queued)s OR (m.status = %(processing)s AND m.claimed_at < %(stale_claim)s))
     RETURNING {columns_of(SmsMessage, "m")}, m.country
@@ -269,6 +276,8 @@ def _claim_with(sql: str, message_id: int, *, now: datetime, stale_claim: dateti
                 "id": message_id,
                 "now": db_value(SmsMessage, "claimed_at", now),
                 "stale_claim": db_value(SmsMessage, "claimed_at", stale_claim),
+                "live_since": db_value(SmsMessage, "created_at", now - MAX_VALIDITY),
+                "live_until": db_value(SmsMessage, "created_at", now + CLOCK_SKEW),
                 "max_attempts": settings.SMS_MAX_SEND_ATTEMPTS,
                 "queued": SmsStatus.QUEUED,
                 "processing": SmsStatus.PROCESSING,
@@ -304,7 +313,9 @@ def _claim_portable(message_id: int, *, now: datetime, stale_claim: datetime) ->
 
 def _mine(message: SmsMessage) -> QuerySet[SmsMessage]:
     """The row while this worker's claim on it holds: updates through it change nothing once it is gone."""
-    return SmsMessage.objects.filter(pk=message.pk, status=SmsStatus.PROCESSING, claimed_at=message.claimed_at)
+    return SmsMessage.objects.filter(
+        pk=message.pk, created_at=message.created_at, status=SmsStatus.PROCESSING, claimed_at=message.claimed_at
+    )
 
 
 def _settle_sent(message: SmsMessage, attempt: SmsAttempt, *, claimed_at: datetime) -> bool:
@@ -334,7 +345,7 @@ def _settle_sent(message: SmsMessage, attempt: SmsAttempt, *, claimed_at: dateti
         cursor.execute(
             f"WITH sent AS (UPDATE {message_table} SET status = %s, provider_message_id = %s, encrypted_text = NULL,"
             f" last_error = '', finished_at = %s, updated_at = %s, route_name = %s, route_key = %s"
-            f" WHERE id = %s AND status = %s AND claimed_at = %s RETURNING 1)"
+            f" WHERE id = %s AND created_at = %s AND status = %s AND claimed_at = %s RETURNING 1)"
             f" INSERT INTO {attempt_table} (message_id, route_id, route_key, route_name, status, provider_message_id,"
             f" provider_status, error_code, error, started_at, finished_at)"
             f" VALUES (%s, %s, %s, %s, %s, %s, %s, '', '', %s, %s) RETURNING (SELECT count(*) FROM sent)",
@@ -346,6 +357,7 @@ def _settle_sent(message: SmsMessage, attempt: SmsAttempt, *, claimed_at: dateti
                 sent["route_name"],
                 sent["route_key"],
                 message.pk,
+                message.created_at,
                 SmsStatus.PROCESSING,
                 claimed_at,
                 message.pk,
@@ -434,7 +446,9 @@ def _settle_unclaimable(message: SmsMessage, *, now: datetime, stale_claim: date
     )
     if not claimable_state:
         return message.status  # done already, or another worker holds a live claim
-    row = SmsMessage.objects.filter(pk=message.pk, status=message.status, claimed_at=message.claimed_at)
+    row = SmsMessage.objects.filter(
+        pk=message.pk, created_at=message.created_at, status=message.status, claimed_at=message.claimed_at
+    )
     session = message.session
     if session is None:
         assert message.send_before is not None  # otp_smsmessage_session_or_relayed
@@ -491,7 +505,9 @@ def sms_supersede(*, session_id: int, now: datetime) -> None:
         .select_related("workspace")
     )
     for message in waiting:
-        row = SmsMessage.objects.filter(pk=message.pk, status=message.status, claimed_at=message.claimed_at)
+        row = SmsMessage.objects.filter(
+            pk=message.pk, created_at=message.created_at, status=message.status, claimed_at=message.claimed_at
+        )
         _finish(row, message, SmsStatus.EXPIRED, error="replaced by a resend before it went out")
 
 
@@ -506,6 +522,9 @@ def sms_requeue_stale(*, limit: int = 500) -> int:
             Q(status=SmsStatus.QUEUED, next_attempt_at__lt=stale)
             | Q(status=SmsStatus.PROCESSING, claimed_at__lt=lease_over)
         )
+        # Nothing older is sendable (MAX_VALIDITY); two days leave a day of beat outage: PostgreSQL reads the
+        # newest few daily partitions' outbox index, not all of them (otp.partitions).
+        .filter(created_at__gt=now - 2 * MAX_VALIDITY, created_at__lt=now + CLOCK_SKEW)
         .order_by("next_attempt_at")
         .values_list("pk", "session__expires_at", "send_before")[:limit]
     )

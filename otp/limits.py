@@ -16,6 +16,7 @@ from django.db.models import QuerySet
 
 from otp.errors import DestinationRateLimited, WorkspaceQuotaExceeded
 from otp.models import DailySmsCount, SmsMessage, WrongCode
+from otp.partitions import CLOCK_SKEW
 from workspaces.models import Workspace
 from zeckta import metrics
 from zeckta.db import advisory_xact_lock
@@ -103,7 +104,8 @@ def _window_full_for(
     Reads only the newest `limit` creation times (one indexed query): the window reopens when the
     oldest of them leaves it.
     """
-    newest_first = rows.filter(created_at__gt=now - window).order_by("-created_at")
+    # Bounded both ways, as otp_request() does: PostgreSQL reads the window's daily partitions only.
+    newest_first = rows.filter(created_at__gt=now - window, created_at__lt=now + CLOCK_SKEW).order_by("-created_at")
     recent = list(newest_first.values_list("created_at", flat=True)[:limit])
     if len(recent) < limit:
         return None

@@ -30,10 +30,18 @@ class OtpSession(models.Model):
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     # No index of its own: the composite indexes below all start with the workspace.
+    # No database foreign keys out of (or into) this table: it is partitioned by day on PostgreSQL (see
+    # otp.partitions); Django's collector still cascades and protects.
     workspace = models.ForeignKey(
-        "workspaces.Workspace", on_delete=models.CASCADE, related_name="otp_sessions", db_index=False
+        "workspaces.Workspace",
+        on_delete=models.CASCADE,
+        related_name="otp_sessions",
+        db_index=False,
+        db_constraint=False,
     )
-    sender_name = models.ForeignKey("senders.SenderName", on_delete=models.PROTECT, related_name="otp_sessions")
+    sender_name = models.ForeignKey(
+        "senders.SenderName", on_delete=models.PROTECT, related_name="otp_sessions", db_constraint=False
+    )
     dest = models.CharField(max_length=16)  # E.164
     # ISO 3166 region of dest, or "001" for a number of no country (phonenumbers' non-geographic region).
     country = models.CharField(max_length=3, blank=True)
@@ -168,8 +176,10 @@ class SmsMessage(models.Model):
     # One per send: the first, then one per resend. The newest (highest id: ids follow time) is the one
     # whose code works; a resend expires an older one still queued, so a dead code is never sent.
     # Null for a relayed SMS (otp.relay): the service issued no code for it.
+    # No foreign key in the database: sessions are partitioned by day on PostgreSQL (otp.partitions), which
+    # only lets a key name their whole primary key. Django still cascades a deleted session's SMS.
     session = models.ForeignKey(
-        OtpSession, null=True, blank=True, on_delete=models.CASCADE, related_name="sms_messages"
+        OtpSession, null=True, blank=True, on_delete=models.CASCADE, related_name="sms_messages", db_constraint=False
     )
     # A relayed SMS only: not sent after this (its code, made by the client, is dead by then), as an OTP
     # SMS is not sent once its session expired.
@@ -178,7 +188,11 @@ class SmsMessage(models.Model):
     # inserts OTP SMS without naming it).
     purpose = models.CharField(max_length=32, choices=Purpose.choices, blank=True, default="", db_default="")
     workspace = models.ForeignKey(
-        "workspaces.Workspace", on_delete=models.CASCADE, related_name="sms_messages", db_index=False
+        "workspaces.Workspace",
+        on_delete=models.CASCADE,
+        related_name="sms_messages",
+        db_index=False,
+        db_constraint=False,  # as OtpSession.workspace
     )
     to = models.CharField(max_length=16)
     country = models.CharField(max_length=3, blank=True)  # the session's, for the hourly country ceiling
@@ -272,7 +286,10 @@ class WrongCode(models.Model):
     Kept apart from the session because a session is replaced by the next request; the budget must not be.
     """
 
-    workspace = models.ForeignKey("workspaces.Workspace", on_delete=models.CASCADE, related_name="+")
+    # No database foreign key: partitioned by day on PostgreSQL (otp.partitions), as OtpSession.
+    workspace = models.ForeignKey(
+        "workspaces.Workspace", on_delete=models.CASCADE, related_name="+", db_constraint=False
+    )
     dest = models.CharField(max_length=16)
     # Entered for a test session: counted against the test budget only (db_default: otp_verify() inserts).
     is_test = models.BooleanField(default=False, db_default=False)
@@ -327,8 +344,11 @@ class SmsAttempt(models.Model):
 
     FINAL = frozenset({Status.DELIVERED, Status.UNDELIVERABLE, Status.REJECTED, Status.EXPIRED})
 
-    message = models.ForeignKey(SmsMessage, on_delete=models.CASCADE, related_name="attempt_log")
-    route = models.ForeignKey("senders.Route", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # No database foreign key, as SmsMessage.session (otp.partitions).
+    message = models.ForeignKey(SmsMessage, on_delete=models.CASCADE, related_name="attempt_log", db_constraint=False)
+    route = models.ForeignKey(
+        "senders.Route", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_constraint=False
+    )
     route_key = models.CharField(max_length=36)  # as on SmsMessage: a route's public id, or "default"
     route_name = models.CharField(max_length=64)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.SENDING)
@@ -385,7 +405,10 @@ class TestInboxMessage(models.Model):
 
     workspace = models.ForeignKey("workspaces.Workspace", on_delete=models.CASCADE, related_name="+", db_index=False)
     # Null for a relayed test SMS, which has no session.
-    session = models.ForeignKey(OtpSession, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    # No database foreign key, as SmsMessage.session (otp.partitions).
+    session = models.ForeignKey(
+        OtpSession, null=True, blank=True, on_delete=models.CASCADE, related_name="+", db_constraint=False
+    )
     dest = models.CharField(max_length=16)
     src = models.CharField(max_length=16)
     encrypted_text = models.BinaryField(editable=False)

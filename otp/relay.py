@@ -75,7 +75,7 @@ def sms_relay(
     encrypted = encrypt_inbox_text(text) if test else encrypt_text(text)
     now = timezone.now()
     message = SmsMessage(
-        public_id=uuid7(),
+        public_id=uuid7(now),
         session=None,
         send_before=now + timedelta(seconds=settings.RELAY_SMS_VALIDITY_SECONDS),
         purpose=purpose or "",

@@ -1,7 +1,7 @@
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from cryptography.fernet import InvalidToken
 from django.conf import settings
@@ -11,6 +11,7 @@ from django.db.models import Count, Min
 from otp.crypto import decrypt_inbox_text, decrypt_reviewer_code
 from otp.errors import OtpSessionNotFound
 from otp.models import OtpSession, ReviewerNumber, SmsMessage, TestInboxMessage, WorkspaceText
+from otp.partitions import created_near
 from otp.templating import WorkspaceTexts
 from workspaces.models import Workspace
 from zeckta.db import columns_of, db_value, instance_from_row
@@ -26,20 +27,31 @@ logger = logging.getLogger(__name__)
 # mode is part of the lookup.
 _SESSIONS, _SMS = OtpSession._meta.db_table, SmsMessage._meta.db_table
 _SESSION_COLUMNS = f"SELECT {columns_of(OtpSession, 's')}, {columns_of(SmsMessage, 'm')} FROM {_SESSIONS} s"
-_SESSION_WHERE = " WHERE s.workspace_id = %s AND s.public_id = %s AND s.is_test = %s"
+# The creation time bounds: the day(s) the session id's UUIDv7 time falls in (otp.partitions.created_near),
+# and, for its SMS, the day after the session's creation (sent within its validity).
+_SESSION_WHERE = (
+    " WHERE s.workspace_id = %s AND s.public_id = %s AND s.is_test = %s AND s.created_at >= %s AND s.created_at < %s"
+)
 _SESSION_WITH_SMS = {
     "postgresql": f"{_SESSION_COLUMNS} LEFT JOIN LATERAL"
-    f" (SELECT * FROM {_SMS} WHERE session_id = s.id ORDER BY id DESC LIMIT 1) m ON true{_SESSION_WHERE}",
+    f" (SELECT * FROM {_SMS} WHERE session_id = s.id AND created_at >= s.created_at"
+    f" AND created_at <= s.created_at + interval '86400 seconds' ORDER BY id DESC LIMIT 1) m ON true{_SESSION_WHERE}",
     "sqlite": f"{_SESSION_COLUMNS} LEFT JOIN {_SMS} m"
     f" ON m.id = (SELECT max(id) FROM {_SMS} WHERE session_id = s.id){_SESSION_WHERE}",
 }
+
+
+_EARLIEST, _LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
 
 
 def otp_session_get(*, workspace: Workspace, session_id: uuid.UUID, test: bool = False) -> OtpSession:
     """The workspace's session with its latest SMS; another workspace's session, or one of the other mode
     (test or live), is simply not found."""
     with connection.cursor() as cursor:
+        near = created_near(session_id)
+        since, until = near.get("created_at__gte", _EARLIEST), near.get("created_at__lt", _LATEST)
         params = [workspace.pk, db_value(OtpSession, "public_id", session_id), test]
+        params += [db_value(OtpSession, "created_at", since), db_value(OtpSession, "created_at", until)]
         cursor.execute(_SESSION_WITH_SMS[connection.vendor], params)
         row = cursor.fetchone()
     if row is None:

@@ -53,6 +53,7 @@ from otp.models import (
     VerifyOutcome,
     WrongCode,
 )
+from otp.partitions import CLOCK_SKEW, MAX_VALIDITY, created_near
 from otp.selectors import reviewer_code_get, workspace_texts_get
 from otp.templating import default_template, text_choose, voice_text
 from otp.testmode import inbox_keep, reviewer_number_used
@@ -311,7 +312,7 @@ def _new_session(
     fixed_code: str | None,
 ) -> NewSession:
     now = timezone.now()
-    session_id = uuid7()
+    session_id = uuid7(now)  # its time is the session's created_at: the verify reads that day only
     code = fixed_code if fixed_code is not None else generate_code(workspace.otp_code_length)
     new = NewSession(
         workspace=workspace,
@@ -329,7 +330,7 @@ def _new_session(
         web_otp_domain=web_otp_domain,
         transaction=transaction,
         resend_available_at=resend_available_at(resends=0, now=now),
-        sms_id=uuid7(),
+        sms_id=uuid7(now),
         test=test,
         sms=None,
         channel=channel,
@@ -424,10 +425,16 @@ def _request_in_transaction(new: NewSession, *, actor: str) -> OtpRequestResult:
     pending = (
         OtpSession.objects.select_for_update()
         .filter(workspace=workspace, dest=dest, purpose=new.purpose, status=SessionStatus.PENDING, is_test=new.test)
+        # At most a day old (a session's validity): as otp_request(), which reads one or two partitions.
+        .filter(created_at__gt=now - MAX_VALIDITY, created_at__lt=now + CLOCK_SKEW)
         # Its latest SMS's status, read along (one query): whether its code can still arrive.
         .annotate(
             latest_sms_status=Subquery(
-                SmsMessage.objects.filter(session=OuterRef("pk")).order_by("-id").values("status")[:1]
+                SmsMessage.objects.filter(
+                    session=OuterRef("pk"), created_at__gt=now - MAX_VALIDITY, created_at__lt=now + CLOCK_SKEW
+                )
+                .order_by("-id")
+                .values("status")[:1]
             )
         )
         .first()
@@ -444,7 +451,9 @@ def _request_in_transaction(new: NewSession, *, actor: str) -> OtpRequestResult:
                 resends=pending.resends,
             )
         # Expired, replaced because reuse is off, or its SMS can never arrive: it can never be approved.
-        if OtpSession.objects.filter(pk=pending.pk, status=SessionStatus.PENDING).update(status=SessionStatus.EXPIRED):
+        if OtpSession.objects.filter(pk=pending.pk, created_at=pending.created_at, status=SessionStatus.PENDING).update(
+            status=SessionStatus.EXPIRED
+        ):
             otp_event_emit(
                 workspace_id=workspace.pk, session_public_id=pending.public_id, event_type=Event.OTP_EXPIRED, at=now
             )
@@ -567,7 +576,9 @@ def otp_resend(
     cooldown nor uses one of the client's resends. Under the session's lock it checks that its step is
     still due (FallbackNotDue otherwise), so two workers never fall back twice from one send.
     """
-    sessions = OtpSession.objects.filter(workspace=workspace, public_id=session_id, is_test=test)
+    sessions = OtpSession.objects.filter(
+        workspace=workspace, public_id=session_id, is_test=test, **created_near(session_id)
+    )
     found = sessions.values_list("dest", "country", "channel").first()
     if found is None:
         raise OtpSessionNotFound()
@@ -653,7 +664,7 @@ def _resend_in_transaction(
         if sms is None:
             reviewer_number_used(session, workspace=workspace, actor=actor, now=now)
         else:
-            _send_in_transaction(session, workspace=workspace, new_sms_id=uuid7(), sms=sms, now=now)
+            _send_in_transaction(session, workspace=workspace, new_sms_id=uuid7(now), sms=sms, now=now)
     return OtpRequestResult(
         session.public_id,
         session.expires_at,
@@ -833,7 +844,9 @@ def _verify_in_transaction(
     test: bool,
 ) -> VerifyResult:
     session = (
-        OtpSession.objects.select_for_update().filter(workspace=workspace, public_id=session_id, is_test=test).first()
+        OtpSession.objects.select_for_update()
+        .filter(workspace=workspace, public_id=session_id, is_test=test, **created_near(session_id))
+        .first()
     )
     if session is None:
         return VerifyResult(VerifyOutcome.NOT_FOUND, session_id, 0)
@@ -890,7 +903,9 @@ def otp_cancel(*, workspace: Workspace, session_id: uuid.UUID, test: bool = Fals
     locked, canceled or expired).
     """
     now = timezone.now()
-    sessions = OtpSession.objects.filter(workspace=workspace, public_id=session_id, is_test=test)
+    sessions = OtpSession.objects.filter(
+        workspace=workspace, public_id=session_id, is_test=test, **created_near(session_id)
+    )
     with _events_transaction(workspace, Event.OTP_CANCELED, Event.OTP_EXPIRED):
         if sessions.filter(status=SessionStatus.PENDING, expires_at__gt=now).update(status=SessionStatus.CANCELED):
             otp_event_emit(

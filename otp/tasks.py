@@ -21,7 +21,7 @@ from otp.delivery import (
     sms_deliver,
     sms_requeue_stale,
 )
-from otp.expiry import otp_sessions_expire, otp_sessions_purge
+from otp.expiry import otp_partitions_ensure, otp_sessions_expire, otp_sessions_purge
 from otp.fallback import fallbacks_run_due, otp_fall_back
 from otp.fallback_trigger import FALLBACK_TASK, FALLBACKS_DUE_TASK
 from otp.fraudrules import fraud_rules_run
@@ -29,6 +29,7 @@ from otp.idempotency import idempotency_records_purge
 from otp.testmode import inbox_purge
 
 OTP_SESSIONS_EXPIRE_TASK = "otp.tasks.expire_sessions"
+OTP_PARTITIONS_ENSURE_TASK = "otp.tasks.create_partitions"
 FRAUD_RULES_TASK = "otp.tasks.fraud_rules"
 FRAUD_BLOCKS_MIRROR_TASK = "otp.tasks.fraud_blocks_mirror"
 
@@ -73,6 +74,12 @@ def otp_sessions_purge_task() -> int:
     """Hourly: sessions past their retention, idempotency records past their 24 hours, and the fraud guard's
     blocks past theirs (FRAUD_BLOCK_RETENTION_DAYS after their end)."""
     return otp_sessions_purge() + idempotency_records_purge() + fraud_blocks_purge()
+
+
+@shared_task(name=OTP_PARTITIONS_ENSURE_TASK, ignore_result=True)
+def otp_partitions_ensure_task() -> int:
+    """Hourly: the daily partitions of the days ahead (PostgreSQL, otp.partitions); 0 when all exist."""
+    return otp_partitions_ensure()
 
 
 @shared_task(name=INBOX_PURGE_TASK, ignore_result=True)

@@ -285,6 +285,8 @@ FRAUD_BLOCK_RETENTION_DAYS = env.int("FRAUD_BLOCK_RETENTION_DAYS", default=90)
 CELERY_BEAT_SCHEDULE = {
     "requeue-stale-outbox": {"task": "otp.tasks.requeue_stale_sms", "schedule": 30.0},
     "purge-old-sessions": {"task": "otp.tasks.purge_old_sessions", "schedule": 3600.0},
+    # PostgreSQL's daily partitions of the per-send tables, OTP_PARTITIONS_AHEAD_DAYS ahead (otp.partitions).
+    "create-partitions": {"task": "otp.tasks.create_partitions", "schedule": 3600.0},
     "expire-sessions": {"task": "otp.tasks.expire_sessions", "schedule": 30.0},
     "requeue-due-webhooks": {"task": "webhooks.tasks.requeue_due_deliveries", "schedule": 30.0},
     "purge-old-webhooks": {"task": "webhooks.tasks.purge_old_deliveries", "schedule": 3600.0},
@@ -332,6 +334,9 @@ OTP_WRONG_CODE_WINDOW_SECONDS = 24 * 3600
 # New OTP SMS per workspace per UTC day for workspaces created from now on; 0 = no cap.
 OTP_DEFAULT_DAILY_SMS_CAP = env.int("OTP_DEFAULT_DAILY_SMS_CAP", default=10_000)
 OTP_SESSION_RETENTION_DAYS = env.int("OTP_SESSION_RETENTION_DAYS", default=30)
+# PostgreSQL keeps the per-send tables by day (otp.partitions): beat creates this many days of partitions
+# ahead of today, hourly. A row for a day with no partition is refused, so this is the margin beat may be down.
+OTP_PARTITIONS_AHEAD_DAYS = env.int("OTP_PARTITIONS_AHEAD_DAYS", default=7)
 # Test mode (API.md section 10): how long a test SMS stays readable in the test inbox, then is deleted.
 TEST_INBOX_RETENTION_SECONDS = 24 * 3600
 # A relayed SMS (POST /v1/messaging/sms) still in the outbox this many seconds after it was accepted is

@@ -57,15 +57,23 @@ DECLARE
 BEGIN
     -- Two identical requests at once: the second waits here, then finds the first one's session.
     PERFORM pg_advisory_xact_lock(p_dest_lock);
-    SELECT s.id, s.public_id, s.expires_at, s.attempts_used, s.max_attempts, s.resend_available_at, s.resends,
+    SELECT s.id, s.created_at, s.public_id, s.expires_at, s.attempts_used, s.max_attempts, s.resend_available_at,
+           s.resends,
            -- Its latest SMS (a resend adds one): whether that one failed for good. Read through the
            -- session_id index; a join on max(id) let the planner hash the whole SMS table instead.
-           (SELECT m.status FROM otp_smsmessage m WHERE m.session_id = s.id ORDER BY m.id DESC LIMIT 1)
+           (SELECT m.status FROM otp_smsmessage m
+             WHERE m.session_id = s.id AND m.created_at > p_now - interval '86400 seconds'
+               AND m.created_at < p_now + interval '1 minute'
+             ORDER BY m.id DESC LIMIT 1)
                AS sms_status
       INTO pending
       FROM otp_otpsession s
      WHERE s.workspace_id = p_workspace_id AND s.dest = p_dest AND s.purpose = p_purpose
        AND s.status = 'PENDING' AND NOT s.is_test
+       -- A session is valid at most a day (workspaces_workspace_validity_range): nothing older can be
+       -- reused; nothing is newer than now, give or take the web machines' clocks (within a minute, NTP).
+       -- The bounds let PostgreSQL read one or two daily partitions (otp.partitions), not the days ahead.
+       AND s.created_at > p_now - interval '86400 seconds' AND s.created_at < p_now + interval '1 minute'
        FOR UPDATE OF s;
     has_pending := FOUND;
     IF has_pending AND p_reuse AND pending.expires_at > p_now
@@ -81,7 +89,8 @@ BEGIN
 
     -- The limits write nothing, so a refusal leaves no trace. They count live SMS, resends included.
     SELECT created_at INTO edge FROM otp_smsmessage
-     WHERE workspace_id = p_workspace_id AND "to" = p_dest AND created_at > p_now - p_dest_window AND NOT is_test
+     WHERE workspace_id = p_workspace_id AND "to" = p_dest AND NOT is_test
+       AND created_at > p_now - p_dest_window AND created_at < p_now + interval '1 minute'
      ORDER BY created_at DESC OFFSET p_dest_limit - 1 LIMIT 1;
     IF FOUND THEN
         outcome := 'destination_limited';
@@ -89,7 +98,8 @@ BEGIN
         RETURN;
     END IF;
     SELECT created_at INTO edge FROM otp_wrongcode
-     WHERE workspace_id = p_workspace_id AND dest = p_dest AND created_at > p_now - p_wrong_window AND NOT is_test
+     WHERE workspace_id = p_workspace_id AND dest = p_dest AND NOT is_test
+       AND created_at > p_now - p_wrong_window AND created_at < p_now + interval '1 minute'
      ORDER BY created_at DESC OFFSET p_wrong_budget - 1 LIMIT 1;
     IF FOUND THEN
         outcome := 'guesses_limited';
@@ -99,7 +109,8 @@ BEGIN
     IF p_country_limit > 0 AND p_country <> '' THEN
         PERFORM pg_advisory_xact_lock(p_country_lock);  -- always after the destination's: no deadlock
         SELECT created_at INTO edge FROM otp_smsmessage
-         WHERE workspace_id = p_workspace_id AND country = p_country AND created_at > p_now - p_country_window
+         WHERE workspace_id = p_workspace_id AND country = p_country
+           AND created_at > p_now - p_country_window AND created_at < p_now + interval '1 minute'
            AND NOT is_test
          ORDER BY created_at DESC OFFSET p_country_limit - 1 LIMIT 1;
         IF FOUND THEN
@@ -120,7 +131,7 @@ BEGIN
 
     IF has_pending THEN
         -- Expired, replaced because reuse is off, or its SMS can never arrive.
-        UPDATE otp_otpsession SET status = 'EXPIRED' WHERE id = pending.id;
+        UPDATE otp_otpsession SET status = 'EXPIRED' WHERE id = pending.id AND created_at = pending.created_at;
         replaced_session_id := pending.public_id;
     END IF;
     INSERT INTO otp_otpsession (public_id, workspace_id, sender_name_id, dest, country, src, purpose, code_digest,

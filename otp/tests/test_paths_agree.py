@@ -45,6 +45,7 @@ from otp import delivery
 from otp.crypto import decrypt_inbox_text
 from otp.expiry import otp_sessions_expire
 from otp.models import DailySmsCount, OtpSession, SmsMessage, TestInboxMessage, WrongCode
+from otp.partitions import partitions_ensure
 from otp.testmode import reviewer_number_add
 from otp.tests.helpers import cancel, request_otp, resend, session_url, verify, wrong_code
 from senders.gateways import locmem
@@ -113,6 +114,8 @@ class PathsAgreeMachine(RuleBasedStateMachine):
         self._travel = time_machine.travel(START, tick=False)
         self._clock = self._travel.start()
         self.now = START
+        # PostgreSQL keeps sessions by day (otp.partitions): the days this machine's clock can reach.
+        partitions_ensure(now=START, ahead_days=7, back_days=1)
         self.twins: list[Twin] = []
         self.logical: dict[str, str] = {}  # a world's sessionId -> the twin session's name ("s0", "s1" ...)
         self.by_name: dict[str, TwinSession] = {}

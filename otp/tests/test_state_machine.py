@@ -43,6 +43,7 @@ from rest_framework.test import APIClient
 from otp import delivery
 from otp.apis import MESSAGE_RESENT, MESSAGE_REUSED, MESSAGE_SENT
 from otp.models import OtpSession, SmsMessage
+from otp.partitions import partitions_ensure
 from otp.tests.helpers import request_otp, resend, session_url, verify, wrong_code
 from senders.gateways import locmem
 from senders.tests.factories import SenderNameFactory
@@ -131,6 +132,8 @@ class OtpServiceMachine(RuleBasedStateMachine):
         self._travel = time_machine.travel(START, tick=False)
         self._clock = self._travel.start()
         self.now = START
+        # PostgreSQL keeps sessions by day (otp.partitions): the days this machine's clock can reach.
+        partitions_ensure(now=START, ahead_days=7, back_days=1)
         self.tenants: list[TenantModel] = []
         self.model: dict[str, SessionModel] = {}
         self.wrong_codes: list[tuple[int, str, datetime]] = []  # (tenant, dest, when), across sessions
