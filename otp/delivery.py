@@ -641,9 +641,9 @@ def sms_drain(*, seconds: float | None = None) -> SmsDrainResult:
     gateway calls to the process's thread pool, and settles each outcome as it arrives, in this task's
     own database connection (the pool's threads make HTTP calls only: a worker process holds one
     connection however many calls are in flight). Claims again while calls are in flight, every
-    SMS_DRAIN_POLL_MS at most; returns when no due row is left and no call is in flight, or after
-    SMS_DRAIN_SECONDS (`seconds` to override), publishing a follow-up drain so the work goes on
-    in a fresh task.
+    SMS_DRAIN_POLL_MS at most; returns when no due row is left and no call is in flight, or once it has
+    claimed for SMS_DRAIN_SECONDS (at most a third of the task's soft time limit; `seconds` overrides),
+    publishing a follow-up drain so that a backlog goes on in a fresh task.
 
     The guarantees of `sms_deliver` hold row by row: the claim is the same conditional UPDATE (batched,
     FOR UPDATE SKIP LOCKED so two drainers never wait on each other), a row claimed by a worker that
@@ -654,7 +654,10 @@ def sms_drain(*, seconds: float | None = None) -> SmsDrainResult:
     result = SmsDrainResult()
     capacity = max(settings.SMS_SEND_CONCURRENCY, 1)
     poll = settings.SMS_DRAIN_POLL_MS / 1000
-    stop_at = time.monotonic() + (settings.SMS_DRAIN_SECONDS if seconds is None else seconds)
+    if seconds is None:
+        # Claims stop well inside the task's soft time limit: the calls then in flight must still end.
+        seconds = min(settings.SMS_DRAIN_SECONDS, settings.SMS_TASK_SOFT_TIME_LIMIT_SECONDS / 3)
+    stop_at = time.monotonic() + seconds
     pool = _send_pool()
     in_flight: dict[Future[GatewayResult], tuple[_Send, float]] = {}
     retry_at: float | None = None  # monotonic time of the earliest retry this drain put off
@@ -666,6 +669,14 @@ def sms_drain(*, seconds: float | None = None) -> SmsDrainResult:
         nonlocal retry_at
         due = time.monotonic() + retry.countdown
         retry_at = due if retry_at is None else min(retry_at, due)
+
+    def settle(send: _Send, outcome: GatewayResult | GatewayError, started: float) -> None:
+        try:
+            if _send_settle(send, outcome, started=started) == SmsStatus.SENT:
+                result.sent += 1
+        except SmsRetryLater as retry:
+            retry_later(retry)
+        result.settled += 1
 
     while True:
         moment = time.monotonic()
@@ -699,7 +710,15 @@ def sms_drain(*, seconds: float | None = None) -> SmsDrainResult:
             continue
         if not in_flight:
             continue
-        done, _ = wait(in_flight, timeout=poll, return_when=FIRST_COMPLETED)
+        try:
+            done, _ = wait(in_flight, timeout=poll, return_when=FIRST_COMPLETED)
+        except SoftTimeLimitExceeded:
+            # A call hung past the task's soft time limit: every call still in flight is a time-out like any
+            # other (the provider may have the SMS), sent again with the same reference, as `_send` does.
+            for send, started in in_flight.values():
+                settle(send, TransientGatewayError("the send ran out of time (the task's soft time limit)"), started)
+            in_flight.clear()
+            break
         for future in done:
             send, started = in_flight.pop(future)
             try:
@@ -711,13 +730,7 @@ def sms_drain(*, seconds: float | None = None) -> SmsDrainResult:
                 # lease ends, then is sent again; the others go on.
                 logger.exception("SMS %s: the gateway call raised", send.message.public_id)
                 continue
-            try:
-                if _send_settle(send, outcome, started=started) == SmsStatus.SENT:
-                    result.sent += 1
-                result.settled += 1
-            except SmsRetryLater as retry:
-                result.settled += 1
-                retry_later(retry)
+            settle(send, outcome, started)
     if retry_at is not None:
         sms_drain_publish(countdown=max(retry_at - time.monotonic(), 0))
     return result
