@@ -4,9 +4,10 @@ Recreates its own PostgreSQL database (BENCH_DATABASE_URL with `_profile` append
 the real WSGI application with DEBUG off against it and Redis (BENCH_REDIS_URL), and for each path
 prints the SQL statements of one warm call with their times, then the mean time per call; with
 `--cprofile`, the functions that took longest. `deliver` sends SMS through the `http` backend to a
-local sink, as a worker would.
+local sink one task per SMS (`sms_deliver`); `drain` sends `--calls` of them in one drain (`sms_drain`:
+one claim, the calls in flight together), its time given per SMS.
 
-    python bench/hotpaths.py request-new request-reused verify get deliver [--calls 500] [--cprofile]
+    python bench/hotpaths.py request-new request-reused verify get deliver drain [--calls 500] [--cprofile]
 """
 
 import argparse
@@ -23,7 +24,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-PATHS = ("request-new", "request-reused", "verify", "get", "deliver")
+PATHS = ("request-new", "request-reused", "verify", "get", "deliver", "drain")
 
 
 class Sink(BaseHTTPRequestHandler):
@@ -91,7 +92,7 @@ def main() -> int:
     from django.db import connection
     from django.test import Client
 
-    from otp.delivery import sms_deliver
+    from otp.delivery import sms_deliver, sms_drain
     from otp.models import SmsMessage
     from senders.services import sender_name_approve, sender_name_create
     from workspaces.models import FraudGuardMode
@@ -138,9 +139,29 @@ def main() -> int:
         ),
         "get": lambda i: clients[False].get(f"/v1/messaging/otp/{sessions[i % len(sessions)]}"),
         "deliver": lambda i: sms_deliver(message_id=queued.pop()),
+        "drain": lambda i: sms_drain(),
     }
     for path in args.paths or PATHS:
         call = calls[path]
+        if path == "drain":
+            sms_drain()  # whatever earlier paths left queued, and warm
+            for _ in range(10):
+                request(False)
+            seen: list[str] = []
+
+            def counted(execute, sql, params, many, context, seen=seen):  # noqa: ANN001, ANN202
+                seen.append(sql)
+                return execute(sql, params, many, context)
+
+            with connection.execute_wrapper(counted):
+                sms_drain()
+            print(f"\ndrain: {len(seen)} statement(s) for 10 SMS")
+            for _ in range(args.calls):
+                request(False)
+            started = time.perf_counter()
+            sent = sms_drain().sent
+            print(f"drain: {(time.perf_counter() - started) / sent * 1000:.2f} ms per SMS ({sent} SMS in one drain)")
+            continue
         if path == "deliver":
             for _ in range(args.calls * 2 + 10 - len(queued)):
                 request(False)
