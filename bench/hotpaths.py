@@ -5,9 +5,11 @@ the real WSGI application with DEBUG off against it and Redis (BENCH_REDIS_URL),
 prints the SQL statements of one warm call with their times, then the mean time per call; with
 `--cprofile`, the functions that took longest. `deliver` sends SMS through the `http` backend to a
 local sink one task per SMS (`sms_deliver`); `drain` sends `--calls` of them in one drain (`sms_drain`:
-one claim, the calls in flight together), its time given per SMS.
+one claim, the calls in flight together), its time given per SMS; `--sink-delay 0.25` makes the sink answer
+as a provider does, after 250 ms.
 
     python bench/hotpaths.py request-new request-reused verify get deliver drain [--calls 500] [--cprofile]
+        [--sink-delay S]
 """
 
 import argparse
@@ -33,8 +35,12 @@ class Sink(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
 
+    delay = 0.0  # seconds before each answer: a provider's latency (--sink-delay)
+
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.delay:
+            time.sleep(self.delay)
         body = b'{"id": "profile"}'
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -77,7 +83,9 @@ def main() -> int:
     parser.add_argument("paths", nargs="*", metavar="PATH", help=f"any of {', '.join(PATHS)} (default: all)")
     parser.add_argument("--calls", type=int, default=500)
     parser.add_argument("--cprofile", action="store_true", help="also print the 25 costliest functions")
+    parser.add_argument("--sink-delay", type=float, default=0.0, help="seconds the sink takes to answer each SMS")
     args = parser.parse_args()
+    Sink.delay = args.sink_delay
     unknown = set(args.paths) - set(PATHS)
     if unknown:
         parser.error(f"unknown path(s): {', '.join(sorted(unknown))}")

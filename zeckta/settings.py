@@ -361,7 +361,7 @@ SMS_SEND_CONCURRENCY = env.int("SMS_SEND_CONCURRENCY", default=200)
 # bound on what one lost publish can hold up until the sweeper, not a delay (the first request publishes).
 SMS_DRAIN_NUDGE_MS = env.int("SMS_DRAIN_NUDGE_MS", default=20)
 # A drain with calls in flight looks for new due rows this often (milliseconds).
-SMS_DRAIN_POLL_MS = env.int("SMS_DRAIN_POLL_MS", default=20)
+SMS_DRAIN_POLL_MS = env.int("SMS_DRAIN_POLL_MS", default=50)
 # A drain stops claiming after this long (seconds) and hands a backlog to a fresh task: it must end, calls
 # included (each within its route's timeout), inside SMS_TASK_SOFT_TIME_LIMIT_SECONDS.
 SMS_DRAIN_SECONDS = env.float("SMS_DRAIN_SECONDS", default=15.0)
