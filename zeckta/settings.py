@@ -405,6 +405,9 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=600)
 SMS_TASK_SOFT_TIME_LIMIT_SECONDS = env.int("SMS_TASK_SOFT_TIME_LIMIT_SECONDS", default=45)
 SMS_TASK_TIME_LIMIT_SECONDS = env.int("SMS_TASK_TIME_LIMIT_SECONDS", default=60)
 WEBHOOK_TASK_SOFT_TIME_LIMIT_SECONDS = env.int("WEBHOOK_TASK_SOFT_TIME_LIMIT_SECONDS", default=20)
+# Receiver calls a `webhooks` worker process keeps in flight (webhooks.delivery.webhook_drain): threads making
+# HTTP calls only, no database connection each.
+WEBHOOK_SEND_CONCURRENCY = env.int("WEBHOOK_SEND_CONCURRENCY", default=100)
 WEBHOOK_TASK_TIME_LIMIT_SECONDS = env.int("WEBHOOK_TASK_TIME_LIMIT_SECONDS", default=30)
 # By registered name (otp.delivery's and webhooks.delivery's constants; not imported: apps load later).
 CELERY_TASK_ANNOTATIONS = {
