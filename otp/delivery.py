@@ -42,7 +42,7 @@ from webhooks.selectors import webhook_subscribed
 from workspaces.billing import balance_credit
 from workspaces.models import LedgerEntry
 from zeckta import metrics
-from zeckta.api.context import log_context_update, request_id_var
+from zeckta.api.context import log_context_update
 from zeckta.celery import app as celery_app
 from zeckta.db import columns_of, db_value, instance_from_row
 
@@ -96,16 +96,13 @@ def sms_drain_nudge() -> None:
 
 
 def sms_drain_publish(*, countdown: float = 0) -> None:
-    """Publishes a drain task now (or in `countdown` seconds); never raises. Without the publishing
-    request's context (zeckta.taskcontext): a drain sends the SMS of many requests, and its lines name each
-    SMS instead."""
-    token = request_id_var.set(None)
+    """Publishes a drain task now (or in `countdown` seconds); never raises. It carries the context of the
+    request that publishes it (zeckta.taskcontext), so one requestId finds a request and the lines of the
+    drain it asked for; that drain may send other requests' SMS too (each line names its SMS)."""
     try:
         celery_app.tasks[SMS_DRAIN_TASK].apply_async(countdown=countdown or None, exchange="", routing_key=SMS_QUEUE)
     except Exception:
         logger.warning("could not publish the SMS drain task; the outbox sweeper will retry", exc_info=True)
-    finally:
-        request_id_var.reset(token)
 
 
 @lru_cache(maxsize=4)
@@ -698,6 +695,11 @@ def sms_drain(*, seconds: float | None = None) -> SmsDrainResult:
                     send = _send_prepare(message, now=message.claimed_at)
                 except SmsRetryLater as retry:
                     retry_later(retry)
+                    continue
+                except Exception:
+                    # As it would have ended a one-SMS task: the row stays claimed until its lease ends; one
+                    # bad row does not stop the batch.
+                    logger.exception("SMS %s could not be prepared for sending", message.public_id)
                     continue
                 if isinstance(send, str):
                     result.settled += 1

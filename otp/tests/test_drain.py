@@ -189,11 +189,19 @@ def test_a_nudge_while_the_key_is_set_publishes_nothing(broker_queue, settings):
 # --- a real worker process -----------------------------------------------------------------------------
 
 
-def connections_to_this_database() -> int:
-    """Other sessions on the test database: the worker's (this test's own connection left out)."""
+def database_now():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT clock_timestamp()")
+        return cursor.fetchone()[0]
+
+
+def connections_opened_since(moment) -> int:
+    """Sessions on the test database opened after `moment` (the worker's: this test's own is older)."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " AND backend_start > %s",
+            [moment],
         )
         return cursor.fetchone()[0]
 
@@ -209,13 +217,14 @@ def test_one_worker_process_holds_a_hundred_calls_in_flight_on_one_database_conn
     release = threading.Event()
     fake_gateway.answer(*[Answer(200, hold=release) for _ in range(100)])
     # --concurrency 1: one process sends; the provider's hold, not the client's timeout, ends the calls.
+    before_the_worker = database_now()
     start_worker(gateway=fake_gateway, pool="prefork", SMS_HTTP_TIMEOUT="20")
 
     try:
         for dest in numbers(100):
             assert request_otp(api, dest).status_code == 200
         assert wait_for(lambda: fake_gateway.calls == 100, timeout=WAIT_SECONDS), fake_gateway.calls
-        in_flight_connections = connections_to_this_database()
+        in_flight_connections = connections_opened_since(before_the_worker)
         assert SmsMessage.objects.filter(status="processing").count() == 100  # all held by the provider at once
     finally:
         release.set()

@@ -432,8 +432,7 @@ def test_the_tasks_a_request_publishes_carry_its_context(api, raw_key, receiver,
         for raw in reversed(broker_queue.lrange(queue, 0, -1))
     ]
     assert [message["headers"]["task"] for message in queued] == ["otp.tasks.drain_sms", "webhooks.tasks.deliver"]
-    drain, delivery = queued
-    # The SMS drain sends the SMS of many requests: it names none of them (its lines name each SMS).
-    assert HEADER_REQUEST_ID not in drain["headers"] and HEADER_WORKSPACE not in drain["headers"]
-    assert delivery["headers"][HEADER_REQUEST_ID] == approved["X-Request-ID"]
-    assert (delivery["headers"][HEADER_WORKSPACE], delivery["headers"][HEADER_KEY_PREFIX]) == ("acme", raw_key[:16])
+    for message, answer in zip(queued, (response, approved), strict=True):
+        headers = message["headers"]
+        assert headers[HEADER_REQUEST_ID] == answer["X-Request-ID"]
+        assert (headers[HEADER_WORKSPACE], headers[HEADER_KEY_PREFIX]) == ("acme", raw_key[:16])
