@@ -662,15 +662,13 @@ def sms_drain(*, seconds: float | None = None) -> SmsDrainResult:
     stop_at = time.monotonic() + seconds
     pool = _send_pool()
     in_flight: dict[Future[GatewayResult], tuple[_Send, float]] = {}
-    retry_at: float | None = None  # monotonic time of the earliest retry this drain put off
+    retries: list[float] = []  # monotonic times at which the rows this drain put off fall due
     last_claim = -1.0
     picked_any = True  # whether the last claim filled its room: claim again at once while it does
     found_any = False  # whether the last claim found any due row
 
     def retry_later(retry: SmsRetryLater) -> None:
-        nonlocal retry_at
-        due = time.monotonic() + retry.countdown
-        retry_at = due if retry_at is None else min(retry_at, due)
+        retries.append(time.monotonic() + retry.countdown)
 
     def settle(send: _Send, outcome: GatewayResult | GatewayError, started: float) -> None:
         try:
@@ -738,8 +736,11 @@ def sms_drain(*, seconds: float | None = None) -> SmsDrainResult:
                 logger.exception("SMS %s: the gateway call raised", send.message.public_id)
                 continue
             settle(send, outcome, started)
-    if retry_at is not None:
-        sms_drain_publish(countdown=max(retry_at - time.monotonic(), 0))
+    # A row put off falls due later: if not after this drain's last claim (which found no row due), that
+    # claim or an earlier one took it. The first one after gets a drain of its own, just past its time.
+    later = [due for due in retries if due > last_claim]
+    if later:
+        sms_drain_publish(countdown=max(min(later) - time.monotonic(), 0) + 0.01)
     return result
 
 
