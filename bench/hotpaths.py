@@ -4,9 +4,12 @@ Recreates its own PostgreSQL database (BENCH_DATABASE_URL with `_profile` append
 the real WSGI application with DEBUG off against it and Redis (BENCH_REDIS_URL), and for each path
 prints the SQL statements of one warm call with their times, then the mean time per call; with
 `--cprofile`, the functions that took longest. `deliver` sends SMS through the `http` backend to a
-local sink, as a worker would.
+local sink one task per SMS (`sms_deliver`); `drain` sends `--calls` of them in one drain (`sms_drain`:
+one claim, the calls in flight together), its time given per SMS; `--sink-delay 0.25` makes the sink answer
+as a provider does, after 250 ms.
 
-    python bench/hotpaths.py request-new request-reused verify get deliver [--calls 500] [--cprofile]
+    python bench/hotpaths.py request-new request-reused verify get deliver drain [--calls 500] [--cprofile]
+        [--sink-delay S]
 """
 
 import argparse
@@ -23,7 +26,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-PATHS = ("request-new", "request-reused", "verify", "get", "deliver")
+PATHS = ("request-new", "request-reused", "verify", "get", "deliver", "drain")
 
 
 class Sink(BaseHTTPRequestHandler):
@@ -32,8 +35,12 @@ class Sink(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
 
+    delay = 0.0  # seconds before each answer: a provider's latency (--sink-delay)
+
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.delay:
+            time.sleep(self.delay)
         body = b'{"id": "profile"}'
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -76,7 +83,9 @@ def main() -> int:
     parser.add_argument("paths", nargs="*", metavar="PATH", help=f"any of {', '.join(PATHS)} (default: all)")
     parser.add_argument("--calls", type=int, default=500)
     parser.add_argument("--cprofile", action="store_true", help="also print the 25 costliest functions")
+    parser.add_argument("--sink-delay", type=float, default=0.0, help="seconds the sink takes to answer each SMS")
     args = parser.parse_args()
+    Sink.delay = args.sink_delay
     unknown = set(args.paths) - set(PATHS)
     if unknown:
         parser.error(f"unknown path(s): {', '.join(sorted(unknown))}")
@@ -92,7 +101,7 @@ def main() -> int:
     from django.db import connection
     from django.test import Client
 
-    from otp.delivery import sms_deliver
+    from otp.delivery import sms_deliver, sms_drain
     from otp.models import SmsMessage
     from senders.services import sender_name_approve, sender_name_create
     from workspaces.models import FraudGuardMode
@@ -148,9 +157,29 @@ def main() -> int:
         ),
         "get": lambda i: clients[False].get(f"/v1/messaging/otp/{sessions[i % len(sessions)]}"),
         "deliver": lambda i: sms_deliver(message_id=queued.pop()),
+        "drain": lambda i: sms_drain(),
     }
     for path in args.paths or PATHS:
         call = calls[path]
+        if path == "drain":
+            sms_drain()  # whatever earlier paths left queued, and warm
+            for _ in range(10):
+                request(False)
+            seen: list[str] = []
+
+            def counted(execute, sql, params, many, context, seen=seen):  # noqa: ANN001, ANN202
+                seen.append(sql)
+                return execute(sql, params, many, context)
+
+            with connection.execute_wrapper(counted):
+                sms_drain()
+            print(f"\ndrain: {len(seen)} statement(s) for 10 SMS")
+            for _ in range(args.calls):
+                request(False)
+            started = time.perf_counter()
+            sent = sms_drain().sent
+            print(f"drain: {(time.perf_counter() - started) / sent * 1000:.2f} ms per SMS ({sent} SMS in one drain)")
+            continue
         if path == "deliver":
             for _ in range(args.calls * 2 + 10 - len(queued)):
                 request(False)

@@ -8,11 +8,16 @@ the beat runs `sms_requeue_stale`.
 """
 
 import logging
+import os
+import threading
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
+import redis
 from celery.exceptions import SoftTimeLimitExceeded
 from cryptography.fernet import InvalidToken
 from django.conf import settings
@@ -26,7 +31,14 @@ from otp.fallback_trigger import fallback_now
 from otp.models import OtpSession, SmsAttempt, SmsMessage
 from otp.partitions import CLOCK_SKEW, MAX_VALIDITY
 from otp.receipts import early_receipts_apply, receipt_lock
-from senders.gateways import GatewayError, GatewayResult, OutgoingSms, PermanentGatewayError, TransientGatewayError
+from senders.gateways import (
+    GatewayError,
+    GatewayResult,
+    OutgoingSms,
+    PermanentGatewayError,
+    SmsGateway,
+    TransientGatewayError,
+)
 from senders.routes import RouteChoice, route_rate_wait, routes_for
 from webhooks.selectors import webhook_subscribed
 from workspaces.billing import balance_credit
@@ -44,16 +56,75 @@ SessionStatus = OtpSession.Status
 # The registered names of the tasks in `otp.tasks`. They are what the broker and the beat schedule hold,
 # so they stay the same when a Python name changes: a task queued before a deploy still runs after it.
 SMS_DELIVER_TASK = "otp.tasks.send_sms"
+SMS_DRAIN_TASK = "otp.tasks.drain_sms"
 SMS_REQUEUE_STALE_TASK = "otp.tasks.requeue_stale_sms"
 OTP_SESSIONS_PURGE_TASK = "otp.tasks.purge_old_sessions"
 INBOX_PURGE_TASK = "otp.tasks.purge_test_inbox"
-# The queue settings.CELERY_TASK_ROUTES gives SMS_DELIVER_TASK: SMS sends have workers of their own at scale.
+# The queue settings.CELERY_TASK_ROUTES gives SMS_DELIVER_TASK and SMS_DRAIN_TASK: SMS sends have workers of
+# their own at scale.
 SMS_QUEUE = "sms"
+# Set (NX, for SMS_DRAIN_NUDGE_MS) by the request that asks for a drain; deleted by a drain before each claim.
+SMS_DRAIN_KEY = "zeckta:sms:drain"
 
 
 def sms_enqueue_on_commit(*, message_id: int, expires_at: datetime) -> None:
-    """The request path's only way to publish: never before commit (a worker would find no row), never raises."""
-    transaction.on_commit(partial(sms_enqueue, message_id=message_id, expires_at=expires_at))
+    """The request path's only way to publish: never before commit (a worker would find no row), never raises.
+
+    On PostgreSQL with a broker, a nudge to the drainer (`sms_drain_nudge`: at most one task per
+    SMS_DRAIN_NUDGE_MS, whatever the request rate); elsewhere (SQLite, tasks run in-process) a task for
+    this one SMS."""
+    if connection.vendor == "postgresql" and not celery_app.conf.task_always_eager:
+        transaction.on_commit(sms_drain_nudge)
+    else:
+        transaction.on_commit(partial(sms_enqueue, message_id=message_id, expires_at=expires_at))
+
+
+def sms_drain_nudge() -> None:
+    """Asks for a drain, coalesced: the first caller after the drainer's last look publishes a drain task,
+    the others within SMS_DRAIN_NUDGE_MS find the key set and do nothing. Never raises.
+
+    Why nothing is left behind: the caller's row is committed before it sets the key, and a drain deletes
+    the key before each claim. A caller that finds the key set knows a drain will delete it and claim
+    after its commit; one that finds it gone publishes. The key's expiry bounds what a lost publish can
+    hold up; the outbox sweeper sends what is left (Redis or the broker down)."""
+    client = _nudge_redis()
+    if client is not None:
+        try:
+            if not client.set(SMS_DRAIN_KEY, b"1", nx=True, px=settings.SMS_DRAIN_NUDGE_MS):
+                return
+        except redis.RedisError as exc:
+            logger.warning("could not set the SMS drain nudge (%s); publishing anyway", exc)
+    sms_drain_publish()
+
+
+def sms_drain_publish(*, countdown: float = 0) -> None:
+    """Publishes a drain task now (or in `countdown` seconds); never raises. It carries the context of the
+    request that publishes it (zeckta.taskcontext), so one requestId finds a request and the lines of the
+    drain it asked for; that drain may send other requests' SMS too (each line names its SMS)."""
+    try:
+        celery_app.tasks[SMS_DRAIN_TASK].apply_async(countdown=countdown or None, exchange="", routing_key=SMS_QUEUE)
+    except Exception:
+        logger.warning("could not publish the SMS drain task; the outbox sweeper will retry", exc_info=True)
+
+
+@lru_cache(maxsize=4)
+def _nudge_client(url: str) -> redis.Redis:
+    # Short time-outs: the request path calls this after its commit, and a hung Redis must not hold it.
+    return redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5, retry_on_timeout=False)
+
+
+def _nudge_redis() -> redis.Redis | None:
+    return _nudge_client(settings.REDIS_URL) if settings.REDIS_URL else None
+
+
+def _nudge_clear() -> None:
+    client = _nudge_redis()
+    if client is None:
+        return
+    try:
+        client.delete(SMS_DRAIN_KEY)
+    except redis.RedisError as exc:
+        logger.warning("could not clear the SMS drain nudge: %s", exc)
 
 
 def sms_enqueue(*, message_id: int, expires_at: datetime) -> None:
@@ -114,6 +185,35 @@ def sms_deliver(*, message_id: int) -> str:
         if message is None:
             return _settle_unclaimable(unclaimed, now=now, stale_claim=stale_claim)
 
+    send = _send_prepare(message, now=now)
+    if isinstance(send, str):
+        return send
+    started = time.perf_counter()
+    try:
+        outcome: GatewayResult | GatewayError = _send(send.choice, send.outgoing, gateway=send.gateway)
+    except GatewayError as exc:
+        outcome = exc
+    return _send_settle(send, outcome, started=started)
+
+
+@dataclass
+class _Send:
+    """One claimed SMS ready for its gateway call: what the call needs (no database) and what its
+    outcome's settling needs."""
+
+    message: SmsMessage
+    choice: RouteChoice
+    gateway: SmsGateway
+    outgoing: OutgoingSms
+    attempt: SmsAttempt
+    on_route: dict[str, Any]
+    claimed_at: datetime
+
+
+def _send_prepare(message: SmsMessage, *, now: datetime) -> "_Send | str":
+    """Everything before the gateway call of a claimed row, in the claimer's database connection: its text,
+    its route and the route's rate cap. Returns the row's status when it ends here (text unreadable, every
+    route tried); raises SmsRetryLater when the route is at its cap (the claim given back)."""
     if message.encrypted_text is None:
         # Only settling a row wipes its text, and a settled row cannot be claimed: this is a bug, not a retry.
         raise RuntimeError(f"SMS {message.public_id} was claimed without its text")
@@ -164,40 +264,48 @@ def sms_deliver(*, message_id: int) -> str:
         retry=message.route_attempts > 1,
         channel=message.channel,
     )
-    started = time.perf_counter()
-    try:
-        result = _send(choice, outgoing)
-    except PermanentGatewayError as exc:
+    # The gateway is built here, not in the call: a route's settings are read from the database.
+    return _Send(message, choice, choice.gateway(), outgoing, attempt, on_route, claimed_at=now)
+
+
+def _send_settle(send: _Send, outcome: "GatewayResult | GatewayError", *, started: float) -> str:
+    """Records a gateway call's outcome (started at `started`, perf_counter) in the claimer's connection:
+    the attempt row, the SMS's new status, the otp.sent event and the receipt lock. Returns the status;
+    raises SmsRetryLater when the SMS is to be sent again (the row is `queued` with its due time)."""
+    message, choice, attempt, on_route = send.message, send.choice, send.attempt, send.on_route
+    if isinstance(outcome, PermanentGatewayError):
         _sms_counted(choice, "failed", started)
-        _attempt_failed(attempt, exc)
-        logger.warning("SMS %s failed permanently on route %s: %s", message.public_id, choice.name, exc)
-        return _fail_over(_mine(message), message, choice, error=str(exc), on_route=on_route)
-    except TransientGatewayError as exc:
-        _attempt_failed(attempt, exc)
+        _attempt_failed(attempt, outcome)
+        logger.warning("SMS %s failed permanently on route %s: %s", message.public_id, choice.name, outcome)
+        return _fail_over(_mine(message), message, choice, error=str(outcome), on_route=on_route)
+    if isinstance(outcome, GatewayError):  # transient
+        _attempt_failed(attempt, outcome)
         if message.route_attempts >= settings.SMS_MAX_SEND_ATTEMPTS:
             _sms_counted(choice, "failed", started)
             logger.warning(
-                "SMS %s: route %s failed %s times: %s", message.public_id, choice.name, message.route_attempts, exc
+                "SMS %s: route %s failed %s times: %s", message.public_id, choice.name, message.route_attempts, outcome
             )
             return _fail_over(
                 _mine(message),
                 message,
                 choice,
                 on_route=on_route,
-                error=f"gave up after {message.route_attempts} attempts on route {choice.name}: {exc}",
+                error=f"gave up after {message.route_attempts} attempts on route {choice.name}: {outcome}",
             )
         _sms_counted(choice, "retried", started)
         delay = _retry_delay(message.route_attempts)
         _mine(message).update(
             status=SmsStatus.QUEUED,
             claimed_at=None,
-            last_error=str(exc)[:500],
+            last_error=str(outcome)[:500],
             next_attempt_at=timezone.now() + timedelta(seconds=delay),
             updated_at=timezone.now(),
             **on_route,
         )
-        logger.info("SMS %s attempt %s failed (%s); retrying", message.public_id, message.attempts, exc)
+        logger.info("SMS %s attempt %s failed (%s); retrying", message.public_id, message.attempts, outcome)
         raise SmsRetryLater(delay) from None
+    result = outcome
+    now = send.claimed_at
     _sms_counted(choice, "sent", started)
     metrics.SMS_UNITS.labels(country=_country(message) or "unknown").inc(message.units)
     attempt.status = SmsAttempt.Status.ACCEPTED
@@ -401,12 +509,12 @@ def _attempt_failed(attempt: SmsAttempt, exc: GatewayError) -> None:
     attempt.save(force_insert=True)
 
 
-def _send(choice: RouteChoice, outgoing: OutgoingSms) -> GatewayResult:
+def _send(choice: RouteChoice, outgoing: OutgoingSms, *, gateway: SmsGateway) -> GatewayResult:
     """The gateway call. The task's soft time limit (settings.CELERY_TASK_ANNOTATIONS) striking during it is
     a time-out like any other: the provider may have the SMS, so it is retried with the same reference at
     once, rather than left claimed until the lease is over."""
     try:
-        return choice.gateway().send(outgoing)
+        return gateway.send(outgoing)
     except SoftTimeLimitExceeded:
         raise TransientGatewayError("the send ran out of time (the task's soft time limit)") from None
 
@@ -512,8 +620,9 @@ def sms_supersede(*, session_id: int, now: datetime) -> None:
 
 
 def sms_requeue_stale(*, limit: int = 500) -> int:
-    """Enqueues outbox rows that were never picked up (broker down at request time, lost publish) or
-    whose worker died mid-send; returns how many were enqueued."""
+    """Publishes a drain when outbox rows wait that no task will take (broker or Redis down at request
+    time, a lost publish, a lost retry) or whose worker died mid-send; returns how many there are (up to
+    `limit`)."""
     now = timezone.now()
     stale = now - timedelta(seconds=settings.SMS_STALE_AFTER_SECONDS)
     lease_over = now - timedelta(seconds=settings.SMS_PROCESSING_LEASE_SECONDS)
@@ -528,10 +637,215 @@ def sms_requeue_stale(*, limit: int = 500) -> int:
         .order_by("next_attempt_at")
         .values_list("pk", "session__expires_at", "send_before")[:limit]
     )
-    if rows:
-        # Not due again until another stale period passes, so one outage does not flood the queue.
-        SmsMessage.objects.filter(pk__in=[pk for pk, _, _ in rows], status=SmsStatus.QUEUED).update(next_attempt_at=now)
-    for pk, session_expires_at, send_before in rows:
-        expires_at = session_expires_at or send_before or now  # a relayed SMS has its own deadline
-        sms_enqueue(message_id=pk, expires_at=max(expires_at, now + timedelta(seconds=30)))
+    if not rows:
+        return 0
+    # Not stale again until another stale period passes, so one outage is reported once per period. Still
+    # due: the drain takes them at once.
+    SmsMessage.objects.filter(pk__in=[pk for pk, _, _ in rows], status=SmsStatus.QUEUED).update(next_attempt_at=now)
+    if connection.vendor == "postgresql" and not celery_app.conf.task_always_eager:
+        sms_drain_publish()
+    else:
+        for pk, session_expires_at, send_before in rows:
+            expires_at = session_expires_at or send_before or now  # a relayed SMS has its own deadline
+            sms_enqueue(message_id=pk, expires_at=max(expires_at, now + timedelta(seconds=30)))
     return len(rows)
+
+
+# --- The drain: many SMS per task, their gateway calls in flight together ------------------------------
+
+
+@dataclass
+class SmsDrainResult:
+    sent: int = 0  # gateway calls that went through
+    settled: int = 0  # rows that ended or were scheduled again, sent included
+    claims: int = 0  # claim statements
+
+
+def sms_drain(*, seconds: float | None = None) -> SmsDrainResult:
+    """Sends every due outbox row: claims up to SMS_SEND_CONCURRENCY rows in one statement, hands their
+    gateway calls to the process's thread pool, and settles each outcome as it arrives, in this task's
+    own database connection (the pool's threads make HTTP calls only: a worker process holds one
+    connection however many calls are in flight). Claims again while calls are in flight, every
+    SMS_DRAIN_POLL_MS at most; returns when no due row is left and no call is in flight, or once it has
+    claimed for SMS_DRAIN_SECONDS (at most a third of the task's soft time limit; `seconds` overrides),
+    publishing a follow-up drain so that a backlog goes on in a fresh task.
+
+    The guarantees of `sms_deliver` hold row by row: the claim is the same conditional UPDATE (batched,
+    FOR UPDATE SKIP LOCKED so two drainers never wait on each other), a row claimed by a worker that
+    dies stays `processing` until its lease ends and is claimed again with the same `reference`, and a
+    retry waits in the row (`next_attempt_at`): the drain that finds it due sends it, and a drain ending
+    before then publishes one for that moment.
+    """
+    result = SmsDrainResult()
+    capacity = max(settings.SMS_SEND_CONCURRENCY, 1)
+    poll = settings.SMS_DRAIN_POLL_MS / 1000
+    if seconds is None:
+        # Claims stop well inside the task's soft time limit: the calls then in flight must still end.
+        seconds = min(settings.SMS_DRAIN_SECONDS, settings.SMS_TASK_SOFT_TIME_LIMIT_SECONDS / 3)
+    stop_at = time.monotonic() + seconds
+    pool = _send_pool()
+    in_flight: dict[Future[GatewayResult], tuple[_Send, float]] = {}
+    retries: list[float] = []  # monotonic times at which the rows this drain put off fall due
+    last_claim = -1.0
+    picked_any = True  # whether the last claim filled its room: claim again at once while it does
+    found_any = False  # whether the last claim found any due row
+
+    def retry_later(retry: SmsRetryLater) -> None:
+        retries.append(time.monotonic() + retry.countdown)
+
+    def settle(send: _Send, outcome: GatewayResult | GatewayError, started: float) -> None:
+        try:
+            if _send_settle(send, outcome, started=started) == SmsStatus.SENT:
+                result.sent += 1
+        except SmsRetryLater as retry:
+            retry_later(retry)
+        result.settled += 1
+
+    while True:
+        moment = time.monotonic()
+        room = capacity - len(in_flight)
+        if room > 0 and moment < stop_at and (picked_any or moment - last_claim >= poll):
+            last_claim = moment
+            claimed, unclaimed = _claim_due(room)
+            result.claims += 1
+            found_any = bool(claimed or unclaimed)
+            picked_any = len(claimed) + len(unclaimed) >= room
+            for message in claimed:
+                try:
+                    assert message.claimed_at is not None  # the claim's time, set by the claim
+                    send = _send_prepare(message, now=message.claimed_at)
+                except SmsRetryLater as retry:
+                    retry_later(retry)
+                    continue
+                except Exception:
+                    # As it would have ended a one-SMS task: the row stays claimed until its lease ends; one
+                    # bad row does not stop the batch.
+                    logger.exception("SMS %s could not be prepared for sending", message.public_id)
+                    continue
+                if isinstance(send, str):
+                    result.settled += 1
+                    continue
+                in_flight[pool.submit(send.gateway.send, send.outgoing)] = (send, time.perf_counter())
+            result.settled += _settle_unclaimable_rows(unclaimed)
+            if not claimed and not unclaimed and not in_flight:
+                break  # nothing due, nothing in flight
+        elif not in_flight:
+            if moment >= stop_at:
+                if found_any:
+                    sms_drain_publish()  # a long backlog: a fresh task goes on with it
+                break
+            time.sleep(max(poll - (moment - last_claim), 0.001))
+            continue
+        if not in_flight:
+            continue
+        try:
+            done, _ = wait(in_flight, timeout=poll, return_when=FIRST_COMPLETED)
+        except SoftTimeLimitExceeded:
+            # A call hung past the task's soft time limit: every call still in flight is a time-out like any
+            # other (the provider may have the SMS), sent again with the same reference, as `_send` does.
+            for send, started in in_flight.values():
+                settle(send, TransientGatewayError("the send ran out of time (the task's soft time limit)"), started)
+            in_flight.clear()
+            break
+        for future in done:
+            send, started = in_flight.pop(future)
+            try:
+                outcome: GatewayResult | GatewayError = future.result()
+            except GatewayError as exc:
+                outcome = exc
+            except Exception:
+                # A bug in a gateway, as it would have ended a one-SMS task: the row stays claimed until its
+                # lease ends, then is sent again; the others go on.
+                logger.exception("SMS %s: the gateway call raised", send.message.public_id)
+                continue
+            settle(send, outcome, started)
+    # A row put off falls due later: if not after this drain's last claim (which found no row due), that
+    # claim or an earlier one took it. The first one after gets a drain of its own, just past its time.
+    later = [due for due in retries if due > last_claim]
+    if later:
+        sms_drain_publish(countdown=max(min(later) - time.monotonic(), 0) + 0.01)
+    return result
+
+
+# The batch claim: the due rows (queued and due, or claimed by a worker whose lease is over), locked by this
+# statement alone (SKIP LOCKED: a row another drainer or sms_deliver holds is left to it), then claimed by the
+# conditions of _CLAIM_SQL and _CLAIM_RELAYED_SQL. A picked row that cannot be claimed (its OTP is dead, its
+# attempts are spent) comes back without its columns, for _settle_unclaimable.
+_CLAIM_DUE_SQL = f"""
+    WITH picked AS (
+        SELECT id, session_id FROM {SmsMessage._meta.db_table}
+         WHERE (status = %(queued)s AND next_attempt_at <= %(now)s)
+            OR (status = %(processing)s AND claimed_at < %(stale_claim)s)
+         ORDER BY next_attempt_at
+         LIMIT %(limit)s
+           FOR UPDATE SKIP LOCKED
+    ), claimed AS (
+        UPDATE {SmsMessage._meta.db_table} AS m
+           SET status = %(processing)s, claimed_at = %(now)s, attempts = m.attempts + 1,
+               route_attempts = m.route_attempts + 1, updated_at = %(now)s
+          FROM picked LEFT JOIN {OtpSession._meta.db_table} AS s ON s.id = picked.session_id
+         WHERE m.id = picked.id AND m.route_attempts < %(max_attempts)s
+           AND (m.status = %(queued)s OR (m.status = %(processing)s AND m.claimed_at < %(stale_claim)s))
+           AND ((s.status = %(pending)s AND s.expires_at > %(now)s)
+                OR (m.session_id IS NULL AND m.send_before > %(now)s))
+        RETURNING {columns_of(SmsMessage, "m")},
+                  CASE WHEN m.session_id IS NULL THEN m.country ELSE s.country END AS session_country
+    )
+    SELECT picked.id, claimed.* FROM picked LEFT JOIN claimed ON claimed.id = picked.id
+"""
+
+
+def _claim_due(limit: int) -> tuple[list[SmsMessage], list[int]]:
+    """Claims up to `limit` due rows: the claimed rows (with `session_country`) and the ids of rows that
+    were due but cannot be claimed. Deletes the drain's nudge key first: a request that commits after
+    this claim's snapshot finds it gone and asks for another drain."""
+    _nudge_clear()
+    now = timezone.now()
+    stale_claim = now - timedelta(seconds=settings.SMS_PROCESSING_LEASE_SECONDS)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _CLAIM_DUE_SQL,
+            {
+                "limit": limit,
+                "now": now,
+                "stale_claim": stale_claim,
+                "max_attempts": settings.SMS_MAX_SEND_ATTEMPTS,
+                "queued": SmsStatus.QUEUED,
+                "processing": SmsStatus.PROCESSING,
+                "pending": SessionStatus.PENDING,
+            },
+        )
+        rows = cursor.fetchall()
+    claimed, unclaimed = [], []
+    for row in rows:
+        if row[1] is None:
+            unclaimed.append(row[0])
+            continue
+        message = instance_from_row(SmsMessage, row[1:-1])
+        message.session_country = row[-1]  # type: ignore[attr-defined]
+        claimed.append(message)
+    return claimed, unclaimed
+
+
+def _settle_unclaimable_rows(message_ids: list[int]) -> int:
+    if not message_ids:
+        return 0
+    now = timezone.now()
+    stale_claim = now - timedelta(seconds=settings.SMS_PROCESSING_LEASE_SECONDS)
+    for message in SmsMessage.objects.select_related("session", "workspace").filter(pk__in=message_ids):
+        _settle_unclaimable(message, now=now, stale_claim=stale_claim)
+    return len(message_ids)
+
+
+_pool_lock = threading.Lock()
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _send_pool() -> ThreadPoolExecutor:
+    """The process's threads for gateway calls (SMS_SEND_CONCURRENCY of them, started as needed). Built
+    in the process that uses it: a prefork child after its fork, never inherited from the parent."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool[0] != os.getpid():
+            _pool = (os.getpid(), ThreadPoolExecutor(settings.SMS_SEND_CONCURRENCY, thread_name_prefix="sms-send"))
+        return _pool[1]

@@ -16,9 +16,11 @@ from otp.delivery import (
     INBOX_PURGE_TASK,
     OTP_SESSIONS_PURGE_TASK,
     SMS_DELIVER_TASK,
+    SMS_DRAIN_TASK,
     SMS_REQUEUE_STALE_TASK,
     SmsRetryLater,
     sms_deliver,
+    sms_drain,
     sms_requeue_stale,
 )
 from otp.expiry import otp_partitions_ensure, otp_sessions_expire, otp_sessions_purge
@@ -44,6 +46,13 @@ def sms_deliver_task(self, message_id: int) -> str:
         countdown = random.uniform(retry.countdown / 2, retry.countdown) if retry.jitter else retry.countdown
         # No retry ceiling here: the outbox row holds the budget (attempts per route, routes to try).
         raise self.retry(countdown=countdown, max_retries=None) from None
+
+
+# Takes no argument: it sends whatever is due. acks_late: a drain lost with its worker is run again (the rows
+# it had claimed wait for their lease either way).
+@shared_task(name=SMS_DRAIN_TASK, acks_late=True, ignore_result=True)
+def sms_drain_task() -> int:
+    return sms_drain().sent
 
 
 @shared_task(name=SMS_REQUEUE_STALE_TASK, ignore_result=True)

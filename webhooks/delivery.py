@@ -7,14 +7,19 @@ long one (up to 3 h) is left to the beat sweeper, which runs every 30 s.
 """
 
 import logging
+import os
 import random
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from datetime import datetime, timedelta
 from functools import partial
 
 from celery.exceptions import SoftTimeLimitExceeded
 from cryptography.fernet import InvalidToken
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -87,31 +92,146 @@ def webhook_deliver(*, delivery_id: int) -> str:
     if delivery is None:
         WebhookDelivery.objects.filter(pk=delivery_id, claimed_at=now).delete()
         return "dropped"
-    endpoint = delivery.endpoint
+    prepared = _prepare(delivery, now=now)
+    if isinstance(prepared, Answer):
+        return _settle(delivery, delivery.endpoint, prepared)
     try:
-        secrets_ = _signing_secrets(endpoint, now=now)
+        answer = post(delivery.endpoint.url, body=delivery.body.encode(), headers=prepared)
+    except SoftTimeLimitExceeded:
+        # The task's soft time limit (settings.CELERY_TASK_ANNOTATIONS), say in a resolver that hung:
+        # a failed attempt like a time-out, retried on the schedule rather than left to the lease.
+        answer = Answer(None, SOFT_LIMIT_ERROR)
+    return _settle(delivery, delivery.endpoint, answer)
+
+
+SOFT_LIMIT_ERROR = "the attempt ran out of time (the task's soft time limit)"
+
+
+def _prepare(delivery: WebhookDelivery, *, now: datetime) -> dict[str, str] | Answer:
+    """The signed headers of a claimed delivery's call, or the failed attempt's Answer when it cannot be
+    signed."""
+    try:
+        secrets_ = _signing_secrets(delivery.endpoint, now=now)
     except InvalidToken:
         # WEBHOOK_ENCRYPTION_KEY (or SECRET_KEY/OTP_HASH_KEY) changed: retried like a failure, so that the
         # endpoint ends up failing in the admin rather than the message vanishing.
-        answer = Answer(None, "the signing secret cannot be decrypted with the current key")
-    else:
-        timestamp = int(now.timestamp())
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": USER_AGENT,
-            "webhook-id": delivery.webhook_id,
-            "webhook-timestamp": str(timestamp),
-            "webhook-signature": signature_header(
-                secrets_=secrets_, webhook_id=delivery.webhook_id, timestamp=timestamp, body=delivery.body
-            ),
-        }
+        return Answer(None, "the signing secret cannot be decrypted with the current key")
+    timestamp = int(now.timestamp())
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "webhook-id": delivery.webhook_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": signature_header(
+            secrets_=secrets_, webhook_id=delivery.webhook_id, timestamp=timestamp, body=delivery.body
+        ),
+    }
+
+
+def webhook_drain(*, seconds: float | None = None) -> int:
+    """Makes one attempt of every delivery that is due, up to WEBHOOK_SEND_CONCURRENCY calls in flight on
+    the process's thread pool (HTTP only: claiming, signing and settling stay in this task's database
+    connection). Returns how many were delivered. Claims again while calls are in flight (every
+    SMS_DRAIN_POLL_MS at most); stops claiming after a third of the task's soft time limit. The claim is
+    `_claim`'s conditions on many rows at once, FOR UPDATE SKIP LOCKED: two drains never wait on each other.
+    """
+    capacity = max(settings.WEBHOOK_SEND_CONCURRENCY, 1)
+    poll = settings.SMS_DRAIN_POLL_MS / 1000
+    if seconds is None:
+        seconds = settings.WEBHOOK_TASK_SOFT_TIME_LIMIT_SECONDS / 3
+    stop_at = time.monotonic() + seconds
+    pool = _call_pool()
+    in_flight: dict[Future[Answer], WebhookDelivery] = {}
+    delivered = 0
+    last_claim = -1.0
+    full = True  # the last claim filled its room: claim again at once
+
+    def settle(delivery: WebhookDelivery, answer: Answer) -> None:
+        nonlocal delivered
+        if _settle(delivery, delivery.endpoint, answer) == Status.DELIVERED:
+            delivered += 1
+
+    while True:
+        moment = time.monotonic()
+        room = capacity - len(in_flight)
+        if room > 0 and moment < stop_at and (full or moment - last_claim >= poll):
+            last_claim = moment
+            claimed = _claim_due(room)
+            full = len(claimed) >= room
+            for delivery in claimed:
+                prepared = _prepare(delivery, now=delivery.claimed_at or timezone.now())
+                if isinstance(prepared, Answer):
+                    settle(delivery, prepared)
+                    continue
+                call = partial(post, delivery.endpoint.url, body=delivery.body.encode(), headers=prepared)
+                in_flight[pool.submit(call)] = delivery
+            if not claimed and not in_flight:
+                break
+        elif not in_flight:
+            break  # claiming is over (its time is up) and nothing is in flight
+        if not in_flight:
+            continue
         try:
-            answer = post(endpoint.url, body=delivery.body.encode(), headers=headers)
+            done, _ = futures_wait(in_flight, timeout=poll, return_when=FIRST_COMPLETED)
         except SoftTimeLimitExceeded:
-            # The task's soft time limit (settings.CELERY_TASK_ANNOTATIONS), say in a resolver that hung:
-            # a failed attempt like a time-out, retried on the schedule rather than left to the lease.
-            answer = Answer(None, "the attempt ran out of time (the task's soft time limit)")
-    return _settle(delivery, endpoint, answer)
+            for delivery in in_flight.values():
+                settle(delivery, Answer(None, SOFT_LIMIT_ERROR))
+            break
+        for future in done:
+            delivery = in_flight.pop(future)
+            try:
+                answer = future.result()
+            except Exception:
+                # `post` answers for what the receiver or the network does; anything else is a bug: the
+                # delivery stays claimed until its lease ends, and the others go on.
+                logger.exception("webhook %s: the call raised", delivery.webhook_id)
+                continue
+            settle(delivery, answer)
+    return delivered
+
+
+def _claim_due(limit: int) -> list[WebhookDelivery]:
+    """Claims up to `limit` due deliveries with their endpoints; drops the claimed ones whose endpoint is
+    gone (deleted while the event was being recorded)."""
+    now = timezone.now()
+    lease_over = now - timedelta(seconds=settings.WEBHOOK_PROCESSING_LEASE_SECONDS)
+    table = WebhookDelivery._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET status = %(sending)s, claimed_at = %(now)s, attempts = attempts + 1,"
+            f" updated_at = %(now)s WHERE id IN (SELECT id FROM {table}"
+            f" WHERE (status = %(pending)s AND next_attempt_at <= %(due)s)"
+            f" OR (status = %(sending)s AND claimed_at < %(lease_over)s)"
+            f" ORDER BY next_attempt_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED) RETURNING id",
+            {
+                "sending": Status.SENDING,
+                "pending": Status.PENDING,
+                "now": now,
+                "due": now + CLOCK_TOLERANCE,
+                "lease_over": lease_over,
+                "limit": limit,
+            },
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+    if not ids:
+        return []
+    claimed = list(WebhookDelivery.objects.select_related("endpoint").filter(pk__in=ids, claimed_at=now))
+    if len(claimed) < len(ids):
+        WebhookDelivery.objects.filter(pk__in=set(ids) - {d.pk for d in claimed}, claimed_at=now).delete()
+    return claimed
+
+
+_pool_lock = threading.Lock()
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _call_pool() -> ThreadPoolExecutor:
+    """The process's threads for webhook calls, built in the process that uses them (after a fork)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool[0] != os.getpid():
+            _pool = (os.getpid(), ThreadPoolExecutor(settings.WEBHOOK_SEND_CONCURRENCY, thread_name_prefix="webhook"))
+        return _pool[1]
 
 
 def _claim(delivery_id: int, *, now: datetime) -> bool:

@@ -6,16 +6,18 @@ from webhooks.delivery import (
     WEBHOOK_DELIVER_TASK,
     WEBHOOK_PURGE_TASK,
     WEBHOOK_REQUEUE_DUE_TASK,
-    webhook_deliver,
     webhook_deliveries_purge,
     webhook_deliveries_requeue,
+    webhook_drain,
 )
 
 
-# No Celery retries: the row holds the schedule (next_attempt_at) and the outcome of every attempt.
+# No Celery retries: the row holds the schedule (next_attempt_at) and the outcome of every attempt. The task
+# names one delivery and attempts every one that is due, this one included, many calls in flight at once
+# (webhook_drain): a burst of deliveries is sent by the first of its tasks, the others find nothing left.
 @shared_task(name=WEBHOOK_DELIVER_TASK, acks_late=True, ignore_result=True)
-def webhook_deliver_task(delivery_id: int) -> str:
-    return webhook_deliver(delivery_id=delivery_id)
+def webhook_deliver_task(delivery_id: int) -> int:
+    return webhook_drain()
 
 
 @shared_task(name=WEBHOOK_REQUEUE_DUE_TASK, ignore_result=True)

@@ -255,6 +255,7 @@ CELERY_TASK_QUEUES: dict[str, dict[str, str]] = {"sms": {}, "webhooks": {}, "hou
 CELERY_TASK_DEFAULT_QUEUE = "housekeeping"  # every task not routed below: the beat's periodic ones
 CELERY_TASK_ROUTES = {
     "otp.tasks.send_sms": {"queue": "sms"},
+    "otp.tasks.drain_sms": {"queue": "sms"},
     "webhooks.tasks.deliver": {"queue": "webhooks"},
 }
 # Beat sends only while it holds a lock in Redis (zeckta.beat): a second beat, started by mistake or as a
@@ -367,6 +368,17 @@ SMS_RETRY_BACKOFF_MAX_SECONDS = env.float("SMS_RETRY_BACKOFF_MAX_SECONDS", defau
 SMS_STALE_AFTER_SECONDS = env.int("SMS_STALE_AFTER_SECONDS", default=30)
 # A row left `processing` this long belongs to a worker that died mid-send: it may be claimed again.
 SMS_PROCESSING_LEASE_SECONDS = env.int("SMS_PROCESSING_LEASE_SECONDS", default=120)
+# Gateway calls a worker process keeps in flight (otp.delivery.sms_drain): threads making HTTP calls only,
+# so they cost no database connection. A provider answering in 250 ms: ~800 SMS/s per process at 200.
+SMS_SEND_CONCURRENCY = env.int("SMS_SEND_CONCURRENCY", default=200)
+# A request asks for a drain at most once per this window (milliseconds; the key's expiry in Redis): the
+# bound on what one lost publish can hold up until the sweeper, not a delay (the first request publishes).
+SMS_DRAIN_NUDGE_MS = env.int("SMS_DRAIN_NUDGE_MS", default=20)
+# A drain with calls in flight looks for new due rows this often (milliseconds).
+SMS_DRAIN_POLL_MS = env.int("SMS_DRAIN_POLL_MS", default=50)
+# A drain stops claiming after this long (seconds) and hands a backlog to a fresh task: it must end, calls
+# included (each within its route's timeout), inside SMS_TASK_SOFT_TIME_LIMIT_SECONDS.
+SMS_DRAIN_SECONDS = env.float("SMS_DRAIN_SECONDS", default=15.0)
 # Key for the encrypted retry copy of the SMS text; derived from SECRET_KEY/OTP_HASH_KEY when unset.
 SMS_ENCRYPTION_KEY = env.str("SMS_ENCRYPTION_KEY", default="")
 SMS_ENCRYPTION_KEY_FALLBACKS = env.list("SMS_ENCRYPTION_KEY_FALLBACKS", default=[])  # previous keys, still read
@@ -407,10 +419,17 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=600)
 SMS_TASK_SOFT_TIME_LIMIT_SECONDS = env.int("SMS_TASK_SOFT_TIME_LIMIT_SECONDS", default=45)
 SMS_TASK_TIME_LIMIT_SECONDS = env.int("SMS_TASK_TIME_LIMIT_SECONDS", default=60)
 WEBHOOK_TASK_SOFT_TIME_LIMIT_SECONDS = env.int("WEBHOOK_TASK_SOFT_TIME_LIMIT_SECONDS", default=20)
+# Receiver calls a `webhooks` worker process keeps in flight (webhooks.delivery.webhook_drain): threads making
+# HTTP calls only, no database connection each.
+WEBHOOK_SEND_CONCURRENCY = env.int("WEBHOOK_SEND_CONCURRENCY", default=100)
 WEBHOOK_TASK_TIME_LIMIT_SECONDS = env.int("WEBHOOK_TASK_TIME_LIMIT_SECONDS", default=30)
 # By registered name (otp.delivery's and webhooks.delivery's constants; not imported: apps load later).
 CELERY_TASK_ANNOTATIONS = {
     "otp.tasks.send_sms": {
+        "soft_time_limit": SMS_TASK_SOFT_TIME_LIMIT_SECONDS,
+        "time_limit": SMS_TASK_TIME_LIMIT_SECONDS,
+    },
+    "otp.tasks.drain_sms": {
         "soft_time_limit": SMS_TASK_SOFT_TIME_LIMIT_SECONDS,
         "time_limit": SMS_TASK_TIME_LIMIT_SECONDS,
     },

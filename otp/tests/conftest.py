@@ -64,10 +64,14 @@ def start_worker(transactional_db) -> Iterator[Callable[..., WorkerProcess]]:
     workers: list[WorkerProcess] = []
 
     def start(
-        *, gateway: FakeGateway, broker_url: str | None = None, pool: str = "solo", **extra_env: str
+        *, gateway: FakeGateway, broker_url: str | None = None, pool: str = "solo", beat: bool = False, **extra_env: str
     ) -> WorkerProcess:
         worker = WorkerProcess(
-            broker_url=broker_url or celery_app.conf.broker_url, gateway=gateway, extra_env=extra_env, pool=pool
+            broker_url=broker_url or celery_app.conf.broker_url,
+            gateway=gateway,
+            extra_env=extra_env,
+            pool=pool,
+            beat=beat,
         )
         workers.append(worker)
         worker.wait_ready()

@@ -18,10 +18,10 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from otp.crypto import code_matches
-from otp.delivery import SMS_QUEUE, SmsRetryLater, sms_deliver, sms_requeue_stale
+from otp.delivery import SMS_DRAIN_TASK, SMS_QUEUE, SmsRetryLater, sms_deliver, sms_requeue_stale
 from otp.models import OtpSession, SmsMessage
 from otp.services import otp_request
-from otp.tasks import otp_sessions_purge_task, sms_deliver_task
+from otp.tasks import otp_sessions_purge_task, sms_deliver_task, sms_drain_task
 from otp.tests.helpers import request_otp, verify
 from senders.gateways import locmem
 from senders.tests.fake_gateway import Answer
@@ -381,8 +381,8 @@ def test_a_dead_workers_claim_is_taken_over_after_the_lease(fake_gateway, broker
 
     assert sms_requeue_stale() == 1
 
-    assert [t["body"][0] for t in published_tasks(broker_queue)] == [[message.pk]]
-    assert sms_deliver(message_id=message.pk) == "sent"  # what the worker does with that task
+    assert [t["headers"]["task"] for t in published_tasks(broker_queue)] == [SMS_DRAIN_TASK]
+    assert sms_drain_task.apply().get() == 1  # what the worker does with that task
     message.refresh_from_db()
     assert (message.status, message.attempts) == ("sent", 2)
     assert message.encrypted_text is None
@@ -421,20 +421,22 @@ def test_the_sweeper_requeues_only_stale_rows_then_they_are_sent(
     assert sms_requeue_stale() == 1
 
     tasks = published_tasks(broker_queue)
-    assert [(t["headers"]["task"], t["body"][0]) for t in tasks] == [("otp.tasks.send_sms", [stale.pk])]
+    assert [(t["headers"]["task"], t["body"][0]) for t in tasks] == [("otp.tasks.drain_sms", [])]
     stale.refresh_from_db()
     assert stale.status == "queued"
     assert stale.next_attempt_at > timezone.now() - timedelta(seconds=5)  # not stale again until a period passes
     assert sms_requeue_stale() == 0  # one outage does not flood the queue
 
-    sms_deliver_task.apply(args=tasks[0]["body"][0])
+    assert sms_drain_task.apply().get() == 2  # the drain sends every due row, the fresh one too
 
     stale.refresh_from_db()
     fresh.refresh_from_db()
     assert (stale.status, stale.attempts) == ("sent", 1)
-    assert (fresh.status, fresh.attempts) == ("queued", 0)
-    assert fake_gateway.calls == 1
-    assert fake_gateway.requests[0].json["reference"] == str(stale.public_id)
+    assert (fresh.status, fresh.attempts) == ("sent", 1)
+    assert fake_gateway.calls == 2
+    assert sorted(r.json["reference"] for r in fake_gateway.requests) == sorted(
+        [str(stale.public_id), str(fresh.public_id)]
+    )
 
 
 def test_the_sweeper_requeues_a_stale_row_of_an_expired_otp_so_it_is_settled(
@@ -446,7 +448,8 @@ def test_the_sweeper_requeues_a_stale_row_of_an_expired_otp_so_it_is_settled(
     with time_machine.travel(expires_at + timedelta(seconds=60), tick=False):
         assert sms_requeue_stale() == 1
         [task] = published_tasks(broker_queue)
-        sms_deliver_task.apply(args=task["body"][0])
+        assert task["headers"]["task"] == SMS_DRAIN_TASK
+        assert sms_drain_task.apply().get() == 0
 
     message.refresh_from_db()
     assert message.status == "expired"
@@ -461,16 +464,15 @@ def test_the_sweeper_requeues_a_stale_row_of_an_expired_otp_so_it_is_settled(
 def test_the_published_task_carries_only_the_message_id(broker_queue, api):
     response = request_otp(api, DEST)  # committed: on_commit publishes to the real broker
     assert response.status_code == 200, response.json()
-    message = SmsMessage.objects.get()
+    assert SmsMessage.objects.get().status == "queued"
 
     [task] = published_tasks(broker_queue)  # nobody consumes this db: the message waits in the list
-    assert task["headers"]["task"] == "otp.tasks.send_sms"
-    assert task["body"][0] == [message.pk]
+    assert task["headers"]["task"] == "otp.tasks.drain_sms"  # a nudge to the drainer: no argument at all
+    assert task["body"][0] == []
     assert task["body"][1] == {}
-    assert task["headers"]["argsrepr"] == repr([message.pk])
-    assert task["headers"]["expires"] is not None  # a task outliving its OTP is dropped by the worker
+    assert task["headers"]["argsrepr"] == "()"
 
-    assert sms_deliver(message_id=message.pk) == "sent"
+    assert sms_drain_task.apply().get() == 1
     code = code_in(locmem.outbox[0].text)
     assert code.encode() not in task["raw"]
     assert code not in json.dumps(task["body"])

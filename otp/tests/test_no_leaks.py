@@ -49,7 +49,8 @@ def all_redis_text() -> str:
         if kind == b"list":
             chunks += [_with_decoded_body(item) for item in client.lrange(key, 0, -1)]
         elif kind == b"string":
-            chunks.append(client.get(key).decode("latin-1"))
+            value = client.get(key)  # None when it expired since the scan (the SMS drain's nudge lives ms)
+            chunks.append(value.decode("latin-1") if value is not None else "")
         elif kind == b"hash":
             chunks += [v.decode("latin-1") for v in client.hgetall(key).values()]
         elif kind == b"zset":
@@ -78,8 +79,8 @@ def test_neither_code_nor_key_is_stored_logged_queued_or_returned(
     bodies.append(verify(api, session_id, code).content)
     bodies.append(api.get(session_url(session_id)).content)
 
-    assert "otp.tasks.send_sms" in queued_in_broker  # the task really was published, with its arguments
-    assert "[[" in queued_in_broker  # the decoded body: [[message_id], {}, {...}]
+    assert "otp.tasks.drain_sms" in queued_in_broker  # the task really was published (it takes no argument)
+    assert "[[]" in queued_in_broker  # the decoded body: [[], {}, {...}]
     for haystack in [all_database_text(), queued_in_broker, all_redis_text(), caplog.text, b"\n".join(bodies).decode()]:
         assert code not in haystack
         assert raw_key not in haystack

@@ -431,7 +431,7 @@ def test_the_tasks_a_request_publishes_carry_its_context(api, raw_key, receiver,
         for queue in (SMS_QUEUE, WEBHOOKS_QUEUE)  # each on its own queue
         for raw in reversed(broker_queue.lrange(queue, 0, -1))
     ]
-    assert [message["headers"]["task"] for message in queued] == ["otp.tasks.send_sms", "webhooks.tasks.deliver"]
+    assert [message["headers"]["task"] for message in queued] == ["otp.tasks.drain_sms", "webhooks.tasks.deliver"]
     for message, answer in zip(queued, (response, approved), strict=True):
         headers = message["headers"]
         assert headers[HEADER_REQUEST_ID] == answer["X-Request-ID"]

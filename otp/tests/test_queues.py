@@ -9,7 +9,7 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from otp.delivery import SMS_DELIVER_TASK, SMS_QUEUE, sms_enqueue
+from otp.delivery import SMS_DELIVER_TASK, SMS_DRAIN_TASK, SMS_QUEUE, sms_enqueue
 from otp.tests.helpers import request_otp
 from webhooks.delivery import WEBHOOK_DELIVER_TASK, WEBHOOKS_QUEUE, webhook_deliveries_enqueue
 from zeckta.celery import app as celery_app
@@ -28,6 +28,7 @@ def queued_task_names(broker, queue: str) -> list[str]:
 
 def test_each_kind_of_task_is_routed_to_its_own_queue():
     assert routed_queue(SMS_DELIVER_TASK) == SMS_QUEUE == "sms"
+    assert routed_queue(SMS_DRAIN_TASK) == SMS_QUEUE
     assert routed_queue(WEBHOOK_DELIVER_TASK) == WEBHOOKS_QUEUE == "webhooks"
     for entry in settings.CELERY_BEAT_SCHEDULE.values():
         assert routed_queue(entry["task"]) == HOUSEKEEPING_QUEUE, entry
@@ -40,13 +41,13 @@ def test_a_worker_started_without_q_consumes_every_queue():
 
 @pytest.mark.django_db(transaction=True)
 def test_the_publishers_push_onto_the_queue_of_their_task(api, broker_queue):
-    assert request_otp(api, DEST).status_code == 200  # published on commit, as in production
+    assert request_otp(api, DEST).status_code == 200  # a drain asked for on commit, as in production
     webhook_deliveries_enqueue(delivery_ids=[1])
     sms_enqueue(message_id=2, expires_at=timezone.now() + timedelta(minutes=5))
     beat_entry = settings.CELERY_BEAT_SCHEDULE["purge-old-sessions"]
     celery_app.tasks[beat_entry["task"]].apply_async()  # what beat does with an entry
 
-    assert queued_task_names(broker_queue, SMS_QUEUE) == [SMS_DELIVER_TASK, SMS_DELIVER_TASK]
+    assert sorted(queued_task_names(broker_queue, SMS_QUEUE)) == sorted([SMS_DRAIN_TASK, SMS_DELIVER_TASK])
     assert queued_task_names(broker_queue, WEBHOOKS_QUEUE) == [WEBHOOK_DELIVER_TASK]
     assert queued_task_names(broker_queue, HOUSEKEEPING_QUEUE) == [beat_entry["task"]]
     assert broker_queue.llen("celery") == 0  # Celery's default queue is not used at all

@@ -45,7 +45,7 @@ SMS_HARD_LIMIT_SECONDS = 8  # the lease) ...
 SMS_LEASE_SECONDS = 10  # ... and, longer than those, how long its claim on an SMS lasts
 WAIT_SECONDS = 30  # an upper bound for polling, not a timing assertion
 SENT_LINE = re.compile(r"SMS ([0-9a-f-]{36}) sent through route")
-SEND_RECEIVED = "Task otp.tasks.send_sms["
+SEND_RECEIVED = "Task otp.tasks.drain_sms["
 
 
 @dataclass

@@ -14,7 +14,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from otp.delivery import SMS_DELIVER_TASK
+from otp.delivery import SMS_DRAIN_TASK
 from otp.models import SmsAttempt, SmsMessage
 from otp.tests.helpers import request_otp
 from senders.tests.fake_gateway import Answer
@@ -48,7 +48,7 @@ def test_an_sms_task_past_its_soft_limit_records_a_time_out_and_retries_at_once(
 ):
     hold = threading.Event()
     fake_gateway.answer(Answer(hold=hold))  # the provider hangs on the first call
-    limits = limited(monkeypatch, SMS_DELIVER_TASK, soft=1, hard=20, prefix="SMS")
+    limits = limited(monkeypatch, SMS_DRAIN_TASK, soft=1, hard=20, prefix="SMS")
     worker = start_worker(gateway=fake_gateway, pool="prefork", SMS_HTTP_TIMEOUT="60", **limits)
     try:
         assert request_otp(api, DEST).status_code == 200

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import urllib3
+from django.conf import settings
 from urllib3.exceptions import HTTPError, NewConnectionError, ProtocolError, TimeoutError
 
 from senders.gateways.base import PermanentGatewayError, SmsGateway, TransientGatewayError
@@ -25,7 +26,9 @@ MAX_RESPONSE_BYTES = 64 * 1024
 # No redirects: urllib would follow a 301/302/303 to a POST with a body-less GET, and a 2xx to that GET
 # would count as accepted although no SMS was submitted; here a redirect is the answer itself.
 # Its connections report to the call's Deadline (zeckta.http_deadline): `timeout` bounds the whole call.
-_pool = deadline_pool_manager(num_pools=32, maxsize=4, retries=False, block=False)
+# maxsize: the kept-alive connections per provider host. A worker process has up to SMS_SEND_CONCURRENCY calls
+# in flight (otp.delivery.sms_drain); a smaller pool would open, and then drop, a connection per call beyond it.
+_pool = deadline_pool_manager(num_pools=32, maxsize=settings.SMS_SEND_CONCURRENCY, retries=False, block=False)
 
 
 @dataclass(frozen=True)

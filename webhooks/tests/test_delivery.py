@@ -19,6 +19,7 @@ from webhooks.delivery import (
     webhook_deliver,
     webhook_deliveries_purge,
     webhook_deliveries_requeue,
+    webhook_drain,
 )
 from webhooks.models import Event, WebhookDelivery, WebhookEndpoint
 from webhooks.services import webhook_endpoint_rotate_secret, webhook_event_record
@@ -154,10 +155,13 @@ def test_a_receiver_that_was_down_gets_the_event_once_it_is_back(settings, works
         broker.delete(WEBHOOKS_QUEUE)
         assert webhook_deliveries_requeue() == 1  # the beat's sweeper, as every 30 s
         assert published_ids(broker) == [delivery.pk]
-        assert webhook_deliver_task(delivery.pk) == "delivered"  # what the worker runs for that message
+        # What the worker runs for that message: every due delivery, this one among them.
+        assert webhook_deliver_task(delivery.pk) == 1
     finally:
         receiver.stop()
     assert receiver.calls == 1
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("delivered", 3)
     assert receiver.requests[0].headers["webhook-id"] == delivery.webhook_id
 
 
@@ -365,3 +369,31 @@ def test_the_purge_deletes_finished_deliveries_past_the_retention(workspace):
 
     assert webhook_deliveries_purge() == 2
     assert set(WebhookDelivery.objects.values_list("pk", flat=True)) == {recent.pk, pending.pk}
+
+
+def test_one_drain_attempts_every_due_delivery_once_and_settles_each(settings, workspace, broker):
+    """What each `webhooks.tasks.deliver` runs: the due deliveries of every endpoint, their calls in flight on
+    the process's threads, each outcome recorded in the task's own connection."""
+    settings.WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
+    settings.WEBHOOK_SEND_CONCURRENCY = 4  # fewer than the deliveries: the drain claims again as calls end
+    good, bad = Receiver().start(), Receiver().start()
+    bad.reply(*[Reply(status=500, delay=0.05) for _ in range(5)])
+    good.reply(*[Reply(delay=0.05) for _ in range(5)])
+    try:
+        endpoint_for(workspace, good.url)
+        endpoint_for(workspace, bad.url)
+        deliveries = [delivery for _ in range(5) for delivery in record_event(workspace)]
+        not_due = record_event(workspace)  # due later: left alone
+        WebhookDelivery.objects.filter(pk__in=[d.pk for d in not_due]).update(
+            next_attempt_at=timezone.now() + timedelta(minutes=5)
+        )
+
+        assert webhook_drain() == 5
+    finally:
+        good.stop()
+        bad.stop()
+    assert (good.calls, bad.calls) == (5, 5)
+    rows = WebhookDelivery.objects.filter(pk__in=[d.pk for d in deliveries])
+    assert sorted(rows.values_list("status", "attempts")) == [("delivered", 1)] * 5 + [("pending", 1)] * 5
+    assert set(WebhookDelivery.objects.filter(pk__in=[d.pk for d in not_due]).values_list("attempts", flat=True)) == {0}
+    assert len({request.headers["webhook-id"] for request in good.requests}) == 5  # each once
