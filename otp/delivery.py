@@ -46,6 +46,7 @@ from workspaces.models import LedgerEntry
 from zeckta import metrics
 from zeckta.api.context import log_context_update
 from zeckta.celery import app as celery_app
+from zeckta.channels import DEFAULT_LOCALE
 from zeckta.db import columns_of, db_value, instance_from_row
 
 logger = logging.getLogger(__name__)
@@ -263,6 +264,7 @@ def _send_prepare(message: SmsMessage, *, now: datetime) -> "_Send | str":
         receipt_url=choice.receipt_url(),
         retry=message.route_attempts > 1,
         channel=message.channel,
+        locale=_locale_of(message),
     )
     # The gateway is built here, not in the call: a route's settings are read from the database.
     return _Send(message, choice, choice.gateway(), outgoing, attempt, on_route, claimed_at=now)
@@ -348,7 +350,7 @@ _CLAIM_SQL = f"""
        AND s.created_at > %(live_since)s AND s.created_at < %(live_until)s
        AND m.route_attempts < %(max_attempts)s
        AND (m.status = %(queued)s OR (m.status = %(processing)s AND m.claimed_at < %(stale_claim)s))
-    RETURNING {columns_of(SmsMessage, "m")}, s.country
+    RETURNING {columns_of(SmsMessage, "m")}, s.country, s.locale
 """
 
 
@@ -361,7 +363,7 @@ _CLAIM_RELAYED_SQL = f"""
        AND m.created_at > %(live_since)s AND m.created_at < %(live_until)s
        AND m.route_attempts < %(max_attempts)s
        AND (m.status = %(queued)s OR (m.status = %(processing)s AND m.claimed_at < %(stale_claim)s))
-    RETURNING {columns_of(SmsMessage, "m")}, m.country
+    RETURNING {columns_of(SmsMessage, "m")}, m.country, NULL
 """
 
 
@@ -395,8 +397,8 @@ def _claim_with(sql: str, message_id: int, *, now: datetime, stale_claim: dateti
         row = cursor.fetchone()
     if row is None:
         return None
-    message = instance_from_row(SmsMessage, row[:-1])
-    message.session_country = row[-1]  # type: ignore[attr-defined]
+    message = instance_from_row(SmsMessage, row[:-2])
+    message.session_country, message.session_locale = row[-2:]  # type: ignore[attr-defined]
     return message
 
 
@@ -494,6 +496,15 @@ def _route_now(message: SmsMessage) -> RouteChoice | None:
     candidates = [choice for choice in routes_for(_country(message), message.channel) if choice.key not in tried]
     current = next((choice for choice in candidates if choice.key == message.route_key), None)
     return current or (candidates[0] if candidates else None)
+
+
+def _locale_of(message: SmsMessage) -> str:
+    """The language of the session the send belongs to (API.md section 15): returned by the claims, else
+    read from the session the portable claim loaded with the row. A relayed SMS has none."""
+    locale = getattr(message, "session_locale", None)
+    if locale is None and SmsMessage.session.is_cached(message) and message.session is not None:
+        locale = message.session.locale
+    return locale or DEFAULT_LOCALE
 
 
 def _country(message: SmsMessage) -> str:
@@ -773,9 +784,10 @@ def sms_drain(*, seconds: float | None = None) -> SmsDrainResult:
 # attempts are spent) comes back without its columns, for _settle_unclaimable.
 _CLAIM_DUE_SQL = f"""
     WITH picked AS (
-        SELECT id, session_id FROM {SmsMessage._meta.db_table}
-         WHERE (status = %(queued)s AND next_attempt_at <= %(now)s)
-            OR (status = %(processing)s AND claimed_at < %(stale_claim)s)
+        SELECT id, session_id, created_at FROM {SmsMessage._meta.db_table}
+         WHERE created_at > %(live_since)s AND created_at < %(live_until)s
+           AND ((status = %(queued)s AND next_attempt_at <= %(now)s)
+                OR (status = %(processing)s AND claimed_at < %(stale_claim)s))
          ORDER BY next_attempt_at
          LIMIT %(limit)s
            FOR UPDATE SKIP LOCKED
@@ -783,13 +795,15 @@ _CLAIM_DUE_SQL = f"""
         UPDATE {SmsMessage._meta.db_table} AS m
            SET status = %(processing)s, claimed_at = %(now)s, attempts = m.attempts + 1,
                route_attempts = m.route_attempts + 1, updated_at = %(now)s
-          FROM picked LEFT JOIN {OtpSession._meta.db_table} AS s ON s.id = picked.session_id
-         WHERE m.id = picked.id AND m.route_attempts < %(max_attempts)s
+          FROM picked LEFT JOIN {OtpSession._meta.db_table} AS s
+               ON s.id = picked.session_id AND s.created_at > %(live_since)s AND s.created_at < %(live_until)s
+         WHERE m.id = picked.id AND m.created_at = picked.created_at AND m.route_attempts < %(max_attempts)s
            AND (m.status = %(queued)s OR (m.status = %(processing)s AND m.claimed_at < %(stale_claim)s))
            AND ((s.status = %(pending)s AND s.expires_at > %(now)s)
                 OR (m.session_id IS NULL AND m.send_before > %(now)s))
         RETURNING {columns_of(SmsMessage, "m")},
-                  CASE WHEN m.session_id IS NULL THEN m.country ELSE s.country END AS session_country
+                  CASE WHEN m.session_id IS NULL THEN m.country ELSE s.country END AS session_country,
+                  s.locale AS session_locale
     )
     SELECT picked.id, claimed.* FROM picked LEFT JOIN claimed ON claimed.id = picked.id
 """
@@ -809,6 +823,8 @@ def _claim_due(limit: int) -> tuple[list[SmsMessage], list[int]]:
                 "limit": limit,
                 "now": now,
                 "stale_claim": stale_claim,
+                "live_since": now - MAX_VALIDITY,
+                "live_until": now + CLOCK_SKEW,
                 "max_attempts": settings.SMS_MAX_SEND_ATTEMPTS,
                 "queued": SmsStatus.QUEUED,
                 "processing": SmsStatus.PROCESSING,
@@ -821,8 +837,8 @@ def _claim_due(limit: int) -> tuple[list[SmsMessage], list[int]]:
         if row[1] is None:
             unclaimed.append(row[0])
             continue
-        message = instance_from_row(SmsMessage, row[1:-1])
-        message.session_country = row[-1]  # type: ignore[attr-defined]
+        message = instance_from_row(SmsMessage, row[1:-2])
+        message.session_country, message.session_locale = row[-2:]  # type: ignore[attr-defined]
         claimed.append(message)
     return claimed, unclaimed
 
