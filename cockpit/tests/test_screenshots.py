@@ -157,10 +157,11 @@ class Traffic:
     def other_channels(self, when, sessions: int) -> None:
         """A day's WhatsApp-first sign-ins of Acme, falling back to SMS and then a call, as rows.
 
-        A stand-in: this branch cannot send by WhatsApp or voice yet (their routes come with issue 21's provider
-        work). Once they exist, these sign-ins should go through the API and the fake providers like the SMS
-        ones. The rows are what the delivery path writes: one send row per channel tried, each with its route,
-        status and units; the session approved by the code of its latest send, or not at all.
+        Written as rows, not sent: each fallback waits out fallbackAfterSeconds (5 s at least) of real time for
+        the beat's scan, too slow for a day of sessions. The same flow through the API, a worker and the fake
+        providers is otp/tests/test_channels_e2e.py. The rows are what that path writes: one send row per
+        channel tried, each with its route, status and units; the session approved by the code of its latest
+        send, or not at all.
         """
         sender = SenderName.objects.get(workspace__slug="acme")
         for _ in range(sessions):
