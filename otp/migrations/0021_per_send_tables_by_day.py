@@ -360,6 +360,13 @@ def _convert(cursor, table, key, local_unique, first_day, last_day):
 def partition(apps, schema_editor):
     if schema_editor.connection.vendor != "postgresql":
         return
+    if not settings.OTP_PARTITION_BY_DAY:
+        # Plain tables (the default, docs/operations.md section 4): the functions with their bounds only.
+        with schema_editor.connection.cursor() as cursor:
+            for name, text in (("otp_request", OTP_REQUEST), ("otp_verify", OTP_VERIFY)):
+                cursor.execute(f"DROP FUNCTION IF EXISTS {name}")
+                cursor.execute(text)
+        return
     today = datetime.now(UTC).date()
     # From the oldest day still within retention (and the day before it, which the purge drops next) to
     # the days beat would have created ahead.
