@@ -13,7 +13,7 @@ from otp.destinations import DestinationRefused, destination_parse
 from otp.models import OtpSession, Purpose, SmsMessage, VerifyOutcome
 from otp.transactions import Transaction
 from zeckta import sms_text
-from zeckta.api.fields import BlankAsNullField, IsoDateTimeField, StrictCharField
+from zeckta.api.fields import BlankAsNullField, FieldsCopiedShallow, IsoDateTimeField, StrictCharField
 from zeckta.channels import LOCALE_MAX_LENGTH, Channel
 from zeckta.locales import LOCALE_ERROR, locale_normalise
 from zeckta.sms_text import TRANSACTION_PLACEHOLDERS, template_errors
@@ -25,7 +25,7 @@ AMOUNT_RE = re.compile(r"(0|[1-9][0-9]{0,11})(\.[0-9]{1,2})?")
 PAYEE_MAX_CHARS = 40
 
 
-class TransactionSerializer(serializers.Serializer):
+class TransactionSerializer(FieldsCopiedShallow):
     """`{"amount": "125.50", "currency": "GHS", "payee": "Acme Shop"}`, read into a `Transaction`."""
 
     amount = StrictCharField(
@@ -61,7 +61,7 @@ class TransactionSerializer(serializers.Serializer):
         return instance if isinstance(instance, dict) else instance.as_dict()
 
 
-class OtpRequestInputSerializer(serializers.Serializer):
+class OtpRequestInputSerializer(FieldsCopiedShallow):
     dest = StrictCharField(max_length=20, trim_whitespace=False)
     src = StrictCharField(max_length=16, trim_whitespace=False)
     purpose = serializers.ChoiceField(choices=Purpose.choices)
@@ -153,7 +153,7 @@ class OtpResendInputSerializer(serializers.Serializer):
     )
 
 
-class OtpVerifyInputSerializer(serializers.Serializer):
+class OtpVerifyInputSerializer(FieldsCopiedShallow):
     sessionId = serializers.UUIDField(format="hex_verbose")
     code = StrictCharField(trim_whitespace=False, max_length=10)
     transaction = TransactionSerializer(
@@ -193,7 +193,7 @@ def seconds_until(value: datetime, *, now: datetime) -> int:
 # OpenAPI document and the real answers come from the same field lists. The views pass {"now": ...}.
 
 
-class OtpRequestDataSerializer(serializers.Serializer):
+class OtpRequestDataSerializer(FieldsCopiedShallow):
     """An `OtpRequestResult`."""
 
     sessionId = serializers.UUIDField(source="session_id")
@@ -213,7 +213,7 @@ class OtpResendDataSerializer(OtpRequestDataSerializer):
     resends = serializers.IntegerField(min_value=1, help_text="Resends of this session so far, this one included.")
 
 
-class OtpVerifyDataSerializer(serializers.Serializer):
+class OtpVerifyDataSerializer(FieldsCopiedShallow):
     """A `VerifyResult`."""
 
     sessionId = serializers.UUIDField(source="session_id")
@@ -226,7 +226,7 @@ class OtpVerifyDataSerializer(serializers.Serializer):
 SMS_STATUSES = SmsMessage.Status.values
 
 
-class DeliverySerializer(serializers.Serializer):
+class DeliverySerializer(FieldsCopiedShallow):
     """An `SmsMessage`."""
 
     status = serializers.ChoiceField(choices=SMS_STATUSES)
@@ -241,7 +241,7 @@ class DeliverySerializer(serializers.Serializer):
     channel = serializers.ChoiceField(choices=Channel.values, help_text="The channel of the latest send.")
 
 
-class OtpSessionDataSerializer(serializers.Serializer):
+class OtpSessionDataSerializer(FieldsCopiedShallow):
     """An `OtpSession`, with its SMS (`delivery` is null while it has none)."""
 
     sessionId = serializers.UUIDField(source="public_id")
