@@ -10,7 +10,9 @@ INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 # `make lock` resolves for the oldest Python the service supports, with markers for the others.
 LOCK_PYTHON := 3.11
-UV_COMPILE := $(VENV)/bin/uv pip compile --quiet --generate-hashes --universal --python-version $(LOCK_PYTHON) \
+# --no-strip-extras: pip in --require-hashes mode refuses a dependency that asks for a locked package with
+# extras (pip-audit wants CacheControl[filecache]) unless the lock names those extras too.
+UV_COMPILE := $(VENV)/bin/uv pip compile --quiet --generate-hashes --universal --no-strip-extras --python-version $(LOCK_PYTHON) \
 	--custom-compile-command "make lock"
 
 .DEFAULT_GOAL := help
