@@ -11,7 +11,7 @@ import logging
 import os
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache, partial
@@ -64,7 +64,8 @@ INBOX_PURGE_TASK = "otp.tasks.purge_test_inbox"
 # The queue settings.CELERY_TASK_ROUTES gives SMS_DELIVER_TASK and SMS_DRAIN_TASK: SMS sends have workers of
 # their own at scale.
 SMS_QUEUE = "sms"
-# Set (NX, for SMS_DRAIN_NUDGE_MS) by the request that asks for a drain; deleted by a drain before each claim.
+# Set (NX, for SMS_DRAIN_NUDGE_MS) by the request that asks for a drain; held by a working drain, which claims
+# again within the key's life; deleted by a drain before the last look that lets it end.
 SMS_DRAIN_KEY = "zeckta:sms:drain"
 
 
@@ -84,10 +85,15 @@ def sms_drain_nudge() -> None:
     """Asks for a drain, coalesced: the first caller after the drainer's last look publishes a drain task,
     the others within SMS_DRAIN_NUDGE_MS find the key set and do nothing. Never raises.
 
-    Why nothing is left behind: the caller's row is committed before it sets the key, and a drain deletes
-    the key before each claim. A caller that finds the key set knows a drain will delete it and claim
-    after its commit; one that finds it gone publishes. The key's expiry bounds what a lost publish can
-    hold up; the outbox sweeper sends what is left (Redis or the broker down)."""
+    Why nothing is left behind: the caller's row is committed before it sets the key. The key is there
+    while a drain is at work (it sets it again, for `_hold_ms()`, before each claim) and a drain deletes it
+    before the claim that lets it end. So a caller that finds the key set knows a drain will claim after
+    its commit; one that finds it gone publishes. The key's expiry bounds what a lost publish or a killed
+    drain can hold up; the outbox sweeper sends what is left (Redis or the broker down).
+
+    Why a working drain holds the key rather than deleting it before each claim: then every claim let the
+    next request publish a task, and compare.sh counted a drain task for every two SMS, each costing the
+    request a publish and the worker a task."""
     client = _nudge_redis()
     if client is not None:
         try:
@@ -116,6 +122,22 @@ def _nudge_client(url: str) -> redis.Redis:
 
 def _nudge_redis() -> redis.Redis | None:
     return _nudge_client(settings.REDIS_URL) if settings.REDIS_URL else None
+
+
+def _hold_ms() -> int:
+    """How long a drain's claim holds the nudge key: a few of its polls, so that a drain at work keeps it
+    without a gap, and one that stopped (killed, stuck) lets requests publish again soon after."""
+    return max(4 * settings.SMS_DRAIN_POLL_MS, settings.SMS_DRAIN_NUDGE_MS)
+
+
+def _nudge_hold() -> None:
+    client = _nudge_redis()
+    if client is None:
+        return
+    try:
+        client.set(SMS_DRAIN_KEY, b"1", px=_hold_ms())
+    except redis.RedisError as exc:
+        logger.warning("could not hold the SMS drain nudge: %s", exc)
 
 
 def _nudge_clear() -> None:
@@ -308,29 +330,48 @@ def _send_settle(send: _Send, outcome: "GatewayResult | GatewayError", *, starte
         raise SmsRetryLater(delay) from None
     result = outcome
     now = send.claimed_at
-    _sms_counted(choice, "sent", started)
-    metrics.SMS_UNITS.labels(country=_country(message) or "unknown").inc(message.units)
-    attempt.status = SmsAttempt.Status.ACCEPTED
-    attempt.provider_message_id = result.provider_message_id[:200]
-    attempt.provider_status = result.provider_status[:64]
-    # Checked in the process's cache: without a subscriber the settle stays one autocommit statement.
-    sent_event = not message.relayed and webhook_subscribed(
-        workspace_id=message.workspace_id, event_type=Event.OTP_SENT, test=message.is_test
-    )
-    if choice.takes_receipts or sent_event:
+    _sent_counted(send, result, started)
+    if _settles_with_more(send):
         with transaction.atomic():
             if choice.takes_receipts:
                 receipt_lock(route_key=choice.key, provider_message_id=result.provider_message_id)
             # otp.sent commits with the status it reports, and only from the worker that settled the row.
-            if _settle_sent(message, attempt, claimed_at=now) and sent_event:
+            if _settle_sent(message, attempt, claimed_at=now) and _sent_event(message):
                 otp_sms_event_emit(message=message, event_type=Event.OTP_SENT, at=attempt.finished_at or now)
             if choice.takes_receipts:
                 # A receipt that beat this commit was kept aside: it applies now.
                 early_receipts_apply(route_key=choice.key, provider_message_id=result.provider_message_id)
     else:
         _settle_sent(message, attempt, claimed_at=now)
-    logger.info("SMS %s sent through route %s (attempt %s)", message.public_id, choice.name, message.attempts)
+    _sent_logged(send)
     return SmsStatus.SENT
+
+
+def _sent_counted(send: _Send, result: GatewayResult, started: float) -> None:
+    """An accepted call in the metrics and on its attempt row (not yet written)."""
+    _sms_counted(send.choice, "sent", started)
+    metrics.SMS_UNITS.labels(country=_country(send.message) or "unknown").inc(send.message.units)
+    send.attempt.status = SmsAttempt.Status.ACCEPTED
+    send.attempt.provider_message_id = result.provider_message_id[:200]
+    send.attempt.provider_status = result.provider_status[:64]
+
+
+def _sent_event(message: SmsMessage) -> bool:
+    # Checked in the process's cache: without a subscriber the settle stays one autocommit statement.
+    return not message.relayed and webhook_subscribed(
+        workspace_id=message.workspace_id, event_type=Event.OTP_SENT, test=message.is_test
+    )
+
+
+def _settles_with_more(send: _Send) -> bool:
+    """Whether an accepted send's settling takes more than its row and attempt: the receipt lock of a route
+    that takes receipts, the otp.sent event of a subscribed workspace."""
+    return send.choice.takes_receipts or _sent_event(send.message)
+
+
+def _sent_logged(send: _Send) -> None:
+    message = send.message
+    logger.info("SMS %s sent through route %s (attempt %s)", message.public_id, send.choice.name, message.attempts)
 
 
 # The claim. UPDATE ... FROM the session, not Django's `session_id IN (subquery)`: the status, lease and
@@ -482,6 +523,69 @@ def _settle_sent(message: SmsMessage, attempt: SmsAttempt, *, claimed_at: dateti
             ],
         )
         return cursor.fetchone()[0] == 1
+
+
+# Many accepted sends settled at once (PostgreSQL): each row marked sent if this worker's claim on it still
+# holds, and each call's attempt written either way, as _settle_sent does one at a time. The creation-time
+# bounds are constants of the statement, so PostgreSQL reads only the days the rows are in (otp.partitions).
+_SETTLE_SENT_MANY_SQL = """
+    WITH v (id, created_at, claimed_at, provider_message_id, route_id, route_key, route_name, provider_status,
+            started_at) AS (VALUES {rows}),
+    sent AS (
+        UPDATE {message_table} AS m
+           SET status = %s, provider_message_id = v.provider_message_id, encrypted_text = NULL, last_error = '',
+               finished_at = %s, updated_at = %s, route_name = v.route_name, route_key = v.route_key
+          FROM v
+         WHERE m.id = v.id AND m.created_at = v.created_at AND m.status = %s AND m.claimed_at = v.claimed_at
+           AND m.created_at >= %s AND m.created_at <= %s
+        RETURNING m.id
+    )
+    INSERT INTO {attempt_table} (message_id, route_id, route_key, route_name, status, provider_message_id,
+                                 provider_status, error_code, error, started_at, finished_at)
+    SELECT v.id, v.route_id, v.route_key, v.route_name, %s, v.provider_message_id, v.provider_status, '', '',
+           v.started_at, %s
+      FROM v
+    RETURNING (SELECT count(*) FROM sent)
+"""
+# One row of v: id, created_at, claimed_at, provider_message_id, route_id, route_key, route_name,
+# provider_status, started_at.
+_SETTLE_SENT_ROW = (
+    "(%s::bigint, %s::timestamptz, %s::timestamptz, %s::text, %s::bigint, %s::text, %s::text, %s::text,"
+    " %s::timestamptz)"
+)
+
+
+def _settle_sent_many(sends: list[_Send]) -> int:
+    """Marks many claimed rows sent and writes their attempts in one statement (its own transaction).
+    Returns how many rows this call settled (a row another worker settled first keeps its state)."""
+    done = timezone.now()
+    params: list[Any] = []
+    for send in sends:
+        message, attempt = send.message, send.attempt
+        attempt.finished_at = done
+        params += [
+            message.pk,
+            message.created_at,
+            send.claimed_at,
+            attempt.provider_message_id,
+            attempt.route_id,
+            attempt.route_key,
+            attempt.route_name,
+            attempt.provider_status,
+            attempt.started_at,
+        ]
+    created = [send.message.created_at for send in sends]
+    sql = _SETTLE_SENT_MANY_SQL.format(
+        rows=", ".join([_SETTLE_SENT_ROW] * len(sends)),
+        message_table=SmsMessage._meta.db_table,
+        attempt_table=SmsAttempt._meta.db_table,
+    )
+    params += [SmsStatus.SENT, done, done, SmsStatus.PROCESSING, min(created), max(created)]
+    params += [SmsAttempt.Status.ACCEPTED, done]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return rows[0][0] if rows else 0
 
 
 def _sms_counted(choice: RouteChoice, status: str, started: float) -> None:
@@ -674,12 +778,16 @@ class SmsDrainResult:
 
 def sms_drain(*, seconds: float | None = None) -> SmsDrainResult:
     """Sends every due outbox row: claims up to SMS_SEND_CONCURRENCY rows in one statement, hands their
-    gateway calls to the process's thread pool, and settles each outcome as it arrives, in this task's
-    own database connection (the pool's threads make HTTP calls only: a worker process holds one
-    connection however many calls are in flight). Claims again while calls are in flight, every
+    gateway calls to the process's thread pool, and settles the outcomes as they arrive, a wave at a time,
+    in this task's own database connection (the pool's threads make HTTP calls only: a worker process holds
+    one connection however many calls are in flight). Claims again while calls are in flight, every
     SMS_DRAIN_POLL_MS at most; returns when no due row is left and no call is in flight, or once it has
     claimed for SMS_DRAIN_SECONDS (at most a third of the task's soft time limit; `seconds` overrides),
     publishing a follow-up drain so that a backlog goes on in a fresh task.
+
+    While it works, each claim holds the nudge key (`sms_drain_nudge`): requests committing meanwhile
+    publish nothing, since a claim will follow their commit. Before it ends it deletes the key and looks
+    once more.
 
     The guarantees of `sms_deliver` hold row by row: the claim is the same conditional UPDATE (batched,
     FOR UPDATE SKIP LOCKED so two drainers never wait on each other), a row claimed by a worker that
@@ -699,27 +807,26 @@ def sms_drain(*, seconds: float | None = None) -> SmsDrainResult:
     retries: list[float] = []  # monotonic times at which the rows this drain put off fall due
     last_claim = -1.0
     picked_any = True  # whether the last claim filled its room: claim again at once while it does
-    found_any = False  # whether the last claim found any due row
+    released = False  # whether this drain let go of the nudge key: its next claim is its last if it finds nothing
 
     def retry_later(retry: SmsRetryLater) -> None:
         retries.append(time.monotonic() + retry.countdown)
 
-    def settle(send: _Send, outcome: GatewayResult | GatewayError, started: float) -> None:
-        try:
-            if _send_settle(send, outcome, started=started) == SmsStatus.SENT:
+    def settle(wave: list[tuple[_Send, GatewayResult | GatewayError, float]]) -> None:
+        for status in _send_settle_wave(wave):
+            if isinstance(status, SmsRetryLater):
+                retry_later(status)
+            elif status == SmsStatus.SENT:
                 result.sent += 1
-        except SmsRetryLater as retry:
-            retry_later(retry)
-        result.settled += 1
+            result.settled += 1
 
     while True:
         moment = time.monotonic()
         room = capacity - len(in_flight)
         if room > 0 and moment < stop_at and (picked_any or moment - last_claim >= poll):
             last_claim = moment
-            claimed, unclaimed = _claim_due(room)
+            claimed, unclaimed = _claim_due(room, hold=not released)
             result.claims += 1
-            found_any = bool(claimed or unclaimed)
             picked_any = len(claimed) + len(unclaimed) >= room
             for message in claimed:
                 try:
@@ -739,11 +846,19 @@ def sms_drain(*, seconds: float | None = None) -> SmsDrainResult:
                 in_flight[pool.submit(send.gateway.send, send.outgoing)] = (send, time.perf_counter())
             result.settled += _settle_unclaimable_rows(unclaimed)
             if not claimed and not unclaimed and not in_flight:
-                break  # nothing due, nothing in flight
+                if released:
+                    break  # nothing due, nothing in flight, and from now on a request publishes for itself
+                # A request that found the key held committed before this delete: the next claim sees its row.
+                _nudge_clear()
+                released, picked_any = True, True
+                continue
+            released = False
         elif not in_flight:
             if moment >= stop_at:
-                if found_any:
-                    sms_drain_publish()  # a long backlog: a fresh task goes on with it
+                # A request may have committed after the last claim, finding the key held: a fresh task
+                # goes on with it and with any backlog.
+                _nudge_clear()
+                sms_drain_publish()
                 break
             time.sleep(max(poll - (moment - last_claim), 0.001))
             continue
@@ -751,13 +866,25 @@ def sms_drain(*, seconds: float | None = None) -> SmsDrainResult:
             continue
         try:
             done, _ = wait(in_flight, timeout=poll, return_when=FIRST_COMPLETED)
+            if done and len(done) < len(in_flight):
+                # The calls of one claim end close together: gathering them a moment longer settles them in
+                # one statement instead of one each.
+                more, _ = wait(in_flight.keys() - done, timeout=SMS_SETTLE_GATHER_SECONDS, return_when=ALL_COMPLETED)
+                done |= more
         except SoftTimeLimitExceeded:
             # A call hung past the task's soft time limit: every call still in flight is a time-out like any
             # other (the provider may have the SMS), sent again with the same reference, as `_send` does.
-            for send, started in in_flight.values():
-                settle(send, TransientGatewayError("the send ran out of time (the task's soft time limit)"), started)
+            settle(
+                [
+                    (send, TransientGatewayError("the send ran out of time (the task's soft time limit)"), started)
+                    for send, started in in_flight.values()
+                ]
+            )
             in_flight.clear()
+            _nudge_clear()
+            sms_drain_publish()
             break
+        wave: list[tuple[_Send, GatewayResult | GatewayError, float]] = []
         for future in done:
             send, started = in_flight.pop(future)
             try:
@@ -769,13 +896,42 @@ def sms_drain(*, seconds: float | None = None) -> SmsDrainResult:
                 # lease ends, then is sent again; the others go on.
                 logger.exception("SMS %s: the gateway call raised", send.message.public_id)
                 continue
-            settle(send, outcome, started)
+            wave.append((send, outcome, started))
+        settle(wave)
     # A row put off falls due later: if not after this drain's last claim (which found no row due), that
     # claim or an earlier one took it. The first one after gets a drain of its own, just past its time.
     later = [due for due in retries if due > last_claim]
     if later:
         sms_drain_publish(countdown=max(min(later) - time.monotonic(), 0) + 0.01)
     return result
+
+
+# How long a drain waits for more of its calls to end once one has, so that their outcomes settle together.
+SMS_SETTLE_GATHER_SECONDS = 0.005
+
+
+def _send_settle_wave(wave: list[tuple[_Send, "GatewayResult | GatewayError", float]]) -> "list[str | SmsRetryLater]":
+    """Settles the outcomes of calls that ended together: the plain sends (accepted, on a route without
+    receipts, no otp.sent subscriber) in one statement, every other outcome as `sms_deliver` settles it.
+    Returns each outcome's new status, or the SmsRetryLater that puts it off."""
+    statuses: list[str | SmsRetryLater] = []
+    plain: list[tuple[_Send, GatewayResult, float]] = []
+    for send, outcome, started in wave:
+        if isinstance(outcome, GatewayResult) and connection.vendor == "postgresql" and not _settles_with_more(send):
+            plain.append((send, outcome, started))
+            continue
+        try:
+            statuses.append(_send_settle(send, outcome, started=started))
+        except SmsRetryLater as retry:
+            statuses.append(retry)
+    if plain:
+        for send, outcome, started in plain:
+            _sent_counted(send, outcome, started)
+        _settle_sent_many([send for send, _, _ in plain])
+        for send, _, _ in plain:
+            _sent_logged(send)
+            statuses.append(SmsStatus.SENT)
+    return statuses
 
 
 # The batch claim: the due rows (queued and due, or claimed by a worker whose lease is over), locked by this
@@ -809,11 +965,12 @@ _CLAIM_DUE_SQL = f"""
 """
 
 
-def _claim_due(limit: int) -> tuple[list[SmsMessage], list[int]]:
+def _claim_due(limit: int, *, hold: bool = True) -> tuple[list[SmsMessage], list[int]]:
     """Claims up to `limit` due rows: the claimed rows (with `session_country`) and the ids of rows that
-    were due but cannot be claimed. Deletes the drain's nudge key first: a request that commits after
-    this claim's snapshot finds it gone and asks for another drain."""
-    _nudge_clear()
+    were due but cannot be claimed. Holds the drain's nudge key first (`hold`): a request that commits
+    after this claim's snapshot finds it set and leaves its row to this drain's next claim."""
+    if hold:
+        _nudge_hold()
     now = timezone.now()
     stale_claim = now - timedelta(seconds=settings.SMS_PROCESSING_LEASE_SECONDS)
     with connection.cursor() as cursor:
@@ -854,14 +1011,18 @@ def _settle_unclaimable_rows(message_ids: list[int]) -> int:
 
 
 _pool_lock = threading.Lock()
-_pool: tuple[int, ThreadPoolExecutor] | None = None
+_pool: tuple[tuple[int, int], ThreadPoolExecutor] | None = None
 
 
 def _send_pool() -> ThreadPoolExecutor:
     """The process's threads for gateway calls (SMS_SEND_CONCURRENCY of them, started as needed). Built
-    in the process that uses it: a prefork child after its fork, never inherited from the parent."""
+    in the process that uses it: a prefork child after its fork, never inherited from the parent; built
+    again when the setting changed (the tests)."""
     global _pool
+    owner = (os.getpid(), settings.SMS_SEND_CONCURRENCY)
     with _pool_lock:
-        if _pool is None or _pool[0] != os.getpid():
-            _pool = (os.getpid(), ThreadPoolExecutor(settings.SMS_SEND_CONCURRENCY, thread_name_prefix="sms-send"))
+        if _pool is None or _pool[0] != owner:
+            if _pool is not None and _pool[0][0] == owner[0]:
+                _pool[1].shutdown(wait=False)  # its threads end once idle; calls they hold still finish
+            _pool = (owner, ThreadPoolExecutor(owner[1], thread_name_prefix="sms-send"))
         return _pool[1]

@@ -14,6 +14,8 @@ from collections import Counter
 import pytest
 import redis
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from otp.delivery import SMS_DRAIN_KEY, SMS_DRAIN_TASK, SMS_QUEUE, sms_drain, sms_drain_nudge
 from otp.models import OtpSession, SmsAttempt, SmsMessage
@@ -164,6 +166,108 @@ def test_many_requests_ask_for_few_drains_and_a_request_after_a_drain_asks_again
     assert request_otp(api, "+233209999999").status_code == 200  # committed after the drain's last claim
     assert queued_tasks(broker_queue) == [(SMS_DRAIN_TASK, []), (SMS_DRAIN_TASK, [])]
     assert sms_drain().sent == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_requests_while_a_drain_works_publish_nothing_and_the_drain_sends_their_sms(
+    broker_queue, settings, fake_gateway, busy_api
+):
+    settings.SMS_DRAIN_NUDGE_MS = 10_000  # the drain's hold outlives any pause of this busy machine
+    settings.SMS_HTTP_TIMEOUT = WAIT_SECONDS  # the held call outlives the requests made meanwhile
+    key = redis.Redis.from_url(settings.REDIS_URL)
+    held = threading.Event()
+    fake_gateway.answer(Answer(200, hold=held))  # the first call hangs: the drain is at work meanwhile
+    assert request_otp(busy_api, "+233203000001").status_code == 200
+    broker_queue.delete(SMS_QUEUE)
+    key.delete(SMS_DRAIN_KEY)  # as if the request's own window had passed: only the drain can set it now
+    outcome = {}
+
+    def drain() -> None:
+        try:
+            outcome["result"] = sms_drain()
+        finally:
+            connection.close()
+
+    drainer = threading.Thread(target=drain)
+    drainer.start()
+    try:
+        wait_for(lambda: len(fake_gateway.requests) == 1, timeout=WAIT_SECONDS)
+        for dest in numbers(5):
+            assert request_otp(busy_api, dest).status_code == 200
+        published_meanwhile = queued_tasks(broker_queue)
+    finally:
+        held.set()
+        drainer.join(timeout=WAIT_SECONDS)
+
+    assert published_meanwhile == []  # the drain held the key: its next claim follows their commits
+    assert outcome["result"].sent == 6
+    assert not SmsMessage.objects.exclude(status="sent").exists()
+    assert not key.exists(SMS_DRAIN_KEY)  # let go before its last look: the next request asks again
+    assert request_otp(busy_api, "+233209999999").status_code == 200
+    assert queued_tasks(broker_queue) == [(SMS_DRAIN_TASK, [])]
+
+
+def test_a_drain_out_of_time_lets_go_of_the_key_and_hands_over_to_a_fresh_task(broker_queue, settings):
+    key = redis.Redis.from_url(settings.REDIS_URL)
+    key.set(SMS_DRAIN_KEY, b"1")
+
+    sms_drain(seconds=0)
+
+    assert not key.exists(SMS_DRAIN_KEY)
+    assert queued_tasks(broker_queue) == [(SMS_DRAIN_TASK, [])]  # it cannot know what came after its last claim
+
+
+def test_calls_that_end_together_settle_in_one_statement(fake_gateway, settings, workspace, sender, monkeypatch):
+    monkeypatch.setattr("otp.delivery.SMS_SETTLE_GATHER_SECONDS", WAIT_SECONDS)  # the whole wave, not a moment of it
+    answered = threading.Event()
+    fake_gateway.answer(*[Answer(200, {"id": f"p{index}"}, hold=answered) for index in range(10)])
+    messages = queue_otps(workspace, 10)
+    threading.Thread(
+        target=lambda: wait_for(lambda: len(fake_gateway.requests) == 10, timeout=WAIT_SECONDS) and answered.set()
+    ).start()
+
+    with CaptureQueriesContext(connection) as statements:
+        result = sms_drain()
+
+    assert (result.sent, result.settled) == (10, 10)
+    settles = [query["sql"] for query in statements if "INSERT INTO" in query["sql"]]
+    assert len(settles) == 1  # ten rows and ten attempts
+    sent = SmsMessage.objects.values_list("pk", "status", "provider_message_id", "encrypted_text", "finished_at")
+    assert {(pk, status, text) for pk, status, _, text, _ in sent} == {(m.pk, "sent", None) for m in messages}
+    assert sorted(provider_id for _, _, provider_id, _, _ in sent) == sorted(f"p{index}" for index in range(10))
+    attempts = SmsAttempt.objects.values_list("message_id", "status", "provider_message_id", "finished_at")
+    assert Counter((message_id, status) for message_id, status, _, _ in attempts) == {
+        (m.pk, "accepted"): 1 for m in messages
+    }
+    assert all(finished for *_, finished in attempts)
+
+
+def test_a_wave_settles_only_the_rows_this_drain_still_holds(fake_gateway, workspace, sender, monkeypatch):
+    """A row whose lease ran out and that another worker claimed again keeps that worker's claim; the call
+    this drain made is still on record as an attempt."""
+    from otp import delivery
+
+    taken_over = {}
+    real_settle = delivery._settle_sent_many
+
+    def another_worker_claims_one_first(sends):
+        first = sends[0].message
+        SmsMessage.objects.filter(pk=first.pk).update(claimed_at=timezone.now())  # a later claim than ours
+        taken_over[first.pk] = True
+        settled = real_settle(sends)
+        taken_over["settled"] = settled
+        return settled
+
+    monkeypatch.setattr(delivery, "_settle_sent_many", another_worker_claims_one_first)
+    monkeypatch.setattr("otp.delivery.SMS_SETTLE_GATHER_SECONDS", WAIT_SECONDS)
+    queue_otps(workspace, 3)
+
+    sms_drain()
+
+    statuses = Counter(SmsMessage.objects.values_list("status", flat=True))
+    assert statuses == {"sent": 3 - 1, "processing": 1}
+    assert SmsAttempt.objects.filter(status="accepted").count() == 3
+    assert taken_over["settled"] == 3 - 1
 
 
 @pytest.mark.django_db(transaction=True)
