@@ -14,10 +14,9 @@ import time
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache, partial
+from functools import partial
 from typing import Any
 
-import redis
 from celery.exceptions import SoftTimeLimitExceeded
 from cryptography.fernet import InvalidToken
 from django.conf import settings
@@ -48,6 +47,7 @@ from zeckta.api.context import log_context_update
 from zeckta.celery import app as celery_app
 from zeckta.channels import DEFAULT_LOCALE
 from zeckta.db import columns_of, db_value, instance_from_row
+from zeckta.nudge import DrainNudge
 
 logger = logging.getLogger(__name__)
 
@@ -82,26 +82,10 @@ def sms_enqueue_on_commit(*, message_id: int, expires_at: datetime) -> None:
 
 
 def sms_drain_nudge() -> None:
-    """Asks for a drain, coalesced: the first caller after the drainer's last look publishes a drain task,
-    the others within SMS_DRAIN_NUDGE_MS find the key set and do nothing. Never raises.
-
-    Why nothing is left behind: the caller's row is committed before it sets the key. The key is there
-    while a drain is at work (it sets it again, for `_hold_ms()`, before each claim) and a drain deletes it
-    before the claim that lets it end. So a caller that finds the key set knows a drain will claim after
-    its commit; one that finds it gone publishes. The key's expiry bounds what a lost publish or a killed
-    drain can hold up; the outbox sweeper sends what is left (Redis or the broker down).
-
-    Why a working drain holds the key rather than deleting it before each claim: then every claim let the
-    next request publish a task, and compare.sh counted a drain task for every two SMS, each costing the
-    request a publish and the worker a task."""
-    client = _nudge_redis()
-    if client is not None:
-        try:
-            if not client.set(SMS_DRAIN_KEY, b"1", nx=True, px=settings.SMS_DRAIN_NUDGE_MS):
-                return
-        except redis.RedisError as exc:
-            logger.warning("could not set the SMS drain nudge (%s); publishing anyway", exc)
-    sms_drain_publish()
+    """Asks for a drain, coalesced (zeckta.nudge): the first caller after the drainer's last look publishes a
+    drain task; the others within SMS_DRAIN_NUDGE_MS, and every caller while a drain is at work, find the key
+    set and do nothing. Never raises."""
+    SMS_NUDGE.ask()
 
 
 def sms_drain_publish(*, countdown: float = 0) -> None:
@@ -114,40 +98,7 @@ def sms_drain_publish(*, countdown: float = 0) -> None:
         logger.warning("could not publish the SMS drain task; the outbox sweeper will retry", exc_info=True)
 
 
-@lru_cache(maxsize=4)
-def _nudge_client(url: str) -> redis.Redis:
-    # Short time-outs: the request path calls this after its commit, and a hung Redis must not hold it.
-    return redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5, retry_on_timeout=False)
-
-
-def _nudge_redis() -> redis.Redis | None:
-    return _nudge_client(settings.REDIS_URL) if settings.REDIS_URL else None
-
-
-def _hold_ms() -> int:
-    """How long a drain's claim holds the nudge key: a few of its polls, so that a drain at work keeps it
-    without a gap, and one that stopped (killed, stuck) lets requests publish again soon after."""
-    return max(4 * settings.SMS_DRAIN_POLL_MS, settings.SMS_DRAIN_NUDGE_MS)
-
-
-def _nudge_hold() -> None:
-    client = _nudge_redis()
-    if client is None:
-        return
-    try:
-        client.set(SMS_DRAIN_KEY, b"1", px=_hold_ms())
-    except redis.RedisError as exc:
-        logger.warning("could not hold the SMS drain nudge: %s", exc)
-
-
-def _nudge_clear() -> None:
-    client = _nudge_redis()
-    if client is None:
-        return
-    try:
-        client.delete(SMS_DRAIN_KEY)
-    except redis.RedisError as exc:
-        logger.warning("could not clear the SMS drain nudge: %s", exc)
+SMS_NUDGE = DrainNudge(SMS_DRAIN_KEY, what="SMS drain", publish=sms_drain_publish)
 
 
 def sms_enqueue(*, message_id: int, expires_at: datetime) -> None:
@@ -849,7 +800,7 @@ def sms_drain(*, seconds: float | None = None) -> SmsDrainResult:
                 if released:
                     break  # nothing due, nothing in flight, and from now on a request publishes for itself
                 # A request that found the key held committed before this delete: the next claim sees its row.
-                _nudge_clear()
+                SMS_NUDGE.release()
                 released, picked_any = True, True
                 continue
             released = False
@@ -857,7 +808,7 @@ def sms_drain(*, seconds: float | None = None) -> SmsDrainResult:
             if moment >= stop_at:
                 # A request may have committed after the last claim, finding the key held: a fresh task
                 # goes on with it and with any backlog.
-                _nudge_clear()
+                SMS_NUDGE.release()
                 sms_drain_publish()
                 break
             time.sleep(max(poll - (moment - last_claim), 0.001))
@@ -881,7 +832,7 @@ def sms_drain(*, seconds: float | None = None) -> SmsDrainResult:
                 ]
             )
             in_flight.clear()
-            _nudge_clear()
+            SMS_NUDGE.release()
             sms_drain_publish()
             break
         wave: list[tuple[_Send, GatewayResult | GatewayError, float]] = []
@@ -970,7 +921,7 @@ def _claim_due(limit: int, *, hold: bool = True) -> tuple[list[SmsMessage], list
     were due but cannot be claimed. Holds the drain's nudge key first (`hold`): a request that commits
     after this claim's snapshot finds it set and leaves its row to this drain's next claim."""
     if hold:
-        _nudge_hold()
+        SMS_NUDGE.hold()
     now = timezone.now()
     stale_claim = now - timedelta(seconds=settings.SMS_PROCESSING_LEASE_SECONDS)
     with connection.cursor() as cursor:

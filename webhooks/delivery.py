@@ -28,6 +28,7 @@ from webhooks.signing import secret_decrypt, signature_header
 from webhooks.transport import Answer, post
 from zeckta import metrics
 from zeckta.celery import app as celery_app
+from zeckta.nudge import DrainNudge
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ WEBHOOK_REQUEUE_DUE_TASK = "webhooks.tasks.requeue_due_deliveries"
 WEBHOOK_PURGE_TASK = "webhooks.tasks.purge_old_deliveries"
 # The queue settings.CELERY_TASK_ROUTES gives WEBHOOK_DELIVER_TASK: a slow receiver never delays an SMS.
 WEBHOOKS_QUEUE = "webhooks"
+# The webhook drainers' nudge key (zeckta.nudge): set by a writer that asks for a drain, held by a working drain.
+WEBHOOK_DRAIN_KEY = "zeckta:webhooks:drain"
 
 # A retry this soon is also published with a countdown; a later one waits for the sweeper (seconds).
 COUNTDOWN_MAX_SECONDS = 60
@@ -49,23 +52,37 @@ USER_AGENT = "Zeckta-Webhooks/1.0"
 
 
 def webhook_deliveries_enqueue_on_commit(*, delivery_ids: list[int]) -> None:
-    """Publishes once the caller's transaction commits: a worker never looks for a row not yet there."""
-    transaction.on_commit(partial(webhook_deliveries_enqueue, delivery_ids=delivery_ids))
+    """Asks for a drain once the caller's transaction commits (a worker never looks for a row not yet there),
+    coalesced: a burst of events publishes one task, and none while a drain is at work (zeckta.nudge)."""
+    if delivery_ids:
+        transaction.on_commit(WEBHOOK_NUDGE.ask)
 
 
 def webhook_deliveries_enqueue(*, delivery_ids: list[int], countdown: float = 0) -> None:
-    """Publishes the send tasks now; never raises. A lost publish is picked up by the sweeper."""
-    for delivery_id in delivery_ids:
-        try:
-            # By name: `webhooks.tasks` imports this module. The anonymous exchange: one round trip to Redis.
-            celery_app.tasks[WEBHOOK_DELIVER_TASK].apply_async(
-                args=[delivery_id],
-                countdown=countdown or None,
-                exchange="",
-                routing_key=WEBHOOKS_QUEUE,
-            )
-        except Exception:
-            logger.warning("could not publish webhook delivery %s; the sweeper will retry", delivery_id, exc_info=True)
+    """Publishes one drain task for these deliveries (now, or in `countdown` seconds): it attempts every
+    delivery due when it runs, these included. Never raises; a lost publish is picked up by the sweeper."""
+    if not delivery_ids:
+        return
+    try:
+        # By name: `webhooks.tasks` imports this module. The anonymous exchange: one round trip to Redis.
+        celery_app.tasks[WEBHOOK_DELIVER_TASK].apply_async(
+            args=[delivery_ids[0]],
+            countdown=countdown or None,
+            exchange="",
+            routing_key=WEBHOOKS_QUEUE,
+        )
+    except Exception:
+        logger.warning("could not publish webhook deliveries %s; the sweeper will retry", delivery_ids, exc_info=True)
+
+
+def _drain_publish() -> None:
+    try:
+        celery_app.tasks[WEBHOOK_DELIVER_TASK].apply_async(exchange="", routing_key=WEBHOOKS_QUEUE)
+    except Exception:
+        logger.warning("could not publish the webhook drain task; the sweeper will retry", exc_info=True)
+
+
+WEBHOOK_NUDGE = DrainNudge(WEBHOOK_DRAIN_KEY, what="webhook drain", publish=lambda: _drain_publish())
 
 
 def retry_delay(attempts: int) -> float:
@@ -134,6 +151,8 @@ def webhook_drain(*, seconds: float | None = None) -> int:
     connection). Returns how many were delivered. Claims again while calls are in flight (every
     SMS_DRAIN_POLL_MS at most); stops claiming after a third of the task's soft time limit. The claim is
     `_claim`'s conditions on many rows at once, FOR UPDATE SKIP LOCKED: two drains never wait on each other.
+    Each claim holds the nudge key (zeckta.nudge), so events recorded meanwhile publish no task; the drain
+    lets go of it before its last claim.
     """
     capacity = max(settings.WEBHOOK_SEND_CONCURRENCY, 1)
     poll = settings.SMS_DRAIN_POLL_MS / 1000
@@ -145,6 +164,7 @@ def webhook_drain(*, seconds: float | None = None) -> int:
     delivered = 0
     last_claim = -1.0
     full = True  # the last claim filled its room: claim again at once
+    released = False  # whether this drain let go of the nudge key: its next claim is its last if it finds nothing
 
     def settle(delivery: WebhookDelivery, answer: Answer) -> None:
         nonlocal delivered
@@ -156,6 +176,8 @@ def webhook_drain(*, seconds: float | None = None) -> int:
         room = capacity - len(in_flight)
         if room > 0 and moment < stop_at and (full or moment - last_claim >= poll):
             last_claim = moment
+            if not released:
+                WEBHOOK_NUDGE.hold()  # writers committing from now on leave their rows to this drain's next claim
             claimed = _claim_due(room)
             full = len(claimed) >= room
             for delivery in claimed:
@@ -166,9 +188,21 @@ def webhook_drain(*, seconds: float | None = None) -> int:
                 call = partial(post, delivery.endpoint.url, body=delivery.body.encode(), headers=prepared)
                 in_flight[pool.submit(call)] = delivery
             if not claimed and not in_flight:
-                break
+                if released:
+                    break  # nothing due after letting go of the key: from now on a writer publishes for itself
+                WEBHOOK_NUDGE.release()  # a writer that found the key held committed before this: look once more
+                released, full = True, True
+                continue
+            released = False
         elif not in_flight:
-            break  # claiming is over (its time is up) and nothing is in flight
+            if moment >= stop_at:
+                # Claiming is over and nothing is in flight: a writer may have committed after the last claim,
+                # finding the key held, so a fresh task goes on.
+                WEBHOOK_NUDGE.release()
+                _drain_publish()
+                break
+            time.sleep(max(poll - (moment - last_claim), 0.001))
+            continue
         if not in_flight:
             continue
         try:
@@ -176,6 +210,8 @@ def webhook_drain(*, seconds: float | None = None) -> int:
         except SoftTimeLimitExceeded:
             for delivery in in_flight.values():
                 settle(delivery, Answer(None, SOFT_LIMIT_ERROR))
+            WEBHOOK_NUDGE.release()
+            _drain_publish()
             break
         for future in done:
             delivery = in_flight.pop(future)

@@ -13,10 +13,11 @@ from webhooks.delivery import (
 
 
 # No Celery retries: the row holds the schedule (next_attempt_at) and the outcome of every attempt. The task
-# names one delivery and attempts every one that is due, this one included, many calls in flight at once
-# (webhook_drain): a burst of deliveries is sent by the first of its tasks, the others find nothing left.
+# attempts every delivery that is due, many calls in flight at once (webhook_drain). A retry's or the
+# sweeper's task names a delivery it is for (and tasks published before the drain named one each); the
+# nudge's task names none.
 @shared_task(name=WEBHOOK_DELIVER_TASK, acks_late=True, ignore_result=True)
-def webhook_deliver_task(delivery_id: int) -> int:
+def webhook_deliver_task(delivery_id: int | None = None) -> int:
     return webhook_drain()
 
 

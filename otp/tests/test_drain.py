@@ -273,7 +273,7 @@ def test_a_wave_settles_only_the_rows_this_drain_still_holds(fake_gateway, works
 @pytest.mark.django_db(transaction=True)
 def test_without_redis_for_the_nudge_a_request_still_publishes_its_drain(broker_queue, api, caplog, monkeypatch):
     unreachable = redis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5)
-    monkeypatch.setattr("otp.delivery._nudge_redis", lambda: unreachable)  # the key cannot be set
+    monkeypatch.setattr("zeckta.nudge.nudge_redis", lambda: unreachable)  # the key cannot be set
 
     assert request_otp(api, "+233202007746").status_code == 200
 

@@ -5,15 +5,18 @@ import base64
 import hashlib
 import hmac
 import json
+import threading
 from datetime import timedelta
 
 import pytest
+import redis
 import time_machine
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from webhooks.delivery import (
+    WEBHOOK_DRAIN_KEY,
     WEBHOOKS_QUEUE,
     retry_delay,
     webhook_deliver,
@@ -26,7 +29,7 @@ from webhooks.services import webhook_endpoint_rotate_secret, webhook_event_reco
 from webhooks.tasks import webhook_deliver_task
 from webhooks.tests.factories import SESSION_VIEW, endpoint_for, record_event
 from webhooks.tests.receiver import Receiver, Reply
-from zeckta.testing import free_port, run_together
+from zeckta.testing import free_port, run_together, wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -36,10 +39,10 @@ def make_due(delivery: WebhookDelivery) -> None:
     WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now() - timedelta(minutes=5))
 
 
-def published_ids(broker) -> list[int]:
-    """The delivery ids of the send tasks waiting in the broker's queue."""
+def published_ids(broker) -> list[int | None]:
+    """The delivery id each drain task waiting in the broker's queue names (None: a nudge's, naming none)."""
     bodies = [json.loads(base64.b64decode(json.loads(raw)["body"])) for raw in broker.lrange(WEBHOOKS_QUEUE, 0, -1)]
-    return [body[0][0] for body in bodies]
+    return [body[0][0] if body[0] else None for body in bodies]
 
 
 def expected_signature(secret: str, webhook_id: str, timestamp: str, body: bytes) -> str:
@@ -275,7 +278,45 @@ def test_recording_is_published_on_commit_only(workspace, broker, django_capture
     with django_capture_on_commit_callbacks(execute=True) as published:
         [delivery] = record_event(workspace)
         assert published_ids(broker) == []
-    assert len(published) == 1 and published_ids(broker) == [delivery.pk]
+    assert len(published) == 1 and published_ids(broker) == [None]  # a drain task, which attempts every due one
+
+
+@pytest.mark.django_db(transaction=True)  # each event commits, as in service
+def test_a_burst_of_events_publishes_one_drain_and_a_drain_at_work_none(settings, workspace, broker):
+    settings.SMS_DRAIN_NUDGE_MS = 60_000  # one window for the whole test: the coalescing, not the clock
+    settings.WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
+    receiver = Receiver().start()
+    receiver.reply(Reply(delay=2))  # the first call takes its time: the drain is at work meanwhile
+    outcome = {}
+
+    def drain() -> None:
+        try:
+            outcome["delivered"] = webhook_drain()
+        finally:
+            connection.close()
+
+    try:
+        endpoint_for(workspace, receiver.url)
+        for _ in range(5):
+            record_event(workspace)
+        assert published_ids(broker) == [None]  # five events, one task
+        broker.delete(WEBHOOKS_QUEUE)
+        redis.Redis.from_url(settings.REDIS_URL).delete(WEBHOOK_DRAIN_KEY)  # as if its window had passed
+        drainer = threading.Thread(target=drain)
+        drainer.start()
+        try:
+            assert wait_for(lambda: receiver.calls >= 1, timeout=30)
+            for _ in range(3):
+                record_event(workspace)
+            published_meanwhile = published_ids(broker)
+        finally:
+            drainer.join(timeout=30)
+        assert published_meanwhile == []  # the drain held the key: its next claim follows their commits
+        assert outcome["delivered"] == 8
+        record_event(workspace)  # after the drain let go of the key
+        assert published_ids(broker) == [None]
+    finally:
+        receiver.stop()
 
 
 @pytest.mark.django_db(transaction=True)  # outside the test's own transaction
@@ -326,7 +367,7 @@ def test_the_sweeper_publishes_due_and_abandoned_deliveries_only(workspace, brok
     WebhookDelivery.objects.filter(pk=done.pk).update(status="delivered", finished_at=now)
 
     assert webhook_deliveries_requeue() == 2
-    assert sorted(published_ids(broker)) == sorted([due.pk, abandoned.pk])
+    assert published_ids(broker) in ([due.pk], [abandoned.pk])  # one drain task: it attempts every due delivery
     assert webhook_deliveries_requeue() == 1  # the due one waits a stale period before its next publish
 
 
