@@ -69,7 +69,9 @@ def otp_sessions_purge(*, older_than_days: int | None = None) -> int:
         partitions_drop_before(ATTEMPTS, cutoff)
         partitions_drop_before(WRONG_CODES, wrong_codes_cutoff)
     else:
-        deleted, _ = OtpSession.objects.filter(created_at__lt=cutoff).delete()
+        # delete() counts every row it cascaded to (SMS, attempts, inbox rows) in its total: the sessions only.
+        _, by_model = OtpSession.objects.filter(created_at__lt=cutoff).delete()
+        deleted = by_model.get(OtpSession._meta.label, 0)
         # Relayed SMS have no session to go with: the same retention (otp_sms_relayed_created_idx).
         SmsMessage.objects.filter(session__isnull=True, created_at__lt=cutoff).delete()
         WrongCode.objects.filter(created_at__lt=wrong_codes_cutoff).delete()
