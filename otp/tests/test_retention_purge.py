@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from otp import expiry
 from otp.expiry import otp_sessions_purge
 from otp.models import OtpSession, SmsAttempt, SmsMessage, TestInboxMessage, WrongCode
 from otp.partitions import TABLES, partitioned
@@ -59,7 +60,9 @@ def _session_with_sends(*, at, test: bool = False) -> OtpSession:
     return session
 
 
-def test_the_purge_of_plain_tables_deletes_exactly_what_is_past_retention(plain_tables):
+@pytest.mark.parametrize("batch", [1, expiry.PURGE_BATCH_ROWS])
+def test_the_purge_of_plain_tables_deletes_exactly_what_is_past_retention(plain_tables, batch, monkeypatch):
+    monkeypatch.setattr(expiry, "PURGE_BATCH_ROWS", batch)  # 1: every session and relayed SMS a batch of its own
     now = timezone.now()
     cutoff = now - timedelta(days=settings.OTP_SESSION_RETENTION_DAYS)
     wrong_codes_cutoff = now - timedelta(seconds=settings.OTP_WRONG_CODE_WINDOW_SECONDS)
