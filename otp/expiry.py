@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from otp.events import Event, otp_event_emit
@@ -23,6 +24,10 @@ from otp.partitions import (
 )
 
 SessionStatus = OtpSession.Status
+
+# Sessions (or relayed SMS) deleted per transaction by the purge of plain tables, with the rows that hang off
+# them: what one batch holds in the worker's memory.
+PURGE_BATCH_ROWS = 1000
 
 
 def otp_sessions_expire(*, limit: int = 1000) -> int:
@@ -69,12 +74,24 @@ def otp_sessions_purge(*, older_than_days: int | None = None) -> int:
         partitions_drop_before(ATTEMPTS, cutoff)
         partitions_drop_before(WRONG_CODES, wrong_codes_cutoff)
     else:
-        deleted, _ = OtpSession.objects.filter(created_at__lt=cutoff).delete()
+        deleted = _delete_in_batches(OtpSession.objects.filter(created_at__lt=cutoff))
         # Relayed SMS have no session to go with: the same retention (otp_sms_relayed_created_idx).
-        SmsMessage.objects.filter(session__isnull=True, created_at__lt=cutoff).delete()
+        _delete_in_batches(SmsMessage.objects.filter(session__isnull=True, created_at__lt=cutoff))
         WrongCode.objects.filter(created_at__lt=wrong_codes_cutoff).delete()
     DailySmsCount.objects.filter(day__lt=now.date() - timedelta(days=1)).delete()
     EarlyReceipt.objects.filter(received_at__lt=now - timedelta(days=1)).delete()
+    return deleted
+
+
+def _delete_in_batches(rows: QuerySet) -> int:
+    """Plain tables: deletes `rows` PURGE_BATCH_ROWS at a time, each batch with what Django's collector
+    cascades to (a session's SMS, their attempts, its test inbox row) in its own transaction. One delete() of
+    them all would load every row past retention, and every row of theirs, into the worker's memory at once.
+    Returns how many of `rows` went (delete()'s total also counts the rows cascaded to)."""
+    model, deleted = rows.model, 0
+    while batch := list(rows.values_list("pk", flat=True)[:PURGE_BATCH_ROWS]):
+        _, by_model = model.objects.filter(pk__in=batch).delete()
+        deleted += by_model.get(model._meta.label, 0)
     return deleted
 
 

@@ -114,10 +114,19 @@ def _pack(costs: list[int], single: int, concat: int) -> int:
     return parts
 
 
+_GSM7 = GSM7_BASIC | GSM7_EXTENSION
+
+
 def count_segments(text: str) -> SegmentInfo:
-    if all(ch in GSM7_BASIC or ch in GSM7_EXTENSION for ch in text):
+    # A text that fits one SMS, as nearly every OTP does, is counted whole, without a cost per character
+    # (_pack answers 1 for it too): this runs in every request.
+    if _GSM7.issuperset(text):
+        if len(text) + sum(map(text.count, GSM7_EXTENSION)) <= GSM7_SINGLE:
+            return SegmentInfo("GSM-7", 1)
         costs = [2 if ch in GSM7_EXTENSION else 1 for ch in text]
-        return SegmentInfo("GSM-7", max(_pack(costs, GSM7_SINGLE, GSM7_CONCAT), 1))
+        return SegmentInfo("GSM-7", _pack(costs, GSM7_SINGLE, GSM7_CONCAT))
     # Characters outside the BMP take a surrogate pair: two UTF-16 code units.
+    if len(text.encode("utf-16-le")) // 2 <= UCS2_SINGLE:
+        return SegmentInfo("UCS-2", 1)
     costs = [2 if ord(ch) > 0xFFFF else 1 for ch in text]
-    return SegmentInfo("UCS-2", max(_pack(costs, UCS2_SINGLE, UCS2_CONCAT), 1))
+    return SegmentInfo("UCS-2", _pack(costs, UCS2_SINGLE, UCS2_CONCAT))

@@ -5,7 +5,19 @@ from hypothesis import strategies as st
 
 from otp.crypto import generate_code
 from otp.serializers import CODE_RE
-from zeckta.sms_text import count_segments, render, template_errors
+from zeckta.sms_text import (
+    GSM7_BASIC,
+    GSM7_CONCAT,
+    GSM7_EXTENSION,
+    GSM7_SINGLE,
+    UCS2_CONCAT,
+    UCS2_SINGLE,
+    SegmentInfo,
+    _pack,
+    count_segments,
+    render,
+    template_errors,
+)
 
 
 def test_plain_gsm_text_fills_one_segment_up_to_160_characters():
@@ -29,6 +41,23 @@ def test_any_character_outside_gsm7_makes_the_whole_message_ucs2():
     assert count_segments("a" * 133 + "ж").segments == 2 and count_segments("a" * 134 + "ж").segments == 3
     assert count_segments("ж" * 134).segments == 2 and count_segments("ж" * 135).segments == 3
     assert count_segments("😀" * 35).segments == 1 and count_segments("😀" * 36).segments == 2
+
+
+def test_a_text_around_one_sms_is_counted_as_packing_each_character_would():
+    # count_segments counts a text that fits one SMS whole: around that limit, in either encoding, it must
+    # agree with packing every character by its cost.
+    texts = [
+        one * count + two * extra
+        for one, two in (("a", "€"), ("€", "a"), ("ж", "😀"), ("😀", "ж"), ("a", "ж"))
+        for count in range(0, 170)
+        for extra in range(4)
+    ]
+    for text in texts:
+        gsm = all(ch in GSM7_BASIC or ch in GSM7_EXTENSION for ch in text)
+        costs = [2 if (ch in GSM7_EXTENSION if gsm else ord(ch) > 0xFFFF) else 1 for ch in text]
+        single, concat = (GSM7_SINGLE, GSM7_CONCAT) if gsm else (UCS2_SINGLE, UCS2_CONCAT)
+        expected = SegmentInfo("GSM-7" if gsm else "UCS-2", _pack(costs, single, concat))
+        assert count_segments(text) == expected, text
 
 
 def test_gsm_specials_are_gsm():
