@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import connection, connections, transaction
 from django.utils import timezone
 
-from otp.delivery import sms_deliver
+from otp.delivery import _claim, _claim_due, _settle_sent, sms_deliver
 from otp.expiry import otp_sessions_purge
 from otp.models import OtpSession, SmsAttempt, SmsMessage, WrongCode
 from otp.partitions import TABLES, partition_name, partitioned, partitions_ensure, partitions_of
@@ -183,6 +183,33 @@ def test_the_session_read_plans_and_locks_one_or_two_days(api, workspace):
     assert set(locked) == {"otp_otpsession", "otp_smsmessage"}
     for table, names in locked.items():
         assert 1 <= len(names) <= 2, (table, names)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_claims_and_the_settle_plan_and_lock_one_or_two_days(api):
+    for days in (3, 10):
+        old = timezone.now() - timedelta(days=days)
+        SmsMessageFactory(session=OtpSessionFactory(created_at=old, expires_at=old + timedelta(minutes=5), dest=DEST))
+    for number in range(2):
+        request_otp(api, f"+23324455{number:04d}")
+    now = timezone.now()
+    with transaction.atomic():
+        claimed, _unclaimed = _claim_due(10)
+        batch = _partitions_locked()
+    assert len(claimed) == 2
+    SmsMessage.objects.filter(pk=claimed[0].pk).update(status="queued", claimed_at=None)  # to claim it alone
+    with transaction.atomic():
+        message = _claim(claimed[0].pk, now=now, stale_claim=now - timedelta(minutes=5))
+        one = _partitions_locked()
+    assert message is not None
+    attempt = SmsAttempt(message=message, route_key="default", route_name="default", status="accepted", started_at=now)
+    with transaction.atomic():
+        assert _settle_sent(message, attempt, claimed_at=message.claimed_at)
+        settled = _partitions_locked()
+    for locked in (batch, one, settled):
+        assert "otp_smsmessage" in locked
+        for table, names in locked.items():
+            assert 1 <= len(names) <= 2, (table, names)
 
 
 @pytest.mark.django_db(transaction=True)
