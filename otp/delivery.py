@@ -905,6 +905,8 @@ _CLAIM_DUE_SQL = f"""
           FROM picked LEFT JOIN {OtpSession._meta.db_table} AS s
                ON s.id = picked.session_id AND s.created_at > %(live_since)s AND s.created_at < %(live_until)s
          WHERE m.id = picked.id AND m.created_at = picked.created_at AND m.route_attempts < %(max_attempts)s
+           -- Known when planning, unlike picked.created_at: the plan (and its locks) covers the live days only.
+           AND m.created_at > %(live_since)s AND m.created_at < %(live_until)s
            AND (m.status = %(queued)s OR (m.status = %(processing)s AND m.claimed_at < %(stale_claim)s))
            AND ((s.status = %(pending)s AND s.expires_at > %(now)s)
                 OR (m.session_id IS NULL AND m.send_before > %(now)s))

@@ -11,7 +11,7 @@ from django.db.models import Count, Min
 from otp.crypto import decrypt_inbox_text, decrypt_reviewer_code
 from otp.errors import OtpSessionNotFound
 from otp.models import OtpSession, ReviewerNumber, SmsMessage, TestInboxMessage, WorkspaceText
-from otp.partitions import created_near
+from otp.partitions import MAX_VALIDITY, created_near
 from otp.templating import WorkspaceTexts
 from workspaces.models import Workspace
 from zeckta.db import columns_of, db_value, instance_from_row
@@ -28,14 +28,18 @@ logger = logging.getLogger(__name__)
 _SESSIONS, _SMS = OtpSession._meta.db_table, SmsMessage._meta.db_table
 _SESSION_COLUMNS = f"SELECT {columns_of(OtpSession, 's')}, {columns_of(SmsMessage, 'm')} FROM {_SESSIONS} s"
 # The creation time bounds: the day(s) the session id's UUIDv7 time falls in (otp.partitions.created_near),
-# and, for its SMS, the day after the session's creation (sent within its validity).
+# and, for its SMS, the day after the session's creation (sent within its validity). The SMS side is bounded
+# twice: by values of the statement (the id's time, to a day after), which PostgreSQL prunes the partitions
+# with while planning, so the plan and its locks cover one or two days of SMS, not all of them; and by the
+# session's own creation time, which only the execution knows.
 _SESSION_WHERE = (
     " WHERE s.workspace_id = %s AND s.public_id = %s AND s.is_test = %s AND s.created_at >= %s AND s.created_at < %s"
 )
 _SESSION_WITH_SMS = {
     "postgresql": f"{_SESSION_COLUMNS} LEFT JOIN LATERAL"
-    f" (SELECT * FROM {_SMS} WHERE session_id = s.id AND created_at >= s.created_at"
-    f" AND created_at <= s.created_at + interval '86400 seconds' ORDER BY id DESC LIMIT 1) m ON true{_SESSION_WHERE}",
+    f" (SELECT * FROM {_SMS} WHERE session_id = s.id AND created_at >= %s AND created_at <= %s"
+    f" AND created_at >= s.created_at AND created_at <= s.created_at + interval '86400 seconds'"
+    f" ORDER BY id DESC LIMIT 1) m ON true{_SESSION_WHERE}",
     "sqlite": f"{_SESSION_COLUMNS} LEFT JOIN {_SMS} m"
     f" ON m.id = (SELECT max(id) FROM {_SMS} WHERE session_id = s.id){_SESSION_WHERE}",
 }
@@ -52,6 +56,9 @@ def otp_session_get(*, workspace: Workspace, session_id: uuid.UUID, test: bool =
         since, until = near.get("created_at__gte", _EARLIEST), near.get("created_at__lt", _LATEST)
         params = [workspace.pk, db_value(OtpSession, "public_id", session_id), test]
         params += [db_value(OtpSession, "created_at", since), db_value(OtpSession, "created_at", until)]
+        if connection.vendor == "postgresql":
+            sms_until = until + MAX_VALIDITY if until < _LATEST - MAX_VALIDITY else until
+            params = [db_value(SmsMessage, "created_at", since), db_value(SmsMessage, "created_at", sms_until), *params]
         cursor.execute(_SESSION_WITH_SMS[connection.vendor], params)
         row = cursor.fetchone()
     if row is None:

@@ -1,10 +1,12 @@
-"""Migration otp 0021 on a deployment's database: plain tables full of rows become daily partitions.
+"""Migration otp 0021, or `manage.py partition_tables` after a migration with plain tables, on a deployment's
+database: plain tables full of rows become daily partitions.
 
 A database of its own (the test database's name + `_convert`), migrated by `manage.py migrate` as an
-operator would: up to the migration before 0021, seeded with sessions over the past 40 days (with their
-SMS, attempts, wrong codes and a test inbox row), a pending session whose code still works, then migrated
-to the end. The rows within retention are all there, in their day's partition, the older ones gone; the
-pending session verifies; new rows continue the ids.
+operator would: up to the migration before 0021 (or to the end with OTP_PARTITION_BY_DAY off), seeded with
+sessions over the past 40 days (with their SMS, attempts, wrong codes and a test inbox row), a pending
+session whose code still works, then migrated to the end (or converted by the command). The rows within
+retention are all there, in their day's partition, the older ones gone; the pending session verifies; new
+rows continue the ids.
 """
 
 import os
@@ -12,11 +14,14 @@ import subprocess
 import sys
 from importlib import import_module
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connection
 
 pytestmark = [
@@ -66,9 +71,13 @@ def _url(name: str) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
-def _manage(url: str, *args: str) -> None:
-    env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "zeckta.settings_test"}
-    subprocess.run([sys.executable, "manage.py", *args], cwd=BASE_DIR, env=env, check=True, timeout=300)
+def _manage(url: str, *args: str, env: dict[str, str] | None = None) -> str:
+    """Runs `manage.py` as an operator would, with these environment variables; returns what it printed."""
+    env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "zeckta.settings_test", **(env or {})}
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=BASE_DIR, env=env, check=True, timeout=300, capture_output=True
+    )
+    return done.stdout.decode()
 
 
 def _counts(conn) -> dict[str, int]:
@@ -87,11 +96,8 @@ def database():
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def test_the_migration_partitions_a_seeded_database(database):
-    previous = import_module(f"otp.migrations.{CONVERSION}").Migration.dependencies[0][1]
-    _manage(database, "migrate", "workspaces", "--noinput", "-v0")
-    _manage(database, "migrate", "senders", "--noinput", "-v0")
-    _manage(database, "migrate", "otp", previous, "--noinput", "-v0")
+def _seed(database: str) -> tuple[dict[str, int], int, int]:
+    """Seeds the migrated database: (row counts, sessions within retention, highest session id)."""
     _manage(
         database,
         "shell",
@@ -107,19 +113,18 @@ def test_the_migration_partitions_a_seeded_database(database):
         retention = settings.OTP_SESSION_RETENTION_DAYS
         # What the conversion keeps: from the day before the oldest within retention (as the purge would).
         kept_since = "date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' - %s * interval '1 day'"
-        expected = {
-            "otp_otpsession": conn.execute(
-                f"SELECT count(*) FROM otp_otpsession WHERE created_at >= {kept_since}", [retention + 1]
-            ).fetchone()[0],
-        }
+        kept = conn.execute(
+            f"SELECT count(*) FROM otp_otpsession WHERE created_at >= {kept_since}", [retention + 1]
+        ).fetchone()[0]
         max_id = conn.execute("SELECT max(id) FROM otp_otpsession").fetchone()[0]
         assert before["otp_otpsession"] == DAYS * PER_DAY + 1
+    return before, kept, max_id
 
-    _manage(database, "migrate", "--noinput", "-v0")
 
+def _assert_converted(database: str, before: dict[str, int], kept: int, max_id: int) -> None:
     with psycopg.connect(database, autocommit=True) as conn:
         after = _counts(conn)
-        assert after["otp_otpsession"] == expected["otp_otpsession"] < before["otp_otpsession"]
+        assert after["otp_otpsession"] == kept < before["otp_otpsession"]
         assert after["otp_smsmessage"] == after["otp_smsattempt"] == after["otp_otpsession"] - 1  # the live one: none
         assert after["otp_testinboxmessage"] == before["otp_testinboxmessage"]  # not partitioned: untouched
         kinds = dict(
@@ -164,3 +169,37 @@ def test_the_migration_partitions_a_seeded_database(database):
         ).fetchone()[0]
         assert new_id > 0
         assert conn.execute("SELECT nextval('otp_otpsession_id_seq')").fetchone()[0] > max_id
+
+
+def test_the_migration_partitions_a_seeded_database(database):
+    previous = import_module(f"otp.migrations.{CONVERSION}").Migration.dependencies[0][1]
+    _manage(database, "migrate", "workspaces", "--noinput", "-v0")
+    _manage(database, "migrate", "senders", "--noinput", "-v0")
+    _manage(database, "migrate", "otp", previous, "--noinput", "-v0")
+    before, kept, max_id = _seed(database)
+
+    _manage(database, "migrate", "--noinput", "-v0")
+
+    _assert_converted(database, before, kept, max_id)
+
+
+def test_the_command_partitions_a_database_migrated_with_plain_tables(database):
+    plain = {"OTP_PARTITION_BY_DAY": "False"}
+    _manage(database, "migrate", "--noinput", "-v0", env=plain)
+    with psycopg.connect(database, autocommit=True) as conn:
+        assert conn.execute("SELECT relkind FROM pg_class WHERE relname = 'otp_otpsession'").fetchone()[0] == "r"
+    before, kept, max_id = _seed(database)
+
+    converted = _manage(database, "partition_tables", env=plain)
+
+    assert "partitioned by day" in converted
+    _assert_converted(database, before, kept, max_id)
+    assert "already partitioned" in _manage(database, "partition_tables")  # a second run changes nothing
+
+
+def test_the_command_refuses_a_database_other_than_postgresql(monkeypatch):
+    from otp.management.commands import partition_tables
+
+    monkeypatch.setattr(partition_tables, "connection", SimpleNamespace(vendor="sqlite"))
+    with pytest.raises(CommandError, match="PostgreSQL's: sqlite keeps plain tables"):
+        call_command("partition_tables")

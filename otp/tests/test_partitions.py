@@ -7,20 +7,23 @@ session can be in, not every one (counted from PostgreSQL's own per-transaction 
 database functions as they run).
 """
 
+import re
 import threading
+import uuid
 from contextlib import contextmanager
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
 import time_machine
 from django.conf import settings
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 from django.utils import timezone
 
-from otp.delivery import sms_deliver
+from otp.delivery import _claim, _claim_due, _settle_sent, sms_deliver
 from otp.expiry import otp_sessions_purge
 from otp.models import OtpSession, SmsAttempt, SmsMessage, WrongCode
 from otp.partitions import TABLES, partition_name, partitioned, partitions_ensure, partitions_of
+from otp.selectors import otp_session_get
 from otp.tasks import otp_partitions_ensure_task
 from otp.tests.factories import OtpSessionFactory, SmsMessageFactory
 from otp.tests.helpers import deliver_and_read_code, request_otp, session_url, verify, wrong_code
@@ -149,6 +152,63 @@ def test_the_hot_paths_read_one_or_two_partitions(workspace, sender, otp_path, s
     for reads in (new, reused, claim, wrong, read):
         assert reads, "no partition read at all: the counting is broken"
         for table, names in reads.items():
+            assert 1 <= len(names) <= 2, (table, names)
+
+
+def _partitions_locked() -> dict[str, set[str]]:
+    """The daily partitions (tables, not their indexes) this transaction holds a lock on, by table."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relation::regclass::text FROM pg_locks WHERE pid = pg_backend_pid() AND relation IS NOT NULL"
+        )
+        names = [name for (name,) in cursor.fetchall()]
+    locked: dict[str, set[str]] = {}
+    for name in names:
+        if re.fullmatch(r"otp_(otpsession|smsmessage|smsattempt|wrongcode)_p[0-9]{8}", name):
+            locked.setdefault(name.rsplit("_p", 1)[0], set()).add(name)
+    return locked
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_session_read_plans_and_locks_one_or_two_days(api, workspace):
+    # Rows in older days, which a plan without bounds known when planning would cover (and lock) too.
+    for days in (3, 10):
+        old = timezone.now() - timedelta(days=days)
+        SmsMessageFactory(session=OtpSessionFactory(created_at=old, expires_at=old + timedelta(minutes=5), dest=DEST))
+    session_id = request_otp(api, DEST).json()["data"]["sessionId"]
+    with transaction.atomic():
+        session = otp_session_get(workspace=workspace, session_id=uuid.UUID(session_id))
+        locked = _partitions_locked()
+    assert session.latest_sms is not None
+    assert set(locked) == {"otp_otpsession", "otp_smsmessage"}
+    for table, names in locked.items():
+        assert 1 <= len(names) <= 2, (table, names)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_claims_and_the_settle_plan_and_lock_one_or_two_days(api):
+    for days in (3, 10):
+        old = timezone.now() - timedelta(days=days)
+        SmsMessageFactory(session=OtpSessionFactory(created_at=old, expires_at=old + timedelta(minutes=5), dest=DEST))
+    for number in range(2):
+        request_otp(api, f"+23324455{number:04d}")
+    now = timezone.now()
+    with transaction.atomic():
+        claimed, _unclaimed = _claim_due(10)
+        batch = _partitions_locked()
+    assert len(claimed) == 2
+    SmsMessage.objects.filter(pk=claimed[0].pk).update(status="queued", claimed_at=None)  # to claim it alone
+    with transaction.atomic():
+        message = _claim(claimed[0].pk, now=now, stale_claim=now - timedelta(minutes=5))
+        one = _partitions_locked()
+    assert message is not None
+    attempt = SmsAttempt(message=message, route_key="default", route_name="default", status="accepted", started_at=now)
+    with transaction.atomic():
+        assert _settle_sent(message, attempt, claimed_at=message.claimed_at)
+        settled = _partitions_locked()
+    for locked in (batch, one, settled):
+        assert "otp_smsmessage" in locked
+        for table, names in locked.items():
             assert 1 <= len(names) <= 2, (table, names)
 
 
