@@ -73,8 +73,10 @@ BEGIN
        -- A session is valid at most a day (workspaces_workspace_validity_range): nothing older can be
        -- reused; nothing is newer than now, give or take the web machines' clocks (within a minute, NTP).
        -- The bounds let PostgreSQL read one or two daily partitions (otp.partitions), not the days ahead.
-       AND s.created_at > p_now - interval '86400 seconds' AND s.created_at < p_now + interval '1 minute'
-       FOR UPDATE OF s;
+       AND s.created_at > p_now - interval '86400 seconds' AND s.created_at < p_now + interval '1 minute';
+    -- Read without a row lock: a reused request writes nothing, so its transaction gets no id and its commit
+    -- waits for no WAL flush, which the destination's advisory lock would otherwise hold through. A verify
+    -- or cancel that commits meanwhile simply comes after this read; the replacement below re-checks.
     has_pending := FOUND;
     IF has_pending AND p_reuse AND pending.expires_at > p_now
        AND (pending.sms_status IS NULL OR NOT pending.sms_status = ANY (p_failed_for_good)) THEN
@@ -130,9 +132,14 @@ BEGIN
     END IF;
 
     IF has_pending THEN
-        -- Expired, replaced because reuse is off, or its SMS can never arrive.
-        UPDATE otp_otpsession SET status = 'EXPIRED' WHERE id = pending.id AND created_at = pending.created_at;
-        replaced_session_id := pending.public_id;
+        -- Expired, replaced because reuse is off, or its SMS can never arrive. Only if still pending: a verify
+        -- or cancel that committed since the read above (this UPDATE waits for it, then looks again) has ended
+        -- it already, and nothing was replaced.
+        UPDATE otp_otpsession SET status = 'EXPIRED'
+         WHERE id = pending.id AND created_at = pending.created_at AND status = 'PENDING';
+        IF FOUND THEN
+            replaced_session_id := pending.public_id;
+        END IF;
     END IF;
     INSERT INTO otp_otpsession (public_id, workspace_id, sender_name_id, dest, country, src, purpose, code_digest,
                                 status, attempts_used, max_attempts, created_at, expires_at, message_template,
