@@ -296,7 +296,13 @@ CELERY_BEAT_SCHEDULE = {
     # The admin dashboard's rollup: its hours that may still change, and the suspected-pumping list.
     "refresh-traffic-rollup": {"task": "cockpit.tasks.refresh_traffic_rollup", "schedule": 60.0},
     # The fraud guard: the conversion rules and the country history, and the Redis copy of the blocks.
-    "fraud-rules": {"task": "otp.tasks.fraud_rules", "schedule": FRAUD_RULES_INTERVAL_SECONDS},
+    # A run still queued when the next is due is dropped (`expires`): a run that takes longer than the interval
+    # (its scan grows with a day's sessions: docs/performance.md) must not pile its successors up in the queue.
+    "fraud-rules": {
+        "task": "otp.tasks.fraud_rules",
+        "schedule": FRAUD_RULES_INTERVAL_SECONDS,
+        "options": {"expires": FRAUD_RULES_INTERVAL_SECONDS},
+    },
     "fraud-blocks-mirror": {"task": "otp.tasks.fraud_blocks_mirror", "schedule": FRAUD_MIRROR_INTERVAL_SECONDS},
     # Channel fallback (API.md section 15): the sessions whose fallback to the next channel is due.
     "fall-back-due-sessions": {"task": "otp.tasks.fall_back_due_sessions", "schedule": OTP_FALLBACK_SCAN_SECONDS},

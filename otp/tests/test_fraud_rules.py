@@ -238,3 +238,6 @@ def test_beat_runs_the_rules_and_the_mirror():
     assert tasks[FRAUD_RULES_TASK] == django_settings.FRAUD_RULES_INTERVAL_SECONDS == 10
     assert tasks[FRAUD_BLOCKS_MIRROR_TASK] == django_settings.FRAUD_MIRROR_INTERVAL_SECONDS
     assert {FRAUD_RULES_TASK, FRAUD_BLOCKS_MIRROR_TASK} <= set(celery_app.tasks)
+    [rules] = [entry for entry in django_settings.CELERY_BEAT_SCHEDULE.values() if entry["task"] == FRAUD_RULES_TASK]
+    # A slow run (a large day of sessions) drops the runs queued behind it rather than piling them up.
+    assert rules["options"]["expires"] == django_settings.FRAUD_RULES_INTERVAL_SECONDS
