@@ -286,7 +286,8 @@ def test_a_burst_of_events_publishes_one_drain_and_a_drain_at_work_none(settings
     settings.SMS_DRAIN_NUDGE_MS = 60_000  # one window for the whole test: the coalescing, not the clock
     settings.WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
     receiver = Receiver().start()
-    receiver.reply(Reply(delay=2))  # the first call takes its time: the drain is at work meanwhile
+    settings.WEBHOOK_TIMEOUT_SECONDS = 30
+    receiver.reply(Reply(delay=5))  # the first call takes its time: the drain is at work meanwhile
     outcome = {}
 
     def drain() -> None:
