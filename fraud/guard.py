@@ -534,5 +534,34 @@ def history_missing(*, workspace_ids: Iterable[int]) -> list[int]:
     return [workspace_id for workspace_id, exists in zip(ids, pipe.execute(), strict=True) if not exists]
 
 
+# The earliest time (epoch seconds) the conversion rules may run again, set after a slow run (otp.fraudrules).
+RULES_PACE_KEY = "zeckta:fraud:rules:next"
+
+
+def rules_may_run(*, now: datetime) -> bool:
+    """Whether the conversion rules may run at `now`: not before the time a slow run set. Without Redis, or
+    with Redis unreachable, always (the rules then run every interval as they did)."""
+    connection = _redis()
+    if connection is None:
+        return True
+    try:
+        earliest = connection.client.get(RULES_PACE_KEY)
+    except redis.RedisError:
+        return True
+    return earliest is None or float(earliest) <= now.timestamp()
+
+
+def rules_pace(*, until: datetime, now: datetime) -> None:
+    """Holds the conversion rules back until `until` (the key expires then)."""
+    connection = _redis()
+    seconds = (until - now).total_seconds()
+    if connection is None or seconds <= 0:
+        return
+    try:
+        connection.client.set(RULES_PACE_KEY, until.timestamp(), px=max(int(seconds * 1000), 1))
+    except redis.RedisError as exc:
+        logger.warning("fraud guard: could not pace the conversion rules: %s", exc)
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value

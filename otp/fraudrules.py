@@ -14,8 +14,10 @@ the rule's window. What trips is recorded by `fraud.services.fraud_block_record`
 copy, the event); a target that already has an active block of the workspace's mode is left out.
 """
 
+import logging
+import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -25,6 +27,17 @@ from fraud import guard
 from fraud.models import FraudBlock
 from fraud.services import fraud_block_record
 from workspaces.models import FraudGuardMode, Workspace
+
+logger = logging.getLogger(__name__)
+
+# The share of one worker process (and of a database core) the conversion rules may take, however long a run
+# takes: their scan grows with a day's sessions (docs/performance.md: 20-25 s a run at 330,000 sessions a day,
+# against a 10 s interval), and without a pause they would run back to back, starving the housekeeping queue.
+# A run slower than this share of the interval holds the next one back for (1 / share - 1) times its length.
+RULES_MAX_SHARE = 0.25
+# A run shorter than this never holds the next back, whatever the interval (bench/pumping.py runs the rules
+# every 0.25 s on a small database, as a faster clock).
+RULES_PACE_FROM_SECONDS = 1.0
 
 # What a session of a rule's window must be to count: live, not a reviewer number's, not safe-listed.
 # `s` is the session, `w` its workspace.
@@ -158,6 +171,28 @@ def _rows(sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
+
+
+def fraud_rules_paced_run(*, now: datetime) -> int | None:
+    """Beat's run of the rules (`fraud_rules_run`), unless a slow run before it holds it back (RULES_MAX_SHARE):
+    then None, and nothing is read. A block then comes a little later than the interval says, which costs a
+    few SMS; a database kept busy by the rules would cost every request."""
+    if not guard.rules_may_run(now=now):
+        return None
+    started = time.monotonic()
+    recorded = fraud_rules_run(now=now)
+    took = time.monotonic() - started
+    if took > max(settings.FRAUD_RULES_INTERVAL_SECONDS * RULES_MAX_SHARE, RULES_PACE_FROM_SECONDS):
+        finished = now + timedelta(seconds=took)
+        pause = timedelta(seconds=took * (1 / RULES_MAX_SHARE - 1))
+        guard.rules_pace(until=finished + pause, now=finished)
+        logger.warning(
+            "fraud rules took %.1f s (interval %.0f s): the next run in %.0f s at the earliest",
+            took,
+            settings.FRAUD_RULES_INTERVAL_SECONDS,
+            pause.total_seconds(),
+        )
+    return recorded
 
 
 def fraud_rules_run(*, now: datetime) -> int:

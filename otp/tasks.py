@@ -26,7 +26,7 @@ from otp.delivery import (
 from otp.expiry import otp_partitions_ensure, otp_sessions_expire, otp_sessions_purge
 from otp.fallback import fallbacks_run_due, otp_fall_back
 from otp.fallback_trigger import FALLBACK_TASK, FALLBACKS_DUE_TASK
-from otp.fraudrules import fraud_rules_run
+from otp.fraudrules import fraud_rules_paced_run
 from otp.idempotency import idempotency_records_purge
 from otp.testmode import inbox_purge
 
@@ -98,9 +98,10 @@ def inbox_purge_task() -> int:
 
 
 @shared_task(name=FRAUD_RULES_TASK, ignore_result=True)
-def fraud_rules_task() -> int:
-    """Every FRAUD_RULES_INTERVAL_SECONDS: the conversion rules and the country history (otp.fraudrules)."""
-    return fraud_rules_run(now=timezone.now())
+def fraud_rules_task() -> int | None:
+    """Every FRAUD_RULES_INTERVAL_SECONDS: the conversion rules and the country history (otp.fraudrules), held
+    back after a slow run (None)."""
+    return fraud_rules_paced_run(now=timezone.now())
 
 
 @shared_task(name=FRAUD_BLOCKS_MIRROR_TASK, ignore_result=True)

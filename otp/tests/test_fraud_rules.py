@@ -4,6 +4,7 @@ Sessions are seeded at known ages: converted (APPROVED), unconverted (older than
 or not judged yet (younger, not approved). Each test would fail without the part of the rule it names.
 """
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -13,6 +14,7 @@ from django.utils import timezone
 
 from fraud import guard
 from fraud.models import FraudBlock, SafeListEntry
+from otp import fraudrules
 from otp.fraudrules import fraud_rules_run
 from otp.tasks import FRAUD_BLOCKS_MIRROR_TASK, FRAUD_RULES_TASK
 from otp.testmode import reviewer_number_add
@@ -241,3 +243,31 @@ def test_beat_runs_the_rules_and_the_mirror():
     [rules] = [entry for entry in django_settings.CELERY_BEAT_SCHEDULE.values() if entry["task"] == FRAUD_RULES_TASK]
     # A slow run (a large day of sessions) drops the runs queued behind it rather than piling them up.
     assert rules["options"]["expires"] == django_settings.FRAUD_RULES_INTERVAL_SECONDS
+
+
+def test_a_slow_run_holds_the_next_ones_back_and_a_quick_one_does_not(monkeypatch, settings):
+    """The rules' scan grows with a day's sessions: however long a run takes, they keep a quarter of a worker."""
+    redis_client = guard._redis().client
+    redis_client.delete(guard.RULES_PACE_KEY)
+    settings.FRAUD_RULES_INTERVAL_SECONDS = 4
+    monkeypatch.setattr(fraudrules, "RULES_PACE_FROM_SECONDS", 0.1)
+    took = {"seconds": 0.0}
+    runs = []
+
+    def run(*, now):  # the rules' own work, as long as the test says
+        runs.append(now)
+        time.sleep(took["seconds"])
+        return 0
+
+    monkeypatch.setattr(fraudrules, "fraud_rules_run", run)
+    try:
+        now = timezone.now()
+        assert fraudrules.fraud_rules_paced_run(now=now) == 0  # quick: nothing held back
+        assert fraudrules.fraud_rules_paced_run(now=now) == 0
+        took["seconds"] = 1.2  # more than a quarter of the 4 s interval
+        assert fraudrules.fraud_rules_paced_run(now=now) == 0
+        assert fraudrules.fraud_rules_paced_run(now=now + timedelta(seconds=4)) is None  # within 3 x 1.2 s after it
+        assert len(runs) == 3
+        assert guard.rules_may_run(now=now + timedelta(seconds=1.2 * 4 + 0.5))  # its length + 3 x it, then free
+    finally:
+        redis_client.delete(guard.RULES_PACE_KEY)
