@@ -442,42 +442,11 @@ def _settle_sent(message: SmsMessage, attempt: SmsAttempt, *, claimed_at: dateti
             settled = _mine(message).update(**sent)
             attempt.save(force_insert=True)
         return bool(settled)
-    message_table, attempt_table = SmsMessage._meta.db_table, SmsAttempt._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"WITH sent AS (UPDATE {message_table} SET status = %s, provider_message_id = %s, encrypted_text = NULL,"
-            f" last_error = '', finished_at = %s, updated_at = %s, route_name = %s, route_key = %s"
-            f" WHERE id = %s AND created_at = %s AND status = %s AND claimed_at = %s RETURNING 1)"
-            f" INSERT INTO {attempt_table} (message_id, route_id, route_key, route_name, status, provider_message_id,"
-            f" provider_status, error_code, error, started_at, finished_at)"
-            f" VALUES (%s, %s, %s, %s, %s, %s, %s, '', '', %s, %s) RETURNING (SELECT count(*) FROM sent)",
-            [
-                sent["status"],
-                sent["provider_message_id"],
-                done,
-                done,
-                sent["route_name"],
-                sent["route_key"],
-                message.pk,
-                message.created_at,
-                SmsStatus.PROCESSING,
-                claimed_at,
-                message.pk,
-                attempt.route_id,
-                attempt.route_key,
-                attempt.route_name,
-                attempt.status,
-                attempt.provider_message_id,
-                attempt.provider_status,
-                attempt.started_at,
-                done,
-            ],
-        )
-        return cursor.fetchone()[0] == 1
+    return _settle_sent_many([(message, attempt, claimed_at)]) == 1
 
 
-# Many accepted sends settled at once (PostgreSQL): each row marked sent if this worker's claim on it still
-# holds, and each call's attempt written either way, as _settle_sent does one at a time. The creation-time
+# Accepted sends settled at once (PostgreSQL; _settle_sent's one row, or a drain's wave): each row marked sent
+# if this worker's claim on it still holds, and each call's attempt written either way. The creation-time
 # bounds are constants of the statement, so PostgreSQL reads only the days the rows are in (otp.partitions).
 _SETTLE_SENT_MANY_SQL = """
     WITH v (id, created_at, claimed_at, provider_message_id, route_id, route_key, route_name, provider_status,
@@ -506,18 +475,18 @@ _SETTLE_SENT_ROW = (
 )
 
 
-def _settle_sent_many(sends: list[_Send]) -> int:
-    """Marks many claimed rows sent and writes their attempts in one statement (its own transaction).
-    Returns how many rows this call settled (a row another worker settled first keeps its state)."""
+def _settle_sent_many(sends: list[tuple[SmsMessage, SmsAttempt, datetime]]) -> int:
+    """Marks claimed rows sent and writes their attempts in one statement (its own transaction unless the
+    caller holds one), each (row, its attempt, the time of this worker's claim). PostgreSQL. Returns how many
+    rows this call settled (a row another worker settled first keeps its state)."""
     done = timezone.now()
     params: list[Any] = []
-    for send in sends:
-        message, attempt = send.message, send.attempt
+    for message, attempt, claimed_at in sends:
         attempt.finished_at = done
         params += [
             message.pk,
             message.created_at,
-            send.claimed_at,
+            claimed_at,
             attempt.provider_message_id,
             attempt.route_id,
             attempt.route_key,
@@ -525,7 +494,7 @@ def _settle_sent_many(sends: list[_Send]) -> int:
             attempt.provider_status,
             attempt.started_at,
         ]
-    created = [send.message.created_at for send in sends]
+    created = [message.created_at for message, _, _ in sends]
     sql = _SETTLE_SENT_MANY_SQL.format(
         rows=", ".join([_SETTLE_SENT_ROW] * len(sends)),
         message_table=SmsMessage._meta.db_table,
@@ -878,7 +847,7 @@ def _send_settle_wave(wave: list[tuple[_Send, "GatewayResult | GatewayError", fl
     if plain:
         for send, outcome, started in plain:
             _sent_counted(send, outcome, started)
-        _settle_sent_many([send for send, _, _ in plain])
+        _settle_sent_many([(send.message, send.attempt, send.claimed_at) for send, _, _ in plain])
         for send, _, _ in plain:
             _sent_logged(send)
             statuses.append(SmsStatus.SENT)

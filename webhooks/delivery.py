@@ -61,23 +61,16 @@ def webhook_deliveries_enqueue_on_commit(*, delivery_ids: list[int]) -> None:
 def webhook_deliveries_enqueue(*, delivery_ids: list[int], countdown: float = 0) -> None:
     """Publishes one drain task for these deliveries (now, or in `countdown` seconds): it attempts every
     delivery due when it runs, these included. Never raises; a lost publish is picked up by the sweeper."""
-    if not delivery_ids:
-        return
+    if delivery_ids:
+        _drain_publish(args=[delivery_ids[0]], countdown=countdown)
+
+
+def _drain_publish(*, args: list[int] | None = None, countdown: float = 0) -> None:
     try:
         # By name: `webhooks.tasks` imports this module. The anonymous exchange: one round trip to Redis.
         celery_app.tasks[WEBHOOK_DELIVER_TASK].apply_async(
-            args=[delivery_ids[0]],
-            countdown=countdown or None,
-            exchange="",
-            routing_key=WEBHOOKS_QUEUE,
+            args=args or [], countdown=countdown or None, exchange="", routing_key=WEBHOOKS_QUEUE
         )
-    except Exception:
-        logger.warning("could not publish webhook deliveries %s; the sweeper will retry", delivery_ids, exc_info=True)
-
-
-def _drain_publish() -> None:
-    try:
-        celery_app.tasks[WEBHOOK_DELIVER_TASK].apply_async(exchange="", routing_key=WEBHOOKS_QUEUE)
     except Exception:
         logger.warning("could not publish the webhook drain task; the sweeper will retry", exc_info=True)
 

@@ -251,7 +251,7 @@ def test_a_wave_settles_only_the_rows_this_drain_still_holds(fake_gateway, works
     real_settle = delivery._settle_sent_many
 
     def another_worker_claims_one_first(sends):
-        first = sends[0].message
+        first = sends[0][0]
         SmsMessage.objects.filter(pk=first.pk).update(claimed_at=timezone.now())  # a later claim than ours
         taken_over[first.pk] = True
         settled = real_settle(sends)
