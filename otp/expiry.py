@@ -9,6 +9,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from otp.day_functions import day_functions_sync
 from otp.events import Event, otp_event_emit
 from otp.models import DailySmsCount, EarlyReceipt, OtpSession, SmsMessage, WrongCode
 from otp.partitions import (
@@ -73,6 +74,7 @@ def otp_sessions_purge(*, older_than_days: int | None = None) -> int:
         partitions_drop_before(SMS, cutoff)
         partitions_drop_before(ATTEMPTS, cutoff)
         partitions_drop_before(WRONG_CODES, wrong_codes_cutoff)
+        day_functions_sync()  # the functions of the days gone go too
     else:
         deleted = _delete_in_batches(OtpSession.objects.filter(created_at__lt=cutoff))
         # Relayed SMS have no session to go with: the same retention (otp_sms_relayed_created_idx).

@@ -135,6 +135,11 @@ def partitions_ensure(*, now: datetime, ahead_days: int, back_days: int = 0) -> 
                 created += _create(cursor, spec, today + timedelta(days=offset), existing)
     if created:
         logger.info("created %s daily partitions", created)
+    # With the days' functions (otp.day_functions, which reads this module's tables: imported here): the
+    # hot paths call them for the days that have them.
+    from otp.day_functions import day_functions_sync
+
+    day_functions_sync()
     return created
 
 
@@ -171,6 +176,8 @@ def partitions_drop_before(spec: Partitioned, cutoff: datetime) -> int:
     """Drops the partitions of `spec` that hold nothing at or after `cutoff`; returns how many. A partition
     that also holds newer rows stays whole until its last hour passes: rows live up to a day longer than
     `cutoff` says."""
+    # Never yesterday's or today's: a request reads both, through functions that name them (otp.day_functions).
+    cutoff = min(cutoff, _midnight(datetime.now(UTC).date() - timedelta(days=1)))
     dropped = 0
     for name, _lower, upper in partitions_of(spec.table):
         if upper > cutoff:

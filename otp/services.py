@@ -36,6 +36,7 @@ from otp.crypto import (
     encrypt_text,
     generate_code,
 )
+from otp.day_functions import request_function, verify_function
 from otp.delivery import sms_enqueue_on_commit, sms_supersede
 from otp.destinations import DestinationRefused, destination_check
 from otp.errors import (
@@ -353,6 +354,11 @@ def _fallback_at(workspace: Workspace, *, tried: list[str], now: datetime, test:
 def _request_in_database(new: NewSession) -> OtpRequestResult:
     workspace, sms = new.workspace, new.sms
     assert sms is not None  # _in_database() sends a reviewer number (no SMS) to the Python version
+    windows = (
+        timedelta(seconds=workspace.destination_window_seconds),
+        timedelta(seconds=settings.OTP_WRONG_CODE_WINDOW_SECONDS),
+        COUNTRY_WINDOW,
+    )
     arguments = {
         "p_workspace_id": workspace.pk,
         "p_dest": new.dest,
@@ -365,11 +371,11 @@ def _request_in_database(new: NewSession) -> OtpRequestResult:
         "p_reuse": workspace.otp_reuse_enabled,
         "p_failed_for_good": _FAILED_FOR_GOOD,
         "p_dest_limit": workspace.destination_limit,
-        "p_dest_window": timedelta(seconds=workspace.destination_window_seconds),
+        "p_dest_window": windows[0],
         "p_wrong_budget": workspace.wrong_code_budget,
-        "p_wrong_window": timedelta(seconds=settings.OTP_WRONG_CODE_WINDOW_SECONDS),
+        "p_wrong_window": windows[1],
         "p_country_limit": workspace.country_hourly_limit,
-        "p_country_window": COUNTRY_WINDOW,
+        "p_country_window": windows[2],
         "p_daily_cap": workspace.daily_sms_cap or 0,
         "p_session_public_id": new.session_id,
         "p_sender_name_id": new.sender_name.pk,
@@ -395,7 +401,7 @@ def _request_in_database(new: NewSession) -> OtpRequestResult:
     # the event joins its transaction.
     with _events_transaction(workspace, Event.OTP_EXPIRED):
         outcome, wait, session_id, expires_at, attempts_left, resend_at, resends, sms_id, replaced = _call_function(
-            "otp_request",
+            request_function(now=new.now, windows=windows),
             returning="outcome, wait_seconds, session_public_id, session_expires_at, session_attempts_left,"
             " session_resend_available_at, session_resends, sms_id, replaced_session_id",
             arguments=arguments,
@@ -811,7 +817,7 @@ def _verify_in_database(
     *, workspace: Workspace, session_id: uuid.UUID, digest: str, now: datetime, transaction_sent: bool, test: bool
 ) -> tuple[str, int, str | None, str | None, str | None]:
     return _call_function(
-        "otp_verify",
+        verify_function(session_id=session_id, now=now),
         returning="outcome, attempts_left, bound_transaction, session_dest, session_country",
         arguments={
             "p_workspace_id": workspace.pk,

@@ -343,12 +343,11 @@ OTP_DEFAULT_DAILY_SMS_CAP = env.int("OTP_DEFAULT_DAILY_SMS_CAP", default=10_000)
 OTP_SESSION_RETENTION_DAYS = env.int("OTP_SESSION_RETENTION_DAYS", default=30)
 # PostgreSQL keeps the per-send tables by day (otp.partitions): beat creates this many days of partitions
 # ahead of today, hourly. A row for a day with no partition is refused, so this is the margin beat may be down.
-# Whether migration otp 0021 turns the per-send tables into daily partitions (PostgreSQL). Off by default:
-# on PostgreSQL 15 the hot paths' plans cover every day's partition (a generic plan prunes at run time but
-# locks them all, past a backend's 16 fast-path locks), and compare.sh measured the reused request and the
-# session read at a fifth of their plain-table throughput (docs/performance.md). Read only by that
-# migration: set it before `migrate` reaches 0021.
-OTP_PARTITION_BY_DAY = env.bool("OTP_PARTITION_BY_DAY", default=False)
+# Whether migration otp 0021 turns the per-send tables into daily partitions (PostgreSQL): on by default, the
+# hot paths calling each day's functions that name its partitions (otp.day_functions). Off keeps plain
+# tables, which `manage.py partition_tables` converts later. Read only by that migration: set it before
+# `migrate` reaches 0021.
+OTP_PARTITION_BY_DAY = env.bool("OTP_PARTITION_BY_DAY", default=True)
 OTP_PARTITIONS_AHEAD_DAYS = env.int("OTP_PARTITIONS_AHEAD_DAYS", default=7)
 # Test mode (API.md section 10): how long a test SMS stays readable in the test inbox, then is deleted.
 TEST_INBOX_RETENTION_SECONDS = 24 * 3600

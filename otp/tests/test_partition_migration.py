@@ -12,6 +12,7 @@ rows continue the ids.
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from importlib import import_module
 from pathlib import Path
 from types import SimpleNamespace
@@ -169,6 +170,10 @@ def _assert_converted(database: str, before: dict[str, int], kept: int, max_id: 
         ).fetchone()[0]
         assert new_id > 0
         assert conn.execute("SELECT nextval('otp_otpsession_id_seq')").fetchone()[0] > max_id
+        # Each day's functions (otp.day_functions): today's name today's partitions.
+        today = f"{datetime.now(UTC):%Y%m%d}"
+        source = conn.execute("SELECT prosrc FROM pg_proc WHERE proname = %s", [f"otp_request_p{today}"]).fetchone()
+        assert source is not None and f"otp_otpsession_p{today}" in source[0]
 
 
 def test_the_migration_partitions_a_seeded_database(database):
