@@ -67,7 +67,7 @@ from workspaces.billing import balance_debit
 from workspaces.models import Workspace
 from zeckta import metrics, sms_text
 from zeckta.channels import DEFAULT_LOCALE, Channel
-from zeckta.db import advisory_lock_key, advisory_xact_lock, uuid7
+from zeckta.db import advisory_lock_key, advisory_xact_lock, server_bound_cursor, uuid7
 from zeckta.errors import ValidationFailed
 from zeckta.locales import LOCALE_ERROR, locale_normalise
 
@@ -834,7 +834,7 @@ def _call_function(name: str, *, returning: str, arguments: Mapping[str, Any]) -
     """One call to a function of otp/sql/, its arguments by name (`p_dest => ...`): one added, removed or
     reordered there cannot silently shift the others."""
     named = ", ".join(f"{argument} => %({argument})s" for argument in arguments)
-    with connection.cursor() as cursor:
+    with server_bound_cursor() as cursor:
         cursor.execute(f"SELECT {returning} FROM {name}({named})", arguments)
         return cursor.fetchone()
 
