@@ -10,6 +10,9 @@ as a provider does, after 250 ms.
 
     python bench/hotpaths.py request-new request-reused verify get deliver drain [--calls 500] [--cprofile]
         [--sink-delay S]
+
+`--cprofile` prints the 25 functions of most cumulative time; PROFILE_SORT=tottime and PROFILE_LINES=N
+choose another order and length.
 """
 
 import argparse
@@ -220,7 +223,9 @@ def main() -> int:
                 call(i)
             profiler.disable()
             out = io.StringIO()
-            pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(25)
+            pstats.Stats(profiler, stream=out).sort_stats(os.environ.get("PROFILE_SORT", "cumulative")).print_stats(
+                int(os.environ.get("PROFILE_LINES", "25"))
+            )
             print(out.getvalue())
     return 0
 
