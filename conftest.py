@@ -50,6 +50,7 @@ def _sql_flush_deleting_partitioned(self, style, tables, *, reset_sequences=Fals
     from django.conf import settings
     from django.utils import timezone
 
+    from otp.day_functions import day_functions_sync
     from otp.partitions import partitioned, partitions_ensure
 
     if not partitioned():
@@ -59,6 +60,7 @@ def _sql_flush_deleting_partitioned(self, style, tables, *, reset_sequences=Fals
         ahead_days=settings.OTP_PARTITIONS_AHEAD_DAYS,
         back_days=settings.OTP_SESSION_RETENTION_DAYS + 1,
     )
+    day_functions_sync()
     kept = [table for table in tables if table not in _PARTITIONED]
     deletes = [f'DELETE FROM "{table}";' for table in tables if table in _PARTITIONED]
     return deletes + _sql_flush(self, style, kept, reset_sequences=reset_sequences, allow_cascade=allow_cascade)
@@ -74,6 +76,7 @@ def _daily_partitions(django_db_setup, django_db_blocker):
     from django.conf import settings
     from django.utils import timezone
 
+    from otp.day_functions import day_functions_sync
     from otp.partitions import partitions_ensure
 
     with django_db_blocker.unblock():
@@ -82,6 +85,7 @@ def _daily_partitions(django_db_setup, django_db_blocker):
             ahead_days=settings.OTP_PARTITIONS_AHEAD_DAYS,
             back_days=settings.OTP_SESSION_RETENTION_DAYS + 1,
         )
+        day_functions_sync()  # as beat makes them with the partitions (otp.expiry.otp_partitions_ensure)
 
 
 @pytest.fixture(autouse=True)

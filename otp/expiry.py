@@ -98,5 +98,8 @@ def _delete_in_batches(rows: QuerySet) -> int:
 
 
 def otp_partitions_ensure() -> int:
-    """Hourly (beat): the daily partitions of the next OTP_PARTITIONS_AHEAD_DAYS days (PostgreSQL)."""
-    return partitions_ensure(now=timezone.now(), ahead_days=settings.OTP_PARTITIONS_AHEAD_DAYS)
+    """Hourly (beat): the daily partitions of the next OTP_PARTITIONS_AHEAD_DAYS days (PostgreSQL), and each
+    day's functions, which the hot paths call (otp.day_functions); returns how many partitions it made."""
+    created = partitions_ensure(now=timezone.now(), ahead_days=settings.OTP_PARTITIONS_AHEAD_DAYS)
+    day_functions_sync()
+    return created

@@ -7,7 +7,7 @@
 - the retention purge drops whole partitions (`partitions_purge`): milliseconds, constant memory, no dead
   tuple, however many rows a day held;
 - beat creates the partitions ahead (`partitions_ensure`, OTP_PARTITIONS_AHEAD_DAYS days), since a row for a
-  day without a partition is refused;
+  day without a partition is refused, and each day's functions with them (otp.day_functions);
 - each hot statement names the creation time it may have (a session's validity is at most 86,400 s; a
   session id is a UUIDv7, whose first 48 bits are its creation time in ms), so PostgreSQL reads the one or
   two partitions that can hold it, not all of them.
@@ -135,11 +135,6 @@ def partitions_ensure(*, now: datetime, ahead_days: int, back_days: int = 0) -> 
                 created += _create(cursor, spec, today + timedelta(days=offset), existing)
     if created:
         logger.info("created %s daily partitions", created)
-    # With the days' functions (otp.day_functions, which reads this module's tables: imported here): the
-    # hot paths call them for the days that have them.
-    from otp.day_functions import day_functions_sync
-
-    day_functions_sync()
     return created
 
 

@@ -179,6 +179,7 @@ def test_the_purge_and_beat_keep_the_functions_with_their_partitions():
     old = now - timedelta(days=40)
     try:
         partitions_ensure(now=old, ahead_days=0, back_days=1)
+        day_functions_sync()
         assert {f"otp_verify_p{_day(old)}", f"otp_request_p{_day(old)}"} <= _functions()
         otp_sessions_purge()
         assert not {name for name in _functions() if name.endswith(_day(old))}

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import connection, connections, transaction
 from django.utils import timezone
 
+from otp.day_functions import day_functions_sync
 from otp.delivery import _claim, _claim_due, _settle_sent, sms_deliver
 from otp.expiry import otp_sessions_purge
 from otp.models import OtpSession, SmsAttempt, SmsMessage, WrongCode
@@ -46,6 +47,7 @@ def _restore_partitions() -> None:
         ahead_days=settings.OTP_PARTITIONS_AHEAD_DAYS,
         back_days=settings.OTP_SESSION_RETENTION_DAYS + 1,
     )
+    day_functions_sync()
 
 
 def _scans() -> dict[str, int]:

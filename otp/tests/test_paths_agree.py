@@ -43,6 +43,7 @@ from rest_framework.test import APIClient
 
 from otp import delivery
 from otp.crypto import decrypt_inbox_text
+from otp.day_functions import day_functions_sync
 from otp.expiry import otp_sessions_expire
 from otp.models import DailySmsCount, OtpSession, SmsMessage, TestInboxMessage, WrongCode
 from otp.partitions import partitions_ensure
@@ -116,6 +117,7 @@ class PathsAgreeMachine(RuleBasedStateMachine):
         self.now = START
         # PostgreSQL keeps sessions by day (otp.partitions): the days this machine's clock can reach.
         partitions_ensure(now=START, ahead_days=7, back_days=1)
+        day_functions_sync()  # the day's functions too: the database path calls them
         self.twins: list[Twin] = []
         self.logical: dict[str, str] = {}  # a world's sessionId -> the twin session's name ("s0", "s1" ...)
         self.by_name: dict[str, TwinSession] = {}

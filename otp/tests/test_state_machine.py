@@ -42,6 +42,7 @@ from rest_framework.test import APIClient
 
 from otp import delivery
 from otp.apis import MESSAGE_RESENT, MESSAGE_REUSED, MESSAGE_SENT
+from otp.day_functions import day_functions_sync
 from otp.models import OtpSession, SmsMessage
 from otp.partitions import partitions_ensure
 from otp.tests.helpers import request_otp, resend, session_url, verify, wrong_code
@@ -134,6 +135,7 @@ class OtpServiceMachine(RuleBasedStateMachine):
         self.now = START
         # PostgreSQL keeps sessions by day (otp.partitions): the days this machine's clock can reach.
         partitions_ensure(now=START, ahead_days=7, back_days=1)
+        day_functions_sync()  # the day's functions too: the database path calls them
         self.tenants: list[TenantModel] = []
         self.model: dict[str, SessionModel] = {}
         self.wrong_codes: list[tuple[int, str, datetime]] = []  # (tenant, dest, when), across sessions
