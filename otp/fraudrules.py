@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 
 from fraud import guard
 from fraud.models import FraudBlock
@@ -38,9 +38,9 @@ RULES_MAX_SHARE = 0.25
 # A run shorter than this never holds the next back, whatever the interval (bench/pumping.py runs the rules
 # every 0.25 s on a small database, as a faster clock).
 RULES_PACE_FROM_SECONDS = 1.0
-# A bounded run also reads the blocks lifted (or ended) this long before the last run: a lift committed after
-# that run's snapshot, with its time taken before, is not missed.
-RULES_EDGE_OVERLAP = timedelta(seconds=60)
+# A bounded run also reads the approvals and lifts this long before the last run: one committed after that
+# run's snapshot, with its time taken before (or on a web process's clock a little behind), is not missed.
+RULES_EDGE_OVERLAP = timedelta(seconds=10)
 
 # What a session of a rule's window must be to count: live, not a reviewer number's, not safe-listed.
 # `s` is the session, `w` its workspace.
@@ -100,9 +100,10 @@ SELECT t.workspace_id, t.value, t.sessions, t.converted, t.numbers FROM targets 
 # range_conversion, bounded: the same verdicts for the ranges whose counts can have changed since the last run
 # at `last`, read from a slice of sessions instead of the whole window. A range's verdict changes only when
 # - a session becomes judged: unconverted by age (created in (last - judged_after, now - judged_after]), or
-#   converted before that age (approved and created after last - judged_after: read every run while young,
-#   so an approval committed after a run's snapshot is read by the next); an approval of a session judged
-#   unconverted already raises the range's conversion, which never trips it;
+#   converted before that age (created after last - judged_after, approved since the last run, less
+#   RULES_EDGE_OVERLAP: an approval committed after that run's snapshot; one missed all the same is read when
+#   the session comes of age); an approval of a session judged unconverted already raises the range's
+#   conversion, which never trips it;
 # - a session leaves the window (created in (last - window, now - window]);
 # - a block of the range ends or is lifted since the last run (the range may trip again);
 # - or anything of RULES_STATE_SQL changes (a workspace's numbers or mode, the safe list, the reviewer
@@ -126,7 +127,9 @@ candidates AS (
       FROM (SELECT DISTINCT judged_after FROM guarded) j
       JOIN otp_otpsession s ON s.created_at > %(last)s - j.judged_after AND s.created_at <= %(now)s
       JOIN guarded g ON g.id = s.workspace_id AND g.judged_after = j.judged_after
-     WHERE NOT s.is_test AND (s.status = 'APPROVED' OR s.created_at <= %(now)s - j.judged_after)
+     WHERE NOT s.is_test
+       AND (s.created_at <= %(now)s - j.judged_after
+            OR (s.status = 'APPROVED' AND s.verified_at > %(last)s - %(overlap)s))
     UNION
     SELECT s.workspace_id, {_RANGE}
       FROM (SELECT DISTINCT span FROM guarded) d
@@ -252,7 +255,12 @@ class _Tripped:
 
 
 def _rows(sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
+        if sql is RANGE_CONVERSION_BOUNDED_SQL:
+            # The planner cannot know how few sessions a slice holds (its bounds depend on the workspaces'
+            # settings) and estimates a third of the table: enough to compile the statement to machine code
+            # (JIT), 1.2 s for a statement that runs in milliseconds (docs/performance.md). For it only.
+            cursor.execute("SET LOCAL jit = off")
         cursor.execute(sql, params)
         return cursor.fetchall()
 
