@@ -564,7 +564,8 @@ def rules_pace(*, until: datetime, now: datetime) -> None:
 
 
 # Where the last run of the conversion rules left off (otp.fraudrules): "<its now, epoch seconds> <the state it
-# read>", expiring FRAUD_RULES_FULL_EVERY_SECONDS after the last full run, so that the next run is full again.
+# read>", expiring FRAUD_RULES_FULL_EVERY_SECONDS after the last full run (never with 0), so that the next run
+# is full again.
 RULES_EDGE_KEY = "zeckta:fraud:rules:edge"
 
 
@@ -592,14 +593,17 @@ def rules_edge(*, now: datetime) -> RulesEdge | None:
 
 
 def rules_edge_write(*, edge: RulesEdge, full: bool, ttl_seconds: float) -> None:
-    """Records where a run left off; a full run starts the key's `ttl_seconds` again, a bounded one keeps it."""
+    """Records where a run left off; a full run starts the key's `ttl_seconds` again (none with 0), a bounded
+    one keeps it (and writes nothing once it expired: the next run is full)."""
     connection = _redis()
     if connection is None:
         return
     value = f"{edge.at.timestamp()!r} {edge.state}"
     try:
-        if full:
+        if full and ttl_seconds > 0:
             connection.client.set(RULES_EDGE_KEY, value, px=max(int(ttl_seconds * 1000), 1))
+        elif full:
+            connection.client.set(RULES_EDGE_KEY, value)
         else:
             connection.client.set(RULES_EDGE_KEY, value, keepttl=True, xx=True)
     except redis.RedisError as exc:

@@ -326,6 +326,11 @@ def test_a_bounded_run_reads_only_what_moved_and_a_lost_or_backward_edge_makes_a
     assert fraud_rules_run(now=t0 + 20 * SECOND) == 0  # full, and blocked already
     assert reads == ["full", "bounded", "full", "full"]
 
+    settings.FRAUD_RULES_FULL_EVERY_SECONDS = 0  # full only when it must be
+    guard._redis().client.delete(guard.RULES_EDGE_KEY)
+    assert fraud_rules_run(now=t0 + 30 * SECOND) == 0
+    assert guard._redis().client.pttl(guard.RULES_EDGE_KEY) == -1
+
 
 def test_bounded_runs_trip_what_full_runs_would_trip_as_sessions_come_age_and_leave(sender, reads):
     """A simulated half hour of random traffic over a few ranges, every 10 s: sessions created as the clock
