@@ -7,6 +7,7 @@ or not judged yet (younger, not approved). Each test would fail without the part
 import random
 import time
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 import redis
@@ -237,6 +238,19 @@ def test_a_bounded_run_trips_a_range_on_a_session_judged_since_the_last_run(send
     ]
 
 
+def test_a_bounded_run_counts_only_the_ranges_numbers_between_its_bounds(sender, reads):
+    """+2332041230001 sorts between +233204123000 and +233204123999 but is of the range +23320412300."""
+    t0 = timezone.now()
+    seed(sender, count=18, age=timedelta(hours=1))
+    seed(sender, count=1, age=timedelta(hours=1), dests=[f"{RANGE}0001"])
+    assert fraud_rules_run(now=t0) == 0
+    session_at(sender, created_at=t0 + 5 * SECOND, dest=f"{RANGE}519")
+
+    assert fraud_rules_run(now=t0 + 126 * SECOND) == 0  # 19 of the range
+
+    assert reads == ["full", "bounded"] and full_rows(t0 + 126 * SECOND) == []
+
+
 def test_a_bounded_run_trips_a_range_on_an_approval_before_the_session_is_judged(sender, reads):
     """Nineteen unconverted, then a session approved at 15 s: twenty judged sessions, 5 % converted."""
     t0 = timezone.now()
@@ -333,56 +347,68 @@ def test_a_bounded_run_reads_only_what_moved_and_a_lost_or_backward_edge_makes_a
 
 
 def test_bounded_runs_trip_what_full_runs_would_trip_as_sessions_come_age_and_leave(sender, reads):
-    """A simulated half hour of random traffic over a few ranges, every 10 s: sessions created as the clock
-    reaches them, approved (or not) a while later, leaving a 10-minute window; blocks of 3 minutes that end.
-    Before each run the full statement says what trips; the run (bounded but for the first) records exactly
-    that, and afterwards the full statement finds nothing."""
-    Workspace.objects.filter(pk=sender.workspace_id).update(
-        fraud_range_conversion_window_seconds=600,
-        fraud_range_conversion_block_seconds=180,
-        fraud_range_conversion_min_sessions=6,
-        fraud_range_conversion_max_percent=30,
-        fraud_country_conversion_min_sessions=10**6,
-    )
+    """A simulated half hour of random traffic over a few ranges of two workspaces with numbers of their own,
+    every 10 s: sessions created as the clock reaches them, approved (or not) a while later, leaving a window of
+    10 or 5 minutes; blocks of 3 or 2 minutes that end, a few lifted. Before each run the full statement says
+    what trips; the run (bounded but for the first) records exactly that, and afterwards the full statement
+    finds nothing."""
+    other = SenderNameFactory(workspace=WorkspaceFactory(slug="other"), name="ZECKTA")
+    for workspace_id, window, judged_after, block, minimum, percent in (
+        (sender.workspace_id, 600, 120, 180, 6, 30),
+        (other.workspace_id, 300, 60, 120, 4, 25),
+    ):
+        Workspace.objects.filter(pk=workspace_id).update(
+            fraud_range_conversion_window_seconds=window,
+            fraud_conversion_judged_after_seconds=judged_after,
+            fraud_range_conversion_block_seconds=block,
+            fraud_range_conversion_min_sessions=minimum,
+            fraud_range_conversion_max_percent=percent,
+            fraud_country_conversion_min_sessions=10**6,
+        )
     rng = random.Random(20)
     ranges = [f"+2332041{index:02d}" for index in range(6)]
     start = timezone.now() - timedelta(minutes=40)
     step = 10 * SECOND
-    pending: list[tuple[datetime, str, datetime | None]] = []  # (created, dest, approved) not yet inserted
-    for index in range(180):
+    pending: list[tuple[datetime, Any, str, datetime | None]] = []  # (created, sender, dest, approved) to come
+    for index in range(240):
         created = start + rng.uniform(0, 1800) * SECOND
         convert = rng.random() < (0.05 if index % 6 < 3 else 0.5)
         approved = created + rng.uniform(3, 200) * SECOND if convert else None
-        pending.append((created, f"{rng.choice(ranges)}{rng.randrange(1000):03d}", approved))
-    pending.sort()
-    approvals: list[tuple[datetime, str, datetime]] = []
-    tripped_total = 0
+        dest = f"{rng.choice(ranges)}{rng.randrange(1000):03d}"
+        pending.append((created, rng.choice([sender, other]), dest, approved))
+    pending.sort(key=lambda session: session[0])
+    approvals: list[tuple[datetime, int]] = []
+    tripped_total = lifted = 0
     now = start
     while now < start + timedelta(minutes=32):
         now += step
         while pending and pending[0][0] <= now:
-            created, dest, approved = pending.pop(0)
-            OtpSessionFactory(sender_name=sender, dest=dest, created_at=created)
+            created, by, dest, approved = pending.pop(0)
+            session = OtpSessionFactory(sender_name=by, dest=dest, created_at=created)
             if approved is not None:
-                approvals.append((approved, dest, created))
-        for approved, dest, created in [a for a in approvals if a[0] <= now]:
-            OtpSession.objects.filter(dest=dest, created_at=created).update(status="APPROVED", verified_at=approved)
-            approvals.remove((approved, dest, created))
+                approvals.append((approved, session.pk))
+        for approved, pk in [approval for approval in approvals if approval[0] <= now]:
+            OtpSession.objects.filter(pk=pk).update(status="APPROVED", verified_at=approved)
+            approvals.remove((approved, pk))
+        if round((now - start) / step) % 25 == 0:  # a lift, by hand as in the lift test above
+            active = FraudBlock.objects.filter(lifted_at=None, ends_at__gt=now).order_by("-id").first()
+            if active is not None:
+                FraudBlock.objects.filter(pk=active.pk).update(lifted_at=now)
+                lifted += 1
         expected = full_rows(now)
         before = FraudBlock.objects.count()
         fraud_rules_run(now=now)
         new = FraudBlock.objects.order_by("id")[before:]
-        assert (
-            sorted(
-                (b.workspace_id, b.value, b.evidence["sessions"], b.evidence["converted"], b.evidence["numbers"])
-                for b in new
-            )
-            == expected
-        ), now
+        recorded = [
+            (b.workspace_id, b.value, b.evidence["sessions"], b.evidence["converted"], b.evidence["numbers"])
+            for b in new
+        ]
+        assert sorted(recorded) == expected, now
         assert full_rows(now) == []
         tripped_total += len(expected)
     assert reads.count("full") == 1 and reads.count("bounded") > 150
-    assert tripped_total >= 3
+    assert tripped_total >= 5 and lifted >= 2
+    assert {block.workspace_id for block in FraudBlock.objects.all()} == {sender.workspace_id, other.workspace_id}
 
 
 # --- country_conversion ----------------------------------------------------------------------------------
