@@ -588,7 +588,10 @@ def rules_edge(*, now: datetime) -> RulesEdge | None:
     if value is None:
         return None
     at, _, state = _text(value).partition(" ")
-    edge = RulesEdge(at=datetime.fromtimestamp(float(at), tz=now.tzinfo), state=state)
+    try:
+        edge = RulesEdge(at=datetime.fromtimestamp(float(at), tz=now.tzinfo), state=state)
+    except ValueError:  # not what rules_edge_write writes: read as none
+        return None
     return edge if edge.at <= now else None
 
 
