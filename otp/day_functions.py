@@ -183,7 +183,7 @@ def day_functions_sync() -> tuple[int, int]:
                 name = f"{function}_p{day:%Y%m%d}"
                 wanted.add(name)
                 # What the day's text is made from: the same parent, columns and rewrite make the same text.
-                digest = _digest(f"{REWRITE_VERSION}\n{definitions[function]}\n{day}\n{columns}")
+                digest = _digest(f"{REWRITE_VERSION}\n{definitions[function]}\n{day}\n{sorted(columns.items())}")
                 if made_before.get(name) == digest:
                     continue
                 # One transaction: callers see the old function or the new, never none.
