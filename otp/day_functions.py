@@ -32,7 +32,17 @@ from datetime import UTC, date, datetime, timedelta
 
 from django.db import DatabaseError, connection, transaction
 
-from otp.partitions import CLOCK_SKEW, ID_TIME_MARGIN, MAX_VALIDITY, SESSIONS, SMS, WRONG_CODES, partition_name
+from otp.partitions import (
+    CLOCK_SKEW,
+    ID_TIME_MARGIN,
+    MAX_VALIDITY,
+    SESSIONS,
+    SMS,
+    WRONG_CODES,
+    midnight,
+    partition_name,
+)
+from zeckta.db import uuid7_time
 
 logger = logging.getLogger(__name__)
 
@@ -225,16 +235,12 @@ def _has_functions(day: date) -> bool:
     return present
 
 
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, datetime.min.time(), tzinfo=UTC)
-
-
 def request_function(*, now: datetime, windows: tuple[timedelta, ...]) -> str:
     """The function a request at `now` calls: its day's when the day has it, `now` is not in the last minute
     of the day (a row may be a minute ahead of now: the clocks) and no window looks back more than a day;
     else the parent's."""
     day = now.astimezone(UTC).date()
-    if now + CLOCK_SKEW >= _midnight(day + timedelta(days=1)) or any(w > MAX_VALIDITY for w in windows):
+    if now + CLOCK_SKEW >= midnight(day + timedelta(days=1)) or any(w > MAX_VALIDITY for w in windows):
         return REQUEST
     if connection.vendor != "postgresql" or not _has_functions(day):
         return REQUEST
@@ -245,11 +251,11 @@ def verify_function(*, session_id: uuid.UUID, now: datetime) -> str:
     """The function a verify of `session_id` calls: the day of its id's time when the margin around that
     time stays within the day and the day is today or yesterday (an older session is past its validity, and
     its day may be purged: the parent's answers); else the parent's."""
-    if session_id.version != 7:
+    at = uuid7_time(session_id)
+    if at is None:
         return VERIFY
-    at = datetime.fromtimestamp((session_id.int >> 80) / 1000, tz=UTC)
     day = at.date()
-    if at - ID_TIME_MARGIN < _midnight(day) or at + ID_TIME_MARGIN >= _midnight(day + timedelta(days=1)):
+    if at - ID_TIME_MARGIN < midnight(day) or at + ID_TIME_MARGIN >= midnight(day + timedelta(days=1)):
         return VERIFY
     if not timedelta(0) <= now.astimezone(UTC).date() - day <= timedelta(days=1):
         return VERIFY

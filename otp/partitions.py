@@ -35,6 +35,8 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from django.db import OperationalError, connection, transaction
 
+from zeckta.db import uuid7_time
+
 logger = logging.getLogger(__name__)
 
 # A session's validity is at most this long (workspaces_workspace_validity_range), a relayed SMS's deadline
@@ -82,9 +84,9 @@ def created_near(public_id: uuid.UUID | str) -> dict[str, datetime]:
             public_id = uuid.UUID(str(public_id))
         except ValueError:
             return {}
-    if public_id.version != 7:
+    at = uuid7_time(public_id)
+    if at is None:
         return {}
-    at = datetime.fromtimestamp((public_id.int >> 80) / 1000, tz=UTC)
     return {"created_at__gte": at - ID_TIME_MARGIN, "created_at__lt": at + ID_TIME_MARGIN}
 
 
@@ -101,7 +103,8 @@ def partition_name(table: str, day: date) -> str:
     return f"{table}_p{day:%Y%m%d}"
 
 
-def _midnight(day: date) -> datetime:
+def midnight(day: date) -> datetime:
+    """The start of a UTC day: where its partitions begin."""
     return datetime.combine(day, time(), tzinfo=UTC)
 
 
@@ -110,7 +113,7 @@ def _create(cursor, spec: Partitioned, day: date, existing: set[str]) -> bool:
     name = partition_name(spec.table, day)
     if name in existing:
         return False
-    start, end = _midnight(day), _midnight(day + timedelta(days=1))
+    start, end = midnight(day), midnight(day + timedelta(days=1))
     cursor.execute(
         f"CREATE TABLE {name} PARTITION OF {spec.table} FOR VALUES FROM (%s) TO (%s)",
         [start.isoformat(), end.isoformat()],
@@ -172,7 +175,7 @@ def partitions_drop_before(spec: Partitioned, cutoff: datetime) -> int:
     that also holds newer rows stays whole until its last hour passes: rows live up to a day longer than
     `cutoff` says."""
     # Never yesterday's or today's: a request reads both, through functions that name them (otp.day_functions).
-    cutoff = min(cutoff, _midnight(datetime.now(UTC).date() - timedelta(days=1)))
+    cutoff = min(cutoff, midnight(datetime.now(UTC).date() - timedelta(days=1)))
     dropped = 0
     for name, _lower, upper in partitions_of(spec.table):
         if upper > cutoff:

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Generic, TypeVar, cast
 
@@ -50,6 +50,13 @@ def uuid7(at: datetime | None = None) -> uuid.UUID:
     value = value & ~(0xF << 76) | 0x7 << 76  # version 7
     value = value & ~(0x3 << 62) | 0x2 << 62  # RFC 9562 variant
     return uuid.UUID(int=value)
+
+
+def uuid7_time(value: uuid.UUID) -> datetime | None:
+    """The time a version 7 UUID carries (`uuid7`'s `at`, to the millisecond); None for another version."""
+    if value.version != 7:
+        return None
+    return datetime.fromtimestamp((value.int >> 80) / 1000, tz=UTC)
 
 
 @contextmanager
