@@ -112,6 +112,8 @@ class RollupState(models.Model):
     # When a run last rebuilt every hour that may still change (COCKPIT_ROLLUP_SETTLE_HOURS).
     settled_at = models.DateTimeField(null=True, blank=True)
     took_ms = models.PositiveIntegerField(default=0)  # milliseconds the last refresh took
+    # Set when a run stopped at its time budget before the current hour: the next run starts from this hour.
+    resume_from = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.name} at {self.refreshed_at}"

@@ -44,69 +44,109 @@ def hour_floor(moment: datetime) -> datetime:
 @dataclass(frozen=True)
 class RefreshResult:
     rebuilt_from: datetime  # the first hour rebuilt
-    hours: int  # hourly buckets rebuilt (the current one included)
+    hours: int  # hourly buckets rebuilt (the current one included when `complete`)
     rows: int  # TrafficHour rows written
     suspects: int  # NumberSuspect rows written, flagged or not
     took_ms: int
+    # False when the run stopped at its time budget before the current hour: the next run goes on from there.
+    complete: bool = True
 
 
-def traffic_rollup_refresh(*, now: datetime | None = None, rebuild_from: datetime | None = None) -> RefreshResult:
+def traffic_rollup_refresh(
+    *, now: datetime | None = None, rebuild_from: datetime | None = None, budget_seconds: float | None = None
+) -> RefreshResult:
     """Rebuilds the rollup's recent hours (or, when a settling run is due, all that may still change), and the
     suspected-pumping list.
 
     The first run, or one after beat stood still, rebuilds from the last run on (at most
     COCKPIT_ROLLUP_BACKFILL_DAYS back), so a gap heals itself; `rebuild_from` rebuilds from that hour on
-    (never before the sessions' retention: older hours would come back empty). Readers see the old rows or the
-    new ones, never a mix: it is one transaction.
+    (never before the sessions' retention: older hours would come back empty).
+
+    The hours are rebuilt oldest first, COCKPIT_ROLLUP_CHUNK_HOURS to a transaction: readers see each hour's
+    old rows or its new ones, never a mix, and a month's backfill at millions of sessions a day neither holds
+    one transaction for minutes nor starts over when it is stopped: each chunk records its end as the state's
+    `resume_from`. A run given `budget_seconds` (beat's: COCKPIT_ROLLUP_RUN_SECONDS) stops after the chunk that
+    passes it, and the next run goes on from there; the run that reaches the current hour clears it.
     """
     started = time.monotonic()
     now = now or timezone.now()
-    with transaction.atomic():
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                # The per-session subquery makes the planner's estimate large enough to compile the query to
-                # machine code (JIT), which cost more than the whole query runs; and a day of sessions sorted
-                # by number spills to disk at the default 4 MB of sort memory. For this transaction only.
-                cursor.execute("SET LOCAL jit = off")
-                cursor.execute("SET LOCAL work_mem = '64MB'")
-                # The table it rewrites first, then its state row: a TRUNCATE of both (a test's flush, an
-                # operator's) that takes them in that order waits for the run instead of deadlocking with it.
-                cursor.execute("LOCK TABLE cockpit_traffichour IN ROW EXCLUSIVE MODE")
-        RollupState.objects.get_or_create(name=TRAFFIC_ROLLUP)
-        # Two beat processes (or a run that outlasts its interval) queue here rather than rebuild twice.
-        state = RollupState.objects.select_for_update().get(name=TRAFFIC_ROLLUP)
-        settling = state.settled_at is None or state.settled_at <= now - timedelta(
-            seconds=settings.COCKPIT_ROLLUP_SETTLE_EVERY_SECONDS
-        )
-        window = timedelta(
-            hours=settings.COCKPIT_ROLLUP_SETTLE_HOURS if settling else settings.COCKPIT_ROLLUP_RECENT_HOURS
-        )
-        backfill = now - timedelta(days=settings.COCKPIT_ROLLUP_BACKFILL_DAYS)
-        last = state.refreshed_at
-        if rebuild_from is not None:
-            start = hour_floor(min(rebuild_from, now - window))
-        else:
-            start = hour_floor(max(backfill, min(now - window, last - window)) if last else backfill)
-        rows = _traffic_rows(start=start, end=now)
-        TrafficHour.objects.filter(hour__gte=start).delete()
-        TrafficHour.objects.bulk_create(rows, batch_size=1000)
-        TrafficHour.objects.filter(hour__lt=now - timedelta(days=settings.COCKPIT_ROLLUP_RETENTION_DAYS)).delete()
+    plan: tuple[datetime, bool] | None = None  # the first hour and whether this run settles, read under the lock
+    chunk = now
+    hours = rows = 0
+    while plan is None or chunk < now:
+        with transaction.atomic():
+            state = _rollup_locked()
+            if plan is None:
+                plan = _rebuild_plan(state, now=now, rebuild_from=rebuild_from)
+                chunk = plan[0]
+            start, settling = plan
+            end = min(chunk + timedelta(hours=settings.COCKPIT_ROLLUP_CHUNK_HOURS), now)
+            written = _traffic_rows(start=chunk, end=end)
+            replaced = TrafficHour.objects.filter(hour__gte=chunk)
+            (replaced if end == now else replaced.filter(hour__lt=end)).delete()
+            TrafficHour.objects.bulk_create(written, batch_size=1000)
+            rows += len(written)
+            hours += int((hour_floor(end) - chunk) / timedelta(hours=1)) + (end == now)
+            chunk = end
+            if chunk < now:
+                RollupState.objects.filter(pk=state.pk).update(
+                    refreshed_at=chunk, rebuilt_from=start, resume_from=chunk
+                )
+                if budget_seconds is not None and time.monotonic() - started >= budget_seconds:
+                    break
+                continue
+            TrafficHour.objects.filter(hour__lt=now - timedelta(days=settings.COCKPIT_ROLLUP_RETENTION_DAYS)).delete()
+            RollupState.objects.filter(pk=state.pk).update(
+                refreshed_at=now,
+                rebuilt_from=start,
+                took_ms=round((time.monotonic() - started) * 1000),
+                resume_from=None,
+                settled_at=now
+                if settling or start <= now - timedelta(hours=settings.COCKPIT_ROLLUP_SETTLE_HOURS)
+                else state.settled_at,
+            )
 
+    with transaction.atomic():
+        _rollup_locked()
         suspects = _number_suspects(since=now - timedelta(hours=settings.COCKPIT_PUMPING_WINDOW_HOURS))
         NumberSuspect.objects.all().delete()
         NumberSuspect.objects.bulk_create(suspects)
+    took_ms = round((time.monotonic() - started) * 1000)
+    return RefreshResult(
+        rebuilt_from=start, hours=hours, rows=rows, suspects=len(suspects), took_ms=took_ms, complete=chunk == now
+    )
 
-        took_ms = round((time.monotonic() - started) * 1000)
-        RollupState.objects.filter(pk=state.pk).update(
-            refreshed_at=now,
-            rebuilt_from=start,
-            took_ms=took_ms,
-            settled_at=now
-            if settling or start <= now - timedelta(hours=settings.COCKPIT_ROLLUP_SETTLE_HOURS)
-            else state.settled_at,
-        )
-    hours = int((hour_floor(now) - start) / timedelta(hours=1)) + 1
-    return RefreshResult(rebuilt_from=start, hours=hours, rows=len(rows), suspects=len(suspects), took_ms=took_ms)
+
+def _rollup_locked() -> RollupState:
+    """The rollup's state row, locked for this transaction: two beat processes (or a run that outlasts its
+    interval) rebuild one chunk at a time rather than interleave their writes."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            # The per-session subquery makes the planner's estimate large enough to compile the query to
+            # machine code (JIT), which cost more than the whole query runs; and a day of sessions sorted
+            # by number spills to disk at the default 4 MB of sort memory. For this transaction only.
+            cursor.execute("SET LOCAL jit = off")
+            cursor.execute("SET LOCAL work_mem = '64MB'")
+            # The table it rewrites first, then its state row: a TRUNCATE of both (a test's flush, an
+            # operator's) that takes them in that order waits for the run instead of deadlocking with it.
+            cursor.execute("LOCK TABLE cockpit_traffichour IN ROW EXCLUSIVE MODE")
+    RollupState.objects.get_or_create(name=TRAFFIC_ROLLUP)
+    return RollupState.objects.select_for_update().get(name=TRAFFIC_ROLLUP)
+
+
+def _rebuild_plan(state: RollupState, *, now: datetime, rebuild_from: datetime | None) -> tuple[datetime, bool]:
+    """The first hour a run rebuilds, and whether it is a settling run (COCKPIT_ROLLUP_SETTLE_HOURS back)."""
+    settling = state.settled_at is None or state.settled_at <= now - timedelta(
+        seconds=settings.COCKPIT_ROLLUP_SETTLE_EVERY_SECONDS
+    )
+    window = timedelta(hours=settings.COCKPIT_ROLLUP_SETTLE_HOURS if settling else settings.COCKPIT_ROLLUP_RECENT_HOURS)
+    backfill = now - timedelta(days=settings.COCKPIT_ROLLUP_BACKFILL_DAYS)
+    last = state.refreshed_at
+    if rebuild_from is not None:
+        return hour_floor(min(rebuild_from, now - window)), settling
+    if state.resume_from is not None:  # a run that stopped at its budget: every hour before is rebuilt
+        return state.resume_from, settling
+    return hour_floor(max(backfill, min(now - window, last - window)) if last else backfill), settling
 
 
 def _traffic_rows(*, start: datetime, end: datetime) -> list[TrafficHour]:

@@ -498,6 +498,10 @@ COCKPIT_ROLLUP_SETTLE_HOURS = env.int("COCKPIT_ROLLUP_SETTLE_HOURS", default=48)
 COCKPIT_ROLLUP_SETTLE_EVERY_SECONDS = 900
 # The first run (or one after beat stood still) rebuilds this far back; never more than sessions are kept.
 COCKPIT_ROLLUP_BACKFILL_DAYS = min(31, OTP_SESSION_RETENTION_DAYS)
+# A run rebuilds this many hours to a transaction, oldest first; beat's runs stop after COCKPIT_ROLLUP_RUN_SECONDS
+# (the next minute's run goes on), so a month's backfill on a large database is spread over several runs.
+COCKPIT_ROLLUP_CHUNK_HOURS = 6
+COCKPIT_ROLLUP_RUN_SECONDS = env.float("COCKPIT_ROLLUP_RUN_SECONDS", default=120.0)
 COCKPIT_ROLLUP_RETENTION_DAYS = env.int("COCKPIT_ROLLUP_RETENTION_DAYS", default=400)  # rollup rows kept
 # SMS pumping: over this window, destinations and number ranges with at least this many SMS and at most this
 # share of them approved are flagged. A range is a number with its last COCKPIT_RANGE_HIDDEN_DIGITS hidden.

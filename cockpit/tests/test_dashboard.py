@@ -1,6 +1,7 @@
 """The dashboard on the admin index: who sees it, that its numbers are right for a known history, that it
 flags SMS pumping, that it costs a bounded number of queries, and the rollup that keeps it cheap."""
 
+import math
 from datetime import timedelta
 
 import pytest
@@ -358,6 +359,30 @@ def test_every_quarter_of_an_hour_a_run_rebuilds_what_may_still_change(history):
 def test_a_run_after_beat_stood_still_rebuilds_from_its_last_run(history):
     RollupState.objects.update(refreshed_at=ago(days=5))
     assert traffic_rollup_refresh().rebuilt_from <= ago(days=5, hours=settings.COCKPIT_ROLLUP_RECENT_HOURS)
+
+
+def test_a_backfill_past_its_time_budget_goes_on_at_the_next_run_and_ends_as_one_run_would(history):
+    """A month's backfill on a large database is spread over beat's runs, a chunk of hours to a transaction; each
+    run starts where the last stopped, and the rows at the end are those of one uninterrupted run."""
+    whole = list(TrafficHour.objects.order_by("hour", "workspace", "country", "route_name").values_list())
+    TrafficHour.objects.all().delete()
+    RollupState.objects.all().delete()
+    chunk = timedelta(hours=settings.COCKPIT_ROLLUP_CHUNK_HOURS)
+
+    first = traffic_rollup_refresh(budget_seconds=0)  # one chunk, then the budget is spent
+    assert not first.complete and first.hours == settings.COCKPIT_ROLLUP_CHUNK_HOURS
+    assert RollupState.objects.get().resume_from == first.rebuilt_from + chunk
+    assert RollupState.objects.get().refreshed_at == first.rebuilt_from + chunk  # the dashboard's "as of"
+
+    runs = [first]
+    while not runs[-1].complete:
+        runs.append(traffic_rollup_refresh(budget_seconds=0))
+        assert runs[-1].rebuilt_from == runs[-2].rebuilt_from + chunk  # from where the last one stopped
+    assert len(runs) == math.ceil((runs[-1].rebuilt_from - first.rebuilt_from) / chunk) + 1
+    after = list(TrafficHour.objects.order_by("hour", "workspace", "country", "route_name").values_list())
+    assert [row[1:] for row in after] == [row[1:] for row in whole]
+    assert RollupState.objects.get().resume_from is None
+    assert traffic_rollup_refresh().hours == settings.COCKPIT_ROLLUP_RECENT_HOURS + 1  # then the usual runs
 
 
 def test_beat_runs_the_rollup_every_minute():
