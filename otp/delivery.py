@@ -610,7 +610,9 @@ def _settle_unclaimable(message: SmsMessage, *, now: datetime, stale_claim: date
         _finish(row, message, SmsStatus.FAILED, error=f"gave up after {message.attempts} attempts")
         return SmsStatus.FAILED
     # Claimable after all: another worker's claim ended (a retry put it back in the queue) between our
-    # UPDATE and this read. Its own retry sends it; failing it here would drop a good message.
+    # UPDATE and this read. Its own retry sends it; failing it here would drop a good message. Logged: a row
+    # that keeps coming back here is one no claim can take, left to the sweeper.
+    logger.info("SMS %s was due but not claimed (%s); left to the next claim", message.public_id, message.status)
     return message.status
 
 

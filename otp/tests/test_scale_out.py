@@ -189,7 +189,7 @@ def test_every_sms_of_many_requests_through_both_instances_goes_out_exactly_once
 
     assert statuses == [200] * len(dests)
     assert wait_for(lambda: SmsMessage.objects.filter(status="sent").count() == len(dests), timeout=WAIT_SECONDS), (
-        Counter(SmsMessage.objects.values_list("status", flat=True))
+        unsent_report(deployment, logs_before)
     )
     messages = {str(public_id) for public_id in SmsMessage.objects.values_list("public_id", flat=True)}
     references = Counter(request.json["reference"] for request in gateway.requests)
@@ -204,6 +204,24 @@ def test_every_sms_of_many_requests_through_both_instances_goes_out_exactly_once
     ]
     assert all(sent_by), [len(ids) for ids in sent_by]
     assert Counter(sent_by[0] + sent_by[1]) == Counter(messages)
+
+
+def unsent_report(deployment: Deployment, logs_before: list[int]) -> str:
+    """What a failure needs to be understood: the unsent rows, and every line of the workers' logs since the
+    test began that names one of them, a drain task or a warning."""
+    unsent = list(
+        SmsMessage.objects.exclude(status="sent").values_list(
+            "public_id", "status", "attempts", "created_at", "next_attempt_at", "claimed_at"
+        )
+    )
+    names = {str(row[0]) for row in unsent}
+    lines = [
+        line
+        for worker, before in zip(deployment.workers, logs_before, strict=True)
+        for line in worker.output()[before:].splitlines()
+        if any(name in line for name in names) or "drain_sms" in line or "WARNING" in line or "ERROR" in line
+    ]
+    return f"{len(unsent)} unsent: {unsent}\n" + "\n".join(lines[-200:])
 
 
 # --- 3. One beat -------------------------------------------------------------------------------------
