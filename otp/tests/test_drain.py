@@ -10,6 +10,7 @@ import base64
 import json
 import threading
 from collections import Counter
+from datetime import datetime, timedelta
 
 import pytest
 import redis
@@ -65,13 +66,17 @@ def queue_otps(workspace, count: int) -> list[SmsMessage]:
     return list(SmsMessage.objects.order_by("id"))
 
 
+def task_envelopes(broker) -> list[dict]:
+    """The messages waiting in the sms queue, as kombu wrote them (headers: task, eta, ...)."""
+    return [json.loads(raw) for raw in broker.lrange(SMS_QUEUE, 0, -1)]
+
+
 def queued_tasks(broker) -> list[tuple[str, list]]:
     """The tasks waiting in the sms queue: (name, positional arguments)."""
-    tasks = []
-    for raw in broker.lrange(SMS_QUEUE, 0, -1):
-        envelope = json.loads(raw)
-        tasks.append((envelope["headers"]["task"], json.loads(base64.b64decode(envelope["body"]))[0]))
-    return tasks
+    return [
+        (envelope["headers"]["task"], json.loads(base64.b64decode(envelope["body"]))[0])
+        for envelope in task_envelopes(broker)
+    ]
 
 
 # --- in process ----------------------------------------------------------------------------------------
@@ -106,6 +111,29 @@ def test_a_drain_settles_each_outcome_as_sms_deliver_would(fake_gateway, setting
     assert (result.sent, result.settled) == (1, 3)
     first.refresh_from_db()
     assert "503" in first.last_error and first.claimed_at is None and first.encrypted_text is not None
+
+
+def test_each_row_a_drain_puts_off_gets_a_drain_at_its_own_time(
+    fake_gateway, broker_queue, settings, workspace, sender
+):
+    """Two retries due 0.6 s apart: a drain for each. One drain for the earliest alone found the other not yet
+    due and ended, and that SMS waited for the sweeper."""
+    settings.SMS_RETRY_BACKOFF_SECONDS = 1
+    fake_gateway.answer(Answer(503), Answer(503, delay=0.6))  # the second call fails 0.6 s after the first
+    queue_otps(workspace, 2)
+    published_after = timezone.now() + timedelta(seconds=1)
+
+    sms_drain()
+
+    dues = sorted(SmsMessage.objects.filter(status="queued", attempts=1).values_list("next_attempt_at", flat=True))
+    drains = [envelope for envelope in task_envelopes(broker_queue) if envelope["headers"]["task"] == SMS_DRAIN_TASK]
+    etas = sorted(datetime.fromisoformat(envelope["headers"]["eta"]) for envelope in drains)
+    assert len(dues) == 2 and dues[1] - dues[0] > timedelta(seconds=0.5)
+    assert len(etas) == 2, (dues, etas)
+    for eta, due in zip(etas, dues, strict=True):
+        # Just past the row's time (computed on the monotonic clock, hence the margin), not a moment later.
+        assert due - timedelta(milliseconds=50) <= eta <= due + timedelta(milliseconds=300)
+    assert etas[0] > published_after
 
 
 def test_rows_of_dead_otps_are_settled_by_the_drain_and_never_sent(fake_gateway, workspace, sender):
