@@ -43,6 +43,11 @@ SMS_HTTP_TIMEOUT_SECONDS = 4  # how long a worker waits for the provider ...
 SMS_SOFT_LIMIT_SECONDS = 6  # a send task's time limits, above that wait (settings refuse them at or over
 SMS_HARD_LIMIT_SECONDS = 8  # the lease) ...
 SMS_LEASE_SECONDS = 10  # ... and, longer than those, how long its claim on an SMS lasts
+# A drain's calls in flight in these workers: with the provider's PROVIDER_DELAY_SECONDS, a drain that holds them
+# all waits longer than its hold on the nudge key, and requests meanwhile ask for a drain the other worker takes.
+# With the default (200) one drain could take all 300 SMS of the exactly-once test, and often did.
+SMS_CONCURRENCY = 20
+PROVIDER_DELAY_SECONDS = 0.3
 WAIT_SECONDS = 30  # an upper bound for polling, not a timing assertion
 SENT_LINE = re.compile(r"SMS ([0-9a-f-]{36}) sent through route")
 SEND_RECEIVED = "Task otp.tasks.drain_sms["
@@ -69,6 +74,7 @@ class Deployment:
                 "SMS_TASK_SOFT_TIME_LIMIT_SECONDS": str(SMS_SOFT_LIMIT_SECONDS),
                 "SMS_TASK_TIME_LIMIT_SECONDS": str(SMS_HARD_LIMIT_SECONDS),
                 "SMS_PROCESSING_LEASE_SECONDS": str(SMS_LEASE_SECONDS),
+                "SMS_SEND_CONCURRENCY": str(SMS_CONCURRENCY),
             },
         )
         self.started.append(worker)
@@ -177,6 +183,7 @@ def test_one_keys_rate_limit_holds_across_both_web_instances(deployment):
 def test_every_sms_of_many_requests_through_both_instances_goes_out_exactly_once(deployment, gateway):
     raw_key = live_key(tps=10_000)
     dests = [f"+233202007{index:03d}" for index in range(300)]
+    gateway.answer(*[Answer(delay=PROVIDER_DELAY_SECONDS) for _ in dests])  # a provider's latency
     logs_before = [len(worker.output()) for worker in deployment.workers]
 
     def ask(index: int) -> int:
