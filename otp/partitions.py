@@ -33,7 +33,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from django.db import OperationalError, connection, transaction
+from django.db import IntegrityError, OperationalError, ProgrammingError, connection, transaction
+from psycopg import errors as psycopg_errors
 
 from zeckta.db import uuid7_time
 
@@ -114,12 +115,22 @@ def _create(cursor, spec: Partitioned, day: date, existing: set[str]) -> bool:
     if name in existing:
         return False
     start, end = midnight(day), midnight(day + timedelta(days=1))
-    cursor.execute(
-        f"CREATE TABLE {name} PARTITION OF {spec.table} FOR VALUES FROM (%s) TO (%s)",
-        [start.isoformat(), end.isoformat()],
-    )
-    for number, definition in enumerate(spec.local_unique):
-        cursor.execute(f"CREATE UNIQUE INDEX {name}_u{number} ON {name} {definition}")
+    try:
+        # The table and its indexes together, or neither: another process never finds the one without the others.
+        with transaction.atomic():
+            cursor.execute(
+                f"CREATE TABLE {name} PARTITION OF {spec.table} FOR VALUES FROM (%s) TO (%s)",
+                [start.isoformat(), end.isoformat()],
+            )
+            for number, definition in enumerate(spec.local_unique):
+                cursor.execute(f"CREATE UNIQUE INDEX {name}_u{number} ON {name} {definition}")
+    except (ProgrammingError, IntegrityError) as exc:
+        # Made meanwhile by another process since `existing` was read: beat's hourly run and a deploy's migrate,
+        # or the tests' flush and a worker's beat. The loser sees DuplicateTable, or a unique violation in the
+        # catalog when both created at once.
+        if not isinstance(exc.__cause__, (psycopg_errors.DuplicateTable, psycopg_errors.UniqueViolation)):
+            raise
+        return False
     return True
 
 

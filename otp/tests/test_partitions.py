@@ -23,13 +23,13 @@ from otp.day_functions import day_functions_sync
 from otp.delivery import _claim, _claim_due, _settle_sent, sms_deliver
 from otp.expiry import otp_sessions_purge
 from otp.models import OtpSession, SmsAttempt, SmsMessage, WrongCode
-from otp.partitions import TABLES, partition_name, partitioned, partitions_ensure, partitions_of
+from otp.partitions import SESSIONS, TABLES, partition_name, partitioned, partitions_ensure, partitions_of
 from otp.selectors import otp_session_get
 from otp.tasks import otp_partitions_ensure_task
 from otp.tests.factories import OtpSessionFactory, SmsMessageFactory
 from otp.tests.helpers import deliver_and_read_code, request_otp, session_url, verify, wrong_code
 from workspaces.tests.factories import issue_key
-from zeckta.testing import DEST, api_client
+from zeckta.testing import DEST, api_client, run_together
 
 pytestmark = pytest.mark.skipif(connection.vendor != "postgresql", reason="partitions are PostgreSQL's")
 
@@ -104,6 +104,33 @@ def test_beat_creates_the_partitions_ahead_once():
     # Rows of that far day now have somewhere to go.
     session = OtpSessionFactory(created_at=later, expires_at=later + timedelta(minutes=5))
     assert OtpSession.objects.get(pk=session.pk, created_at=later).dest == session.dest
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_processes_making_the_same_partitions_at_once_make_each_once_with_its_indexes():
+    """Beat's hourly run and a deploy's migrate, or the tests' flush and a worker's beat, at once: the one that
+    loses the race to a partition takes it as made (it raised DuplicateTable before), and no partition is ever
+    found without its local unique index."""
+    later = timezone.now() + timedelta(days=60)
+    days = [later.date() + timedelta(days=offset) for offset in range(4)]
+    try:
+        for _ in range(3):  # the race is lost at a different partition each time, or not at all
+            created = run_together(2, lambda _: partitions_ensure(now=later, ahead_days=3))
+            assert sum(created) == len(TABLES) * len(days)
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM pg_indexes WHERE indexname LIKE %s", [f"{SESSIONS.table}_p%_u0"])
+                indexes = cursor.fetchone()[0]
+            assert indexes == len(partitions_of(SESSIONS.table))
+            _drop(days)
+    finally:
+        _drop(days)
+
+
+def _drop(days) -> None:
+    with connection.cursor() as cursor:
+        for spec in TABLES:
+            for day in days:
+                cursor.execute(f"DROP TABLE IF EXISTS {partition_name(spec.table, day)}")
 
 
 @pytest.mark.django_db
