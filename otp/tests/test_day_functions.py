@@ -25,7 +25,7 @@ from otp.partitions import partitions_ensure, partitions_of
 from otp.tests.helpers import deliver_and_read_code, request_otp, verify, wrong_code
 from otp.tests.test_partitions import _partitions_locked, _restore_partitions
 from workspaces.tests.factories import issue_key
-from zeckta.testing import DEST, api_client
+from zeckta.testing import DEST, api_client, run_together
 
 pytestmark = pytest.mark.skipif(connection.vendor != "postgresql", reason="partitions are PostgreSQL's")
 
@@ -226,3 +226,20 @@ def test_a_statement_the_rewrite_does_not_know_leaves_the_days_functions_right_o
     with connection.cursor() as cursor:
         cursor.execute("SELECT prosrc FROM pg_proc WHERE proname = %s", [f"otp_verify_p{_day(timezone.now())}"])
         assert f"otp_otpsession_p{_day(timezone.now())}" in cursor.fetchone()[0]  # rewritten again
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_syncs_at_once_remake_stale_functions_without_failing():
+    """Beat's hourly sync and a deploy's migrate (or the tests' flush and a worker's beat) at once: both find the
+    same copies stale and remake them; neither fails, and each copy ends up current."""
+    for _ in range(3):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT format('COMMENT ON FUNCTION %s IS %L', p.oid::regprocedure, 'stale') FROM pg_proc p"
+                " WHERE p.proname ~ '^otp_(request|verify)_p[0-9]{8}$'"
+            )
+            for (statement,) in cursor.fetchall():
+                cursor.execute(statement)
+        results = run_together(2, lambda _: day_functions_sync())
+        assert sum(made for made, _ in results) >= 2
+        assert day_functions_sync() == (0, 0)
