@@ -563,5 +563,55 @@ def rules_pace(*, until: datetime, now: datetime) -> None:
         logger.warning("fraud guard: could not pace the conversion rules: %s", exc)
 
 
+# Where the last run of the conversion rules left off (otp.fraudrules): "<its now, epoch seconds> <the state it
+# read>", expiring FRAUD_RULES_FULL_EVERY_SECONDS after the last full run (never with 0), so that the next run
+# is full again.
+RULES_EDGE_KEY = "zeckta:fraud:rules:edge"
+
+
+@dataclass(frozen=True)
+class RulesEdge:
+    at: datetime  # the last run's `now`
+    state: str  # the digest of what decides a verdict with no session moving (otp.fraudrules.RULES_STATE_SQL)
+
+
+def rules_edge(*, now: datetime) -> RulesEdge | None:
+    """Where the last run of the rules left off, or None when the next run must be full: none known (never
+    written, expired, Redis lost or unreachable, no Redis), or one later than `now` (a clock moved back)."""
+    connection = _redis()
+    if connection is None:
+        return None
+    try:
+        value = connection.client.get(RULES_EDGE_KEY)
+    except redis.RedisError:
+        return None
+    if value is None:
+        return None
+    at, _, state = _text(value).partition(" ")
+    try:
+        edge = RulesEdge(at=datetime.fromtimestamp(float(at), tz=now.tzinfo), state=state)
+    except ValueError:  # not what rules_edge_write writes: read as none
+        return None
+    return edge if edge.at <= now else None
+
+
+def rules_edge_write(*, edge: RulesEdge, full: bool, ttl_seconds: float) -> None:
+    """Records where a run left off; a full run starts the key's `ttl_seconds` again (none with 0), a bounded
+    one keeps it (and writes nothing once it expired: the next run is full)."""
+    connection = _redis()
+    if connection is None:
+        return
+    value = f"{edge.at.timestamp()!r} {edge.state}"
+    try:
+        if full and ttl_seconds > 0:
+            connection.client.set(RULES_EDGE_KEY, value, px=max(int(ttl_seconds * 1000), 1))
+        elif full:
+            connection.client.set(RULES_EDGE_KEY, value)
+        else:
+            connection.client.set(RULES_EDGE_KEY, value, keepttl=True, xx=True)
+    except redis.RedisError as exc:
+        logger.warning("fraud guard: could not record the conversion rules' edge: %s", exc)
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value

@@ -12,6 +12,11 @@ numbers joined in. The sessions it counts: live ones (no test key's), not to a r
 safe-listed number, created after the target's last lift (the rule's counts start again from a lift), of
 the rule's window. What trips is recorded by `fraud.services.fraud_block_record` (escalation, the Redis
 copy, the event); a target that already has an active block of the workspace's mode is left out.
+
+range_conversion's window is a day: read whole at every run, it cost 1.7 s at 500,000 sessions a day and grew
+with the day (docs/performance.md). Between full runs it reads only the ranges whose verdict can have changed
+since the last run (RANGE_CONVERSION_BOUNDED_SQL, 2.5 ms there); where the last run left off is kept in Redis
+(fraud.guard.rules_edge).
 """
 
 import logging
@@ -21,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 
 from fraud import guard
 from fraud.models import FraudBlock
@@ -38,6 +43,9 @@ RULES_MAX_SHARE = 0.25
 # A run shorter than this never holds the next back, whatever the interval (bench/pumping.py runs the rules
 # every 0.25 s on a small database, as a faster clock).
 RULES_PACE_FROM_SECONDS = 1.0
+# A bounded run also reads the approvals and lifts this long before the last run: one committed after that
+# run's snapshot, with its time taken before (or on a web process's clock a little behind), is not missed.
+RULES_EDGE_OVERLAP = timedelta(seconds=10)
 
 # What a session of a rule's window must be to count: live, not a reviewer number's, not safe-listed.
 # `s` is the session, `w` its workspace.
@@ -92,6 +100,90 @@ targets AS (
        AND count(*) FILTER (WHERE s.status = 'APPROVED') * 100 <= w.fraud_range_conversion_max_percent * count(*)
 )
 SELECT t.workspace_id, t.value, t.sessions, t.converted, t.numbers FROM targets t WHERE {_NOT_BLOCKED}
+"""
+
+# range_conversion, bounded: the same verdicts for the ranges whose counts can have changed since the last run
+# at `last`, read from a slice of sessions instead of the whole window. A range's verdict changes only when
+# - a session becomes judged: unconverted by age (created in (last - judged_after, now - judged_after]), or
+#   converted before that age (created after last - judged_after, approved since the last run, less
+#   RULES_EDGE_OVERLAP: an approval committed after that run's snapshot; one missed all the same is read when
+#   the session comes of age); an approval of a session judged unconverted already raises the range's
+#   conversion, which never trips it;
+# - a session leaves the window (created in (last - window, now - window]);
+# - a block of the range ends or is lifted since the last run (the range may trip again);
+# - or anything of RULES_STATE_SQL changes (a workspace's numbers or mode, the safe list, the reviewer
+#   numbers): then the run is full (fraud_rules_run).
+# The slices are read per distinct judged_after and window of the guarded workspaces (one each with the
+# defaults) by otp_session_created_idx; each candidate range's window by otp_session_dest_window_idx
+# (workspace, dest, created_at): the range's numbers are the dests between range || '000' and range || '999'
+# (an index range in any collation that orders digits as digits: E.164 is '+' and digits), rechecked exactly.
+RANGE_CONVERSION_BOUNDED_SQL = f"""
+WITH guarded AS (
+    SELECT id, fraud_guard_mode AS mode,
+           fraud_conversion_judged_after_seconds * interval '1 second' AS judged_after,
+           fraud_range_conversion_window_seconds * interval '1 second' AS span,
+           fraud_range_conversion_min_sessions AS min_sessions,
+           fraud_range_conversion_max_percent AS max_percent
+      FROM workspaces_workspace
+     WHERE fraud_guard_mode <> 'off'
+),
+candidates AS (
+    SELECT s.workspace_id, {_RANGE} AS value
+      FROM (SELECT DISTINCT judged_after FROM guarded) j
+      JOIN otp_otpsession s ON s.created_at > %(last)s - j.judged_after AND s.created_at <= %(now)s
+      JOIN guarded g ON g.id = s.workspace_id AND g.judged_after = j.judged_after
+     WHERE NOT s.is_test
+       AND (s.created_at <= %(now)s - j.judged_after
+            OR (s.status = 'APPROVED' AND s.verified_at > %(last)s - %(overlap)s))
+    UNION
+    SELECT s.workspace_id, {_RANGE}
+      FROM (SELECT DISTINCT span FROM guarded) d
+      JOIN otp_otpsession s ON s.created_at > %(last)s - d.span AND s.created_at <= %(now)s - d.span
+      JOIN guarded g ON g.id = s.workspace_id AND g.span = d.span
+     WHERE NOT s.is_test
+    UNION
+    SELECT b.workspace_id, b.value
+      FROM fraud_fraudblock b
+      JOIN guarded g ON g.id = b.workspace_id
+     WHERE b.scope = %(scope)s
+       AND ((b.ends_at > %(last)s - %(overlap)s AND b.ends_at <= %(now)s) OR b.lifted_at > %(last)s - %(overlap)s)
+),
+{_LIFTS.strip()},
+targets AS (
+    SELECT c.workspace_id, g.mode, c.value, k.sessions, k.converted, k.numbers
+      FROM candidates c
+      JOIN guarded g ON g.id = c.workspace_id
+      JOIN workspaces_workspace w ON w.id = c.workspace_id
+      LEFT JOIN lifts l ON l.workspace_id = c.workspace_id AND l.value = c.value
+     CROSS JOIN LATERAL (
+            SELECT count(*) AS sessions, count(*) FILTER (WHERE s.status = 'APPROVED') AS converted,
+                   count(DISTINCT s.dest) AS numbers
+              FROM otp_otpsession s
+             WHERE s.workspace_id = c.workspace_id
+               AND s.dest >= c.value || '000' AND s.dest <= c.value || '999' AND {_RANGE} = c.value
+               AND s.created_at > %(now)s - (SELECT max(span) FROM guarded)
+               AND s.created_at > %(now)s - g.span
+               AND (l.lifted_at IS NULL OR s.created_at > l.lifted_at)
+               AND {_JUDGED} AND {_COUNTED}
+           ) k
+     WHERE k.sessions >= g.min_sessions AND k.converted * 100 <= g.max_percent * k.sessions
+)
+SELECT t.workspace_id, t.value, t.sessions, t.converted, t.numbers FROM targets t WHERE {_NOT_BLOCKED}
+"""
+
+# What can change a range's verdict with no session moving, as one digest: the guarded workspaces' modes
+# and numbers, the safe list, the enabled reviewer numbers. A bounded run reads it first; when it differs
+# from the last run's, the run is full. Small tables: a workspace holds a few entries of each.
+RULES_STATE_SQL = """
+SELECT md5(coalesce(string_agg(row, ';' ORDER BY row), ''))
+  FROM (SELECT concat_ws(':', 'w', id, fraud_guard_mode, fraud_conversion_judged_after_seconds,
+                         fraud_range_conversion_window_seconds, fraud_range_conversion_min_sessions,
+                         fraud_range_conversion_max_percent) AS row
+          FROM workspaces_workspace WHERE fraud_guard_mode <> 'off'
+        UNION ALL
+        SELECT concat_ws(':', 's', workspace_id, prefix) FROM fraud_safelistentry
+        UNION ALL
+        SELECT concat_ws(':', 'r', workspace_id, dest) FROM otp_reviewernumber WHERE enabled) state
 """
 
 # country_conversion: in its window (1 h), at least N judged sessions of one country, at most P % converted,
@@ -168,7 +260,12 @@ class _Tripped:
 
 
 def _rows(sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
+        if sql is RANGE_CONVERSION_BOUNDED_SQL:
+            # The planner cannot know how few sessions a slice holds (its bounds depend on the workspaces'
+            # settings) and estimates a third of the table: enough to compile the statement to machine code
+            # (JIT), 1.2 s for a statement that runs in milliseconds (docs/performance.md). For it only.
+            cursor.execute("SET LOCAL jit = off")
         cursor.execute(sql, params)
         return cursor.fetchall()
 
@@ -197,14 +294,23 @@ def fraud_rules_paced_run(*, now: datetime) -> int | None:
 
 def fraud_rules_run(*, now: datetime) -> int:
     """One run of beat's fraud work: the country history where Redis lacks it, then each conversion rule.
-    Returns the blocks recorded."""
+    range_conversion reads only the ranges whose counts can have changed since the last run
+    (RANGE_CONVERSION_BOUNDED_SQL), unless the run must be full (`_range_rule_since`). Returns the blocks
+    recorded."""
     country_history_refresh(now=now)
+    state = _rows(RULES_STATE_SQL, {})[0][0]
+    since = _range_rule_since(now=now, state=state)
     recorded = 0
-    for rule, scope, sql in (
-        (FraudBlock.Rule.RANGE_CONVERSION, FraudBlock.Scope.RANGE, RANGE_CONVERSION_SQL),
-        (FraudBlock.Rule.COUNTRY_CONVERSION, FraudBlock.Scope.COUNTRY, COUNTRY_CONVERSION_SQL),
+    for rule, scope, sql, params in (
+        (
+            FraudBlock.Rule.RANGE_CONVERSION,
+            FraudBlock.Scope.RANGE,
+            RANGE_CONVERSION_SQL if since is None else RANGE_CONVERSION_BOUNDED_SQL,
+            {"last": since, "overlap": RULES_EDGE_OVERLAP},
+        ),
+        (FraudBlock.Rule.COUNTRY_CONVERSION, FraudBlock.Scope.COUNTRY, COUNTRY_CONVERSION_SQL, {}),
     ):
-        tripped = [_Tripped(*row) for row in _rows(sql, {"now": now, "scope": scope.value})]
+        tripped = [_Tripped(*row) for row in _rows(sql, {"now": now, "scope": scope.value, **params})]
         workspaces = Workspace.objects.in_bulk({trip.workspace_id for trip in tripped}) if tripped else {}
         for trip in tripped:
             workspace = workspaces[trip.workspace_id]
@@ -218,7 +324,22 @@ def fraud_rules_run(*, now: datetime) -> int:
                 now=now,
             )
             recorded += block is not None
+    guard.rules_edge_write(
+        edge=guard.RulesEdge(at=now, state=state),
+        full=since is None,
+        ttl_seconds=settings.FRAUD_RULES_FULL_EVERY_SECONDS,
+    )
     return recorded
+
+
+def _range_rule_since(*, now: datetime, state: str) -> datetime | None:
+    """The last run's `now`, from which this run of range_conversion may read only what moved; None when it
+    must read the whole window: the first run (or Redis lost the edge), every FRAUD_RULES_FULL_EVERY_SECONDS
+    (the edge expires), after a change of RULES_STATE_SQL's state, or when the clock moved back."""
+    edge = guard.rules_edge(now=now)
+    if edge is None or edge.state != state:
+        return None
+    return edge.at
 
 
 def country_history_refresh(*, now: datetime) -> int:

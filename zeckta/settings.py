@@ -267,6 +267,11 @@ BEAT_LOCK_TTL_SECONDS = env.int("BEAT_LOCK_TTL_SECONDS", default=30)
 # The conversion rules (otp.fraudrules) run this often (seconds): a range or country that stops converting
 # is blocked about this long after its sessions are judged.
 FRAUD_RULES_INTERVAL_SECONDS = env.float("FRAUD_RULES_INTERVAL_SECONDS", default=10.0)
+# Between runs, range_conversion reads only the ranges whose sessions moved since the last run (otp.fraudrules);
+# its whole window (a day of sessions) is read on the first run, after a change of a guarded workspace's numbers,
+# the safe list or the reviewer numbers, and at least this often (seconds; 0: never otherwise), as a fallback:
+# a full run reads the whole day (20-25 s at 330,000 sessions a day, docs/performance.md).
+FRAUD_RULES_FULL_EVERY_SECONDS = env.float("FRAUD_RULES_FULL_EVERY_SECONDS", default=3600.0)
 # How long a workspace's country history (the countries country_velocity leaves alone) is trusted before
 # it is read again from the database (seconds). Until it is first written, country_velocity judges nothing
 # in that workspace: the next run of the rules writes it.

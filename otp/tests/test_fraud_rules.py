@@ -4,18 +4,22 @@ Sessions are seeded at known ages: converted (APPROVED), unconverted (older than
 or not judged yet (younger, not approved). Each test would fail without the part of the rule it names.
 """
 
+import random
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 import redis
 from django.conf import settings as django_settings
+from django.db import connection
 from django.utils import timezone
 
 from fraud import guard
 from fraud.models import FraudBlock, SafeListEntry
 from otp import fraudrules
 from otp.fraudrules import fraud_rules_run
+from otp.models import OtpSession
 from otp.tasks import FRAUD_BLOCKS_MIRROR_TASK, FRAUD_RULES_TASK
 from otp.testmode import reviewer_number_add
 from otp.tests.factories import OtpSessionFactory, SmsMessageFactory
@@ -62,6 +66,13 @@ def seed(
 def spread(count: int, offset: int = 0) -> list[str]:
     """Ghanaian mobiles ten to a range: a country's traffic that no range rule looks at."""
     return [f"+23324{(offset + index) // 10:04d}{(offset + index) % 10:03d}" for index in range(count)]
+
+
+def full_run(*, now: datetime) -> int:
+    """A run that reads the rules' whole windows: the sessions a test seeds in the past after a run are read
+    by a full run only (a bounded run reads what moved since the last run: see the tests of it below)."""
+    guard._redis().client.delete(guard.RULES_EDGE_KEY)
+    return fraud_rules_run(now=now)
 
 
 def blocks() -> list[tuple[str, str, str, str, dict]]:
@@ -135,9 +146,9 @@ def test_range_conversion_counts_start_again_after_a_lift(sender):
     assert fraud_rules_run(now=timezone.now()) == 0  # its twenty sessions are from before the lift
 
     seed(sender, count=19, age=timedelta(minutes=30), dests=[f"{RANGE}{index:03d}" for index in range(500, 519)])
-    assert fraud_rules_run(now=timezone.now()) == 0  # 19 since the lift
+    assert full_run(now=timezone.now()) == 0  # 19 since the lift
     seed(sender, count=1, age=timedelta(minutes=30), dests=[f"{RANGE}519"])
-    assert fraud_rules_run(now=timezone.now()) == 1
+    assert full_run(now=timezone.now()) == 1
     newest = FraudBlock.objects.latest("created_at")
     assert newest.evidence == {"sessions": 20, "converted": 0, "numbers": 20}
     assert newest.ends_at - newest.created_at == timedelta(hours=48)  # blocked again within 7 days: twice
@@ -167,6 +178,237 @@ def test_each_workspaces_own_numbers_apply(sender):
     seed(sender, count=5, approved=1)
 
     assert fraud_rules_run(now=timezone.now()) == 1
+
+
+# --- range_conversion, bounded: a run reads only what moved since the last one -------------------------------
+
+SECOND = timedelta(seconds=1)
+
+
+def session_at(sender, *, created_at: datetime, dest: str, approved_at: datetime | None = None) -> None:
+    """One session as a request makes it: created at `created_at` (the test inserts it then), approved at
+    `approved_at` if given."""
+    OtpSessionFactory(
+        sender_name=sender,
+        dest=dest,
+        country="GH",
+        created_at=created_at,
+        status="APPROVED" if approved_at else "EXPIRED",
+        verified_at=approved_at,
+    )
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """Which statement each run of range_conversion read: "full" or "bounded"."""
+    seen: list[str] = []
+    rows = fraudrules._rows
+
+    def spy(sql, params):
+        if sql is fraudrules.RANGE_CONVERSION_SQL:
+            seen.append("full")
+        elif sql is fraudrules.RANGE_CONVERSION_BOUNDED_SQL:
+            seen.append("bounded")
+        return rows(sql, params)
+
+    monkeypatch.setattr(fraudrules, "_rows", spy)
+    return seen
+
+
+def full_rows(now: datetime) -> list[tuple]:
+    """What a full run of range_conversion would trip at `now` (the blocks recorded so far left out)."""
+    with connection.cursor() as cursor:
+        cursor.execute(fraudrules.RANGE_CONVERSION_SQL, {"now": now, "scope": "range"})
+        return sorted(cursor.fetchall())
+
+
+def test_a_bounded_run_trips_a_range_on_a_session_judged_since_the_last_run(sender, reads):
+    t0 = timezone.now()
+    seed(sender, count=19, age=timedelta(hours=1))
+    assert fraud_rules_run(now=t0) == 0
+    session_at(sender, created_at=t0 + 5 * SECOND, dest=f"{RANGE}519")
+
+    assert fraud_rules_run(now=t0 + 60 * SECOND) == 0  # 60 s old: not judged yet
+    assert full_rows(t0 + 126 * SECOND) != []
+    assert fraud_rules_run(now=t0 + 126 * SECOND) == 1
+
+    assert reads == ["full", "bounded", "bounded"]
+    assert blocks() == [
+        ("range", RANGE, "range_conversion", "enforce", {"sessions": 20, "converted": 0, "numbers": 20})
+    ]
+
+
+def test_a_bounded_run_counts_only_the_ranges_numbers_between_its_bounds(sender, reads):
+    """+2332041230001 sorts between +233204123000 and +233204123999 but is of the range +23320412300."""
+    t0 = timezone.now()
+    seed(sender, count=18, age=timedelta(hours=1))
+    seed(sender, count=1, age=timedelta(hours=1), dests=[f"{RANGE}0001"])
+    assert fraud_rules_run(now=t0) == 0
+    session_at(sender, created_at=t0 + 5 * SECOND, dest=f"{RANGE}519")
+
+    assert fraud_rules_run(now=t0 + 126 * SECOND) == 0  # 19 of the range
+
+    assert reads == ["full", "bounded"] and full_rows(t0 + 126 * SECOND) == []
+
+
+def test_a_bounded_run_trips_a_range_on_an_approval_before_the_session_is_judged(sender, reads):
+    """Nineteen unconverted, then a session approved at 15 s: twenty judged sessions, 5 % converted."""
+    t0 = timezone.now()
+    seed(sender, count=19, age=timedelta(hours=1))
+    assert fraud_rules_run(now=t0) == 0
+    session_at(sender, created_at=t0 + 5 * SECOND, dest=f"{RANGE}519", approved_at=t0 + 20 * SECOND)
+
+    assert fraud_rules_run(now=t0 + 30 * SECOND) == 1
+
+    assert reads == ["full", "bounded"]
+    assert blocks()[0][4] == {"sessions": 20, "converted": 1, "numbers": 20}
+
+
+def test_a_bounded_run_trips_a_range_whose_approvals_leave_the_window(sender, reads):
+    """Twenty unconverted and three converted (13 %): the three, the oldest, age out of the 24 h; no session
+    becomes judged meanwhile."""
+    t0 = timezone.now()
+    seed(sender, count=20, age=timedelta(hours=1))
+    seed(
+        sender,
+        count=3,
+        approved=3,
+        age=timedelta(hours=24) - 60 * SECOND,
+        dests=[f"{RANGE}{i}" for i in range(600, 603)],
+    )
+    assert fraud_rules_run(now=t0) == 0
+
+    assert fraud_rules_run(now=t0 + 30 * SECOND) == 0  # still in the window
+    assert fraud_rules_run(now=t0 + 90 * SECOND) == 1
+
+    assert reads == ["full", "bounded", "bounded"]
+    assert blocks()[0][4] == {"sessions": 20, "converted": 0, "numbers": 20}
+
+
+def test_a_bounded_run_trips_a_range_again_once_its_block_ends(sender, reads):
+    t0 = timezone.now()
+    seed(sender, count=20, age=timedelta(hours=1))
+    FraudBlock.objects.create(
+        workspace=sender.workspace,
+        scope="range",
+        value=RANGE,
+        rule="range_velocity",
+        mode="enforce",
+        created_at=t0 - timedelta(minutes=59, seconds=30),
+        ends_at=t0 + 30 * SECOND,
+    )
+    assert fraud_rules_run(now=t0) == 0  # blocked already
+    assert fraud_rules_run(now=t0 + 20 * SECOND) == 0
+
+    assert fraud_rules_run(now=t0 + 40 * SECOND) == 1
+
+    assert reads == ["full", "bounded", "bounded"]
+    assert [block[2] for block in blocks()] == ["range_velocity", "range_conversion"]
+
+
+def test_a_change_of_a_workspaces_numbers_or_safe_list_makes_the_next_run_full(sender, reads):
+    """Nothing moves, but the verdict does: twenty sessions, five of them safe-listed; then not."""
+    t0 = timezone.now()
+    seed(sender, count=20, age=timedelta(hours=1))
+    entry = SafeListEntry.objects.create(workspace=sender.workspace, prefix=f"{RANGE}00")
+    Workspace.objects.filter(pk=sender.workspace_id).update(fraud_range_conversion_min_sessions=25)
+    assert fraud_rules_run(now=t0) == 0
+    assert fraud_rules_run(now=t0 + 10 * SECOND) == 0
+
+    Workspace.objects.filter(pk=sender.workspace_id).update(fraud_range_conversion_min_sessions=20)
+    assert fraud_rules_run(now=t0 + 20 * SECOND) == 0  # 10 counted: 00x are safe
+    assert fraud_rules_run(now=t0 + 30 * SECOND) == 0
+    entry.delete()
+    assert fraud_rules_run(now=t0 + 40 * SECOND) == 1
+
+    assert reads == ["full", "bounded", "full", "bounded", "full"]
+
+
+def test_a_bounded_run_reads_only_what_moved_and_a_lost_or_backward_edge_makes_a_run_full(sender, reads, settings):
+    """Sessions written into the past after a run (no request does that) are read by the next full run: the
+    first after FRAUD_RULES_FULL_EVERY_SECONDS (the edge expires), after Redis lost it, or a clock moved back."""
+    settings.FRAUD_RULES_FULL_EVERY_SECONDS = 600
+    t0 = timezone.now()
+    assert fraud_rules_run(now=t0) == 0
+    assert 590_000 < guard._redis().client.pttl(guard.RULES_EDGE_KEY) <= 600_000
+    seed(sender, count=20, age=timedelta(hours=1))
+
+    assert fraud_rules_run(now=t0 + 10 * SECOND) == 0
+    assert fraud_rules_run(now=t0 + 5 * SECOND) == 1  # before the last run: full
+
+    guard._redis().client.delete(guard.RULES_EDGE_KEY)
+    assert fraud_rules_run(now=t0 + 20 * SECOND) == 0  # full, and blocked already
+    assert reads == ["full", "bounded", "full", "full"]
+
+    settings.FRAUD_RULES_FULL_EVERY_SECONDS = 0  # full only when it must be
+    guard._redis().client.delete(guard.RULES_EDGE_KEY)
+    assert fraud_rules_run(now=t0 + 30 * SECOND) == 0
+    assert guard._redis().client.pttl(guard.RULES_EDGE_KEY) == -1
+
+
+def test_bounded_runs_trip_what_full_runs_would_trip_as_sessions_come_age_and_leave(sender, reads):
+    """A simulated half hour of random traffic over a few ranges of two workspaces with numbers of their own,
+    every 10 s: sessions created as the clock reaches them, approved (or not) a while later, leaving a window of
+    10 or 5 minutes; blocks of 3 or 2 minutes that end, a few lifted. Before each run the full statement says
+    what trips; the run (bounded but for the first) records exactly that, and afterwards the full statement
+    finds nothing."""
+    other = SenderNameFactory(workspace=WorkspaceFactory(slug="other"), name="ZECKTA")
+    for workspace_id, window, judged_after, block, minimum, percent in (
+        (sender.workspace_id, 600, 120, 180, 6, 30),
+        (other.workspace_id, 300, 60, 120, 4, 25),
+    ):
+        Workspace.objects.filter(pk=workspace_id).update(
+            fraud_range_conversion_window_seconds=window,
+            fraud_conversion_judged_after_seconds=judged_after,
+            fraud_range_conversion_block_seconds=block,
+            fraud_range_conversion_min_sessions=minimum,
+            fraud_range_conversion_max_percent=percent,
+            fraud_country_conversion_min_sessions=10**6,
+        )
+    rng = random.Random(20)
+    ranges = [f"+2332041{index:02d}" for index in range(6)]
+    start = timezone.now() - timedelta(minutes=40)
+    step = 10 * SECOND
+    pending: list[tuple[datetime, Any, str, datetime | None]] = []  # (created, sender, dest, approved) to come
+    for index in range(240):
+        created = start + rng.uniform(0, 1800) * SECOND
+        convert = rng.random() < (0.05 if index % 6 < 3 else 0.5)
+        approved = created + rng.uniform(3, 200) * SECOND if convert else None
+        dest = f"{rng.choice(ranges)}{rng.randrange(1000):03d}"
+        pending.append((created, rng.choice([sender, other]), dest, approved))
+    pending.sort(key=lambda session: session[0])
+    approvals: list[tuple[datetime, int]] = []
+    tripped_total = lifted = 0
+    now = start
+    while now < start + timedelta(minutes=32):
+        now += step
+        while pending and pending[0][0] <= now:
+            created, by, dest, approved = pending.pop(0)
+            session = OtpSessionFactory(sender_name=by, dest=dest, created_at=created)
+            if approved is not None:
+                approvals.append((approved, session.pk))
+        for approved, pk in [approval for approval in approvals if approval[0] <= now]:
+            OtpSession.objects.filter(pk=pk).update(status="APPROVED", verified_at=approved)
+            approvals.remove((approved, pk))
+        if round((now - start) / step) % 25 == 0:  # a lift, by hand as in the lift test above
+            active = FraudBlock.objects.filter(lifted_at=None, ends_at__gt=now).order_by("-id").first()
+            if active is not None:
+                FraudBlock.objects.filter(pk=active.pk).update(lifted_at=now)
+                lifted += 1
+        expected = full_rows(now)
+        before = FraudBlock.objects.count()
+        fraud_rules_run(now=now)
+        new = FraudBlock.objects.order_by("id")[before:]
+        recorded = [
+            (b.workspace_id, b.value, b.evidence["sessions"], b.evidence["converted"], b.evidence["numbers"])
+            for b in new
+        ]
+        assert sorted(recorded) == expected, now
+        assert full_rows(now) == []
+        tripped_total += len(expected)
+    assert reads.count("full") == 1 and reads.count("bounded") > 150
+    assert tripped_total >= 5 and lifted >= 2
+    assert {block.workspace_id for block in FraudBlock.objects.all()} == {sender.workspace_id, other.workspace_id}
 
 
 # --- country_conversion ----------------------------------------------------------------------------------
