@@ -142,9 +142,11 @@ def _rebuild_plan(state: RollupState, *, now: datetime, rebuild_from: datetime |
     window = timedelta(hours=settings.COCKPIT_ROLLUP_SETTLE_HOURS if settling else settings.COCKPIT_ROLLUP_RECENT_HOURS)
     backfill = now - timedelta(days=settings.COCKPIT_ROLLUP_BACKFILL_DAYS)
     last = state.refreshed_at
+    # A run that stopped at its budget left every hour from `resume_from` on to be rebuilt, whatever is asked.
+    resume_from = state.resume_from or now
     if rebuild_from is not None:
-        return hour_floor(min(rebuild_from, now - window)), settling
-    if state.resume_from is not None:  # a run that stopped at its budget: every hour before is rebuilt
+        return hour_floor(min(rebuild_from, now - window, resume_from)), settling
+    if state.resume_from is not None:
         return state.resume_from, settling
     return hour_floor(max(backfill, min(now - window, last - window)) if last else backfill), settling
 

@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from cockpit.models import NumberSuspect, RollupState, TrafficHour
-from cockpit.services import traffic_rollup_refresh
+from cockpit.services import hour_floor, traffic_rollup_refresh
 from cockpit.tasks import TRAFFIC_ROLLUP_REFRESH_TASK
 from cockpit.tests.helpers import numbers, tables_of
 from fraud.models import FraudBlock
@@ -383,6 +383,13 @@ def test_a_backfill_past_its_time_budget_goes_on_at_the_next_run_and_ends_as_one
     assert [row[1:] for row in after] == [row[1:] for row in whole]
     assert RollupState.objects.get().resume_from is None
     assert traffic_rollup_refresh().hours == settings.COCKPIT_ROLLUP_RECENT_HOURS + 1  # then the usual runs
+
+
+def test_a_rebuild_asked_for_while_a_backfill_is_stopped_starts_no_later_than_where_it_stopped(history):
+    RollupState.objects.update(resume_from=hour_floor(ago(days=5)))  # a backfill stopped at its budget
+    result = traffic_rollup_refresh(rebuild_from=ago(days=1))  # manage.py refresh_dashboard --days 1
+    assert result.rebuilt_from == hour_floor(ago(days=5)) and result.complete
+    assert RollupState.objects.get().resume_from is None
 
 
 def test_beat_runs_the_rollup_every_minute():

@@ -50,6 +50,14 @@ def called(monkeypatch) -> list[str]:
     return names
 
 
+@pytest.fixture
+def midday():
+    """Today at noon, the clock running: a test that follows a session for minutes stays inside the day (near
+    midnight its calls would rightly go to the parents' functions: request_function, verify_function)."""
+    with time_machine.travel(datetime.combine(timezone.now().date(), time(12), tzinfo=UTC), tick=True):
+        yield
+
+
 def _day(at: datetime) -> str:
     return f"{at.astimezone(UTC):%Y%m%d}"
 
@@ -66,7 +74,9 @@ def test_every_day_with_its_partitions_has_its_functions_and_a_sync_changes_noth
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("otp_path", ["sql"], indirect=True)
-def test_a_request_and_a_verify_call_their_days_functions_and_lock_only_those_days(workspace, sender, otp_path, called):
+def test_a_request_and_a_verify_call_their_days_functions_and_lock_only_those_days(
+    workspace, sender, otp_path, called, midday
+):
     workspace.fraud_guard_mode = "off"
     workspace.save()
     api = api_client(issue_key(workspace, name="many", tps=10_000)[1])
@@ -98,7 +108,7 @@ def test_a_request_and_a_verify_call_their_days_functions_and_lock_only_those_da
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("otp_path", ["sql"], indirect=True)
-def test_the_days_functions_answer_as_the_parents_do(api, otp_path, called):
+def test_the_days_functions_answer_as_the_parents_do(api, otp_path, called, midday):
     """The same steps through both: reuse, wrong codes, an expired session replaced, then approved."""
     answers = {}
     for through in ("day", "parent"):
